@@ -1,0 +1,43 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-teacache",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .executable(name: "teacache", targets: ["TeaCacheCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: - System libraries
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: - Libraries
+        .target(
+            name: "Tensors",
+            dependencies: ["COpenBLAS"]
+        ),
+
+        // MARK: - Command-line tool
+        .executableTarget(
+            name: "TeaCacheCLI",
+            dependencies: [
+                "Tensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: - Tests
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,69 @@
+/// Activation functions and their gated variants (vectorised, parallel over blocks).
+
+/// The GELU approximation to use.
+public enum GELUApproximation: Sendable {
+    /// `x · Φ(x)` with the exact normal CDF (`torch.nn.GELU()`).
+    case none
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (`approximate="tanh"`).
+    case tanh
+}
+
+@inlinable @inline(__always)
+func geluVector(_ x: SIMD16<Float>, _ approximation: GELUApproximation) -> SIMD16<Float> {
+    switch approximation {
+    case .none:
+        return 0.5 * x * (1 + VectorMath.erf(x * 0.70710678118654752))
+    case .tanh:
+        let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + VectorMath.tanh(inner))
+    }
+}
+
+@inlinable @inline(__always)
+func siluVector(_ x: SIMD16<Float>) -> SIMD16<Float> { x * VectorMath.sigmoid(x) }
+
+/// GELU, exact or tanh-approximated.
+public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
+    x.mapVector { geluVector($0, approximation) }
+}
+
+/// SiLU (swish): `x · sigmoid(x)`.
+public func silu(_ x: Tensor) -> Tensor { x.mapVector(siluVector) }
+
+/// Hyperbolic tangent.
+public func tanh(_ x: Tensor) -> Tensor { x.mapVector(VectorMath.tanh) }
+
+/// Applies `value · act(gate)` where the last axis of `x` holds `[value, gate]` halves
+/// (the layout of diffusers' `GEGLU`/`SwiGLU` projections). Output last axis is half the input's.
+func gated(
+    _ x: Tensor, name: String, _ act: (SIMD16<Float>) -> SIMD16<Float>
+) throws(TensorError) -> Tensor {
+    guard x.rank >= 1, x.shape[x.rank - 1] % 2 == 0 else {
+        throw .invalidArgument(operation: name, reason: "last axis of \(x.shape) must be even")
+    }
+    let d2 = x.shape[x.rank - 1], d = d2 / 2
+    let rows = d2 == 0 ? 0 : x.count / d2
+    var outShape = x.shape
+    outShape[x.rank - 1] = d
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: outShape) { dst in
+            Parallelism.forEachChunk(rows, costPerItem: 8 * d) { range in
+                for r in range {
+                    let v = src.baseAddress! + r * d2, g = v + d, o = dst.baseAddress! + r * d
+                    simdMap(g, o, d, act)
+                    for j in 0..<d { o[j] *= v[j] }
+                }
+            }
+        }
+    }
+}
+
+/// GEGLU: `value · gelu(gate)` over `[value, gate]` halves of the last axis.
+public func geglu(_ x: Tensor, approximation: GELUApproximation = .none) throws(TensorError) -> Tensor {
+    try gated(x, name: "geglu") { geluVector($0, approximation) }
+}
+
+/// SwiGLU: `value · silu(gate)` over `[value, gate]` halves of the last axis.
+public func swiglu(_ x: Tensor) throws(TensorError) -> Tensor {
+    try gated(x, name: "swiglu", siluVector)
+}

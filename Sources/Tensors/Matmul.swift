@@ -1,0 +1,108 @@
+import COpenBLAS
+
+/// Converts a dimension to BLAS's 32-bit integer type, or throws.
+@inlinable
+func blasInt(_ v: Int, _ op: String) throws(TensorError) -> Int32 {
+    guard v >= 0, v <= Int(Int32.max) else {
+        throw .invalidArgument(operation: op, reason: "dimension \(v) exceeds BLAS's 32-bit limit")
+    }
+    return Int32(v)
+}
+
+/// Row-major single-precision GEMM on raw pointers: `C = alpha·op(A)·op(B) + beta·C`.
+///
+/// `lda`, `ldb`, `ldc` are row strides in elements, so sub-matrices (a head's columns in a
+/// `[tokens, heads·dim]` tensor, for example) are used in place without copies.
+@inlinable
+public func sgemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Matrix product with optional transposes, done by sgemm (no transposed copies are made).
+///
+/// - 2-D × 2-D: `[M, K] · [K, N] → [M, N]`.
+/// - Batched: `[..., M, K] · [..., K, N]` where `b` has the same leading dims as `a`, or is 2-D and shared.
+/// With `transposeA`/`transposeB` the last two axes of that operand are read transposed.
+public func matmul(
+    _ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false
+) throws(TensorError) -> Tensor {
+    guard a.rank >= 2, b.rank >= 2 else {
+        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape], reason: "operands need rank >= 2")
+    }
+    let ar = a.shape[a.rank - 2], ac = a.shape[a.rank - 1]
+    let br = b.shape[b.rank - 2], bc = b.shape[b.rank - 1]
+    let (m, k) = transposeA ? (ac, ar) : (ar, ac)
+    let (k2, n) = transposeB ? (bc, br) : (br, bc)
+    guard k == k2 else {
+        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
+                             reason: "inner dimensions differ (\(k) vs \(k2))")
+    }
+    let batchA = Array(a.shape.dropLast(2))
+    let batchB = Array(b.shape.dropLast(2))
+    guard batchB.isEmpty || batchB == batchA else {
+        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
+                             reason: "batch dimensions must match, or b must be 2-D")
+    }
+    let batches = batchA.reduce(1, *)
+    _ = try blasInt(m, "matmul"); _ = try blasInt(n, "matmul"); _ = try blasInt(k, "matmul")
+    return a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in
+            Tensor(uninitializedShape: batchA + [m, n]) { pc in
+                if m * n == 0 { return }
+                if k == 0 { pc.update(repeating: 0); return }
+                for i in 0..<batches {
+                    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1,
+                          a: pa.baseAddress! + i * m * k, lda: ac,
+                          b: pb.baseAddress! + (batchB.isEmpty ? 0 : i * k * n), ldb: bc,
+                          beta: 0, c: pc.baseAddress! + i * m * n, ldc: n)
+                }
+            }
+        }
+    }
+}
+
+/// A fully connected layer in PyTorch's convention: `y = x · Wᵀ + b`.
+///
+/// - Parameters:
+///   - x: `[..., in]`.
+///   - weight: `[out, in]` (PyTorch `nn.Linear.weight` layout; read transposed by sgemm, never copied).
+///   - bias: `[out]`, optional.
+/// - Returns: `[..., out]`.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws(TensorError) -> Tensor {
+    guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
+        throw .shapeMismatch(operation: "linear", shapes: [x.shape, weight.shape],
+                             reason: "expected x [..., in] and weight [out, in] with matching in")
+    }
+    let out = weight.shape[0], inF = weight.shape[1]
+    if let bias { guard bias.shape == [out] else {
+        throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
+    } }
+    let rows = x.count / max(inF, 1)
+    _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
+    let outShape = Array(x.shape.dropLast()) + [out]
+    return x.withUnsafeBufferPointer { px in
+        weight.withUnsafeBufferPointer { pw in
+            Tensor(uninitializedShape: outShape) { py in
+                guard rows > 0, out > 0 else { return }
+                var beta: Float = 0
+                if let bias {
+                    bias.withUnsafeBufferPointer { pb in
+                        for r in 0..<rows { (py.baseAddress! + r * out).update(from: pb.baseAddress!, count: out) }
+                    }
+                    beta = 1
+                } else if inF == 0 {
+                    py.update(repeating: 0)
+                }
+                guard inF > 0 else { return }
+                sgemm(transposeA: false, transposeB: true, m: rows, n: out, k: inF, alpha: 1,
+                      a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF,
+                      beta: beta, c: py.baseAddress!, ldc: out)
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+/// Normalisations over the last axis and adaptive (timestep) modulation.
+
+/// Layer normalisation over the last axis: `(x − mean) / sqrt(var + eps) · weight + bias`.
+///
+/// Statistics use the biased variance, like `torch.nn.LayerNorm`. `weight`/`bias` are `[D]` or nil
+/// (a LayerNorm without affine parameters).
+public func layerNorm(
+    _ x: Tensor, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float
+) throws(TensorError) -> Tensor {
+    guard x.rank >= 1 else { throw .invalidArgument(operation: "layerNorm", reason: "needs rank >= 1") }
+    let d = x.shape[x.rank - 1]
+    for p in [weight, bias].compactMap({ $0 }) where p.shape != [d] {
+        throw .shapeMismatch(operation: "layerNorm", shapes: [x.shape, p.shape], reason: "affine parameters must be [\(d)]")
+    }
+    let rows = d == 0 ? 0 : x.count / d
+    let w = weight?.scalars, b = bias?.scalars
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: x.shape) { dst in
+            Parallelism.forEachChunk(rows, costPerItem: 4 * d) { range in
+                for r in range {
+                    let s = src.baseAddress! + r * d, o = dst.baseAddress! + r * d
+                    let mean = rowSum(s, d) / Float(d)
+                    let varc = rowCenteredSquares(s, d, mean) / Float(d)
+                    let inv = 1 / (varc + eps).squareRoot()
+                    for j in 0..<d { o[j] = (s[j] - mean) * inv }
+                    if let w { for j in 0..<d { o[j] *= w[j] } }
+                    if let b { for j in 0..<d { o[j] += b[j] } }
+                }
+            }
+        }
+    }
+}
+
+/// RMS normalisation over the last axis: `x / sqrt(mean(x²) + eps) · weight`.
+public func rmsNorm(_ x: Tensor, weight: Tensor? = nil, eps: Float) throws(TensorError) -> Tensor {
+    guard x.rank >= 1 else { throw .invalidArgument(operation: "rmsNorm", reason: "needs rank >= 1") }
+    let d = x.shape[x.rank - 1]
+    if let weight, weight.shape != [d] {
+        throw .shapeMismatch(operation: "rmsNorm", shapes: [x.shape, weight.shape], reason: "weight must be [\(d)]")
+    }
+    let rows = d == 0 ? 0 : x.count / d
+    let w = weight?.scalars
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: x.shape) { dst in
+            Parallelism.forEachChunk(rows, costPerItem: 3 * d) { range in
+                for r in range {
+                    let s = src.baseAddress! + r * d, o = dst.baseAddress! + r * d
+                    let ms = rowCenteredSquares(s, d, 0) / Float(d)
+                    let inv = 1 / (ms + eps).squareRoot()
+                    if let w { for j in 0..<d { o[j] = (s[j] * inv) * w[j] } } else { for j in 0..<d { o[j] = s[j] * inv } }
+                }
+            }
+        }
+    }
+}
+
+/// Adaptive modulation `x · (1 + scale) + shift` with per-sample parameters broadcast over tokens.
+///
+/// - Parameters:
+///   - x: `[B, S, D]`.
+///   - scale, shift: `[B, D]` or `[B, 1, D]` (per sample), or `[B, S, D]` (per token). `shift` may be nil.
+public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor?) throws(TensorError) -> Tensor {
+    guard x.rank == 3 else {
+        throw .shapeMismatch(operation: "modulate", shapes: [x.shape], reason: "x must be [B, S, D]")
+    }
+    let (bsz, s, d) = (x.shape[0], x.shape[1], x.shape[2])
+    func perToken(_ t: Tensor) throws(TensorError) -> Bool {
+        if t.shape == [bsz, d] || t.shape == [bsz, 1, d] { return false }
+        if t.shape == [bsz, s, d] { return true }
+        throw .shapeMismatch(operation: "modulate", shapes: [x.shape, t.shape],
+                             reason: "scale/shift must be [B, D], [B, 1, D] or [B, S, D]")
+    }
+    let scaleTok = try perToken(scale)
+    let shiftTok = try shift.map { t throws(TensorError) in try perToken(t) } ?? false
+    let zeros = shift == nil ? try Tensor(zeros: [bsz, d]) : nil
+    let sh = shift ?? zeros!
+    return x.withUnsafeBufferPointer { px in
+        scale.withUnsafeBufferPointer { psc in
+            sh.withUnsafeBufferPointer { psh in
+                Tensor(uninitializedShape: x.shape) { out in
+                    Parallelism.forEachChunk(bsz * s, costPerItem: d) { rows in
+                        for r in rows {
+                            let b = r / max(s, 1)
+                            let sc = psc.baseAddress! + (scaleTok ? r : b) * d
+                            let sf = psh.baseAddress! + (shiftTok ? r : b) * d
+                            let xi = px.baseAddress! + r * d, o = out.baseAddress! + r * d
+                            for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) + sf[j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sum of a row with 16-lane accumulators.
+@inlinable @inline(__always)
+func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= n { acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self); i += 16 }
+    var s = acc.sum()
+    while i < n { s += p[i]; i += 1 }
+    return s
+}
+
+/// Sum of (x − c)² over a row with 16-lane accumulators.
+@inlinable @inline(__always)
+func rowCenteredSquares(_ p: UnsafePointer<Float>, _ n: Int, _ c: Float) -> Float {
+    var acc = SIMD16<Float>(repeating: 0)
+    let vc = SIMD16<Float>(repeating: c)
+    var i = 0
+    while i + 16 <= n {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) - vc
+        acc += v * v
+        i += 16
+    }
+    var s = acc.sum()
+    while i < n { let v = p[i] - c; s += v * v; i += 1 }
+    return s
+}
+
+/// Row maximum.
+@inlinable @inline(__always)
+func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = -Float.infinity
+    var acc = SIMD16<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 16 <= n { acc = pointwiseMax(acc, UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)); i += 16 }
+    m = acc.max()
+    while i < n { m = Swift.max(m, p[i]); i += 1 }
+    return m
+}

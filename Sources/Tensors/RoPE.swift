@@ -1,0 +1,120 @@
+import Foundation
+
+/// Rotary position embeddings: frequency tables and their application to query/key heads.
+public enum RotaryEmbedding {
+    /// How rotated pairs are laid out within a head.
+    public enum Layout: Sendable {
+        /// Pairs are adjacent channels `(x₀, x₁), (x₂, x₃), …` (FLUX, Wan, HunyuanVideo).
+        case interleaved
+        /// Pairs are `(xᵢ, xᵢ₊D/2)`: the first half rotates against the second (GPT-NeoX style).
+        case splitHalves
+    }
+
+    /// cos/sin tables `[S, D]` for multi-axis positions.
+    ///
+    /// Each axis `a` with dimension `axesDims[a]` (even) contributes `axesDims[a]/2` frequencies
+    /// `θ^(−2i/dim)` (computed in Double); the angle is `position · frequency`. Tables are laid out for
+    /// `layout`: interleaved repeats each frequency twice, split-halves concatenates the half table with
+    /// itself, per axis, and the axes are concatenated in order.
+    ///
+    /// - Parameters:
+    ///   - positions: `[S, axesDims.count]` position ids (may be fractional).
+    ///   - axesDims: per-axis rotary dimensions; their sum is the head dimension D.
+    ///   - theta: the base (10000 for most models).
+    public static func tables(
+        positions: Tensor, axesDims: [Int], theta: Double, layout: Layout = .interleaved
+    ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        guard positions.rank == 2, positions.shape[1] == axesDims.count else {
+            throw .shapeMismatch(operation: "rotary tables", shapes: [positions.shape, [axesDims.count]],
+                                 reason: "positions must be [S, \(axesDims.count)] for \(axesDims.count) axes")
+        }
+        guard axesDims.allSatisfy({ $0 > 0 && $0 % 2 == 0 }) else {
+            throw .invalidArgument(operation: "rotary tables", reason: "every axis dimension must be even and positive: \(axesDims)")
+        }
+        let s = positions.shape[0]
+        let d = axesDims.reduce(0, +)
+        let pos = positions.scalars
+        var cosT = [Float](repeating: 0, count: s * d)
+        var sinT = [Float](repeating: 0, count: s * d)
+        var col = 0
+        for (a, dim) in axesDims.enumerated() {
+            let half = dim / 2
+            let freqs = (0..<half).map { i in 1.0 / pow(theta, Double(2 * i) / Double(dim)) }
+            for t in 0..<s {
+                let p = Double(pos[t * axesDims.count + a])
+                for i in 0..<half {
+                    let angle = p * freqs[i]
+                    let c = Float(Foundation.cos(angle)), sn = Float(Foundation.sin(angle))
+                    let base = t * d + col
+                    switch layout {
+                    case .interleaved:
+                        cosT[base + 2 * i] = c; cosT[base + 2 * i + 1] = c
+                        sinT[base + 2 * i] = sn; sinT[base + 2 * i + 1] = sn
+                    case .splitHalves:
+                        cosT[base + i] = c; cosT[base + half + i] = c
+                        sinT[base + i] = sn; sinT[base + half + i] = sn
+                    }
+                }
+            }
+            col += dim
+        }
+        return (try Tensor(shape: [s, d], scalars: cosT), try Tensor(shape: [s, d], scalars: sinT))
+    }
+
+    /// Rotates every head of `x` by the position tables.
+    ///
+    /// - Parameters:
+    ///   - x: `[B, S, H·D]` (token-major, heads concatenated).
+    ///   - cos, sin: `[S, D]` tables in the same `layout` (see ``tables(positions:axesDims:theta:layout:)``).
+    ///   - heads: H.
+    /// - Returns: the rotated tensor, same shape. For a pair `(a, b)` at channels `(i, j)`:
+    ///   `a' = a·cos[i] − b·sin[i]`, `b' = b·cos[j] + a·sin[j]`.
+    public static func apply(
+        _ x: Tensor, cos: Tensor, sin: Tensor, heads: Int, layout: Layout = .interleaved
+    ) throws(TensorError) -> Tensor {
+        guard x.rank == 3, heads > 0, x.shape[2] % heads == 0 else {
+            throw .shapeMismatch(operation: "rotary apply", shapes: [x.shape], reason: "x must be [B, S, H·D] with H = \(heads)")
+        }
+        let (b, s, w) = (x.shape[0], x.shape[1], x.shape[2])
+        let d = w / heads
+        guard cos.shape == [s, d], sin.shape == [s, d], d % 2 == 0 else {
+            throw .shapeMismatch(operation: "rotary apply", shapes: [x.shape, cos.shape, sin.shape],
+                                 reason: "tables must be [S, D] = [\(s), \(d)] with D even")
+        }
+        return x.withUnsafeBufferPointer { px in
+            cos.withUnsafeBufferPointer { pc in
+                sin.withUnsafeBufferPointer { ps in
+                    Tensor(uninitializedShape: x.shape) { out in
+                        Parallelism.forEachChunk(b * s, costPerItem: 4 * w) { rows in
+                            for r in rows {
+                                let t = r % s
+                                let c = pc.baseAddress! + t * d, sn = ps.baseAddress! + t * d
+                                for h in 0..<heads {
+                                    let xi = px.baseAddress! + r * w + h * d
+                                    let o = out.baseAddress! + r * w + h * d
+                                    switch layout {
+                                    case .interleaved:
+                                        var i = 0
+                                        while i < d {
+                                            let a = xi[i], bb = xi[i + 1]
+                                            o[i] = a * c[i] - bb * sn[i]
+                                            o[i + 1] = bb * c[i + 1] + a * sn[i + 1]
+                                            i += 2
+                                        }
+                                    case .splitHalves:
+                                        let half = d / 2
+                                        for i in 0..<half {
+                                            let a = xi[i], bb = xi[i + half]
+                                            o[i] = a * c[i] - bb * sn[i]
+                                            o[i + half] = bb * c[i + half] + a * sn[i + half]
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+/// Errors raised by tensor construction, shape manipulation and kernels.
+///
+/// Every case carries enough context to say what to fix: the operation that failed and the
+/// shapes or values involved.
+public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A shape had a negative dimension, or its element count overflowed `Int`.
+    case invalidShape([Int], reason: String)
+    /// The number of scalars supplied does not match the product of the shape.
+    case scalarCountMismatch(shape: [Int], expected: Int, got: Int)
+    /// The shapes of operands are incompatible for an operation.
+    case shapeMismatch(operation: String, shapes: [[Int]], reason: String)
+    /// An axis argument is outside `-rank ..< rank`.
+    case axisOutOfRange(operation: String, axis: Int, rank: Int)
+    /// An argument other than a shape is invalid (a range, a head count, a split size...).
+    case invalidArgument(operation: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidShape(shape, reason):
+            return "invalid shape \(shape): \(reason)"
+        case let .scalarCountMismatch(shape, expected, got):
+            return "shape \(shape) needs \(expected) scalars, got \(got)"
+        case let .shapeMismatch(operation, shapes, reason):
+            return "\(operation): incompatible shapes \(shapes.map { "\($0)" }.joined(separator: ", ")): \(reason)"
+        case let .axisOutOfRange(operation, axis, rank):
+            return "\(operation): axis \(axis) is out of range for a tensor of rank \(rank)"
+        case let .invalidArgument(operation, reason):
+            return "\(operation): \(reason)"
+        }
+    }
+}
