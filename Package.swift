@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "TeaCache", targets: ["TeaCache"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -25,6 +26,10 @@ let package = Package(
             name: "Tensors",
             dependencies: ["COpenBLAS"]
         ),
+        .target(
+            name: "TeaCache",
+            dependencies: ["Tensors", "COpenBLAS"]
+        ),
 
         // MARK: - Command-line tool
         .executableTarget(
@@ -38,6 +43,11 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(
+            name: "TeaCacheTests",
+            dependencies: ["TeaCache", "Tensors"],
+            exclude: ["../Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
