@@ -43,11 +43,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(
-            name: "TeaCacheTests",
-            dependencies: ["TeaCache", "Tensors"],
-            exclude: ["../Fixtures"]
-        ),
+        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
