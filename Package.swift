@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "DiTModels", targets: ["DiTModels"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -24,6 +25,11 @@ let package = Package(
         .target(
             name: "Tensors",
             dependencies: ["COpenBLAS"]
+        ),
+
+        .target(
+            name: "DiTModels",
+            dependencies: ["Tensors"]
         ),
 
         // MARK: - Command-line tool
