@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Safetensors", targets: ["Safetensors"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -25,12 +26,17 @@ let package = Package(
             name: "Tensors",
             dependencies: ["COpenBLAS"]
         ),
+        .target(
+            name: "Safetensors",
+            dependencies: ["Tensors"]
+        ),
 
         // MARK: - Command-line tool
         .executableTarget(
             name: "TeaCacheCLI",
             dependencies: [
                 "Tensors",
+                "Safetensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -38,6 +44,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
