@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
+        .library(name: "Safetensors", targets: ["Safetensors"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -26,10 +27,13 @@ let package = Package(
             name: "Tensors",
             dependencies: ["COpenBLAS"]
         ),
-
+        .target(
+            name: "Safetensors",
+            dependencies: ["Tensors"]
+        ),
         .target(
             name: "DiTModels",
-            dependencies: ["Tensors"]
+            dependencies: ["Tensors", "Safetensors"]
         ),
 
         // MARK: - Command-line tool
@@ -37,6 +41,7 @@ let package = Package(
             name: "TeaCacheCLI",
             dependencies: [
                 "Tensors",
+                "Safetensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -44,6 +49,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
