@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "DiTModels", targets: ["DiTModels"]),
+        .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "TeaCache", targets: ["TeaCache"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
@@ -27,8 +29,16 @@ let package = Package(
             dependencies: ["COpenBLAS"]
         ),
         .target(
+            name: "Safetensors",
+            dependencies: ["Tensors"]
+        ),
+        .target(
             name: "TeaCache",
             dependencies: ["Tensors", "COpenBLAS"]
+        ),
+        .target(
+            name: "DiTModels",
+            dependencies: ["Tensors", "Safetensors"]
         ),
 
         // MARK: - Command-line tool
@@ -36,6 +46,7 @@ let package = Package(
             name: "TeaCacheCLI",
             dependencies: [
                 "Tensors",
+                "Safetensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -43,6 +54,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,21 @@
+import Tensors
+
+/// diffusers' `FeedForward` with a non-gated activation: `net.2(act(net.0.proj(x)))`.
+public struct FeedForward: Sendable {
+    public let projIn: Linear
+    public let projOut: Linear
+    public let approximation: GELUApproximation
+
+    /// Takes `<prefix>.net.0.proj` and `<prefix>.net.2`.
+    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, inner: Int, out: Int? = nil,
+                approximation: GELUApproximation) {
+        projIn = Linear(loader, "\(prefix).net.0.proj", in: dim, out: inner)
+        projOut = Linear(loader, "\(prefix).net.2", in: inner, out: out ?? dim)
+        self.approximation = approximation
+    }
+
+    /// Applies the feed-forward to `[..., dim]`.
+    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+        try projOut(gelu(projIn(x), approximation: approximation))
+    }
+}

@@ -1,0 +1,31 @@
+import Tensors
+
+/// A fully connected layer `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
+public struct Linear: Sendable {
+    /// `[out, in]`.
+    public let weight: Tensor
+    /// `[out]`, or nil for a layer without bias.
+    public let bias: Tensor?
+
+    /// Takes `<prefix>.weight` (and `<prefix>.bias` when `bias` is true) from the loader.
+    public init(_ loader: WeightLoader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) {
+        weight = loader.take("\(prefix).weight", shape: [outFeatures, inFeatures])
+        self.bias = bias ? loader.take("\(prefix).bias", shape: [outFeatures]) : nil
+    }
+
+    /// Wraps existing parameters.
+    public init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Output features.
+    public var outFeatures: Int { weight.shape[0] }
+    /// Input features.
+    public var inFeatures: Int { weight.shape[1] }
+
+    /// Applies the layer to `[..., in]`.
+    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+        try linear(x, weight: weight, bias: bias)
+    }
+}

@@ -1,0 +1,46 @@
+import Tensors
+
+/// Errors raised while building a model from a diffusers configuration and weights.
+public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
+    /// A file could not be read.
+    case unreadableFile(path: String, reason: String)
+    /// `config.json` is not valid JSON of the expected form.
+    case malformedConfig(reason: String)
+    /// The configuration names a different diffusers class than the model being built.
+    case wrongClass(expected: [String], got: String)
+    /// A configuration field has a value this implementation does not support.
+    case unsupportedConfig(field: String, value: String, reason: String)
+    /// Weights did not match the architecture. All problems are listed at once.
+    case weightMismatch(missing: [String], unexpected: [String], misshaped: [MisshapedWeight])
+    /// A kernel rejected a shape while building the model.
+    case tensor(TensorError)
+
+    /// A weight whose stored shape differs from the one the configuration implies.
+    public struct MisshapedWeight: Sendable, Equatable, CustomStringConvertible {
+        public let name: String
+        public let expected: [Int]
+        public let found: [Int]
+        public var description: String { "\(name): expected \(expected), found \(found)" }
+    }
+
+    public var description: String {
+        switch self {
+        case let .unreadableFile(path, reason):
+            return "cannot read \(path): \(reason)"
+        case let .malformedConfig(reason):
+            return "malformed config.json: \(reason)"
+        case let .wrongClass(expected, got):
+            return "config.json is for class \(got), expected \(expected.joined(separator: " or "))"
+        case let .unsupportedConfig(field, value, reason):
+            return "unsupported config value \(field) = \(value): \(reason)"
+        case let .weightMismatch(missing, unexpected, misshaped):
+            var parts: [String] = []
+            if !missing.isEmpty { parts.append("missing \(missing.count): \(missing.sorted().joined(separator: ", "))") }
+            if !unexpected.isEmpty { parts.append("unexpected \(unexpected.count): \(unexpected.sorted().joined(separator: ", "))") }
+            if !misshaped.isEmpty { parts.append("misshaped \(misshaped.count): \(misshaped.map(\.description).joined(separator: "; "))") }
+            return "weights do not match the configuration — " + parts.joined(separator: " | ")
+        case let .tensor(e):
+            return e.description
+        }
+    }
+}

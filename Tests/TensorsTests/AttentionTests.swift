@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+@testable import Tensors
+
+@Suite struct AttentionTests {
+    /// Naive attention in Double on [B, S, H·D] tensors; `bias(b, h, i, j)` is added to scores,
+    /// `keep(b, j)` masks keys.
+    func naive(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int,
+               bias: ((Int, Int, Int, Int) -> Double)? = nil, keep: ((Int, Int) -> Bool)? = nil) -> [Double] {
+        let (b, sq, w) = (q.shape[0], q.shape[1], q.shape[2])
+        let sk = k.shape[1], dh = w / heads
+        let qs = d(q), ks = d(k), vs = d(v)
+        var out = [Double](repeating: 0, count: b * sq * w)
+        for bi in 0..<b { for h in 0..<heads { for i in 0..<sq {
+            var scores = [Double](repeating: 0, count: sk)
+            for j in 0..<sk {
+                var s = 0.0
+                for c in 0..<dh { s += qs[(bi * sq + i) * w + h * dh + c] * ks[(bi * sk + j) * w + h * dh + c] }
+                s /= Double(dh).squareRoot()
+                if let bias { s += bias(bi, h, i, j) }
+                if let keep, !keep(bi, j) { s = -.infinity }
+                scores[j] = s
+            }
+            let m = scores.max()!
+            let e = scores.map { Foundation.exp($0 - m) }
+            let tot = e.reduce(0, +)
+            for c in 0..<dh {
+                var acc = 0.0
+                for j in 0..<sk { acc += e[j] / tot * vs[(bi * sk + j) * w + h * dh + c] }
+                out[(bi * sq + i) * w + h * dh + c] = acc
+            }
+        } } }
+        return out
+    }
+
+    // Sq = 130 crosses the 128-row query block; odd key counts exercise the softmax tail.
+    @Test(arguments: [(1, 5, 7, 1, 4), (2, 130, 33, 3, 8), (1, 17, 300, 2, 16)])
+    func unmaskedMatchesNaive(_ c: (Int, Int, Int, Int, Int)) throws {
+        let (b, sq, sk, h, dh) = c
+        let q = rand([b, sq, h * dh], seed: 1), k = rand([b, sk, h * dh], seed: 2), v = rand([b, sk, h * dh], seed: 3)
+        let o = try attention(query: q, key: k, value: v, heads: h)
+        #expect(o.shape == [b, sq, h * dh])
+        expectClose(o, naive(q, k, v, heads: h))
+    }
+
+    @Test func keyMaskAndAdditiveMask() throws {
+        let (b, sq, sk, h, dh) = (2, 9, 11, 2, 4)
+        let q = rand([b, sq, h * dh], seed: 4), k = rand([b, sk, h * dh], seed: 5), v = rand([b, sk, h * dh], seed: 6)
+        var keys = [Float](repeating: 1, count: b * sk)
+        for j in 7..<sk { keys[j] = 0 }          // sample 0: last 4 keys padded
+        keys[sk + 2] = 0                          // sample 1: key 2 masked
+        let mask = try Tensor(shape: [b, sk], scalars: keys)
+        let o = try attention(query: q, key: k, value: v, heads: h, mask: .keys(mask))
+        expectClose(o, naive(q, k, v, heads: h, keep: { bi, j in keys[bi * sk + j] != 0 }))
+
+        let add = rand([b, 1, 1, sk], seed: 7)
+        let adds = d(add)
+        let o2 = try attention(query: q, key: k, value: v, heads: h, mask: .additive(add))
+        expectClose(o2, naive(q, k, v, heads: h, bias: { bi, _, _, j in adds[bi * sk + j] }))
+
+        let full = rand([b, h, sq, sk], seed: 8)
+        let fulls = d(full)
+        let o3 = try attention(query: q, key: k, value: v, heads: h, mask: .additive(full))
+        expectClose(o3, naive(q, k, v, heads: h, bias: { bi, hh, i, j in fulls[((bi * h + hh) * sq + i) * sk + j] }))
+    }
+
+    @Test func rejectsBadShapes() {
+        let q = rand([1, 4, 8], seed: 1), k = rand([1, 5, 8], seed: 2)
+        #expect(throws: TensorError.self) { try attention(query: q, key: k, value: k, heads: 3) }
+        #expect(throws: TensorError.self) { try attention(query: q, key: k, value: rand([1, 6, 8], seed: 3), heads: 2) }
+        #expect(throws: TensorError.self) {
+            try attention(query: q, key: k, value: k, heads: 2, mask: .keys(rand([1, 4], seed: 4)))
+        }
+    }
+}
