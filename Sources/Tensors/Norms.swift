@@ -126,7 +126,11 @@ func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = -Float.infinity
     var acc = SIMD16<Float>(repeating: -.infinity)
     var i = 0
-    while i + 16 <= n { acc = pointwiseMax(acc, UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)); i += 16 }
+    while i + 16 <= n {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+        acc.replace(with: v, where: v .> acc)
+        i += 16
+    }
     m = acc.max()
     while i < n { m = Swift.max(m, p[i]); i += 1 }
     return m

@@ -7,10 +7,16 @@ public enum VectorMath {
 
     @inlinable @inline(__always)
     public static func exp(_ x: V) -> V {
+        // Generic SIMD min/max/rounding conversions are not vectorised by the compiler; masks,
+        // arithmetic and bit casts are, so clamping and rounding are written with those.
         let hi = V(repeating: 88.72283)
         let lo = V(repeating: -87.33654)
-        let xc = x.clamped(lowerBound: lo, upperBound: hi)
-        let n = (xc * 1.44269504088896341).rounded(.toNearestOrEven)
+        var xc = x.replacing(with: hi, where: x .> hi)
+        xc.replace(with: lo, where: xc .< lo)
+        // Round x·log2(e) to the nearest integer with the 1.5·2²³ trick; its low mantissa bits are n.
+        let magic = V(repeating: 12582912.0)
+        let shifted = xc * 1.44269504088896341 + magic
+        let n = shifted - magic
         var r = xc - n * 0.693359375
         r = r - n * -2.12194440e-4
         let r2 = r * r
@@ -21,8 +27,8 @@ public enum VectorMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         p = p * r2 + r + 1
-        // 2^n through the exponent field; n is in [-126, 128], handle 128 by splitting.
-        let ni = SIMD16<Int32>(n, rounding: .towardZero)
+        // 2^n via the exponent field, split in two factors so n = 128 stays representable.
+        let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
         let half = ni &>> 1
         let s1 = unsafeBitCast((half &+ 127) &<< 23, to: V.self)
         let s2 = unsafeBitCast(((ni &- half) &+ 127) &<< 23, to: V.self)
@@ -42,7 +48,8 @@ public enum VectorMath {
     /// tanh(x) = 1 − 2 / (e^{2x} + 1), saturating cleanly at ±1.
     @inlinable @inline(__always)
     public static func tanh(_ x: V) -> V {
-        let xc = x.clamped(lowerBound: V(repeating: -9), upperBound: V(repeating: 9))
+        var xc = x.replacing(with: V(repeating: 9), where: x .> 9)
+        xc.replace(with: V(repeating: -9), where: xc .< -9)
         let e = exp(xc + xc)
         var t = 1 - 2 / (e + 1)
         // Small |x|: use the odd series to keep relative accuracy near 0.

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import Tensors
+
+/// `teacache bench kernels`: sgemm at 1024³ and attention at a DiT shape, side by side.
+struct BenchKernelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "sgemm GFLOP/s at 1024³ and attention (8 heads × 1152 tokens × 64) as a share of it."
+    )
+
+    @Option(help: "Threads for BLAS and element-wise loops (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Timed repetitions per measurement (median reported).")
+    var repeats: Int = 7
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        if let threads { Parallelism.threadCount = threads }
+        print("threads \(Parallelism.threadCount)")
+        let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: repeats)
+        print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))
+        let att = try KernelBenchmarks.attentionGFLOPS(repeats: repeats)
+        print(String(format: "attention 8x1152x64 %.1f GFLOP/s %.0f%% of sgemm", att, 100 * att / sgemm))
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Tensors
+
+/// Timing helpers and the kernel measurements shared by the `bench` subcommands.
+enum KernelBenchmarks {
+    /// Seconds taken by `body`, as the median of `repeats` runs after `warmup` runs.
+    static func medianSeconds(repeats: Int, warmup: Int = 1, _ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<warmup { try body() }
+        var times: [Double] = []
+        for _ in 0..<max(repeats, 1) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+
+    /// sgemm rate in GFLOP/s for an n×n×n product (2n³ flops).
+    static func sgemmGFLOPS(n: Int = 1024, repeats: Int = 7) throws -> Double {
+        var g = SeededGenerator(seed: 1)
+        let a = try Tensor.randomUniform(shape: [n, n], using: &g)
+        let b = try Tensor.randomUniform(shape: [n, n], using: &g)
+        let t = try medianSeconds(repeats: repeats, warmup: 2) { _ = try matmul(a, b) }
+        return 2 * Double(n * n * n) / t / 1e9
+    }
+
+    /// Attention rate in GFLOP/s: QKᵀ and PV count 4·H·S²·Dh flops (softmax not counted).
+    static func attentionGFLOPS(heads: Int = 8, tokens: Int = 1152, headDim: Int = 64, repeats: Int = 5) throws -> Double {
+        var g = SeededGenerator(seed: 2)
+        let shape = [1, tokens, heads * headDim]
+        let q = try Tensor.randomUniform(shape: shape, using: &g)
+        let k = try Tensor.randomUniform(shape: shape, using: &g)
+        let v = try Tensor.randomUniform(shape: shape, using: &g)
+        let t = try medianSeconds(repeats: repeats, warmup: 2) {
+            _ = try attention(query: q, key: k, value: v, heads: heads)
+        }
+        return 4 * Double(heads * tokens * tokens * headDim) / t / 1e9
+    }
+
+    /// Peak resident set size of this process in bytes (VmHWM), or nil where /proc is unavailable.
+    static func peakRSSBytes() -> Int? {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first
+            return kb.map { $0 * 1024 }
+        }
+        return nil
+    }
+}
