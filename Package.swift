@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Safetensors", targets: ["Safetensors"]),
+        .library(name: "TeaCache", targets: ["TeaCache"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
@@ -31,10 +32,14 @@ let package = Package(
             name: "Safetensors",
             dependencies: ["Tensors"]
         ),
+        .target(
+            name: "TeaCache",
+            dependencies: ["Tensors", "COpenBLAS"]
+        ),
 
         .target(
             name: "DiTModels",
-            dependencies: ["Tensors", "Safetensors"]
+            dependencies: ["Tensors", "Safetensors", "TeaCache"]
         ),
 
         // MARK: - Command-line tool
@@ -44,6 +49,7 @@ let package = Package(
                 "Tensors",
                 "Safetensors",
                 "DiTModels",
+                "TeaCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,7 +58,8 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
-        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "Tensors"]),
+        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
+        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
