@@ -6,9 +6,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
-        .library(name: "DiTModels", targets: ["DiTModels"]),
         .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "TeaCache", targets: ["TeaCache"]),
+        .library(name: "DiTModels", targets: ["DiTModels"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -36,9 +36,10 @@ let package = Package(
             name: "TeaCache",
             dependencies: ["Tensors", "COpenBLAS"]
         ),
+
         .target(
             name: "DiTModels",
-            dependencies: ["Tensors", "Safetensors"]
+            dependencies: ["Tensors", "Safetensors", "TeaCache"]
         ),
 
         // MARK: - Command-line tool
@@ -47,6 +48,8 @@ let package = Package(
             dependencies: [
                 "Tensors",
                 "Safetensors",
+                "DiTModels",
+                "TeaCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,6 +59,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
+        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )

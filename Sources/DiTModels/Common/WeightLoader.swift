@@ -18,6 +18,9 @@ public final class WeightLoader {
     private var used: Set<String> = []
     private var missing: [String] = []
     private var misshaped: [ModelLoadError.MisshapedWeight] = []
+    /// The number of scalars handed out by ``take(_:shape:)`` so far (the model's parameter count once
+    /// construction is done).
+    public private(set) var parameterCount = 0
 
     /// A loader over stored tensors (for example, every tensor of a safetensors file).
     public init(tensors: [String: Tensor]) { source = .stored(tensors) }
@@ -34,6 +37,7 @@ public final class WeightLoader {
     /// The parameter `name` with the given shape.
     public func take(_ name: String, shape: [Int]) -> Tensor {
         used.insert(name)
+        parameterCount += shape.reduce(1, *)
         switch source {
         case .stored(let dict):
             guard let t = dict[name] else {
