@@ -44,3 +44,58 @@ import Tensors
         #expect(try model(x) == out)
     }
 }
+
+/// Properties of the forward that do not need a reference file.
+@Suite struct FluxForwardPropertyTests {
+    /// Batch elements are independent: a batch of two equals the two single-sample forwards
+    /// (up to summation-order noise of the batched sgemm; 1e-5 relative is far below any mixing error).
+    @Test func batchElementsAreIndependent() throws {
+        let model = try FluxForwardTests.model("flux")
+        let t = try Fixtures.tensors("flux", "forward.safetensors")
+        let one = try FluxForwardTests.inputs(t)
+        var other = one
+        other.hiddenStates = one.hiddenStates * -0.5
+        other.timestep = try Tensor(shape: [1], scalars: [0.25])
+        var both = one
+        both.hiddenStates = try Tensor.concatenate([one.hiddenStates, other.hiddenStates], axis: 0)
+        both.encoderHiddenStates = try Tensor.concatenate([one.encoderHiddenStates, other.encoderHiddenStates], axis: 0)
+        both.pooledProjections = try Tensor.concatenate([one.pooledProjections, other.pooledProjections], axis: 0)
+        both.timestep = try Tensor(shape: [2], scalars: [one.timestep.scalars[0], 0.25])
+        both.guidance = try Tensor(shape: [2], repeating: try #require(one.guidance).scalars[0])
+        let out = try model(both)
+        let expected = try Tensor.concatenate([model(one), model(other)], axis: 0)
+        #expect(try Tensor.relativeL2(out, expected) <= 1e-5)
+    }
+
+    @Test func rejectsInputsThatDoNotFitTheConfiguration() throws {
+        let model = try FluxForwardTests.model("flux")
+        let x = try FluxForwardTests.inputs(Fixtures.tensors("flux", "forward.safetensors"))
+        var noGuidance = x
+        noGuidance.guidance = nil
+        var wrongIDs = x
+        wrongIDs.imageIDs = try Tensor(zeros: [x.imageIDs.shape[0] + 1, 3])
+        var nan = x
+        nan.hiddenStates[0, 0, 0] = .nan
+        for bad in [noGuidance, wrongIDs, nan] {
+            #expect(throws: TensorError.self) { try model(bad) }
+        }
+    }
+
+    /// A random model is deterministic in its seed, and the taper leaves the timestep embedding smooth:
+    /// one step of a 28-step schedule moves the conditioning much less than a jump across the schedule.
+    @Test func randomModelIsSeededAndTapered() throws {
+        let config = try FluxConfiguration.parse(Data(FluxLoadingTests.fixtureConfig.utf8))
+        let a = try FluxTransformer.random(configuration: config, seed: 7)
+        let b = try FluxTransformer.random(configuration: config, seed: 7)
+        #expect(a.xEmbedder.weight == b.xEmbedder.weight && a.projOut.weight == b.projOut.weight)
+        let emb = a.timeTextEmbed
+        let pooled = try Tensor(zeros: [1, 32])
+        let g = try Tensor(shape: [1], scalars: [3.5])
+        func temb(_ t: Float) throws -> Tensor {
+            try emb(timestep: Tensor(shape: [1], scalars: [t]), guidance: g, pooled: pooled)
+        }
+        let near = try Tensor.meanAbsoluteDifference(temb(0.5), temb(0.5 - 1.0 / 28))
+        let far = try Tensor.meanAbsoluteDifference(temb(0.9), temb(0.1))
+        #expect(near < 0.25 * far)
+    }
+}
