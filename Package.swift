@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "TeaCache", targets: ["TeaCache"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
+        .library(name: "TeaCacheDemo", targets: ["TeaCacheDemo"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -41,6 +42,10 @@ let package = Package(
             name: "DiTModels",
             dependencies: ["Tensors", "Safetensors", "TeaCache"]
         ),
+        .target(
+            name: "TeaCacheDemo",
+            dependencies: ["Tensors", "TeaCache", "DiTModels"]
+        ),
 
         // MARK: - Command-line tool
         .executableTarget(
@@ -50,6 +55,7 @@ let package = Package(
                 "Safetensors",
                 "DiTModels",
                 "TeaCache",
+                "TeaCacheDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -60,6 +66,12 @@ let package = Package(
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
+        .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Documentation: `BUILD_DOCS=1 swift package generate-documentation --target TeaCache`.
+if Context.environment["BUILD_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

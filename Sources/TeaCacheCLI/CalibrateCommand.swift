@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import TeaCacheDemo
+
+/// `teacache calibrate`: fits the rescaling polynomial on uncached runs and writes a preset JSON.
+struct CalibrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calibrate",
+        abstract: "Fit TeaCache coefficients on uncached runs over several seeds and write a preset JSON.",
+        discussion: "The preset loads with TeaCachePreset.load(from:) and `teacache demo --preset`. "
+            + "Fits with R² below \(CalibrationRunner.minimumRSquared) are refused unless --force is given."
+    )
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Number of input seeds (uncached runs).")
+    var seeds: Int = 3
+
+    @Flag(help: "Accept a fit whose R² is below the floor.")
+    var force = false
+
+    @Option(help: "Where to write the preset JSON.")
+    var output: String = "teacache-output/calibrated-preset.json"
+
+    @Option(help: "The preset's name (default: <model>-calibrated).")
+    var name: String?
+
+    @Option(help: "The preset's default threshold (default: the family preset's).")
+    var defaultThreshold: Double?
+
+    @Option(help: "The R² floor below which fits are refused without --force.")
+    var minimumRSquared: Double = CalibrationRunner.minimumRSquared
+
+    func run() throws {
+        do {
+            let options = CalibrationOptions(source: modelOptions.source, seeds: seeds, force: force, outputPath: output,
+                                             name: name, defaultThreshold: defaultThreshold,
+                                             minimumRSquared: minimumRSquared)
+            try options.validate()
+            modelOptions.applyThreads()
+            let report = try CalibrationRunner.run(options) { ProgressBar.standardError(label: $0) }
+            print(report.render())
+        } catch {
+            CLIErrors.exit(error)
+        }
+    }
+}
+
+/// One-line error reporting for the demo commands.
+enum CLIErrors {
+    /// Prints `error: <message>` on stderr and exits with status 1.
+    static func exit(_ error: any Error) -> Never {
+        var message = "\(error)"
+        if case let DemoError.teaCache(.poorCalibrationFit(r2, minimum)) = error {
+            message = "the calibration fit has R² = \(r2), below the required \(minimum); record more seeds or steps, "
+                + "or rerun with --force to accept it"
+        }
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+}

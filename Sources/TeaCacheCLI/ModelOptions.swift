@@ -1,0 +1,39 @@
+import ArgumentParser
+import TeaCacheDemo
+import Tensors
+
+/// The model options shared by `demo` and `calibrate`.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model family: \(DemoModelRegistry.names.joined(separator: ", ")).")
+    var model: String = "flux"
+
+    @Option(help: "Benchmark-style ({\"class\", \"config\", \"inputs\"}) or diffusers config JSON (default: the embedded benchmark shape).")
+    var config: String?
+
+    @Option(help: "Safetensors weights (default: seeded random weights with the timestep taper).")
+    var weights: String?
+
+    @Option(help: "Sampling steps.")
+    var steps: Int = 28
+
+    @Option(help: "Threads for BLAS and element-wise loops (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Seed of the random weights (inputs use seed + 1, ...).")
+    var seed: UInt64 = 0
+
+    /// The model source.
+    var source: ModelSource {
+        ModelSource(family: model, configPath: config, weightsPath: weights, seed: seed, steps: steps)
+    }
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+    }
+
+    /// Applies `--threads`.
+    func applyThreads() {
+        if let threads { Parallelism.threadCount = threads }
+    }
+}

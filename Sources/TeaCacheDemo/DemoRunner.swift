@@ -1,0 +1,200 @@
+import Foundation
+import TeaCache
+
+/// One coefficient set of the demo.
+public struct CoefficientSet: Sendable {
+    /// The label in the table (`flux preset`, `calibrated`, ...).
+    public var label: String
+    /// The preset (coefficients and schedule).
+    public var preset: TeaCachePreset
+}
+
+/// Everything the demo measured.
+public struct DemoReport: Sendable {
+    /// The model description.
+    public var summary: String
+    /// Steps per run.
+    public var steps: Int
+    /// Calls per run.
+    public var calls: Int
+    /// Wall seconds of the uncached run.
+    public var uncachedWallSeconds: Double
+    /// The fit on the uncached run's pairs, when it succeeded.
+    public var calibration: Calibration.Fit?
+    /// Why there is no calibrated set (too few steps, degenerate data...).
+    public var calibrationProblem: String?
+    /// The decision overhead against one forward.
+    public var overhead: DecisionOverhead
+    /// One row per (coefficient set, threshold).
+    public var rows: [DemoRow]
+    /// The files written.
+    public var files: [String]
+    /// Runs per measurement (the fastest counts).
+    public var repeats: Int = 1
+    /// The 1-minute load average before and after the runs (when readable).
+    public var load: [Double] = []
+
+    /// The text printed on stdout: model line, calibration, table, overhead.
+    public func render() -> String {
+        var out = ["model: \(summary)", "steps: \(steps) (flow-matching Euler), \(calls) model calls per run"]
+        if let c = calibration {
+            out.append("calibrated on the uncached run: R² = \(String(format: "%.4f", c.rSquared)), "
+                       + "RMS = \(String(format: "%.3g", c.rmsResidual)), input range "
+                       + "\(String(format: "%.3g", c.inputRange.lowerBound))…\(String(format: "%.3g", c.inputRange.upperBound)), "
+                       + "\(c.sampleCount) pairs; coefficients \(c.coefficients.map { String(format: "%.6g", $0) })")
+            if c.rSquared < CalibrationRunner.minimumRSquared {
+                out.append("note: R² is below \(CalibrationRunner.minimumRSquared); `teacache calibrate` would refuse this fit without --force")
+            }
+        } else if let p = calibrationProblem {
+            out.append("no calibrated coefficients: \(p)")
+        }
+        out.append("")
+        out.append(DemoTable.render(rows, uncachedWallSeconds: uncachedWallSeconds, calls: calls,
+                                    skippedCallFraction: overhead.skippedCallFraction))
+        out.append("")
+        out.append("measured = uncached wall / cached wall; predicted = calls / computed; rel L1 = Σ|x−u|/Σ|u| and "
+                   + "PSNR = 10·log10((max u − min u)² / mean((x−u)²)) of the final latent x against the uncached u")
+        out.append(String(format: "decision overhead (modulated input + distance + policy + residual add): %.3f ms "
+                          + "= %.2f%% of one forward (%.1f ms)", overhead.decisionSeconds * 1000,
+                          overhead.fraction * 100, overhead.forwardSeconds * 1000))
+        out.append(String(format: "a skipped call also runs prepare (%.2f ms) and the output head (%.2f ms): "
+                          + "it costs %.2f%% of a forward in all", overhead.prepareSeconds * 1000,
+                          overhead.headSeconds * 1000, overhead.skippedCallFraction * 100))
+        if !load.isEmpty {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            out.append("wall times: " + (repeats > 1 ? "fastest of \(repeats) runs each" : "one run each")
+                       + "; 1-minute load average \(load.map { String(format: "%.2f", $0) }.joined(separator: " → ")) on \(cores) cores"
+                       + (load.contains { $0 > Double(cores) * 0.75 } ? " (a busy machine: other processes inflate the wall times)" : ""))
+        }
+        if !files.isEmpty { out.append("wrote \(files.count) files to \(URL(fileURLWithPath: files[0]).deletingLastPathComponent().path)") }
+        return out.joined(separator: "\n")
+    }
+}
+
+/// Runs `teacache demo`: one uncached run, a calibration on its pairs, then cached runs for every
+/// coefficient set and threshold, writing a chart and a trace per cached run.
+public enum DemoRunner {
+    /// Makes the progress bar of a run from its label.
+    public typealias ProgressFactory = (String) -> ProgressBar
+
+    /// Runs the demo.
+    /// - Throws: ``DemoError`` for invalid options, model problems, or unwritable output.
+    public static func run(_ options: DemoOptions, progress: ProgressFactory) throws(DemoError) -> DemoReport {
+        try options.validate()
+        let family = try DemoModelRegistry.family(named: options.source.family)
+        let thresholds = options.thresholds ?? family.defaultThresholds
+        let userPreset: TeaCachePreset?
+        do { userPreset = try options.presetPath.map { p throws(TeaCacheError) in try TeaCachePreset.load(from: URL(fileURLWithPath: p)) } } catch {
+            throw .teaCache(error)
+        }
+        let workload = try family.makeWorkload(options.source)
+        let folder = URL(fileURLWithPath: options.outputDirectory, isDirectory: true)
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw .io("cannot create the output folder \(folder.path): \(error.localizedDescription)")
+        }
+        var files: [String] = []
+
+        let loadBefore = SystemLoad.current()
+        var uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
+            try workload.runUncached(inputSeed: nil, progress: p)
+        } wall: { $0.wallSeconds }
+        for k in 1..<options.repeats {
+            let again = try run("uncached (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
+                try workload.runUncached(inputSeed: nil, progress: p)
+            } wall: { $0.wallSeconds }
+            uncached.wallSeconds = min(uncached.wallSeconds, again.wallSeconds)
+        }
+        let calls = uncached.forwardSeconds.count
+        files.append(try write(try encode(uncached.samples), to: folder.appendingPathComponent("uncached-calibration-pairs.json")))
+
+        var sets = [CoefficientSet(label: "\(family.builtInPreset.name) preset", preset: family.builtInPreset)]
+        var fit: Calibration.Fit?
+        var problem: String?
+        do {
+            let f = try Calibration.fit(uncached.samples, force: true)
+            let preset = try Calibration.preset(
+                named: "\(family.name)-demo-calibrated", from: f, defaultThreshold: family.builtInPreset.defaultThreshold,
+                modulatedInput: family.modulatedInputDescription,
+                provenance: "teacache demo: fitted on the uncached run of \(workload.summary), \(workload.steps) steps",
+                schedule: family.builtInPreset.schedule)
+            fit = f
+            sets.append(CoefficientSet(label: "calibrated", preset: preset))
+            files.append(try write(try preset.jsonData(), to: folder.appendingPathComponent("calibrated-preset.json")))
+        } catch { problem = "\(error)" }
+        if let userPreset { sets.append(CoefficientSet(label: "preset \(userPreset.name)", preset: userPreset)) }
+
+        var rows: [DemoRow] = []
+        for set in sets {
+            for threshold in thresholds {
+                let configuration: TeaCacheConfiguration
+                do { configuration = try .faithful(set.preset, threshold: threshold) } catch { throw .teaCache(error) }
+                let label = "\(set.label) δ=\(String(format: "%.3g", threshold))"
+                var cached = try run(label, steps: workload.steps, progress: progress) { p throws(DemoError) in
+                    try workload.runCached(configuration, progress: p)
+                } wall: { $0.wallSeconds }
+                for k in 1..<options.repeats {
+                    let again = try run("\(label) (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
+                        try workload.runCached(configuration, progress: p)
+                    } wall: { $0.wallSeconds }
+                    cached.wallSeconds = min(cached.wallSeconds, again.wallSeconds)
+                }
+                let cmp = try LatentComparison(cached.latent, reference: uncached.latent)
+                let s = cached.trace.summary
+                rows.append(DemoRow(coefficients: set.label, threshold: threshold, computed: s.computed, calls: s.calls,
+                                    wallSeconds: cached.wallSeconds, uncachedWallSeconds: uncached.wallSeconds,
+                                    relativeL1: cmp.relativeL1, psnr: cmp.psnr))
+                let stem = slug(set.label) + "-t" + String(format: "%.3g", threshold)
+                let title = "\(family.name): \(set.label), threshold \(String(format: "%.3g", threshold)) — "
+                    + "\(s.computed)/\(s.calls) computed"
+                files.append(try write(Data(TraceChart.svg(trace: cached.trace, threshold: threshold, title: title).utf8),
+                                       to: folder.appendingPathComponent(stem + ".svg")))
+                let trace: Data
+                do { trace = try cached.trace.jsonData() } catch { throw DemoError.wrap(error) }
+                files.append(try write(trace, to: folder.appendingPathComponent(stem + ".trace.json")))
+            }
+        }
+
+        let overheadConfiguration: TeaCacheConfiguration
+        do { overheadConfiguration = try .faithful(sets[0].preset, threshold: thresholds[0]) } catch { throw .teaCache(error) }
+        let overhead = try workload.measureDecisionOverhead(
+            overheadConfiguration, repeats: options.overheadRepeats,
+            forwardSeconds: DemoStatistics.median(uncached.forwardSeconds))
+        let report = DemoReport(summary: workload.summary, steps: workload.steps, calls: calls,
+                                uncachedWallSeconds: uncached.wallSeconds, calibration: fit, calibrationProblem: problem,
+                                overhead: overhead, rows: rows, files: files, repeats: options.repeats,
+                                load: [loadBefore, SystemLoad.current()].compactMap { $0 })
+        files.append(try write(Data((report.render() + "\n").utf8), to: folder.appendingPathComponent("demo-report.txt")))
+        var final = report
+        final.files = files
+        return final
+    }
+
+    /// Runs `body` with a progress bar labelled `label`.
+    static func run<R>(_ label: String, steps: Int, progress: ProgressFactory,
+                       _ body: (@escaping StepProgress) throws(DemoError) -> R, wall: (R) -> Double) throws(DemoError) -> R {
+        let bar = progress(label)
+        let result = try body { bar.update(step: $0, total: $1, elapsed: $2) }
+        bar.finish(steps: steps, wallSeconds: wall(result))
+        return result
+    }
+
+    /// A file-name-safe version of a label.
+    static func slug(_ s: String) -> String {
+        String(s.lowercased().map { $0.isLetter || $0.isNumber || $0 == "." ? $0 : "-" })
+    }
+
+    static func encode(_ samples: [CalibrationSample]) throws(DemoError) -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do { return try e.encode(samples) } catch { throw .io("cannot encode calibration pairs: \(error)") }
+    }
+
+    /// Writes `data` atomically and returns the path.
+    static func write(_ data: Data, to url: URL) throws(DemoError) -> String {
+        do { try data.write(to: url, options: .atomic) } catch {
+            throw .io("cannot write \(url.path): \(error.localizedDescription)")
+        }
+        return url.path
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Where a demo or calibration model comes from: the family, an optional configuration file, optional
+/// weights, the seed of the random weights and inputs, and the step count (which sets the timestep
+/// taper of random weights).
+public struct ModelSource: Sendable, Equatable {
+    /// The family name (`flux`, ...): see ``DemoModelRegistry``.
+    public var family: String
+    /// A benchmark-style (`{"class", "config", "inputs"}`) or plain diffusers config JSON; nil uses the
+    /// family's embedded default.
+    public var configPath: String?
+    /// A safetensors file with the model's weights; nil draws seeded random weights.
+    public var weightsPath: String?
+    /// Seed of the random weights; the inputs use `seed + 1` (and following seeds when calibrating).
+    public var seed: UInt64
+    /// Sampling steps (also the taper period of random weights, FORMAT.md §6: u = 1000 / steps).
+    public var steps: Int
+
+    /// A source.
+    public init(family: String = "flux", configPath: String? = nil, weightsPath: String? = nil,
+                seed: UInt64 = 0, steps: Int = 28) {
+        self.family = family
+        self.configPath = configPath
+        self.weightsPath = weightsPath
+        self.seed = seed
+        self.steps = steps
+    }
+
+    /// Checks the step count and that the named files exist.
+    public func validate() throws(DemoError) {
+        guard steps >= 1 else { throw .invalidOption("--steps is \(steps); use at least 1") }
+        for (flag, path) in [("--config", configPath), ("--weights", weightsPath)] {
+            if let path, !FileManager.default.fileExists(atPath: path) {
+                throw .invalidOption("\(flag) \(path) does not exist")
+            }
+        }
+    }
+
+    /// The configuration bytes (the file's, or nil when none was given).
+    func configData() throws(DemoError) -> Data? {
+        guard let configPath else { return nil }
+        do { return try Data(contentsOf: URL(fileURLWithPath: configPath)) } catch {
+            throw .io("cannot read --config \(configPath): \(error.localizedDescription)")
+        }
+    }
+}

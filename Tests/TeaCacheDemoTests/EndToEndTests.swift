@@ -1,0 +1,111 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+import TeaCache
+import Tensors
+@testable import TeaCacheDemo
+
+/// Tiny FLUX runs in debug builds: 1 double + 1 single block, 16-wide, 16 image + 4 text tokens.
+@Suite(.serialized) struct EndToEndTests {
+    static let tinyConfig = """
+    {"class": "FluxTransformer2DModel",
+     "config": {"patch_size": 1, "in_channels": 4, "num_layers": 1, "num_single_layers": 1,
+                "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 16,
+                "pooled_projection_dim": 8, "guidance_embeds": true, "axes_dims_rope": [2, 2, 4]},
+     "inputs": {"batch": 1, "latent_height": 8, "latent_width": 8, "text_tokens": 4}}
+    """
+
+    static func scratch(_ name: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-demo-tests-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let config = dir.appendingPathComponent("tiny.json")
+        try Data(tinyConfig.utf8).write(to: config)
+        return dir
+    }
+
+    static func quiet(_ label: String) -> ProgressBar { ProgressBar(label: label, interactive: false) { _ in } }
+
+    @Test func tinyDemoWritesChartsTracesAndReport() throws {
+        Parallelism.threadCount = 1
+        let dir = try Self.scratch("demo")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out")
+        let options = DemoOptions(
+            source: ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 3, steps: 4),
+            thresholds: [0, 0.5], outputDirectory: out.path, overheadRepeats: 2)
+        let report = try DemoRunner.run(options, progress: Self.quiet)
+        #expect(report.calls == 4)
+        // 3 pairs from 4 steps are too few for a degree-4 fit, so only the preset set runs.
+        #expect(report.calibration == nil && report.calibrationProblem != nil)
+        #expect(report.rows.map(\.threshold) == [0, 0.5])
+        let zero = report.rows[0]
+        // Threshold 0 computes every call and must reproduce the uncached latent exactly.
+        #expect(zero.computed == 4 && zero.relativeL1 == 0 && zero.psnr == .infinity)
+        for stem in ["flux-preset-t0", "flux-preset-t0.5"] {
+            let svg = try Data(contentsOf: out.appendingPathComponent(stem + ".svg"))
+            #expect(XMLParser(data: svg).parse())
+            let trace = try TeaCacheTrace(jsonData: Data(contentsOf: out.appendingPathComponent(stem + ".trace.json")))
+            #expect(trace.steps == 4 && trace.entries.count == 4)
+        }
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("demo-report.txt").path))
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("uncached-calibration-pairs.json").path))
+        #expect(report.overhead.forwardSeconds > 0 && report.overhead.decisionSeconds > 0)
+        #expect(report.render().contains("PSNR"))
+    }
+
+    @Test func calibratedPresetRoundTripsIntoTheDemo() throws {
+        Parallelism.threadCount = 1
+        let dir = try Self.scratch("calibrate")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 5, steps: 6)
+        let presetPath = dir.appendingPathComponent("preset.json").path
+        let report = try CalibrationRunner.run(
+            CalibrationOptions(source: source, seeds: 2, force: true, outputPath: presetPath, name: "tiny-flux",
+                               defaultThreshold: 0.2), progress: Self.quiet)
+        #expect(report.fit.sampleCount == 2 * 5)  // 6 steps → 5 consecutive pairs per seed
+        let loaded = try TeaCachePreset.load(from: URL(fileURLWithPath: presetPath))
+        #expect(loaded == report.preset)
+        #expect(loaded.name == "tiny-flux" && loaded.defaultThreshold == 0.2)
+        #expect(loaded.calibratedRange == report.fit.inputRange)
+
+        let demo = try DemoRunner.run(
+            DemoOptions(source: source, thresholds: [0.2], presetPath: presetPath,
+                        outputDirectory: dir.appendingPathComponent("out").path, overheadRepeats: 1),
+            progress: Self.quiet)
+        #expect(demo.rows.map(\.coefficients).contains("preset tiny-flux"))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/preset-tiny-flux-t0.2.svg").path))
+    }
+
+    @Test func poorFitsAreRefusedUnlessForced() throws {
+        Parallelism.threadCount = 1
+        let dir = try Self.scratch("refuse")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 5, steps: 6)
+        // An R² floor of 1 cannot be met by a least-squares fit of noisy pairs.
+        var options = CalibrationOptions(source: source, seeds: 2, outputPath: dir.appendingPathComponent("p.json").path,
+                                         minimumRSquared: 1)
+        #expect {
+            try CalibrationRunner.run(options, progress: Self.quiet)
+        } throws: { error in
+            guard case DemoError.teaCache(.poorCalibrationFit(_, minimum: 1)) = error else { return false }
+            return true
+        }
+        #expect(!FileManager.default.fileExists(atPath: options.outputPath))
+        options.force = true
+        let report = try CalibrationRunner.run(options, progress: Self.quiet)
+        #expect(report.fit.rSquared < 1)
+        #expect(FileManager.default.fileExists(atPath: options.outputPath))
+    }
+
+    @Test func tooFewPairsIsATypedError() throws {
+        let dir = try Self.scratch("few")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, steps: 3)
+        #expect(throws: DemoError.teaCache(.insufficientCalibrationSamples(count: 2, needed: 6))) {
+            try CalibrationRunner.run(CalibrationOptions(source: source, seeds: 1, outputPath: dir.appendingPathComponent("p.json").path),
+                                      progress: Self.quiet)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+@testable import TeaCacheDemo
+
+@Suite struct OptionTests {
+    @Test func thresholdListParses() throws {
+        #expect(try DemoOptions.parseThresholds("0.1, 0.3,0.6") == [0.1, 0.3, 0.6])
+    }
+
+    @Test(arguments: ["-0.1", "0.1,-1", "nan", "abc", "", "0.1,,0.2", "inf"])
+    func badThresholdsAreRejected(_ text: String) {
+        #expect(throws: DemoError.self) { try DemoOptions.parseThresholds(text) }
+    }
+
+    @Test func negativeThresholdMessageSaysWhatToFix() {
+        #expect(throws: DemoError.invalidOption("threshold -0.5 must be a finite number >= 0 (0 disables skipping)")) {
+            try DemoOptions(thresholds: [0.1, -0.5]).validate()
+        }
+    }
+
+    @Test func zeroStepsAreRejected() {
+        #expect(throws: DemoError.invalidOption("--steps is 0; use at least 1")) {
+            try DemoOptions(source: ModelSource(steps: 0)).validate()
+        }
+        #expect(throws: DemoError.self) { try CalibrationOptions(source: ModelSource(steps: 0)).validate() }
+    }
+
+    @Test func unknownModelIsRejected() {
+        #expect(throws: DemoError.unknownModel("sd3", available: DemoModelRegistry.names)) {
+            try DemoOptions(source: ModelSource(family: "sd3")).validate()
+        }
+        #expect(DemoModelRegistry.names.contains("flux"))
+    }
+
+    @Test func missingFilesAndBadCountsAreRejected() {
+        #expect(throws: DemoError.self) {
+            try DemoOptions(source: ModelSource(configPath: "/nonexistent/config.json")).validate()
+        }
+        #expect(throws: DemoError.self) { try DemoOptions(repeats: 0).validate() }
+        #expect(throws: DemoError.self) { try CalibrationOptions(seeds: 0).validate() }
+        #expect(throws: DemoError.self) { try CalibrationOptions(defaultThreshold: -1).validate() }
+    }
+
+    @Test func embeddedDefaultMatchesTheBenchmarkFile() throws {
+        // The binary embeds Benchmarks/configs/flux-bench.json; both must describe the same model and inputs.
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Benchmarks/configs/flux-bench.json")
+        let a = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? NSDictionary
+        let b = try JSONSerialization.jsonObject(with: Data(FluxDemoFamily.defaultBenchmarkJSON.utf8)) as? NSDictionary
+        #expect(a != nil && a == b)
+    }
+}
