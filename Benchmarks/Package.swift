@@ -23,6 +23,18 @@ let package = Package(
             path: "Benchmarks/KernelBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "TeaCacheBenchmarks",
+            dependencies: [
+                .product(name: "Tensors", package: rootIdentity),
+                .product(name: "TeaCache", package: rootIdentity),
+                .product(name: "DiTModels", package: rootIdentity),
+                .product(name: "TeaCacheDemo", package: rootIdentity),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/TeaCacheBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
