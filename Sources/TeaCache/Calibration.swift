@@ -25,6 +25,7 @@ public enum Calibration {
     /// Columns of the Vandermonde matrix are scaled to unit norm before the solve (and the scaling
     /// undone afterwards) because `x⁴` and `1` differ by many orders of magnitude for distances ≈ 0.05.
     /// - Parameters:
+    ///   - samples: the recorded (input distance, output distance) pairs; at least six.
     ///   - minimumRSquared: fits below this are refused.
     ///   - force: accept a fit below `minimumRSquared`.
     /// - Throws: ``TeaCacheError/insufficientCalibrationSamples(count:needed:)``,

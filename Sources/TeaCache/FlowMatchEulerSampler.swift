@@ -79,6 +79,7 @@ public struct FlowMatchEulerSampler: Sendable {
 
     /// Runs the loop from `initial`.
     /// - Parameters:
+    ///   - initial: the starting latent (noise at sigma 1).
     ///   - model: called once per step (twice with CFG: `.cond` first, then `.uncond`).
     ///   - progress: called after every step; return ``Control/cancel`` to stop.
     /// - Returns: the final latent.

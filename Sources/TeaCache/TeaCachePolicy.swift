@@ -54,8 +54,11 @@ public struct TeaCachePolicy: Sendable {
 
     /// Decides one call for `slot` at per-branch `step`.
     ///
-    /// - Parameter distance: the relative L1 distance to the slot's previous modulated input, or nil
-    ///   when there is none (which forces a compute).
+    /// - Parameters:
+    ///   - step: the per-branch step, `0 ..< steps`.
+    ///   - slot: the branch (and batch element in per-sample mode) being decided.
+    ///   - distance: the relative L1 distance to the slot's previous modulated input, or nil
+    ///     when there is none (which forces a compute).
     /// - Throws: ``TeaCacheError/stepOutOfRange(branch:step:steps:)`` when `step` is outside `0 ..< steps`;
     ///   ``TeaCacheError/replayMismatch(_:)`` when replaying and the schedule has no entry for the call.
     public mutating func decide(
