@@ -40,7 +40,7 @@ public struct FluxDoubleStreamBlock: Sendable {
     private static func feedForwardUpdate(
         _ h: Tensor, _ ff: FeedForward, _ m: AdaLayerNormZero.Output
     ) throws(TensorError) -> Tensor {
-        let n = try modulate(layerNorm(h, eps: eps), scale: m.scaleMLP, shift: m.shiftMLP)
+        let n = try layerNormModulated(h, eps: eps, scale: m.scaleMLP, shift: m.shiftMLP)
         return try addingGated(h, ff(n), gate: m.gateMLP)
     }
 }
