@@ -39,7 +39,11 @@ struct BenchForwardCommand: ParsableCommand {
         }
         print(bench.summary)
         print("threads \(Parallelism.threadCount)")
+        // Measure the peak of the forwards, not of the random initialisation before them.
+        let peakReset = KernelBenchmarks.resetPeakRSS()
+        let before = KernelBenchmarks.currentRSSBytes()
         let seconds = try KernelBenchmarks.medianSeconds(repeats: repeats, warmup: 1) { try bench.run() }
+        let peak = KernelBenchmarks.peakRSSBytes()
         let rate = bench.flops / seconds / 1e9
         let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: 5)
         print(String(format: "forward median %.1f ms (%d runs)", seconds * 1000, repeats))
@@ -47,9 +51,10 @@ struct BenchForwardCommand: ParsableCommand {
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s; forward at %.0f%% of sgemm", sgemm, 100 * rate / sgemm))
         let mb = { (b: Int) in Double(b) / 1_048_576 }
         let budget = bench.weightBytes + bench.activationBytes
-        if let peak = KernelBenchmarks.peakRSSBytes() {
-            print(String(format: "peak RSS %.1f MB vs weights %.1f MB + largest activations %.1f MB = %.1f MB (%.2fx)",
-                         mb(peak), mb(bench.weightBytes), mb(bench.activationBytes), mb(budget),
+        if let before { print(String(format: "RSS before the forwards %.1f MB", mb(before))) }
+        if let peak {
+            print(String(format: "peak RSS %@%.1f MB vs weights %.1f MB + largest activations %.1f MB = %.1f MB (%.2fx)",
+                         peakReset ? "of the forwards " : "(including initialisation) ", mb(peak), mb(bench.weightBytes), mb(bench.activationBytes), mb(budget),
                          Double(peak) / Double(max(budget, 1))))
         } else {
             print(String(format: "peak RSS unavailable; weights %.1f MB + largest activations %.1f MB",

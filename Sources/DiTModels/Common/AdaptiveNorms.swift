@@ -33,7 +33,7 @@ public struct AdaLayerNormZero: Sendable {
     /// Applies the norm to `x` `[B, S, D]` with conditioning `emb` `[B, D]`.
     public func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
         let c = try modulationChunks(linear, emb, count: 6)
-        let n = try modulate(layerNorm(x, eps: eps), scale: c[1], shift: c[0])
+        let n = try layerNormModulated(x, eps: eps, scale: c[1], shift: c[0])
         return Output(normalized: n, gateMSA: c[2], shiftMLP: c[3], scaleMLP: c[4], gateMLP: c[5])
     }
 }
@@ -55,7 +55,7 @@ public struct AdaLayerNormZeroSingle: Sendable {
     /// Returns the modulated `x` `[B, S, D]` and the gate `[B, D]`.
     public func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> (normalized: Tensor, gate: Tensor) {
         let c = try modulationChunks(linear, emb, count: 3)
-        return (try modulate(layerNorm(x, eps: eps), scale: c[1], shift: c[0]), c[2])
+        return (try layerNormModulated(x, eps: eps, scale: c[1], shift: c[0]), c[2])
     }
 }
 
@@ -76,7 +76,7 @@ public struct AdaLayerNormContinuous: Sendable {
     /// Applies the norm to `x` `[B, S, D]` with conditioning `[B, conditioningDim]`.
     public func callAsFunction(_ x: Tensor, conditioning: Tensor) throws(TensorError) -> Tensor {
         let c = try modulationChunks(linear, conditioning, count: 2)
-        return try modulate(layerNorm(x, eps: eps), scale: c[0], shift: c[1])
+        return try layerNormModulated(x, eps: eps, scale: c[0], shift: c[1])
     }
 }
 

@@ -1,10 +1,12 @@
 import Tensors
 
 /// Query/key/value projections of one token stream with FLUX's per-head RMS norms on queries and keys.
+///
+/// The three projections (and, for single-stream blocks, the MLP input projection that reads the same
+/// normalised tokens) run as one ``FusedLinear``.
 public struct FluxQKVProjection: Sendable {
-    public let toQ: Linear
-    public let toK: Linear
-    public let toV: Linear
+    /// q, k, v (and optional extra) projections stacked into one sgemm.
+    public let projection: FusedLinear
     /// RMSNorm scales `[headDim]` for queries and keys.
     public let normQ: Tensor
     public let normK: Tensor
@@ -13,24 +15,26 @@ public struct FluxQKVProjection: Sendable {
     /// RMSNorm epsilon.
     public let eps: Float
 
-    /// Takes `<prefix>.<q>`, `<k>`, `<v>` (weights `[D·, in]` with bias) and `<prefix>.<normQ>.weight`,
-    /// `<normK>.weight`.
+    /// Takes `<prefix>.<normQ>.weight`, `<normK>.weight` and `<prefix>.<q>`, `<k>`, `<v>` (weights
+    /// `[H·Dh, in]` with bias), then any `extra` layers (full names with their output widths) that read
+    /// the same input.
     init(_ loader: WeightLoader, _ prefix: String, names: (q: String, k: String, v: String, normQ: String, normK: String),
-         inDim: Int, heads: Int, headDim: Int, eps: Float) {
+         inDim: Int, heads: Int, headDim: Int, eps: Float, extra: [(name: String, width: Int)] = []) {
         let inner = heads * headDim
         normQ = loader.take("\(prefix).\(names.normQ).weight", shape: [headDim])
         normK = loader.take("\(prefix).\(names.normK).weight", shape: [headDim])
-        toQ = Linear(loader, "\(prefix).\(names.q)", in: inDim, out: inner)
-        toK = Linear(loader, "\(prefix).\(names.k)", in: inDim, out: inner)
-        toV = Linear(loader, "\(prefix).\(names.v)", in: inDim, out: inner)
+        projection = FusedLinear(loader, [names.q, names.k, names.v].map { "\(prefix).\($0)" } + extra.map(\.name),
+                                 in: inDim, out: [inner, inner, inner] + extra.map(\.width))
         self.heads = heads
         self.headDim = headDim
         self.eps = eps
     }
 
-    /// `(q, k, v)`, each `[B, S, H·Dh]`, with q and k RMS-normalised per head.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
-        (try headNorm(toQ(x), normQ), try headNorm(toK(x), normK), try toV(x))
+    /// `(q, k, v)`, each `[B, S, H·Dh]`, with q and k RMS-normalised per head, followed by the outputs of
+    /// the extra projections.
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor, extra: ArraySlice<Tensor>) {
+        let p = try projection(x)
+        return (try headNorm(p[0], normQ), try headNorm(p[1], normK), p[2], p[3...])
     }
 
     private func headNorm(_ t: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
@@ -78,8 +82,8 @@ public struct FluxJointAttention: Sendable {
     public func callAsFunction(
         image x: Tensor, text c: Tensor, rope: (cos: Tensor, sin: Tensor)
     ) throws(TensorError) -> (image: Tensor, text: Tensor) {
-        let (qi, ki, vi) = try image(x)
-        let (qt, kt, vt) = try text(c)
+        let (qi, ki, vi, _) = try image(x)
+        let (qt, kt, vt, _) = try text(c)
         let q = try Tensor.concatenate([qt, qi], axis: 1)
         let k = try Tensor.concatenate([kt, ki], axis: 1)
         let v = try Tensor.concatenate([vt, vi], axis: 1)

@@ -40,40 +40,44 @@ public struct FluxDoubleStreamBlock: Sendable {
     private static func feedForwardUpdate(
         _ h: Tensor, _ ff: FeedForward, _ m: AdaLayerNormZero.Output
     ) throws(TensorError) -> Tensor {
-        let n = try modulate(layerNorm(h, eps: eps), scale: m.scaleMLP, shift: m.shiftMLP)
+        let n = try layerNormModulated(h, eps: eps, scale: m.scaleMLP, shift: m.shiftMLP)
         return try addingGated(h, ff(n), gate: m.gateMLP)
     }
 }
 
 /// A FLUX single-stream block (`FluxSingleTransformerBlock`) on the joint sequence (text tokens first):
 /// `x + gate · proj_out([attention(x̂), gelu_tanh(proj_mlp(x̂))])` with `x̂` the adaLN-Zero-single output.
+///
+/// `proj_mlp` shares one sgemm with the q/k/v projections (they read the same `x̂`), and `proj_out`
+/// is applied to the two halves without building their concatenation.
 public struct FluxSingleStreamBlock: Sendable {
     /// `norm`.
     public let norm: AdaLayerNormZeroSingle
-    /// `proj_mlp` `[4D, D]`.
-    public let projMLP: Linear
     /// `proj_out` `[D, D + 4D]` over the concatenated attention and MLP outputs.
     public let projOut: Linear
-    /// `attn` (no output projection: `pre_only`).
+    /// `attn` (no output projection: `pre_only`), fused with `proj_mlp` `[4D, D]`.
     public let attention: FluxQKVProjection
 
     /// Takes `<prefix>.*` (e.g. `single_transformer_blocks.0`).
     public init(_ loader: WeightLoader, _ prefix: String, configuration c: FluxConfiguration) {
         let d = c.innerDim
         norm = AdaLayerNormZeroSingle(loader, "\(prefix).norm", dim: d)
-        projMLP = Linear(loader, "\(prefix).proj_mlp", in: d, out: c.mlpHiddenDim)
         projOut = Linear(loader, "\(prefix).proj_out", in: d + c.mlpHiddenDim, out: d)
         attention = FluxQKVProjection(loader, "\(prefix).attn", names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
-                                      inDim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim, eps: 1e-6)
+                                      inDim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim, eps: 1e-6,
+                                      extra: [("\(prefix).proj_mlp", c.mlpHiddenDim)])
     }
 
     /// Updates the joint sequence `x` `[B, L+S, D]`.
     public func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
         let (n, gate) = try norm(x, emb: temb)
-        let mlp = gelu(try projMLP(n), approximation: .tanh)
-        let (q, k, v) = try attention(n)
+        let (q, k, v, extra) = try attention(n)
+        guard let mlpIn = extra.first else {
+            throw .invalidArgument(operation: "FLUX single block", reason: "the MLP projection is missing")
+        }
+        let mlp = gelu(mlpIn, approximation: .tanh)
         let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads)
-        let out = try projOut(Tensor.concatenate([a, mlp], axis: 2))
+        let out = try linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias)
         x = try addingGated(x, out, gate: gate)
     }
 }

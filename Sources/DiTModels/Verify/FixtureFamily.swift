@@ -4,15 +4,36 @@ import Tensors
 
 /// How `teacache verify` drives one model family on a fixture folder (FORMAT.md).
 ///
-/// Adding a family means one conformance (e.g. `WanFixture`) and one entry in
-/// ``FixtureFamilies/all``. A conformance says which folders it handles (``familyNames``,
-/// ``classNames``, ``familyName(className:config:)``), how to build the model (``loadModel(className:config:weights:)``),
-/// and how to turn fixture arguments into the model's `Input` for the forward check
-/// (``forwardInput(_:)``) and for one sampling call (``samplingInput(latent:timestep:conditioning:)``).
-/// Everything else — comparisons, the Euler loop, TeaCache — is generic. The defaults cover the common
-/// case and may be overridden: ``forwardResults(model:input:)`` (which `output`/`teacache.*` tensors a
-/// forward produces), ``teaCacheConfiguration(record:steps:)`` (counter rules) and
-/// ``velocity(_:)`` (velocity convention).
+/// Everything generic — reading the folder, comparing `output`/`teacache.*`, the sigma schedule, the
+/// uncached and cached Euler loops (``FlowMatchEulerSampler``, ``CachedTransformer``), per-call
+/// decisions and final latents, the report — lives in ``FixtureVerifier``. A family supplies only
+/// what differs, so a new family is one conformance plus one entry in ``FixtureFamilies/all``:
+///
+/// ```swift
+/// public enum WanFixture: FixtureFamily {
+///     public typealias Model = WanTransformer               // conforms to DiffusionTransformer
+///     public static let familyNames = ["wan21"]
+///     public static let classNames = ["WanTransformer3DModel"]
+///     public static func loadModel(className: String, config: Data, weights: WeightLoader) throws -> WanTransformer {
+///         try WanTransformer(configuration: WanConfiguration.parse(config, className: className), loader: weights)
+///     }
+///     public static func forwardInput(_ a: FixtureArguments) throws -> WanInputs { … a.tensor("hidden_states") … }
+///     public static func samplingInput(latent: Tensor, timestep: Float, conditioning a: FixtureArguments) throws -> WanInputs { … }
+///     // Wan stores a second modulated input and has its own counter rules:
+///     public static func forwardResults(model: WanTransformer, input: WanInputs) throws -> [String: Tensor] { … }
+///     public static func teaCacheConfiguration(record: SamplingRecord, steps: Int) throws -> TeaCacheConfiguration { … }
+/// }
+/// ```
+///
+/// Required: ``familyNames``, ``classNames``, ``loadModel(className:config:weights:)``,
+/// ``forwardInput(_:)`` (tensors are `input.<arg>` of forward.safetensors with the prefix removed) and
+/// ``samplingInput(latent:timestep:conditioning:)`` (tensors are `cond.<arg>` / `uncond.<arg>`).
+/// Defaults that may be overridden: ``familyName(className:config:)`` (naming folders without a
+/// `family` field), ``forwardResults(model:input:)`` (`output`, `teacache.modulated_input`, and one
+/// residual per cached stream: `teacache.residual`, `teacache.residual_encoder`),
+/// ``teaCacheConfiguration(record:steps:)`` (the standard counter: first and last step forced) and
+/// ``velocity(_:)`` (`v = sign · output` over all channels). Never hard-code fixture values (shapes,
+/// seeds, thresholds): read them from the arguments and records.
 public protocol FixtureFamily {
     /// The model type; its forward is split for TeaCache.
     associatedtype Model: DiffusionTransformer
