@@ -44,6 +44,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )
