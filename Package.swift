@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
@@ -26,10 +27,14 @@ let package = Package(
             name: "Tensors",
             dependencies: ["COpenBLAS"]
         ),
+        .target(
+            name: "Safetensors",
+            dependencies: ["Tensors"]
+        ),
 
         .target(
             name: "DiTModels",
-            dependencies: ["Tensors"]
+            dependencies: ["Tensors", "Safetensors"]
         ),
 
         // MARK: - Command-line tool
@@ -37,6 +42,8 @@ let package = Package(
             name: "TeaCacheCLI",
             dependencies: [
                 "Tensors",
+                "Safetensors",
+                "DiTModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -44,7 +51,8 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Tensors"]),
+        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
+        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "Tensors"]),
     ],
     swiftLanguageModes: [.v6]
 )

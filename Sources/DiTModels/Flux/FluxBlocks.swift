@@ -1,0 +1,79 @@
+import Tensors
+
+/// A FLUX double-stream block (`FluxTransformerBlock`): separate adaLN-Zero modulation, projections and
+/// feed-forwards for the image and text streams, joint attention across both.
+public struct FluxDoubleStreamBlock: Sendable {
+    /// `norm1` (image stream) and `norm1_context` (text stream).
+    public let norm1: AdaLayerNormZero
+    public let norm1Context: AdaLayerNormZero
+    /// `attn`.
+    public let attention: FluxJointAttention
+    /// `ff` and `ff_context` (GELU-tanh, 4× width).
+    public let ff: FeedForward
+    public let ffContext: FeedForward
+    /// Epsilon of the non-affine LayerNorms `norm2` / `norm2_context`.
+    public static let eps: Float = 1e-6
+
+    /// Takes `<prefix>.*` (e.g. `transformer_blocks.0`).
+    public init(_ loader: WeightLoader, _ prefix: String, configuration c: FluxConfiguration) {
+        let d = c.innerDim
+        norm1 = AdaLayerNormZero(loader, "\(prefix).norm1", dim: d)
+        norm1Context = AdaLayerNormZero(loader, "\(prefix).norm1_context", dim: d)
+        attention = FluxJointAttention(loader, "\(prefix).attn", dim: d, heads: c.numAttentionHeads,
+                                       headDim: c.attentionHeadDim)
+        ff = FeedForward(loader, "\(prefix).ff", dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
+        ffContext = FeedForward(loader, "\(prefix).ff_context", dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
+    }
+
+    /// Updates `image` `[B, S, D]` and `text` `[B, L, D]` with conditioning `temb` `[B, D]`.
+    public func callAsFunction(
+        image: inout Tensor, text: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)
+    ) throws(TensorError) {
+        let m = try norm1(image, emb: temb)
+        let mc = try norm1Context(text, emb: temb)
+        let (attnImage, attnText) = try attention(image: m.normalized, text: mc.normalized, rope: rope)
+        image = try Self.feedForwardUpdate(addingGated(image, attnImage, gate: m.gateMSA), ff, m)
+        text = try Self.feedForwardUpdate(addingGated(text, attnText, gate: mc.gateMSA), ffContext, mc)
+    }
+
+    /// `h + gate_mlp · ff(LN(h)·(1 + scale_mlp) + shift_mlp)`.
+    private static func feedForwardUpdate(
+        _ h: Tensor, _ ff: FeedForward, _ m: AdaLayerNormZero.Output
+    ) throws(TensorError) -> Tensor {
+        let n = try modulate(layerNorm(h, eps: eps), scale: m.scaleMLP, shift: m.shiftMLP)
+        return try addingGated(h, ff(n), gate: m.gateMLP)
+    }
+}
+
+/// A FLUX single-stream block (`FluxSingleTransformerBlock`) on the joint sequence (text tokens first):
+/// `x + gate · proj_out([attention(x̂), gelu_tanh(proj_mlp(x̂))])` with `x̂` the adaLN-Zero-single output.
+public struct FluxSingleStreamBlock: Sendable {
+    /// `norm`.
+    public let norm: AdaLayerNormZeroSingle
+    /// `proj_mlp` `[4D, D]`.
+    public let projMLP: Linear
+    /// `proj_out` `[D, D + 4D]` over the concatenated attention and MLP outputs.
+    public let projOut: Linear
+    /// `attn` (no output projection: `pre_only`).
+    public let attention: FluxQKVProjection
+
+    /// Takes `<prefix>.*` (e.g. `single_transformer_blocks.0`).
+    public init(_ loader: WeightLoader, _ prefix: String, configuration c: FluxConfiguration) {
+        let d = c.innerDim
+        norm = AdaLayerNormZeroSingle(loader, "\(prefix).norm", dim: d)
+        projMLP = Linear(loader, "\(prefix).proj_mlp", in: d, out: c.mlpHiddenDim)
+        projOut = Linear(loader, "\(prefix).proj_out", in: d + c.mlpHiddenDim, out: d)
+        attention = FluxQKVProjection(loader, "\(prefix).attn", names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
+                                      inDim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim, eps: 1e-6)
+    }
+
+    /// Updates the joint sequence `x` `[B, L+S, D]`.
+    public func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
+        let (n, gate) = try norm(x, emb: temb)
+        let mlp = gelu(try projMLP(n), approximation: .tanh)
+        let (q, k, v) = try attention(n)
+        let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads)
+        let out = try projOut(Tensor.concatenate([a, mlp], axis: 2))
+        x = try addingGated(x, out, gate: gate)
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+
+/// The configuration of diffusers' `FluxTransformer2DModel` (FLUX.1 and TangoFlux), decoded from the
+/// model's `config.json`.
+///
+/// Field names and defaults are diffusers'. Every field that changes a shape or the computation is
+/// honoured; ``validate()`` rejects values the model cannot run with a typed error. Keys starting with
+/// `_` (diffusers bookkeeping) and unknown keys are ignored.
+public struct FluxConfiguration: Sendable, Equatable, Decodable {
+    /// The diffusers class this configuration describes.
+    public static let className = "FluxTransformer2DModel"
+
+    /// Side of the square patch folded into each token by the caller; the output projection emits
+    /// `patchSize² · outChannels` values per token (the forward itself never re-patches).
+    public var patchSize: Int = 1
+    /// Channels of each input token (`x_embedder` input).
+    public var inChannels: Int = 64
+    /// Channels of each output token before patch expansion; `nil` means `inChannels`.
+    public var outChannelsSetting: Int? = nil
+    /// Number of double-stream blocks (`transformer_blocks`).
+    public var numLayers: Int = 19
+    /// Number of single-stream blocks (`single_transformer_blocks`).
+    public var numSingleLayers: Int = 38
+    /// Width of one attention head.
+    public var attentionHeadDim: Int = 128
+    /// Number of attention heads; the model width is `heads · headDim`.
+    public var numAttentionHeads: Int = 24
+    /// Width of the text-encoder states (`context_embedder` input).
+    public var jointAttentionDim: Int = 4096
+    /// Width of the pooled text embedding.
+    public var pooledProjectionDim: Int = 768
+    /// Whether the model embeds a distilled guidance scale (FLUX.1-dev: true; TangoFlux, schnell: false).
+    public var guidanceEmbeds: Bool = false
+    /// Rotary dimensions per position-id axis; they must add up to `attentionHeadDim`.
+    public var axesDimsRope: [Int] = [16, 56, 56]
+
+    /// Rotary base of `FluxPosEmbed` (fixed in diffusers).
+    public static let ropeTheta: Double = 10000
+    /// Width of the sinusoidal timestep/guidance features (fixed in diffusers).
+    public static let timestepChannels = 256
+    /// Width ratio of the feed-forward / MLP branches (fixed in diffusers).
+    public static let mlpRatio = 4
+
+    enum CodingKeys: String, CodingKey {
+        case patchSize = "patch_size", inChannels = "in_channels", outChannelsSetting = "out_channels"
+        case numLayers = "num_layers", numSingleLayers = "num_single_layers"
+        case attentionHeadDim = "attention_head_dim", numAttentionHeads = "num_attention_heads"
+        case jointAttentionDim = "joint_attention_dim", pooledProjectionDim = "pooled_projection_dim"
+        case guidanceEmbeds = "guidance_embeds", axesDimsRope = "axes_dims_rope"
+    }
+
+    /// A configuration with diffusers' defaults (FLUX.1 sizes).
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = FluxConfiguration()
+        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
+        outChannelsSetting = try c.decodeIfPresent(Int.self, forKey: .outChannelsSetting)
+        numLayers = try c.decodeIfPresent(Int.self, forKey: .numLayers) ?? d.numLayers
+        numSingleLayers = try c.decodeIfPresent(Int.self, forKey: .numSingleLayers) ?? d.numSingleLayers
+        attentionHeadDim = try c.decodeIfPresent(Int.self, forKey: .attentionHeadDim) ?? d.attentionHeadDim
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        jointAttentionDim = try c.decodeIfPresent(Int.self, forKey: .jointAttentionDim) ?? d.jointAttentionDim
+        pooledProjectionDim = try c.decodeIfPresent(Int.self, forKey: .pooledProjectionDim) ?? d.pooledProjectionDim
+        guidanceEmbeds = try c.decodeIfPresent(Bool.self, forKey: .guidanceEmbeds) ?? d.guidanceEmbeds
+        axesDimsRope = try c.decodeIfPresent([Int].self, forKey: .axesDimsRope) ?? d.axesDimsRope
+    }
+
+    /// The model width `numAttentionHeads · attentionHeadDim`.
+    public var innerDim: Int { numAttentionHeads * attentionHeadDim }
+    /// Output channels per token before patch expansion (`out_channels`, or `in_channels` when null).
+    public var outChannels: Int { outChannelsSetting ?? inChannels }
+    /// Width of the output projection: `patchSize² · outChannels`.
+    public var outputWidth: Int { patchSize * patchSize * outChannels }
+    /// Hidden width of the single-stream MLP and of the feed-forwards.
+    public var mlpHiddenDim: Int { innerDim * Self.mlpRatio }
+
+    /// Throws ``ModelLoadError/unsupportedConfig(field:value:reason:)`` for the first value this model
+    /// cannot run with.
+    public func validate() throws(ModelLoadError) {
+        let positive: [(String, Int?)] = [
+            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannelsSetting),
+            ("attention_head_dim", attentionHeadDim), ("num_attention_heads", numAttentionHeads),
+            ("joint_attention_dim", jointAttentionDim), ("pooled_projection_dim", pooledProjectionDim),
+        ]
+        for (field, value) in positive {
+            if let value, value <= 0 {
+                throw .unsupportedConfig(field: field, value: "\(value)", reason: "must be a positive integer")
+            }
+        }
+        for (field, value) in [("num_layers", numLayers), ("num_single_layers", numSingleLayers)] where value < 0 {
+            throw .unsupportedConfig(field: field, value: "\(value)", reason: "must not be negative")
+        }
+        let axes = "\(axesDimsRope)"
+        guard !axesDimsRope.isEmpty else {
+            throw .unsupportedConfig(field: "axes_dims_rope", value: axes, reason: "needs at least one axis")
+        }
+        guard axesDimsRope.allSatisfy({ $0 > 0 && $0 % 2 == 0 }) else {
+            throw .unsupportedConfig(field: "axes_dims_rope", value: axes,
+                                     reason: "every rotary axis dimension must be positive and even")
+        }
+        guard axesDimsRope.reduce(0, +) == attentionHeadDim else {
+            throw .unsupportedConfig(field: "axes_dims_rope", value: axes,
+                                     reason: "the axes must add up to attention_head_dim = \(attentionHeadDim)")
+        }
+        let (width, overflow) = numAttentionHeads.multipliedReportingOverflow(by: attentionHeadDim)
+        guard !overflow, width.multipliedReportingOverflow(by: 6 * Self.mlpRatio).overflow == false else {
+            throw .unsupportedConfig(field: "num_attention_heads", value: "\(numAttentionHeads)",
+                                     reason: "model width overflows")
+        }
+    }
+
+    /// Reads and validates a configuration from `config.json` bytes (wrapped `{"class","config"}` form or
+    /// a plain diffusers config with `_class_name`).
+    ///
+    /// - Throws: ``ModelLoadError/wrongClass(expected:got:)`` when the file describes another class,
+    ///   `malformedConfig` for JSON problems, `unsupportedConfig` for values ``validate()`` rejects.
+    public static func parse(_ data: Data) throws(ModelLoadError) -> FluxConfiguration {
+        let (className, body) = try ModelConfigFile.parse(data)
+        guard className == Self.className else { throw .wrongClass(expected: [Self.className], got: className) }
+        let config = try ModelConfigFile.decode(FluxConfiguration.self, from: body)
+        try config.validate()
+        return config
+    }
+
+    /// Reads and validates `config.json` at `url` (see ``parse(_:)``).
+    public static func load(_ url: URL) throws(ModelLoadError) -> FluxConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
+        }
+        return try parse(data)
+    }
+}

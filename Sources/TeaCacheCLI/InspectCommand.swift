@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Safetensors
+
+/// `teacache inspect FILE`: validates a safetensors file and lists its tensors.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Validate a .safetensors file and list its tensors (name, dtype, shape), sorted by name."
+    )
+
+    @Argument(help: "Path to a .safetensors file.")
+    var file: String
+
+    func run() throws {
+        let safetensors: SafetensorsFile
+        do {
+            safetensors = try SafetensorsFile(path: file)
+        } catch {
+            // File errors already name the path; validation errors do not.
+            let message: String
+            if case .fileUnreadable = error { message = error.description } else { message = "\(file): \(error)" }
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            throw ExitCode.failure
+        }
+        for line in safetensors.summaryLines() { print(line) }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+@testable import Safetensors
+
+/// Locations of the reference fixtures copied into `Tests/Fixtures`, found relative to this file.
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()   // SafetensorsTests
+        .deletingLastPathComponent()   // Tests
+        .appendingPathComponent("Fixtures")
+
+    static func url(_ family: String, _ file: String) -> URL {
+        root.appendingPathComponent(family).appendingPathComponent(file)
+    }
+}
+
+/// Builds a safetensors buffer by hand: the 8-byte little-endian length, the header text, the payload.
+/// `headerLength` overrides the length prefix (to test lying prefixes).
+func makeFile(header: String, payload: [UInt8] = [], headerLength: UInt64? = nil) -> [UInt8] {
+    let h = Array(header.utf8)
+    var out: [UInt8] = []
+    withUnsafeBytes(of: (headerLength ?? UInt64(h.count)).littleEndian) { out.append(contentsOf: $0) }
+    out += h
+    out += payload
+    return out
+}
+
+/// A header entry string `"name":{"dtype":…,"shape":[…],"data_offsets":[b,e]}`.
+func entry(_ name: String, _ dtype: String, _ shape: [Int], _ begin: Int, _ end: Int) -> String {
+    "\"\(name)\":{\"dtype\":\"\(dtype)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(begin),\(end)]}"
+}
+
+/// Opens `bytes` and returns the thrown error (or nil when it opened).
+func openError(_ bytes: [UInt8]) -> SafetensorsError? {
+    do {
+        _ = try SafetensorsFile(bytes: bytes)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// Little-endian bytes of a fixed-width integer or float bit pattern.
+func leBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+    var out: [UInt8] = []
+    for v in values { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    return out
+}
+
+/// SplitMix64: a tiny seeded generator so fuzz runs are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
