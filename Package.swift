@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
+        .library(name: "TeaCache", targets: ["TeaCache"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -34,7 +35,11 @@ let package = Package(
 
         .target(
             name: "DiTModels",
-            dependencies: ["Tensors", "Safetensors"]
+            dependencies: ["Tensors", "Safetensors", "TeaCache"]
+        ),
+        .target(
+            name: "TeaCache",
+            dependencies: ["Tensors", "COpenBLAS"]
         ),
 
         // MARK: - Command-line tool
@@ -44,6 +49,7 @@ let package = Package(
                 "Tensors",
                 "Safetensors",
                 "DiTModels",
+                "TeaCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,7 +58,12 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
-        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "Tensors"]),
+        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
+        .testTarget(
+            name: "TeaCacheTests",
+            dependencies: ["TeaCache", "Tensors"],
+            exclude: ["../Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,132 @@
+/// The TeaCache decision rule, without tensors: accumulator, forced steps, threshold.
+///
+/// One policy covers one sampling run of `steps` steps. It keeps, per ``TeaCacheSlot`` (branch, and
+/// batch element in per-sample mode), the accumulator, the current skip streak and the last action.
+/// The previous modulated input and the cached residuals are held by ``CachedTransformer``; the
+/// policy only sees the distance.
+///
+/// ``decide(step:slot:distance:)`` follows the reference exactly (FORMAT.md §3):
+/// a forced step computes and zeroes the accumulator; otherwise `acc += P(d)` in Double (no clamping),
+/// skip iff `acc < threshold` (strict), else compute and zero the accumulator.
+public struct TeaCachePolicy: Sendable {
+    private struct SlotState: Sendable {
+        var accumulator = 0.0
+        var skipStreak = 0
+        var lastAction: TeaCacheDecision.Action?
+    }
+
+    /// The configuration being applied.
+    public let configuration: TeaCacheConfiguration
+    /// The number of steps per branch in this run.
+    public let steps: Int
+    private var slots: [TeaCacheSlot: SlotState] = [:]
+
+    /// A fresh policy (all accumulators 0) for a run of `steps` steps.
+    /// - Throws: ``TeaCacheError/invalidStepCount(_:)`` when `steps < 1`;
+    ///   ``TeaCacheError/replayMismatch(_:)`` when a replayed schedule has another step count.
+    public init(configuration: TeaCacheConfiguration, steps: Int) throws(TeaCacheError) {
+        guard steps >= 1 else { throw .invalidStepCount(steps) }
+        if let replay = configuration.replay, replay.steps != steps {
+            throw .replayMismatch("the schedule was recorded for \(replay.steps) steps, the run announces \(steps)")
+        }
+        self.configuration = configuration
+        self.steps = steps
+    }
+
+    /// The accumulator of `slot` (0 for a slot never seen).
+    public func accumulator(for slot: TeaCacheSlot) -> Double { slots[slot]?.accumulator ?? 0 }
+
+    /// The number of consecutive skips of `slot` up to now.
+    public func skipStreak(for slot: TeaCacheSlot) -> Int { slots[slot]?.skipStreak ?? 0 }
+
+    /// The last action taken for `slot`, or nil when it has not been called yet.
+    public func lastAction(for slot: TeaCacheSlot) -> TeaCacheDecision.Action? { slots[slot]?.lastAction }
+
+    /// Forgets the state of `slot` (used when its cached tensors become invalid).
+    public mutating func reset(_ slot: TeaCacheSlot) { slots[slot] = nil }
+
+    /// Decides one call of a branch (whole-batch mode).
+    public mutating func decide(
+        step: Int, branch: BranchKey, sample: Int? = nil, distance: Double?
+    ) throws(TeaCacheError) -> TeaCacheDecision {
+        try decide(step: step, slot: TeaCacheSlot(branch: branch, sample: sample), distance: distance)
+    }
+
+    /// Decides one call for `slot` at per-branch `step`.
+    ///
+    /// - Parameter distance: the relative L1 distance to the slot's previous modulated input, or nil
+    ///   when there is none (which forces a compute).
+    /// - Throws: ``TeaCacheError/stepOutOfRange(branch:step:steps:)`` when `step` is outside `0 ..< steps`;
+    ///   ``TeaCacheError/replayMismatch(_:)`` when replaying and the schedule has no entry for the call.
+    public mutating func decide(
+        step: Int, slot: TeaCacheSlot, distance: Double?
+    ) throws(TeaCacheError) -> TeaCacheDecision {
+        guard step >= 0, step < steps else {
+            throw .stepOutOfRange(branch: slot.branch, step: step, steps: steps)
+        }
+        var state = slots[slot] ?? SlotState()
+        let decision: TeaCacheDecision
+        if let replay = configuration.replay {
+            guard let entry = replay.entry(for: slot, step: step) else {
+                throw .replayMismatch("the schedule has no decision for \(slot) at step \(step)")
+            }
+            decision = Self.replayed(entry, distance: distance, polynomial: configuration.polynomial, state: &state)
+        } else {
+            decision = decideAdaptively(step: step, distance: distance, state: &state)
+        }
+        state.lastAction = decision.action
+        slots[slot] = state
+        return decision
+    }
+
+    private func decideAdaptively(step: Int, distance: Double?, state: inout SlotState) -> TeaCacheDecision {
+        func forced(_ reason: TeaCacheDecision.Reason) -> TeaCacheDecision {
+            state.accumulator = 0
+            state.skipStreak = 0
+            return TeaCacheDecision(action: .compute, forced: true, reason: reason, distance: distance,
+                                    rescaled: nil, accumulated: nil, accumulatorAfter: 0)
+        }
+        let c = configuration
+        if let reason = c.schedule.forcedReason(step: step, steps: steps) { return forced(reason) }
+        if c.threshold == 0 { return forced(.cacheDisabled) }
+        guard let d = distance else { return forced(.noPreviousInput) }
+        if c.guards.nonFiniteDistanceComputes && !d.isFinite { return forced(.nonFiniteDistance) }
+        if let range = c.guards.calibratedRange, !range.contains(d) { return forced(.outsideCalibratedRange) }
+        if let cap = c.schedule.maxConsecutiveSkips, state.skipStreak >= cap { return forced(.maxConsecutiveSkips) }
+
+        let rescaled = c.polynomial(d)
+        let accumulated = state.accumulator + rescaled
+        if accumulated < c.threshold {
+            state.accumulator = accumulated
+            state.skipStreak += 1
+            return TeaCacheDecision(action: .skip, forced: false, reason: .threshold, distance: d,
+                                    rescaled: rescaled, accumulated: accumulated, accumulatorAfter: accumulated)
+        }
+        state.accumulator = 0
+        state.skipStreak = 0
+        return TeaCacheDecision(action: .compute, forced: false, reason: .threshold, distance: d,
+                                rescaled: rescaled, accumulated: accumulated, accumulatorAfter: 0)
+    }
+
+    /// Follows a recorded entry; the accumulator is still tracked so the trace shows the same numbers.
+    private static func replayed(
+        _ entry: TeaCacheReplaySchedule.Entry, distance: Double?, polynomial: RescalingPolynomial,
+        state: inout SlotState
+    ) -> TeaCacheDecision {
+        var rescaled: Double?, accumulated: Double?
+        if !entry.forced, let d = distance {
+            let r = polynomial(d)
+            rescaled = r
+            accumulated = state.accumulator + r
+        }
+        if entry.action == .compute {
+            state.accumulator = 0
+            state.skipStreak = 0
+        } else {
+            state.accumulator = accumulated ?? state.accumulator
+            state.skipStreak += 1
+        }
+        return TeaCacheDecision(action: entry.action, forced: entry.forced, reason: .replayed, distance: distance,
+                                rescaled: rescaled, accumulated: accumulated, accumulatorAfter: state.accumulator)
+    }
+}

@@ -1,0 +1,50 @@
+/// How a family turns the flow-matching sigma into the `timestep` value the model receives
+/// (FORMAT.md §2). Computed in Float32, like the reference.
+public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
+    /// `t = sigma` (FLUX, TangoFlux: the model multiplies by 1000 internally).
+    case sigma = "sigma"
+    /// `t = sigma * 1000` (HunyuanVideo, Wan2.1, CogVideoX, LTX-Video).
+    case sigmaTimes1000 = "sigma*1000"
+    /// `t = (1 - sigma) * 1000` (Mochi, whose scheduler inverts sigmas).
+    case oneMinusSigmaTimes1000 = "(1-sigma)*1000"
+    /// `t = 1 - sigma` (Lumina-Next, Lumina2: t = 0 is noise, 1 is data).
+    case oneMinusSigma = "1-sigma"
+
+    /// The timestep for `sigma`, in Float32 arithmetic.
+    public func timestep(sigma: Float) -> Float {
+        switch self {
+        case .sigma: return sigma
+        case .sigmaTimes1000: return sigma * 1000
+        case .oneMinusSigmaTimes1000: return (1 - sigma) * 1000
+        case .oneMinusSigma: return 1 - sigma
+        }
+    }
+}
+
+/// How the model output becomes the flow-matching velocity: a sign, and optionally only the first
+/// channels (Lumina-Next predicts 2C channels with `learn_sigma`; the first C are the velocity).
+public struct VelocityConvention: Codable, Sendable, Equatable {
+    /// Which part of the output is the velocity.
+    public enum Channels: Codable, Sendable, Equatable {
+        /// The whole output.
+        case all
+        /// The first `count` entries along `axis`.
+        case first(count: Int, axis: Int)
+    }
+
+    /// +1 (`v = out`) or −1 (`v = −out`: Mochi, Lumina-Next, Lumina2).
+    public var sign: Float
+    /// Which channels.
+    public var channels: Channels
+
+    /// A convention; `sign` must be +1 or −1 (checked by the sampler).
+    public init(sign: Float = 1, channels: Channels = .all) {
+        self.sign = sign
+        self.channels = channels
+    }
+
+    /// `v = out`.
+    public static let identity = VelocityConvention()
+    /// `v = −out`.
+    public static let negated = VelocityConvention(sign: -1)
+}
