@@ -21,9 +21,10 @@ public struct WanInput: Sendable {
     }
 }
 
-/// Everything computed before the block stack for one call.
-public struct WanPrepared: Sendable {
-    /// The patch-embedded video tokens `[B, S, D]` (the block-stack input h_in).
+/// Everything computed before the block stack for one call, and the video tokens as they go through it.
+public struct WanState: Sendable {
+    /// The video tokens `[B, S, D]`: the patch-embedded input h_in after ``WanTransformer/prepare(_:)``,
+    /// the block-stack output after ``WanTransformer/runBlocks(_:)``.
     public var tokens: Tensor
     /// The time embedding `temb` `[B, D]`.
     public var temb: Tensor
@@ -37,7 +38,7 @@ public struct WanPrepared: Sendable {
 /// float32.
 ///
 /// The forward is split the way TeaCache needs it: ``prepare(_:)`` (patch, condition and rotary
-/// embeddings), ``runBlocks(_:_:)`` (the transformer blocks), ``outputHead(_:_:)`` (output norm with
+/// embeddings), ``runBlocks(_:)`` (the transformer blocks), ``outputHead(_:)`` (output norm with
 /// its `scale_shift_table` modulation, `proj_out`, unpatchify). ``callAsFunction(_:)`` chains them.
 ///
 /// Differences from diffusers, all on inputs diffusers would mishandle or reject:
@@ -100,7 +101,7 @@ public struct WanTransformer: Sendable {
 
     /// Patch, condition and rotary embeddings: everything before the first block.
     /// - Throws: ``TensorError`` naming the argument whose shape is wrong.
-    public func prepare(_ input: WanInput) throws(TensorError) -> WanPrepared {
+    public func prepare(_ input: WanInput) throws(TensorError) -> WanState {
         let c = configuration
         let x = input.hiddenStates
         guard x.rank == 5, x.shape[1] == c.inChannels else {
@@ -138,33 +139,34 @@ public struct WanTransformer: Sendable {
                 context = try Tensor.concatenate([image, context], axis: 1)
             }
         }
-        return WanPrepared(
+        return WanState(
             tokens: tokens, temb: cond.temb,
             blocks: WanBlockContext(timestepProjection: cond.timestepProjection, context: context, image: separateImage,
                                     rotaryCos: rope.cos, rotarySin: rope.sin),
             grid: (f, h, w))
     }
 
-    /// Runs every transformer block on `tokens` `[B, S, D]`.
-    public func runBlocks(_ tokens: Tensor, _ prepared: WanPrepared) throws(TensorError) -> Tensor {
-        var h = tokens
-        for block in blocks { h = try block(h, prepared.blocks) }
-        return h
+    /// Runs every transformer block on `state.tokens` `[B, S, D]`, in place.
+    public func runBlocks(_ state: inout WanState) throws(TensorError) {
+        var h = state.tokens
+        for block in blocks { h = try block(h, state.blocks) }
+        state.tokens = h
     }
 
     /// Output norm (no affine) modulated by `scale_shift_table + temb`, `proj_out`, and unpatchify to
     /// `[B, out_channels, F, H, W]`.
-    public func outputHead(_ tokens: Tensor, _ prepared: WanPrepared) throws(TensorError) -> Tensor {
-        let ss = try (scaleShiftTable + prepared.temb.unsqueezed(1)).chunked(2, axis: 1)  // shift, scale: [B, 1, D]
-        let normed = try modulate(layerNorm(tokens, eps: configuration.eps), scale: ss[1], shift: ss[0])
-        return try Patches.unpatchify3D(projOut(normed), grid: prepared.grid, patch: configuration.patch,
+    public func outputHead(_ state: WanState) throws(TensorError) -> Tensor {
+        let ss = try (scaleShiftTable + state.temb.unsqueezed(1)).chunked(2, axis: 1)  // shift, scale: [B, 1, D]
+        let normed = try modulate(layerNorm(state.tokens, eps: configuration.eps), scale: ss[1], shift: ss[0])
+        return try Patches.unpatchify3D(projOut(normed), grid: state.grid, patch: configuration.patch,
                                         order: .channelsLast)
     }
 
     /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
     public func callAsFunction(_ input: WanInput) throws(TensorError) -> Tensor {
-        let prepared = try prepare(input)
-        return try outputHead(runBlocks(prepared.tokens, prepared), prepared)
+        var state = try prepare(input)
+        try runBlocks(&state)
+        return try outputHead(state)
     }
 
     /// The timestep values per sample: `[B]`, or `[1]` repeated over the batch (diffusers broadcasts it).

@@ -21,14 +21,16 @@ struct WanForwardTests {
         let x = WanInput(hiddenStates: try #require(t["input.hidden_states"]),
                          timestep: try #require(t["input.timestep"]),
                          encoderHiddenStates: try #require(t["input.encoder_hidden_states"]))
-        let p = try model.prepare(x)
-        let hOut = try model.runBlocks(p.tokens, p)
-        let residual = try hOut - p.tokens
-        let out = try model.outputHead(hOut, p)
+        var p = try model.prepare(x)
+        let hIn = p.tokens
+        let timestepProjection = p.blocks.timestepProjection, temb = p.temb
+        try model.runBlocks(&p)
+        let residual = try p.tokens - hIn
+        let out = try model.outputHead(p)
         let checks: [(String, Tensor, String)] = [
             ("output", out, "output"),
-            ("timestep_proj", p.blocks.timestepProjection, "teacache.modulated_input"),
-            ("temb", p.temb, "teacache.modulated_input_temb"),
+            ("timestep_proj", timestepProjection, "teacache.modulated_input"),
+            ("temb", temb, "teacache.modulated_input_temb"),
             ("residual", residual, "teacache.residual"),
         ]
         for (label, value, key) in checks {
