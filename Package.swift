@@ -7,8 +7,8 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Safetensors", targets: ["Safetensors"]),
-        .library(name: "DiTModels", targets: ["DiTModels"]),
         .library(name: "TeaCache", targets: ["TeaCache"]),
+        .library(name: "DiTModels", targets: ["DiTModels"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
     dependencies: [
@@ -32,14 +32,14 @@ let package = Package(
             name: "Safetensors",
             dependencies: ["Tensors"]
         ),
+        .target(
+            name: "TeaCache",
+            dependencies: ["Tensors", "COpenBLAS"]
+        ),
 
         .target(
             name: "DiTModels",
             dependencies: ["Tensors", "Safetensors", "TeaCache"]
-        ),
-        .target(
-            name: "TeaCache",
-            dependencies: ["Tensors", "COpenBLAS"]
         ),
 
         // MARK: - Command-line tool
@@ -58,12 +58,8 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
+        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
-        .testTarget(
-            name: "TeaCacheTests",
-            dependencies: ["TeaCache", "Tensors"],
-            exclude: ["../Fixtures"]
-        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,6 +5,6 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernel and model speed on this machine.",
-        subcommands: [BenchKernelsCommand.self]
+        subcommands: [BenchKernelsCommand.self, BenchForwardCommand.self]
     )
 }

@@ -18,6 +18,9 @@ public final class WeightLoader {
     private var used: Set<String> = []
     private var missing: [String] = []
     private var misshaped: [ModelLoadError.MisshapedWeight] = []
+    /// The number of scalars handed out by ``take(_:shape:)`` so far (the model's parameter count once
+    /// construction is done).
+    public private(set) var parameterCount = 0
 
     /// Every parameter handed out so far, by name (for a random loader: the generated weights, so a
     /// randomly initialised model can be saved or reloaded through ``init(tensors:)``).
@@ -38,6 +41,7 @@ public final class WeightLoader {
     /// The parameter `name` with the given shape.
     public func take(_ name: String, shape: [Int]) -> Tensor {
         used.insert(name)
+        parameterCount += shape.reduce(1, *)
         switch source {
         case .stored(let dict):
             guard let t = dict[name] else {

@@ -119,6 +119,12 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
     ///   `malformedConfig` for JSON problems, `unsupportedConfig` for values ``validate()`` rejects.
     public static func parse(_ data: Data) throws(ModelLoadError) -> FluxConfiguration {
         let (className, body) = try ModelConfigFile.parse(data)
+        return try parse(body, className: className)
+    }
+
+    /// Decodes and validates the configuration object `body` (already unwrapped by ``ModelConfigFile``)
+    /// of a file that names `className`.
+    public static func parse(_ body: Data, className: String) throws(ModelLoadError) -> FluxConfiguration {
         guard className == Self.className else { throw .wrongClass(expected: [Self.className], got: className) }
         let config = try ModelConfigFile.decode(FluxConfiguration.self, from: body)
         try config.validate()

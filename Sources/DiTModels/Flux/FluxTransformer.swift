@@ -49,6 +49,8 @@ public struct FluxTransformer: Sendable {
     /// `norm_out` and `proj_out`.
     public let normOut: AdaLayerNormContinuous
     public let projOut: Linear
+    /// The number of parameters (scalars) of the model.
+    public let parameterCount: Int
 
     /// Builds the model, taking every parameter from `loader` by its diffusers name.
     ///
@@ -67,6 +69,7 @@ public struct FluxTransformer: Sendable {
         }
         normOut = AdaLayerNormContinuous(loader, "norm_out", dim: d, conditioningDim: d, eps: 1e-6)
         projOut = Linear(loader, "proj_out", in: d, out: c.outputWidth)
+        parameterCount = loader.parameterCount
         try loader.finish()
     }
 

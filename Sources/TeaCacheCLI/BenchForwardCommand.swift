@@ -1,0 +1,59 @@
+import ArgumentParser
+import DiTModels
+import Foundation
+import Tensors
+
+/// `teacache bench forward --config PATH`: times one model forward at a benchmark shape (random weights)
+/// and reports it against sgemm measured in the same run.
+struct BenchForwardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Median forward time, effective GFLOP/s and its share of sgemm, threads and peak memory.",
+        discussion: "PATH is a benchmark file such as Benchmarks/configs/flux-bench.json: "
+            + "{\"class\", \"config\" (a diffusers config), \"inputs\" (batch and latent/text sizes)}."
+    )
+
+    @Option(help: "Benchmark file ({\"class\", \"config\", \"inputs\"}).")
+    var config: String
+
+    @Option(help: "Threads for BLAS and element-wise loops (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Timed forwards (the median is reported), after one warm-up.")
+    var repeats: Int = 5
+
+    @Option(help: "Seed of the random weights and inputs.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        if let threads { Parallelism.threadCount = threads }
+        let bench: ForwardBenchmark
+        do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed) } catch {
+            FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        print(bench.summary)
+        print("threads \(Parallelism.threadCount)")
+        let seconds = try KernelBenchmarks.medianSeconds(repeats: repeats, warmup: 1) { try bench.run() }
+        let rate = bench.flops / seconds / 1e9
+        let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: 5)
+        print(String(format: "forward median %.1f ms (%d runs)", seconds * 1000, repeats))
+        print(String(format: "forward %.1f GFLOP -> %.1f GFLOP/s", bench.flops / 1e9, rate))
+        print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s; forward at %.0f%% of sgemm", sgemm, 100 * rate / sgemm))
+        let mb = { (b: Int) in Double(b) / 1_048_576 }
+        let budget = bench.weightBytes + bench.activationBytes
+        if let peak = KernelBenchmarks.peakRSSBytes() {
+            print(String(format: "peak RSS %.1f MB vs weights %.1f MB + largest activations %.1f MB = %.1f MB (%.2fx)",
+                         mb(peak), mb(bench.weightBytes), mb(bench.activationBytes), mb(budget),
+                         Double(peak) / Double(max(budget, 1))))
+        } else {
+            print(String(format: "peak RSS unavailable; weights %.1f MB + largest activations %.1f MB",
+                         mb(bench.weightBytes), mb(bench.activationBytes)))
+        }
+    }
+}
