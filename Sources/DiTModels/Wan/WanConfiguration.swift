@@ -191,8 +191,14 @@ extension WanConfiguration: Decodable {
     /// and validates the values.
     public static func parse(_ data: Data) throws(ModelLoadError) -> WanConfiguration {
         let (cls, raw) = try ModelConfigFile.parse(data)
+        return try parse(raw, className: cls)
+    }
+
+    /// Decodes and validates the configuration object `body` (already unwrapped by ``ModelConfigFile``)
+    /// of a file that names `className`.
+    public static func parse(_ body: Data, className cls: String) throws(ModelLoadError) -> WanConfiguration {
         guard cls == className else { throw .wrongClass(expected: [className], got: cls) }
-        let config = try ModelConfigFile.decode(WanConfiguration.self, from: raw)
+        let config = try ModelConfigFile.decode(WanConfiguration.self, from: body)
         try config.validate()
         return config
     }

@@ -55,6 +55,8 @@ public struct WanTransformer: Sendable {
     /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
     public let scaleShiftTable: Tensor
     public let projOut: Linear
+    /// The number of parameters (scalars) of the model.
+    public let parameterCount: Int
 
     /// Builds the model, taking every parameter from `loader`, and checks the loader has nothing left.
     /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
@@ -67,6 +69,7 @@ public struct WanTransformer: Sendable {
         blocks = (0..<c.numLayers).map { WanTransformerBlock(loader, "blocks.\($0)", configuration: c) }
         scaleShiftTable = loader.take("scale_shift_table", shape: [1, 2, c.innerDim])
         projOut = Linear(loader, "proj_out", in: c.innerDim, out: c.outputTokenWidth)
+        parameterCount = loader.parameterCount
         try loader.finish()
     }
 
