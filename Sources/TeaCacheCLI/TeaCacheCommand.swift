@@ -6,6 +6,6 @@ struct TeaCacheCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teacache",
         abstract: "TeaCache for diffusion transformers on the CPU.",
-        subcommands: [InspectCommand.self, BenchCommand.self]
+        subcommands: [InspectCommand.self, VerifyCommand.self, BenchCommand.self]
     )
 }

@@ -1,0 +1,173 @@
+import Foundation
+import TeaCache
+import Tensors
+
+/// Runs a model family against a fixture folder (FORMAT.md) and compares every number the folder holds:
+/// the forward (`output`, `teacache.*`), the sampling schedule, the uncached loop, and for each TeaCache
+/// record every per-call decision, distance, rescaled and accumulated value and the final latent.
+public enum FixtureVerifier {
+    /// Acceptance tolerances (FORMAT.md §7).
+    public struct Tolerances: Sendable {
+        /// Relative L2 of forward tensors.
+        public var forwardRelativeL2 = 1e-4
+        /// Relative L2 of final latents.
+        public var latentRelativeL2 = 1e-4
+        /// Absolute difference of per-call relative L1 distances.
+        public var relL1Absolute = 1e-5
+        /// Relative difference of rescaled and accumulated values.
+        public var accumulatorRelative = 1e-3
+        /// Relative difference of the sigma/dt/timestep schedule (it is computed the same way in Float32).
+        public var scheduleRelative = 1e-6
+
+        public init() {}
+    }
+
+    /// Verifies the fixture folder at `url` with the family it resolves to (``FixtureFamilies/resolve(_:)``).
+    ///
+    /// - Throws: ``VerifyError`` when the folder is incomplete or malformed or no family handles it;
+    ///   ``ModelLoadError`` when the model cannot be built; errors of the model or TeaCache when a call
+    ///   fails. Numeric disagreements are not errors: they are failed checks in the report.
+    public static func verify(folder url: URL, tolerances: Tolerances = Tolerances()) throws -> VerifyReport {
+        let folder = try FixtureFolder(url)
+        let (family, name) = try FixtureFamilies.resolve(folder)
+        return try verify(folder, family: family, name: name, tolerances: tolerances)
+    }
+
+    /// Verifies a loaded folder with a given family.
+    public static func verify<F: FixtureFamily>(
+        _ folder: FixtureFolder, family: F.Type, name: String, tolerances tol: Tolerances = Tolerances()
+    ) throws -> VerifyReport {
+        let model = try F.loadModel(className: folder.className, config: folder.config,
+                                    weights: WeightLoader(safetensorsAt: folder.weightsURL))
+        var checks = try forwardChecks(folder, F.self, model, tol)
+        checks += try samplingChecks(folder, F.self, model, tol)
+        return VerifyReport(family: name, checks: checks)
+    }
+
+    // MARK: - Forward
+
+    private static func forwardChecks<F: FixtureFamily>(
+        _ folder: FixtureFolder, _: F.Type, _ model: F.Model, _ tol: Tolerances
+    ) throws -> [VerifyCheck] {
+        let references = folder.forwardTensors.keys
+            .filter { $0 == "output" || $0.hasPrefix("teacache.") }
+            .sorted { ($0 == "output" ? "" : $0) < ($1 == "output" ? "" : $1) }
+        guard references.contains("output") else { throw VerifyError.missingTensor(name: "output", file: "forward.safetensors") }
+        let results = try F.forwardResults(model: model, input: F.forwardInput(folder.forwardArguments()))
+        return references.map { ref in
+            let label = "forward " + (ref.hasPrefix("teacache.") ? String(ref.dropFirst("teacache.".count)) : ref)
+            guard let got = results[ref], let expected = folder.forwardTensors[ref] else {
+                return VerifyCheck(name: label, measurement: "not produced by the model", passed: false)
+            }
+            return compare(label, got, expected, tol.forwardRelativeL2)
+        }
+    }
+
+    // MARK: - Sampling
+
+    private static func samplingChecks<F: FixtureFamily>(
+        _ folder: FixtureFolder, _: F.Type, _ model: F.Model, _ tol: Tolerances
+    ) throws -> [VerifyCheck] {
+        let s = folder.sampling
+        let timesteps = try folder.samplingTensor("timesteps")
+        guard let convention = TimestepConvention(rawValue: s.timestepConvention) else {
+            throw VerifyError.unsupported("timestep convention \"\(s.timestepConvention)\"")
+        }
+        if let cfg = s.cfg, cfg.callOrder != ["cond", "uncond"] {
+            throw VerifyError.unsupported("CFG call order \(cfg.callOrder) (only cond, then uncond)")
+        }
+        let sampler = try FlowMatchEulerSampler(steps: timesteps.count, timestepConvention: convention,
+                                                velocity: F.velocity(s.velocity), guidanceScale: s.cfg?.guidanceScale)
+        var checks = [try scheduleCheck(folder, sampler, tol)]
+
+        var conditioning: [BranchKey: FixtureArguments] = [.cond: folder.samplingArguments(branch: "cond")]
+        if s.cfg != nil { conditioning[.uncond] = folder.samplingArguments(branch: "uncond") }
+        func arguments(_ branch: BranchKey) throws -> FixtureArguments {
+            guard let a = conditioning[branch] else { throw VerifyError.unsupported("no conditioning for branch \(branch)") }
+            return a
+        }
+        let initial = try folder.samplingTensor("latent.initial")
+
+        let uncached = try sampler.sample(from: initial) { latent, t, branch, _ in
+            try model.forward(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch)))
+        }
+        checks.append(compare("sampling final uncached", uncached, try folder.samplingTensor("latent.final_uncached"),
+                              tol.latentRelativeL2))
+
+        for record in s.records {
+            let cached = CachedTransformer(model: model,
+                                           configuration: try F.teaCacheConfiguration(record: record, steps: sampler.steps))
+            try cached.beginRun(steps: sampler.steps)
+            let final = try sampler.sample(from: initial) { latent, t, branch, _ in
+                try cached(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch)), branch: branch)
+            }
+            let trace = cached.endRun() ?? TeaCacheTrace(steps: sampler.steps)
+            checks += decisionChecks(record, trace, tol)
+            checks.append(compare("sampling \(record.name) final cached", final,
+                                  try folder.samplingTensor(record.finalCachedTensor), tol.latentRelativeL2))
+        }
+        return checks
+    }
+
+    private static func scheduleCheck(
+        _ folder: FixtureFolder, _ sampler: FlowMatchEulerSampler, _ tol: Tolerances
+    ) throws -> VerifyCheck {
+        var worst = 0.0
+        var shapesAgree = true
+        for (name, ours) in [("sigmas", sampler.sigmas), ("dt", sampler.dt), ("timesteps", sampler.timesteps)] {
+            let ref = try folder.samplingTensor(name).scalars
+            guard ref.count == ours.count else { shapesAgree = false; continue }
+            for (a, b) in zip(ours, ref) {
+                worst = max(worst, abs(Double(a) - Double(b)) / max(1, abs(Double(b))))
+            }
+        }
+        guard shapesAgree else {
+            return VerifyCheck(name: "sampling schedule", measurement: "lengths differ from \(sampler.steps) steps", passed: false)
+        }
+        return VerifyCheck(name: "sampling schedule", measurement: "max rel diff \(formatError(worst))",
+                           passed: worst <= tol.scheduleRelative)
+    }
+
+    private static func decisionChecks(_ record: SamplingRecord, _ trace: TeaCacheTrace, _ tol: Tolerances) -> [VerifyCheck] {
+        let prefix = "sampling \(record.name)"
+        let expected = record.calls, got = trace.entries
+        guard expected.count == got.count else {
+            return [VerifyCheck(name: "\(prefix) decisions", measurement: "\(got.count) calls, expected \(expected.count)",
+                                passed: false)]
+        }
+        var identical = 0, firstMismatch: Int?
+        var relL1Diff = 0.0, accDiff = 0.0
+        var valuesMissing = false
+        for (e, g) in zip(expected, got) {
+            let same = (e.decision == "computed") == (g.decision == .compute) && e.forced == g.forced
+                && e.cfgBranch == g.branch.name && e.step == g.step
+            if same { identical += 1 } else if firstMismatch == nil { firstMismatch = e.call }
+            if let r = e.relL1 {
+                if let d = g.distance { relL1Diff = max(relL1Diff, abs(d - r)) } else { valuesMissing = true }
+            }
+            for (ref, ours) in [(e.rescaled, g.rescaled), (e.accumulated, g.accumulated)] {
+                guard let ref else { continue }
+                guard let ours else { valuesMissing = true; continue }
+                accDiff = max(accDiff, abs(ours - ref) / max(abs(ref), 1e-12))
+            }
+        }
+        let mismatch = firstMismatch.map { ", first difference at call \($0)" } ?? ""
+        return [
+            VerifyCheck(name: "\(prefix) decisions", measurement: "\(identical)/\(expected.count) identical\(mismatch)",
+                        passed: identical == expected.count),
+            VerifyCheck(name: "\(prefix) rel_l1", measurement: "max abs diff \(formatError(relL1Diff))"
+                            + (valuesMissing ? " (some values not computed)" : ""),
+                        passed: !valuesMissing && relL1Diff <= tol.relL1Absolute),
+            VerifyCheck(name: "\(prefix) rescaled/accumulated", measurement: "max rel diff \(formatError(accDiff))",
+                        passed: !valuesMissing && accDiff <= tol.accumulatorRelative),
+        ]
+    }
+
+    private static func compare(_ name: String, _ got: Tensor, _ expected: Tensor, _ tolerance: Double) -> VerifyCheck {
+        guard got.shape == expected.shape else {
+            return VerifyCheck(name: name, measurement: "shape \(got.shape), expected \(expected.shape)", passed: false)
+        }
+        let e = (try? Tensor.relativeL2(got, expected)) ?? .infinity
+        return VerifyCheck(name: name, measurement: "rel L2 \(formatError(e))", passed: e <= tolerance)
+    }
+}

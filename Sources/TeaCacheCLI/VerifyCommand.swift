@@ -1,0 +1,31 @@
+import ArgumentParser
+import DiTModels
+import Foundation
+
+/// `teacache verify DIR`: runs a model family against a reference fixture folder (fixtures FORMAT.md)
+/// and prints one line per comparison, then `verify FAMILY: PASS|FAIL`. Exits 0 only on PASS.
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the forward pass and TeaCache decisions against a diffusers fixture folder.",
+        discussion: "DIR holds config.json, model.safetensors, forward.{json,safetensors} and "
+            + "sampling.{json,safetensors} of one model family. The family is taken from the files' "
+            + "\"family\" field, or from config.json's class."
+    )
+
+    @Argument(help: "A fixture family folder.")
+    var directory: String
+
+    func run() throws {
+        let report: VerifyReport
+        do {
+            report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory))
+        } catch {
+            FileHandle.standardError.write(Data("error: \(directory): \(error)\n".utf8))
+            print("verify: FAIL")
+            throw ExitCode.failure
+        }
+        for line in report.lines { print(line) }
+        if !report.passed { throw ExitCode.failure }
+    }
+}
