@@ -47,6 +47,8 @@ public enum SafetensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     case tensorNotFound(String)
     /// The tensor's dtype is known but cannot be converted to Float32.
     case unsupportedDType(tensor: String, dtype: String)
+    /// A sharded-checkpoint index (`*.safetensors.index.json`) is malformed.
+    case invalidIndex(path: String, reason: String)
     /// The writer was given a tensor it cannot store (bad name, byte count mismatch, ...).
     case invalidWriterInput(tensor: String, reason: String)
 
@@ -97,6 +99,8 @@ public enum SafetensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "no tensor named '\(name)' in the file"
         case let .unsupportedDType(tensor, dtype):
             return "tensor '\(tensor)': dtype \(dtype) cannot be converted to Float32 (supported: F32, F16, BF16, F64, I64, I32, BOOL)"
+        case let .invalidIndex(path, reason):
+            return "invalid safetensors index '\(path)': \(reason)"
         case let .invalidWriterInput(tensor, reason):
             return "cannot write tensor '\(tensor)': \(reason)"
         }

@@ -105,7 +105,7 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         }
 
         let decisions: [(sample: Int?, decision: TeaCacheDecision)]
-        if configuration.perSample {
+        if run.policy.configuration.perSample {
             decisions = try perSampleStep(&state, m: m, shapes: shapes, step: step, branch: branch,
                                           cache: &cache, run: &run)
         } else {
