@@ -16,6 +16,6 @@ public struct FeedForward: Sendable {
 
     /// Applies the feed-forward to `[..., dim]`.
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try projOut(gelu(projIn(x), approximation: approximation))
+        try projOut(linear(x, weight: projIn.weight, bias: projIn.bias, activation: .gelu(approximation)))
     }
 }

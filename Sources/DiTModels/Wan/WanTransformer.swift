@@ -160,7 +160,7 @@ public struct WanTransformer: Sendable {
     /// `[B, out_channels, F, H, W]`.
     public func outputHead(_ state: WanState) throws(TensorError) -> Tensor {
         let ss = try (scaleShiftTable + state.temb.unsqueezed(1)).chunked(2, axis: 1)  // shift, scale: [B, 1, D]
-        let normed = try modulate(layerNorm(state.tokens, eps: configuration.eps), scale: ss[1], shift: ss[0])
+        let normed = try layerNormModulated(state.tokens, eps: configuration.eps, scale: ss[1], shift: ss[0])
         return try Patches.unpatchify3D(projOut(normed), grid: state.grid, patch: configuration.patch,
                                         order: .channelsLast)
     }
