@@ -41,6 +41,12 @@ public struct WanState: Sendable {
 /// embeddings), ``runBlocks(_:)`` (the transformer blocks), ``outputHead(_:)`` (output norm with
 /// its `scale_shift_table` modulation, `proj_out`, unpatchify). ``callAsFunction(_:)`` chains them.
 ///
+/// Precision: diffusers keeps the rotary tables (computed in float64), the time embedder, the
+/// `scale_shift_table`s and the LayerNorms in float32 and casts back to the model dtype after each
+/// modulated norm and gated residual add; with float32 weights (the fixtures, and this port) every one of
+/// those casts is the identity, so everything here is float32 with the rotary frequencies in Double.
+/// The gated updates are computed as diffusers orders them: `h + (out · gate)`.
+///
 /// Differences from diffusers, all on inputs diffusers would mishandle or reject:
 /// - diffusers splits the cross-attention context of I2V models at `L − 512` (it assumes 512 text
 ///   tokens); this port knows how many image tokens it embedded and splits there, which is the same
@@ -117,6 +123,12 @@ public struct WanTransformer: Sendable {
         guard f % p.t == 0, h % p.h == 0, w % p.w == 0 else {
             throw .invalidArgument(operation: "Wan forward",
                                    reason: "latent grid \(f)×\(h)×\(w) is not divisible by patch_size \(c.patchSize)")
+        }
+        for (name, t) in [("hidden_states", x), ("encoder_hidden_states", input.encoderHiddenStates),
+                          ("encoder_hidden_states_image", input.encoderHiddenStatesImage)] {
+            if let t, !t.isFinite {
+                throw .invalidArgument(operation: "Wan forward", reason: "\(name) holds NaN or infinite values")
+            }
         }
         let timesteps = try Self.timesteps(input.timestep, batch: b)
         let text = input.encoderHiddenStates

@@ -78,6 +78,11 @@ struct WanModelTests {
         bad.timestep = try Tensor(shape: [2], scalars: [.nan, 2])
         #expect(throws: TensorError.self) { try model(bad) }
         bad = good
+        var nanLatent = good.hiddenStates
+        nanLatent.withUnsafeMutableBufferPointer { $0[5] = .nan }
+        bad.hiddenStates = nanLatent
+        #expect(throws: TensorError.self) { try model(bad) }
+        bad = good
         bad.encoderHiddenStatesImage = randomTensor([2, 4, 10], seed: 3)  // T2V model given image tokens
         #expect(throws: TensorError.self) { try model(bad) }
         bad = good
