@@ -34,7 +34,7 @@ import Tensors
 /// ``teaCacheConfiguration(record:steps:)`` (the standard counter: first and last step forced) and
 /// ``velocity(_:)`` (`v = sign · output` over all channels). Never hard-code fixture values (shapes,
 /// seeds, thresholds): read them from the arguments and records.
-public protocol FixtureFamily {
+public protocol FixtureFamily: SendableMetatype {
     /// The model type; its forward is split for TeaCache.
     associatedtype Model: DiffusionTransformer
 
