@@ -24,10 +24,13 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
 
+        // MARK: - Implementation details
+        .target(name: "CKernels"),
+
         // MARK: - Libraries
         .target(
             name: "Tensors",
-            dependencies: ["COpenBLAS"]
+            dependencies: ["COpenBLAS", "CKernels"]
         ),
         .target(
             name: "Safetensors",

@@ -42,11 +42,19 @@ struct BenchForwardCommand: ParsableCommand {
         // Measure the peak of the forwards, not of the random initialisation before them.
         let peakReset = KernelBenchmarks.resetPeakRSS()
         let before = KernelBenchmarks.currentRSSBytes()
-        let seconds = try KernelBenchmarks.medianSeconds(repeats: repeats, warmup: 1) { try bench.run() }
+        // Forwards and sgemm alternate, so both medians see the same machine load.
+        let sgemmProbe = try KernelBenchmarks.SgemmProbe()
+        try bench.run()
+        var forwardTimes: [Double] = [], sgemmRates: [Double] = []
+        for _ in 0..<repeats {
+            forwardTimes.append(try KernelBenchmarks.timeSeconds { try bench.run() })
+            sgemmRates.append(try sgemmProbe.gflops())
+        }
         let peak = KernelBenchmarks.peakRSSBytes()
+        let seconds = KernelBenchmarks.median(forwardTimes)
         let rate = bench.flops / seconds / 1e9
-        let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: 5)
-        print(String(format: "forward median %.1f ms (%d runs)", seconds * 1000, repeats))
+        let sgemm = KernelBenchmarks.median(sgemmRates)
+        print(String(format: "forward median %.1f ms (%d runs, interleaved with sgemm)", seconds * 1000, repeats))
         print(String(format: "forward %.1f GFLOP -> %.1f GFLOP/s", bench.flops / 1e9, rate))
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s; forward at %.0f%% of sgemm", sgemm, 100 * rate / sgemm))
         let mb = { (b: Int) in Double(b) / 1_048_576 }

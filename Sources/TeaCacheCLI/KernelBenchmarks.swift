@@ -16,6 +16,36 @@ enum KernelBenchmarks {
         return times[times.count / 2]
     }
 
+    /// Wall seconds of one call of `body`.
+    static func timeSeconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// The median of a non-empty list.
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        return s.isEmpty ? .nan : s[s.count / 2]
+    }
+
+    /// An n×n×n sgemm kept ready so its rate can be sampled between other measurements.
+    struct SgemmProbe {
+        let a: Tensor, b: Tensor, n: Int
+        init(n: Int = 1024) throws {
+            var g = SeededGenerator(seed: 1)
+            a = try Tensor.randomUniform(shape: [n, n], using: &g)
+            b = try Tensor.randomUniform(shape: [n, n], using: &g)
+            self.n = n
+            _ = try matmul(a, b)
+        }
+        /// GFLOP/s of the faster of two products (2n³ flops each).
+        func gflops() throws -> Double {
+            let t = min(try timeSeconds { _ = try matmul(a, b) }, try timeSeconds { _ = try matmul(a, b) })
+            return 2 * Double(n * n * n) / t / 1e9
+        }
+    }
+
     /// sgemm rate in GFLOP/s for an n×n×n product (2n³ flops).
     static func sgemmGFLOPS(n: Int = 1024, repeats: Int = 7) throws -> Double {
         var g = SeededGenerator(seed: 1)

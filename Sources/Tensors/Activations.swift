@@ -1,3 +1,5 @@
+import CKernels
+
 /// Activation functions and their gated variants (vectorised, parallel over blocks).
 
 /// The GELU approximation to use.
@@ -24,11 +26,28 @@ func siluVector(_ x: SIMD16<Float>) -> SIMD16<Float> { x * VectorMath.sigmoid(x)
 
 /// GELU, exact or tanh-approximated.
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
-    x.mapVector { geluVector($0, approximation) }
+    var y = x.copy()
+    applyInPlace(&y, .gelu(approximation))
+    return y
 }
 
 /// SiLU (swish): `x · sigmoid(x)`.
-public func silu(_ x: Tensor) -> Tensor { x.mapVector(siluVector) }
+public func silu(_ x: Tensor) -> Tensor {
+    var y = x.copy()
+    applyInPlace(&y, .silu)
+    return y
+}
+
+/// Applies `activation` to every element of `t` in place, in parallel blocks.
+func applyInPlace(_ t: inout Tensor, _ activation: Activation) {
+    let n = t.count
+    t.withUnsafeMutableBufferPointer { buf in
+        Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024 * 8) { blocks in
+            let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
+            activation.apply(buf.baseAddress! + lo, hi - lo)
+        }
+    }
+}
 
 /// Hyperbolic tangent.
 public func tanh(_ x: Tensor) -> Tensor { x.mapVector(VectorMath.tanh) }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Fused element-wise passes for operations a DiT performs back to back, so memory is read once.
 
 /// An activation applied in place right after a linear layer (see ``linear(_:weight:bias:activation:)``).
@@ -6,12 +8,13 @@ public enum Activation: Sendable, Equatable {
     case silu
     case tanh
 
-    @inlinable @inline(__always)
-    func apply(_ v: SIMD16<Float>) -> SIMD16<Float> {
+    /// Applies the activation to `n` contiguous values in place (exp-heavy cases through `CKernels`).
+    func apply(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
         switch self {
-        case .gelu(let a): return geluVector(v, a)
-        case .silu: return siluVector(v)
-        case .tanh: return VectorMath.tanh(v)
+        case .gelu(.tanh): ck_gelu_tanh(p, p, n)
+        case .silu: ck_silu(p, p, n)
+        case .gelu(.none): simdMap(p, p, n) { geluVector($0, .none) }
+        case .tanh: simdMap(p, p, n, VectorMath.tanh)
         }
     }
 }
@@ -21,14 +24,7 @@ public func linear(
     _ x: Tensor, weight: Tensor, bias: Tensor? = nil, activation: Activation
 ) throws(TensorError) -> Tensor {
     var y = try linear(x, weight: weight, bias: bias)
-    let n = y.count
-    y.withUnsafeMutableBufferPointer { buf in
-        Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024 * 8) { blocks in
-            let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
-            let p = buf.baseAddress! + lo
-            simdMap(p, p, hi - lo) { activation.apply($0) }
-        }
-    }
+    applyInPlace(&y, activation)
     return y
 }
 

@@ -45,7 +45,7 @@ import Tensors
     @Test func alteredCachedLatentFails() throws {
         let dir = try Self.corruptedCopy("tangoflux", file: "sampling.safetensors") { t in
             // The uncached final latent in place of the cached one: off by the cache's own effect (~6e-3).
-            t["latent.final_cached"] = try #require(t["latent.final_uncached"])
+            t["latent.final_cached"] = t["latent.final_uncached"]
         }
         defer { try? FileManager.default.removeItem(at: dir) }
         let report = try FixtureVerifier.verify(folder: dir)

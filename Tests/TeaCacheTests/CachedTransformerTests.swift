@@ -10,7 +10,7 @@ import Tensors
 
     /// Inputs of a short "sampling" sequence: a latent drifting slowly and timesteps advancing by `rate`.
     static func inputs(seed: UInt64, batch: Int, tokens: Int, steps: Int, rates: [Float]) throws -> [TinyDiT.Input] {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var latent = try rng.tensor([batch, tokens, 4])
         var out: [TinyDiT.Input] = []
         for k in 0..<steps {

@@ -9,7 +9,7 @@ import Tensors
 
     /// Pairs (x, P(x) + noise) with x uniform in [0.02, 0.2]; noise uniform in ±`noise` (seeded).
     static func samples(count: Int, noise: Double, seed: UInt64) -> [CalibrationSample] {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
             let x = 0.02 + 0.18 * (Double(rng.uniform()) + 1) / 2
             let y = RescalingPolynomial.evaluate(truth, at: x) + noise * Double(rng.uniform())
@@ -42,7 +42,7 @@ import Tensors
     }
 
     @Test func poorFitIsRefusedUnlessForced() throws {
-        var rng = SplitMix64(seed: 3)
+        var rng = SeededGenerator(seed: 3)
         let junk = (0..<50).map { _ in
             CalibrationSample(inputDistance: 0.1 + 0.05 * Double(rng.uniform()), outputDistance: Double(rng.uniform()))
         }

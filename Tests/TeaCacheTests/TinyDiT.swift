@@ -1,17 +1,8 @@
 import Tensors
 @testable import TeaCache
 
-/// SplitMix64: a tiny seeded generator for test weights (independent of any library RNG).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Test-data helpers on the library's seeded generator.
+extension SeededGenerator {
     /// Uniform in [-1, 1).
     mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
     mutating func tensor(_ shape: [Int], scale: Float = 1) throws -> Tensor {
@@ -19,6 +10,7 @@ struct SplitMix64 {
         return try Tensor(shape: shape, scalars: (0..<n).map { _ in uniform() * scale })
     }
 }
+
 
 /// Counts block-stack evaluations (a reference type so the model value can share it).
 final class EvaluationCounter {
@@ -64,7 +56,7 @@ struct TinyDiT: DiffusionTransformer {
     let counter = EvaluationCounter()
 
     init(seed: UInt64, channels: Int = 4, width: Int = 16, depth: Int = 2, frequencies: Int = 8) throws {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         self.channels = channels
         self.width = width
         self.frequencies = frequencies

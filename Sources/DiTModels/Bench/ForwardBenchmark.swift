@@ -39,8 +39,11 @@ public struct ForwardBenchmark {
         case FluxConfiguration.className:
             return try FluxTransformer.benchmark(configuration: FluxConfiguration.parse(config, className: className),
                                                  inputs: inputs, seed: seed)
+        case WanConfiguration.className:
+            return try WanTransformer.benchmark(configuration: WanConfiguration.parse(config, className: className),
+                                                inputs: inputs, seed: seed)
         default:
-            throw .wrongClass(expected: [FluxConfiguration.className], got: className)
+            throw .wrongClass(expected: [FluxConfiguration.className, WanConfiguration.className], got: className)
         }
     }
 

@@ -22,6 +22,10 @@ public final class WeightLoader {
     /// construction is done).
     public private(set) var parameterCount = 0
 
+    /// Every parameter handed out so far, by name (for a random loader: the generated weights, so a
+    /// randomly initialised model can be saved or reloaded through ``init(tensors:)``).
+    public private(set) var supplied: [String: Tensor] = [:]
+
     /// A loader over stored tensors (for example, every tensor of a safetensors file).
     public init(tensors: [String: Tensor]) { source = .stored(tensors) }
 
@@ -48,11 +52,13 @@ public final class WeightLoader {
                 misshaped.append(.init(name: name, expected: shape, found: t.shape))
                 return (try? Tensor(zeros: shape)) ?? Tensor(scalar: 0)
             }
+            supplied[name] = t
             return t
         case .random(var rng, let adjust):
             var t = Self.draw(name: name, shape: shape, rng: &rng)
             adjust?(name, &t)
             source = .random(rng, adjust: adjust)
+            supplied[name] = t
             return t
         }
     }

@@ -34,7 +34,7 @@ import Tensors
 /// ``teaCacheConfiguration(record:steps:)`` (the standard counter: first and last step forced) and
 /// ``velocity(_:)`` (`v = sign · output` over all channels). Never hard-code fixture values (shapes,
 /// seeds, thresholds): read them from the arguments and records.
-public protocol FixtureFamily {
+public protocol FixtureFamily: SendableMetatype {
     /// The model type; its forward is split for TeaCache.
     associatedtype Model: DiffusionTransformer
 
@@ -62,6 +62,10 @@ public protocol FixtureFamily {
 
     /// The TeaCache configuration reproducing a record's counter rules.
     static func teaCacheConfiguration(record: SamplingRecord, steps: Int) throws -> TeaCacheConfiguration
+
+    /// The model to wrap with TeaCache for a record: `model` itself unless the record selects another
+    /// modulated input (Wan2.1's `use_ret_steps` compares `timestep_proj` instead of `temb`).
+    static func model(_ model: Model, for record: SamplingRecord) throws -> Model
 
     /// The velocity convention of the loop.
     static func velocity(_ description: SamplingDescription.Velocity) throws -> VelocityConvention
@@ -100,6 +104,9 @@ extension FixtureFamily {
         return try .faithful(coefficients: record.coefficients, threshold: record.threshold, schedule: .standard)
     }
 
+    /// The loaded model, unchanged.
+    public static func model(_ model: Model, for record: SamplingRecord) throws -> Model { model }
+
     /// `v = sign · output` over all channels.
     public static func velocity(_ description: SamplingDescription.Velocity) throws -> VelocityConvention {
         guard description.channels == "all" else {
@@ -112,7 +119,7 @@ extension FixtureFamily {
 /// The registry of fixture families known to `teacache verify`.
 public enum FixtureFamilies {
     /// Every conformance, in lookup order.
-    public static let all: [any FixtureFamily.Type] = [FluxFixture.self]
+    public static let all: [any FixtureFamily.Type] = [FluxFixture.self, WanFixture.self]
 
     /// The family handling `folder` and its family name: the name stated by forward.json/sampling.json
     /// when present (its class must match), else the first family that recognises config.json.

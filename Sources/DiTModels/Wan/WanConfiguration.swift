@@ -1,0 +1,214 @@
+import Foundation
+
+/// The configuration of a diffusers `WanTransformer3DModel` (diffusers 0.42.1), decoded from `config.json`.
+///
+/// Every field that changes a parameter shape or the computation is honoured; values this port does
+/// not implement are rejected by ``validate()`` with ``ModelLoadError/unsupportedConfig(field:value:reason:)``.
+/// Field names and defaults follow the diffusers constructor.
+public struct WanConfiguration: Sendable, Equatable {
+    /// The diffusers class names this configuration builds.
+    public static let className = "WanTransformer3DModel"
+
+    /// The patch extent (frames, height, width) of the Conv3d patch embedding.
+    public var patchSize: [Int]
+    /// Attention heads per layer.
+    public var numAttentionHeads: Int
+    /// Channels per head; the model width is `numAttentionHeads · attentionHeadDim`.
+    public var attentionHeadDim: Int
+    /// Latent channels in.
+    public var inChannels: Int
+    /// Latent channels out (diffusers: `out_channels or in_channels`).
+    public var outChannels: Int
+    /// Width of the text-encoder features (4096 for umT5-XXL).
+    public var textDim: Int
+    /// Number of sinusoidal timestep features.
+    public var freqDim: Int
+    /// Hidden width of the feed-forward networks.
+    public var ffnDim: Int
+    /// Number of transformer blocks.
+    public var numLayers: Int
+    /// When true, the cross-attention input goes through an affine LayerNorm (`norm2`).
+    public var crossAttnNorm: Bool
+    /// The query/key normalisation; only `"rms_norm_across_heads"` exists in diffusers 0.42.1.
+    public var qkNorm: String?
+    /// Epsilon of the blocks' norms and of the output norm.
+    public var eps: Float
+    /// Width of the image-encoder (CLIP) features for image-to-video, or nil for text-to-video.
+    public var imageDim: Int?
+    /// Input width of the extra image key/value projections of the cross-attention (I2V), or nil.
+    public var addedKVProjDim: Int?
+    /// Number of positions the rotary tables cover per axis (after patching).
+    public var ropeMaxSeqLen: Int
+    /// Length of the learned position embedding of the image tokens (Wan FLF2V), or nil.
+    public var posEmbedSeqLen: Int?
+
+    /// A configuration; the defaults are diffusers' constructor defaults (Wan2.1 T2V 14B).
+    public init(
+        patchSize: [Int] = [1, 2, 2], numAttentionHeads: Int = 40, attentionHeadDim: Int = 128,
+        inChannels: Int = 16, outChannels: Int? = 16, textDim: Int = 4096, freqDim: Int = 256,
+        ffnDim: Int = 13824, numLayers: Int = 40, crossAttnNorm: Bool = true,
+        qkNorm: String? = "rms_norm_across_heads", eps: Float = 1e-6, imageDim: Int? = nil,
+        addedKVProjDim: Int? = nil, ropeMaxSeqLen: Int = 1024, posEmbedSeqLen: Int? = nil
+    ) {
+        self.patchSize = patchSize
+        self.numAttentionHeads = numAttentionHeads
+        self.attentionHeadDim = attentionHeadDim
+        self.inChannels = inChannels
+        self.outChannels = (outChannels ?? 0) == 0 ? inChannels : outChannels!
+        self.textDim = textDim
+        self.freqDim = freqDim
+        self.ffnDim = ffnDim
+        self.numLayers = numLayers
+        self.crossAttnNorm = crossAttnNorm
+        self.qkNorm = qkNorm
+        self.eps = eps
+        self.imageDim = imageDim
+        self.addedKVProjDim = addedKVProjDim
+        self.ropeMaxSeqLen = ropeMaxSeqLen
+        self.posEmbedSeqLen = posEmbedSeqLen
+    }
+
+    /// The model width `numAttentionHeads · attentionHeadDim`.
+    public var innerDim: Int { numAttentionHeads * attentionHeadDim }
+
+    /// The patch extent as a tuple.
+    public var patch: (t: Int, h: Int, w: Int) { (patchSize[0], patchSize[1], patchSize[2]) }
+
+    /// Values per output token: `outChannels · pt · ph · pw`.
+    public var outputTokenWidth: Int { outChannels * patchSize.reduce(1, *) }
+
+    /// The rotary dimensions per axis (frames, height, width), split as diffusers' `WanRotaryPosEmbed`:
+    /// height and width get `2·⌊D/6⌋` each, frames the rest.
+    public var rotaryAxesDims: [Int] {
+        let hw = 2 * (attentionHeadDim / 6)
+        return [attentionHeadDim - 2 * hw, hw, hw]
+    }
+
+    /// Checks every field.
+    /// - Throws: ``ModelLoadError/unsupportedConfig(field:value:reason:)`` naming the first bad field.
+    public func validate() throws(ModelLoadError) {
+        func positive(_ name: String, _ v: Int) throws(ModelLoadError) {
+            guard v > 0 else { throw .unsupportedConfig(field: name, value: "\(v)", reason: "must be a positive integer") }
+        }
+        guard patchSize.count == 3 else {
+            throw .unsupportedConfig(field: "patch_size", value: "\(patchSize)", reason: "must list three extents (frames, height, width)")
+        }
+        for p in patchSize { try positive("patch_size", p) }
+        try positive("num_attention_heads", numAttentionHeads)
+        try positive("attention_head_dim", attentionHeadDim)
+        try positive("in_channels", inChannels)
+        try positive("out_channels", outChannels)
+        try positive("text_dim", textDim)
+        try positive("freq_dim", freqDim)
+        try positive("ffn_dim", ffnDim)
+        guard numLayers >= 0 else {
+            throw .unsupportedConfig(field: "num_layers", value: "\(numLayers)", reason: "must be 0 or more")
+        }
+        try positive("rope_max_seq_len", ropeMaxSeqLen)
+        // The rotary split must give three even, non-empty axes (diffusers asserts even dimensions).
+        guard attentionHeadDim % 2 == 0, attentionHeadDim >= 6, rotaryAxesDims.allSatisfy({ $0 > 0 && $0 % 2 == 0 }) else {
+            throw .unsupportedConfig(field: "attention_head_dim", value: "\(attentionHeadDim)",
+                                     reason: "the 3-D rotary embedding needs an even head dimension of at least 6 "
+                                        + "(split \(rotaryAxesDims) must be even and positive)")
+        }
+        guard qkNorm == "rms_norm_across_heads" else {
+            throw .unsupportedConfig(field: "qk_norm", value: qkNorm.map { "\"\($0)\"" } ?? "null",
+                                     reason: "only \"rms_norm_across_heads\" is implemented (diffusers 0.42.1 applies "
+                                        + "that normalisation whatever the value, so other values are ambiguous)")
+        }
+        guard eps.isFinite, eps > 0 else {
+            throw .unsupportedConfig(field: "eps", value: "\(eps)", reason: "must be a finite positive number")
+        }
+        if let imageDim { try positive("image_dim", imageDim) }
+        if let addedKVProjDim {
+            guard imageDim != nil else {
+                throw .unsupportedConfig(field: "added_kv_proj_dim", value: "\(addedKVProjDim)",
+                                         reason: "the image key/value projections read image tokens, which need image_dim to be set")
+            }
+            guard addedKVProjDim == innerDim else {
+                throw .unsupportedConfig(field: "added_kv_proj_dim", value: "\(addedKVProjDim)",
+                                         reason: "the projections read the embedded image tokens of width "
+                                            + "num_attention_heads·attention_head_dim = \(innerDim); use that value")
+            }
+        }
+        if let posEmbedSeqLen {
+            try positive("pos_embed_seq_len", posEmbedSeqLen)
+            guard imageDim != nil else {
+                throw .unsupportedConfig(field: "pos_embed_seq_len", value: "\(posEmbedSeqLen)",
+                                         reason: "the position embedding belongs to the image embedder; set image_dim too")
+            }
+            guard posEmbedSeqLen % 2 == 0 else {
+                throw .unsupportedConfig(field: "pos_embed_seq_len", value: "\(posEmbedSeqLen)",
+                                         reason: "must be even: it covers two images' tokens (first and last frame)")
+            }
+        }
+    }
+}
+
+extension WanConfiguration: Decodable {
+    private enum Keys: String, CodingKey {
+        case patchSize = "patch_size", numAttentionHeads = "num_attention_heads"
+        case attentionHeadDim = "attention_head_dim", inChannels = "in_channels", outChannels = "out_channels"
+        case textDim = "text_dim", freqDim = "freq_dim", ffnDim = "ffn_dim", numLayers = "num_layers"
+        case crossAttnNorm = "cross_attn_norm", qkNorm = "qk_norm", eps, imageDim = "image_dim"
+        case addedKVProjDim = "added_kv_proj_dim", ropeMaxSeqLen = "rope_max_seq_len"
+        case posEmbedSeqLen = "pos_embed_seq_len"
+    }
+
+    /// Decodes diffusers' keys; absent keys take diffusers' defaults, `null` means None. Keys that
+    /// diffusers 0.42.1 does not know are ignored, as diffusers ignores them.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let d = WanConfiguration()
+        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T {
+            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        func optional<T: Decodable>(_ key: Keys, _ fallback: T?) throws -> T? {
+            guard c.contains(key) else { return fallback }
+            return try c.decodeIfPresent(T.self, forKey: key)
+        }
+        self.init(
+            patchSize: try value(.patchSize, d.patchSize),
+            numAttentionHeads: try value(.numAttentionHeads, d.numAttentionHeads),
+            attentionHeadDim: try value(.attentionHeadDim, d.attentionHeadDim),
+            inChannels: try value(.inChannels, d.inChannels),
+            outChannels: try optional(.outChannels, d.outChannels),
+            textDim: try value(.textDim, d.textDim),
+            freqDim: try value(.freqDim, d.freqDim),
+            ffnDim: try value(.ffnDim, d.ffnDim),
+            numLayers: try value(.numLayers, d.numLayers),
+            crossAttnNorm: try value(.crossAttnNorm, d.crossAttnNorm),
+            qkNorm: try optional(.qkNorm, d.qkNorm),
+            eps: Float(try value(.eps, Double(d.eps))),
+            imageDim: try optional(.imageDim, d.imageDim),
+            addedKVProjDim: try optional(.addedKVProjDim, d.addedKVProjDim),
+            ropeMaxSeqLen: try value(.ropeMaxSeqLen, d.ropeMaxSeqLen),
+            posEmbedSeqLen: try optional(.posEmbedSeqLen, d.posEmbedSeqLen)
+        )
+    }
+
+    /// Parses `config.json` bytes (wrapped fixture form or plain diffusers form), checks the class name
+    /// and validates the values.
+    public static func parse(_ data: Data) throws(ModelLoadError) -> WanConfiguration {
+        let (cls, raw) = try ModelConfigFile.parse(data)
+        return try parse(raw, className: cls)
+    }
+
+    /// Decodes and validates the configuration object `body` (already unwrapped by ``ModelConfigFile``)
+    /// of a file that names `className`.
+    public static func parse(_ body: Data, className cls: String) throws(ModelLoadError) -> WanConfiguration {
+        guard cls == className else { throw .wrongClass(expected: [className], got: cls) }
+        let config = try ModelConfigFile.decode(WanConfiguration.self, from: body)
+        try config.validate()
+        return config
+    }
+
+    /// Reads and validates a `config.json` file (see ``parse(_:)``).
+    public static func load(_ url: URL) throws(ModelLoadError) -> WanConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
+        }
+        return try parse(data)
+    }
+}

@@ -1,0 +1,177 @@
+import TeaCache
+import Tensors
+
+/// Which tensor TeaCache4Wan2.1 compares between calls, and which steps it always computes.
+public enum WanTeaCacheMode: String, Sendable, Codable, CaseIterable {
+    /// The script's default: compares `temb` (the original's `e`, `[B, D]`); the first and the last
+    /// step of each branch are computed (`ret_steps = 2`, `cutoff_steps = 2N − 2` over 2N calls).
+    case standard
+    /// `--use_ret_steps`: compares `timestep_proj` (the original's `e0`, `[B, 6, D]`); the first 5 steps
+    /// of each branch are computed, the last step is **not** forced (`ret_steps = 10`, `cutoff_steps = 2N`).
+    case retention
+
+    /// The forced-compute rule of this mode, in per-branch steps.
+    public var schedule: TeaCacheSchedule { .wan21(useRetentionSteps: self == .retention) }
+}
+
+/// The Wan2.1 checkpoints TeaCache4Wan2.1 has coefficients for (chosen there by a substring of
+/// `--ckpt_dir`).
+public enum WanVariant: String, Sendable, Codable, CaseIterable {
+    case t2v1_3B = "t2v-1.3B"
+    case t2v14B = "t2v-14B"
+    case i2v480P = "i2v-480P"
+    case i2v720P = "i2v-720P"
+}
+
+extension WanState: BatchSelectableState {
+    /// `[video tokens]`: the only stream TeaCache caches for Wan (text and image features enter through
+    /// cross-attention and are recomputed on every call).
+    public var streams: [Tensor] {
+        get { [tokens] }
+        set { if let first = newValue.first { tokens = first } }
+    }
+
+    /// The batch size.
+    public var batchSize: Int { tokens.shape[0] }
+
+    /// The state of the batch elements `indices` (rotary tables are shared).
+    public func selecting(batch indices: [Int]) throws -> WanState {
+        func pick(_ t: Tensor) throws -> Tensor {
+            try Tensor.concatenate(indices.map { i throws(TensorError) in try t.slice(axis: 0, i..<(i + 1)) }, axis: 0)
+        }
+        guard !indices.isEmpty, indices.allSatisfy({ (0..<batchSize).contains($0) }) else {
+            throw TensorError.invalidArgument(operation: "Wan state selection",
+                                              reason: "batch indices \(indices) must be non-empty and in 0..<\(batchSize)")
+        }
+        var s = self
+        s.tokens = try pick(tokens)
+        s.temb = try pick(temb)
+        s.blocks.timestepProjection = try pick(blocks.timestepProjection)
+        s.blocks.context = try pick(blocks.context)
+        s.blocks.image = try blocks.image.map(pick)
+        return s
+    }
+}
+
+/// ``WanTransformer`` as a TeaCache ``DiffusionTransformer``.
+///
+/// - streams: `[video tokens after the patch embedding]`; residual = tokens after the last block minus
+///   tokens after the patch embedding (before the output norm), as TeaCache4Wan2.1 caches `x − ori_x`.
+/// - modulated input: `temb` in ``WanTeaCacheMode/standard`` mode, `timestep_proj` `[B, 6, D]` in
+///   ``WanTeaCacheMode/retention`` mode. Both depend only on the timestep.
+/// - CFG: the reference keys its two states on the parity of a shared call counter (cond = even,
+///   uncond = odd). Here each branch is a ``BranchKey`` of ``CachedTransformer`` (`.cond`, `.uncond`)
+///   with its own previous input, accumulator, residual and step counter, which gives the same
+///   decisions for the cond-then-uncond call order without depending on it.
+public struct WanTeaCacheAdapter: DiffusionTransformer, Sendable {
+    public typealias Input = WanInput
+    public typealias State = WanState
+
+    /// The model.
+    public let model: WanTransformer
+    /// Which modulated input TeaCache compares.
+    public let mode: WanTeaCacheMode
+
+    /// Wraps `model`.
+    public init(model: WanTransformer, mode: WanTeaCacheMode) {
+        self.model = model
+        self.mode = mode
+    }
+
+    public func prepare(_ input: WanInput) throws -> WanState { try model.prepare(input) }
+
+    /// `temb` `[B, D]` (standard) or `timestep_proj` `[B, 6, D]` (retention).
+    public func modulatedInput(_ state: WanState) throws -> Tensor {
+        switch mode {
+        case .standard: return state.temb
+        case .retention: return state.blocks.timestepProjection
+        }
+    }
+
+    public func runBlocks(_ state: inout WanState) throws { try model.runBlocks(&state) }
+
+    public func outputHead(_ state: WanState) throws -> Tensor { try model.outputHead(state) }
+
+    /// A TeaCache configuration for this adapter's mode: the variant's reference coefficients and the
+    /// mode's schedule, at `threshold` (default: the preset's, 0.2).
+    public func configuration(variant: WanVariant, threshold: Double? = nil) throws(TeaCacheError) -> TeaCacheConfiguration {
+        try TeaCacheConfiguration.faithful(Self.preset(variant, mode), threshold: threshold)
+    }
+}
+
+extension WanTeaCacheAdapter {
+    /// The reference coefficients of `variant` in `mode` (the built-in presets of the TeaCache module).
+    public static func preset(_ variant: WanVariant, _ mode: WanTeaCacheMode) -> TeaCachePreset {
+        switch (variant, mode) {
+        case (.t2v1_3B, .standard): return .wan21T2V1_3B
+        case (.t2v14B, .standard): return .wan21T2V14B
+        case (.i2v480P, .standard): return .wan21I2V480P
+        case (.i2v720P, .standard): return .wan21I2V720P
+        case (.t2v1_3B, .retention): return .wan21T2V1_3BRet
+        case (.t2v14B, .retention): return .wan21T2V14BRet
+        case (.i2v480P, .retention): return .wan21I2V480PRet
+        case (.i2v720P, .retention): return .wan21I2V720PRet
+        }
+    }
+
+    /// The threshold each README command line uses for `variant` (T2V 1.3B 0.08, T2V 14B 0.2,
+    /// I2V 480P 0.26, I2V 720P 0.3; the ret-steps example uses 0.3 for T2V 14B). The script's own
+    /// default is 0.2 for all.
+    public static func readmeThreshold(_ variant: WanVariant, _ mode: WanTeaCacheMode) -> Double {
+        switch (variant, mode) {
+        case (.t2v1_3B, _): return 0.08
+        case (.t2v14B, .standard): return 0.2
+        case (.t2v14B, .retention): return 0.3
+        case (.i2v480P, _): return 0.26
+        case (.i2v720P, _): return 0.3
+        }
+    }
+}
+
+/// A latency table of the TeaCache4Wan2.1 README (spec §3), verbatim: the uncached time and the time at
+/// each threshold, in seconds.
+public struct WanPublishedLatency: Sendable, Equatable {
+    /// Which README table.
+    public var table: String
+    public var variant: WanVariant
+    public var mode: WanTeaCacheMode
+    /// Seconds without TeaCache.
+    public var baselineSeconds: Double
+    /// (threshold, seconds) pairs.
+    public var runs: [(threshold: Double, seconds: Double)]
+
+    /// `baseline / seconds` per threshold.
+    public var speedups: [(threshold: Double, speedup: Double)] {
+        runs.map { ($0.threshold, baselineSeconds / $0.seconds) }
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.table == b.table && a.variant == b.variant && a.mode == b.mode && a.baselineSeconds == b.baselineSeconds
+            && a.runs.map(\.threshold) == b.runs.map(\.threshold) && a.runs.map(\.seconds) == b.runs.map(\.seconds)
+    }
+
+    /// Every Wan2.1 latency table of the README: "Inference Latency Comparisons on a Single A800"
+    /// (standard mode) and the `use_ret_steps` comparison (both modes, GPU not stated).
+    public static let all: [WanPublishedLatency] = {
+        let a800 = "Inference Latency Comparisons on a Single A800"
+        let ret = "use_ret_steps table"
+        return [
+            .init(table: a800, variant: .t2v1_3B, mode: .standard, baselineSeconds: 175,
+                  runs: [(0.05, 117), (0.07, 110), (0.08, 88)]),
+            .init(table: a800, variant: .t2v14B, mode: .standard, baselineSeconds: 55 * 60,
+                  runs: [(0.14, 38 * 60), (0.15, 30 * 60), (0.2, 27 * 60)]),
+            .init(table: a800, variant: .i2v480P, mode: .standard, baselineSeconds: 735,
+                  runs: [(0.13, 464), (0.19, 372), (0.26, 300)]),
+            .init(table: a800, variant: .i2v720P, mode: .standard, baselineSeconds: 29 * 60,
+                  runs: [(0.18, 17 * 60), (0.2, 15 * 60), (0.3, 12 * 60)]),
+            .init(table: ret, variant: .t2v1_3B, mode: .standard, baselineSeconds: 97, runs: [(0.05, 64), (0.08, 49)]),
+            .init(table: ret, variant: .t2v1_3B, mode: .retention, baselineSeconds: 97, runs: [(0.05, 61), (0.10, 41)]),
+            .init(table: ret, variant: .t2v14B, mode: .standard, baselineSeconds: 1829, runs: [(0.14, 1234), (0.20, 909)]),
+            .init(table: ret, variant: .t2v14B, mode: .retention, baselineSeconds: 1829, runs: [(0.10, 915), (0.20, 578)]),
+            .init(table: ret, variant: .i2v480P, mode: .standard, baselineSeconds: 385, runs: [(0.13, 241), (0.26, 156)]),
+            .init(table: ret, variant: .i2v480P, mode: .retention, baselineSeconds: 385, runs: [(0.20, 212), (0.30, 164)]),
+            .init(table: ret, variant: .i2v720P, mode: .standard, baselineSeconds: 903, runs: [(0.20, 476), (0.30, 363)]),
+            .init(table: ret, variant: .i2v720P, mode: .retention, baselineSeconds: 903, runs: [(0.20, 430), (0.30, 340)]),
+        ]
+    }()
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Tensors
+
+/// The arguments of one `WanTransformer3DModel.forward` call.
+public struct WanInput: Sendable {
+    /// The latent video `[B, C, F, H, W]`.
+    public var hiddenStates: Tensor
+    /// The timestep per sample `[B]` (or `[1]`, broadcast over the batch), on the 0…1000 scale.
+    public var timestep: Tensor
+    /// Text-encoder features `[B, L, text_dim]`.
+    public var encoderHiddenStates: Tensor
+    /// Image-encoder features `[B, N, image_dim]` (`[2B, N, image_dim]` with `pos_embed_seq_len`), for I2V.
+    public var encoderHiddenStatesImage: Tensor?
+
+    /// Bundles the arguments.
+    public init(hiddenStates: Tensor, timestep: Tensor, encoderHiddenStates: Tensor, encoderHiddenStatesImage: Tensor? = nil) {
+        self.hiddenStates = hiddenStates
+        self.timestep = timestep
+        self.encoderHiddenStates = encoderHiddenStates
+        self.encoderHiddenStatesImage = encoderHiddenStatesImage
+    }
+}
+
+/// Everything computed before the block stack for one call, and the video tokens as they go through it.
+public struct WanState: Sendable {
+    /// The video tokens `[B, S, D]`: the patch-embedded input h_in after ``WanTransformer/prepare(_:)``,
+    /// the block-stack output after ``WanTransformer/runBlocks(_:)``.
+    public var tokens: Tensor
+    /// The time embedding `temb` `[B, D]`.
+    public var temb: Tensor
+    /// What every block reads (modulation, context, rotary tables).
+    public var blocks: WanBlockContext
+    /// The latent grid `(F, H, W)` before patching.
+    public var grid: (f: Int, h: Int, w: Int)
+}
+
+/// diffusers 0.42.1 `WanTransformer3DModel` (Wan2.1 / Wan2.2-A14B layout; T2V, I2V, FLF2V) on the CPU in
+/// float32.
+///
+/// The forward is split the way TeaCache needs it: ``prepare(_:)`` (patch, condition and rotary
+/// embeddings), ``runBlocks(_:)`` (the transformer blocks), ``outputHead(_:)`` (output norm with
+/// its `scale_shift_table` modulation, `proj_out`, unpatchify). ``callAsFunction(_:)`` chains them.
+///
+/// Precision: diffusers keeps the rotary tables (computed in float64), the time embedder, the
+/// `scale_shift_table`s and the LayerNorms in float32 and casts back to the model dtype after each
+/// modulated norm and gated residual add; with float32 weights (the fixtures, and this port) every one of
+/// those casts is the identity, so everything here is float32 with the rotary frequencies in Double.
+/// The gated updates are computed as diffusers orders them: `h + (out · gate)`.
+///
+/// Differences from diffusers, all on inputs diffusers would mishandle or reject:
+/// - diffusers splits the cross-attention context of I2V models at `L − 512` (it assumes 512 text
+///   tokens); this port knows how many image tokens it embedded and splits there, which is the same
+///   whenever the text has 512 tokens (as in every Wan pipeline) and correct otherwise.
+/// - per-token timesteps (`timestep` of shape `[B, S]`, Wan2.2 TI2V) are rejected.
+public struct WanTransformer: Sendable {
+    public let configuration: WanConfiguration
+    public let rotary: WanRotaryEmbedding
+    public let patchEmbedding: WanPatchEmbedding
+    public let conditionEmbedder: WanConditionEmbedder
+    public let blocks: [WanTransformerBlock]
+    /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
+    public let scaleShiftTable: Tensor
+    public let projOut: Linear
+    /// The number of parameters (scalars) of the model.
+    public let parameterCount: Int
+
+    /// Builds the model, taking every parameter from `loader`, and checks the loader has nothing left.
+    /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
+    public init(configuration c: WanConfiguration, loader: WeightLoader) throws(ModelLoadError) {
+        try c.validate()
+        configuration = c
+        rotary = WanRotaryEmbedding(configuration: c)
+        patchEmbedding = WanPatchEmbedding(loader, configuration: c)
+        conditionEmbedder = WanConditionEmbedder(loader, configuration: c)
+        blocks = (0..<c.numLayers).map { WanTransformerBlock(loader, "blocks.\($0)", configuration: c) }
+        scaleShiftTable = loader.take("scale_shift_table", shape: [1, 2, c.innerDim])
+        projOut = Linear(loader, "proj_out", in: c.innerDim, out: c.outputTokenWidth)
+        parameterCount = loader.parameterCount
+        try loader.finish()
+    }
+
+    /// Builds the model from stored weights (diffusers names). Tensors diffusers ignores when loading
+    /// (`*norm_added_q*`) are ignored here too.
+    public init(configuration: WanConfiguration, weights: [String: Tensor]) throws(ModelLoadError) {
+        let kept = weights.filter { !$0.key.contains("norm_added_q") }
+        try self.init(configuration: configuration, loader: WeightLoader(tensors: kept))
+    }
+
+    /// Builds a model with random weights following the fixtures' scheme (FORMAT.md §6), including the
+    /// taper of `condition_embedder.time_embedder.linear_1.weight` for a `samplingSteps`-step run on
+    /// the 0…1000 timestep scale (`u = 1000 / samplingSteps`).
+    public init(configuration c: WanConfiguration, randomSeed: UInt64, samplingSteps: Int = 50) throws(ModelLoadError) {
+        guard samplingSteps > 0 else {
+            throw .unsupportedConfig(field: "samplingSteps", value: "\(samplingSteps)", reason: "must be positive")
+        }
+        let frequencies = sinusoidalColumnFrequencies(dim: c.freqDim, downscaleFreqShift: 0)
+        let u = 1000 / Double(samplingSteps)
+        let loader = WeightLoader(randomSeed: randomSeed) { name, tensor in
+            if name == "condition_embedder.time_embedder.linear_1.weight" {
+                taperTimestepColumns(&tensor, frequencies: frequencies, stepSize: u)
+            }
+        }
+        try self.init(configuration: c, loader: loader)
+    }
+
+    /// The model width D.
+    public var innerDim: Int { configuration.innerDim }
+
+    // MARK: - Forward parts
+
+    /// Patch, condition and rotary embeddings: everything before the first block.
+    /// - Throws: ``TensorError`` naming the argument whose shape is wrong.
+    public func prepare(_ input: WanInput) throws(TensorError) -> WanState {
+        let c = configuration
+        let x = input.hiddenStates
+        guard x.rank == 5, x.shape[1] == c.inChannels else {
+            throw .shapeMismatch(operation: "Wan forward", shapes: [x.shape],
+                                 reason: "hidden_states must be [B, in_channels = \(c.inChannels), F, H, W]")
+        }
+        let b = x.shape[0]
+        let (f, h, w) = (x.shape[2], x.shape[3], x.shape[4])
+        let p = c.patch
+        guard f % p.t == 0, h % p.h == 0, w % p.w == 0 else {
+            throw .invalidArgument(operation: "Wan forward",
+                                   reason: "latent grid \(f)×\(h)×\(w) is not divisible by patch_size \(c.patchSize)")
+        }
+        for (name, t) in [("hidden_states", x), ("encoder_hidden_states", input.encoderHiddenStates),
+                          ("encoder_hidden_states_image", input.encoderHiddenStatesImage)] {
+            if let t, !t.isFinite {
+                throw .invalidArgument(operation: "Wan forward", reason: "\(name) holds NaN or infinite values")
+            }
+        }
+        let timesteps = try Self.timesteps(input.timestep, batch: b)
+        let text = input.encoderHiddenStates
+        guard text.rank == 3, text.shape[0] == b, text.shape[2] == c.textDim else {
+            throw .shapeMismatch(operation: "Wan forward", shapes: [x.shape, text.shape],
+                                 reason: "encoder_hidden_states must be [B = \(b), L, text_dim = \(c.textDim)]")
+        }
+        if c.imageDim != nil && input.encoderHiddenStatesImage == nil && c.addedKVProjDim != nil {
+            throw .invalidArgument(operation: "Wan forward",
+                                   reason: "this image-to-video model needs encoder_hidden_states_image")
+        }
+        let rope = try rotary.tables(frames: f / p.t, height: h / p.h, width: w / p.w)
+        let tokens = try patchEmbedding(x)
+        let cond = try conditionEmbedder(timesteps: timesteps, text: text, image: input.encoderHiddenStatesImage)
+        var context = cond.text
+        var separateImage: Tensor? = nil
+        if let image = cond.image {
+            guard image.shape[0] == b else {
+                throw .shapeMismatch(operation: "Wan forward", shapes: [image.shape, text.shape],
+                                     reason: "the embedded image tokens have batch \(image.shape[0]), the text has \(b)")
+            }
+            if c.addedKVProjDim != nil { separateImage = image } else {
+                context = try Tensor.concatenate([image, context], axis: 1)
+            }
+        }
+        return WanState(
+            tokens: tokens, temb: cond.temb,
+            blocks: WanBlockContext(timestepProjection: cond.timestepProjection, context: context, image: separateImage,
+                                    rotaryCos: rope.cos, rotarySin: rope.sin),
+            grid: (f, h, w))
+    }
+
+    /// Runs every transformer block on `state.tokens` `[B, S, D]`, in place.
+    public func runBlocks(_ state: inout WanState) throws(TensorError) {
+        var h = state.tokens
+        for block in blocks { h = try block(h, state.blocks) }
+        state.tokens = h
+    }
+
+    /// Output norm (no affine) modulated by `scale_shift_table + temb`, `proj_out`, and unpatchify to
+    /// `[B, out_channels, F, H, W]`.
+    public func outputHead(_ state: WanState) throws(TensorError) -> Tensor {
+        let ss = try (scaleShiftTable + state.temb.unsqueezed(1)).chunked(2, axis: 1)  // shift, scale: [B, 1, D]
+        let normed = try layerNormModulated(state.tokens, eps: configuration.eps, scale: ss[1], shift: ss[0])
+        return try Patches.unpatchify3D(projOut(normed), grid: state.grid, patch: configuration.patch,
+                                        order: .channelsLast)
+    }
+
+    /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
+    public func callAsFunction(_ input: WanInput) throws(TensorError) -> Tensor {
+        var state = try prepare(input)
+        try runBlocks(&state)
+        return try outputHead(state)
+    }
+
+    /// The timestep values per sample: `[B]`, or `[1]` repeated over the batch (diffusers broadcasts it).
+    static func timesteps(_ t: Tensor, batch b: Int) throws(TensorError) -> [Float] {
+        guard t.rank == 1, t.shape[0] == b || t.shape[0] == 1 else {
+            throw .shapeMismatch(operation: "Wan forward", shapes: [t.shape],
+                                 reason: "timestep must be [B = \(b)] or [1] (per-token timesteps are not supported)")
+        }
+        let v = t.scalars
+        guard v.allSatisfy(\.isFinite) else {
+            throw .invalidArgument(operation: "Wan forward", reason: "timestep holds NaN or infinite values: \(v)")
+        }
+        return v.count == b ? v : Array(repeating: v[0], count: b)
+    }
+}
