@@ -24,7 +24,7 @@ public protocol DemoModelFamily: Sendable {
 /// The families known to `teacache demo` and `teacache calibrate`.
 public enum DemoModelRegistry {
     /// Every registered family, the default first.
-    public static let families: [any DemoModelFamily] = [FluxDemoFamily()]
+    public static let families: [any DemoModelFamily] = [FluxDemoFamily(), WanDemoFamily()]
 
     /// The family names.
     public static var names: [String] { families.map(\.name) }

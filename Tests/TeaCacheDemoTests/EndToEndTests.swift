@@ -109,3 +109,34 @@ import Tensors
         }
     }
 }
+
+/// A tiny Wan2.1 run with CFG: both branches are cached and recorded separately.
+@Suite(.serialized) struct WanEndToEndTests {
+    static let tinyConfig = """
+    {"class": "WanTransformer3DModel",
+     "config": {"patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 4,
+                "out_channels": 4, "text_dim": 16, "freq_dim": 16, "ffn_dim": 32, "num_layers": 1,
+                "cross_attn_norm": true, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 64},
+     "inputs": {"batch": 1, "latent_frames": 1, "latent_height": 4, "latent_width": 4, "text_tokens": 3}}
+    """
+
+    @Test func tinyWanDemoRunsBothBranches() throws {
+        Parallelism.threadCount = 1
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-demo-wan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("wan.json")
+        try Data(Self.tinyConfig.utf8).write(to: config)
+        let report = try DemoRunner.run(
+            DemoOptions(source: ModelSource(family: "wan21", configPath: config.path, seed: 2, steps: 8),
+                        thresholds: [0, 0.2], outputDirectory: dir.appendingPathComponent("out").path, overheadRepeats: 1),
+            progress: EndToEndTests.quiet)
+        #expect(report.calls == 16)  // 8 steps × (cond, uncond)
+        // 7 pairs per branch → 14 samples: enough for the degree-4 fit.
+        #expect(report.calibration?.sampleCount == 14)
+        let zero = try #require(report.rows.first { $0.threshold == 0 })
+        #expect(zero.computed == 16 && zero.relativeL1 == 0)
+        let trace = try TeaCacheTrace(jsonData: Data(contentsOf: dir.appendingPathComponent("out/wan2.1-t2v-1.3b-preset-t0.2.trace.json")))
+        #expect(Set(trace.entries.map(\.branch)) == [.cond, .uncond])
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TeaCache
 @testable import TeaCacheDemo
 
 @Suite struct OptionTests {
@@ -41,12 +42,18 @@ import Testing
         #expect(throws: DemoError.self) { try CalibrationOptions(defaultThreshold: -1).validate() }
     }
 
-    @Test func embeddedDefaultMatchesTheBenchmarkFile() throws {
-        // The binary embeds Benchmarks/configs/flux-bench.json; both must describe the same model and inputs.
-        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Benchmarks/configs/flux-bench.json")
-        let a = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? NSDictionary
-        let b = try JSONSerialization.jsonObject(with: Data(FluxDemoFamily.defaultBenchmarkJSON.utf8)) as? NSDictionary
+    @Test(arguments: [("flux-bench.json", FluxDemoFamily.defaultBenchmarkJSON), ("wan-bench.json", WanDemoFamily.defaultBenchmarkJSON)])
+    func embeddedDefaultMatchesTheBenchmarkFile(_ file: String, _ embedded: String) throws {
+        // The binary embeds Benchmarks/configs/*.json; both must describe the same model and inputs.
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Benchmarks/configs/\(file)")
+        let a = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? NSDictionary
+        let b = try JSONSerialization.jsonObject(with: Data(embedded.utf8)) as? NSDictionary
         #expect(a != nil && a == b)
+    }
+
+    @Test func registryListsBothFamilies() throws {
+        #expect(DemoModelRegistry.names == ["flux", "wan21"])
+        #expect(try DemoModelRegistry.family(named: "wan21").builtInPreset == .wan21T2V1_3B)
     }
 }
