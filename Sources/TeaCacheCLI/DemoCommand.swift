@@ -28,7 +28,7 @@ struct DemoCommand: ParsableCommand {
     var output: String = "teacache-output"
 
     @Option(help: "Repeat every run this many times and report the fastest wall time (reduces noise from other processes).")
-    var repeats: Int = 1
+    var repeats: Int = 2
 
     func run() throws {
         do {

@@ -17,7 +17,7 @@ public struct DemoOptions: Sendable, Equatable {
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
-                outputDirectory: String = "teacache-output", overheadRepeats: Int = 30, repeats: Int = 1) {
+                outputDirectory: String = "teacache-output", overheadRepeats: Int = 30, repeats: Int = 2) {
         self.repeats = repeats
         self.source = source
         self.thresholds = thresholds

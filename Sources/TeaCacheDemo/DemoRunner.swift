@@ -31,8 +31,8 @@ public struct DemoReport: Sendable {
     public var files: [String]
     /// Runs per measurement (the fastest counts).
     public var repeats: Int = 1
-    /// The 1-minute load average before and after the runs (when readable).
-    public var load: [Double] = []
+    /// The share of CPU time other processes used during the runs (0…1), when measurable.
+    public var othersCPUShare: Double?
 
     /// The text printed on stdout: model line, calibration, table, overhead.
     public func render() -> String {
@@ -60,12 +60,13 @@ public struct DemoReport: Sendable {
         out.append(String(format: "a skipped call also runs prepare (%.2f ms) and the output head (%.2f ms): "
                           + "it costs %.2f%% of a forward in all", overhead.prepareSeconds * 1000,
                           overhead.headSeconds * 1000, overhead.skippedCallFraction * 100))
-        if !load.isEmpty {
-            let cores = ProcessInfo.processInfo.activeProcessorCount
-            out.append("wall times: " + (repeats > 1 ? "fastest of \(repeats) runs each" : "one run each")
-                       + "; 1-minute load average \(load.map { String(format: "%.2f", $0) }.joined(separator: " → ")) on \(cores) cores"
-                       + (load.contains { $0 > Double(cores) * 0.75 } ? " (a busy machine: other processes inflate the wall times)" : ""))
+        var timing = "wall times: " + (repeats > 1 ? "fastest of \(repeats) runs each" : "one run each")
+            + " after a warm-up"
+        if let share = othersCPUShare {
+            timing += String(format: "; other processes used %.0f%% of the CPU meanwhile", share * 100)
+                + (share > 0.1 ? " (a busy machine: expect noisy speedups)" : "")
         }
+        out.append(timing)
         if !files.isEmpty { out.append("wrote \(files.count) files to \(URL(fileURLWithPath: files[0]).deletingLastPathComponent().path)") }
         return out.joined(separator: "\n")
     }
@@ -94,7 +95,13 @@ public enum DemoRunner {
         }
         var files: [String] = []
 
-        let loadBefore = SystemLoad.current()
+        // Warm-up before anything is timed for the table: two forwards and the skip path (page faults of
+        // the weights, allocator growth, BLAS thread start-up would otherwise land on the uncached run).
+        let overheadConfiguration: TeaCacheConfiguration
+        do { overheadConfiguration = try .faithful(family.builtInPreset, threshold: thresholds[0]) } catch { throw .teaCache(error) }
+        _ = try workload.measureDecisionOverhead(overheadConfiguration, repeats: 2, forwardSeconds: nil)
+
+        let load = SystemLoad()
         var uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
             try workload.runUncached(inputSeed: nil, progress: p)
         } wall: { $0.wallSeconds }
@@ -154,15 +161,13 @@ public enum DemoRunner {
             }
         }
 
-        let overheadConfiguration: TeaCacheConfiguration
-        do { overheadConfiguration = try .faithful(sets[0].preset, threshold: thresholds[0]) } catch { throw .teaCache(error) }
         let overhead = try workload.measureDecisionOverhead(
             overheadConfiguration, repeats: options.overheadRepeats,
             forwardSeconds: DemoStatistics.median(uncached.forwardSeconds))
         let report = DemoReport(summary: workload.summary, steps: workload.steps, calls: calls,
                                 uncachedWallSeconds: uncached.wallSeconds, calibration: fit, calibrationProblem: problem,
                                 overhead: overhead, rows: rows, files: files, repeats: options.repeats,
-                                load: [loadBefore, SystemLoad.current()].compactMap { $0 })
+                                othersCPUShare: load.othersShare())
         files.append(try write(Data((report.render() + "\n").utf8), to: folder.appendingPathComponent("demo-report.txt")))
         var final = report
         final.files = files

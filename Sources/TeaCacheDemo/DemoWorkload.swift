@@ -115,9 +115,11 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
     public func runUncached(inputSeed seed: UInt64?, progress: StepProgress?) throws(DemoError) -> UncachedRun {
         do {
             let x = try inputs(seed ?? inputSeed)
-            var recorded: [(BranchKey, Tensor, Tensor)] = []
             var forwardSeconds: [Double] = []
             var excluded: UInt64 = 0
+            // Pairs are recorded on the fly (only the previous call per branch is kept), so the run's
+            // memory stays flat; computing m and recording are timed and excluded from the wall.
+            var recorder = CalibrationRecorder()
             let start = DispatchTime.now().uptimeNanoseconds
             let latent = try sampler.sample(from: x.latent, model: { latent, t, branch, _ in
                 let input = try x.makeInput(latent, t, branch)
@@ -129,14 +131,13 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
                 try model.runBlocks(&state)
                 let out = try model.outputHead(state)
                 let c1 = DispatchTime.now().uptimeNanoseconds
-                excluded += m1 - m0
+                try recorder.record(branch: branch, modulatedInput: m, output: out)
+                let c2 = DispatchTime.now().uptimeNanoseconds
+                excluded += (m1 - m0) + (c2 - c1)
                 forwardSeconds.append(Double(c1 - c0 - (m1 - m0)) / 1e9)
-                recorded.append((branch, m, out))
                 return out
             }, progress: progress.map { p in { p($0.step, $0.total, $0.elapsed); return .proceed } })
             let wall = Double(DispatchTime.now().uptimeNanoseconds - start - excluded) / 1e9
-            var recorder = CalibrationRecorder()
-            for (branch, m, out) in recorded { try recorder.record(branch: branch, modulatedInput: m, output: out) }
             return UncachedRun(latent: latent, wallSeconds: wall, forwardSeconds: forwardSeconds, samples: recorder.samples)
         } catch { throw DemoError.wrap(error) }
     }
