@@ -25,7 +25,7 @@ let package = Package(
         ),
 
         // MARK: - Implementation details
-        .target(name: "CKernels"),
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
 
         // MARK: - Libraries
         .target(
