@@ -62,7 +62,7 @@ public enum DemoTable {
             return String(format: "(expected: skipped calls still run prepare, decision and head = %.2f%% of a forward each, "
                           + "which caps this skip pattern at %.2fx)", f * 100, expected)
         }
-        return String(format: "(the skip pattern allows %.2fx: the gap is timing noise from other processes)", expected)
+        return String(format: "(the skip pattern allows %.2fx: the gap is run-to-run timing variation, not the decision)", expected)
     }
 
     /// `inf` for identical latents, else one decimal.

@@ -70,3 +70,16 @@ import Testing
         #expect(throws: TensorError.self) { try matmul(rand([2, 2, 3], seed: 1), rand([3, 3, 2], seed: 2)) }
     }
 }
+
+@Suite struct BlasThreadSettingsTests {
+    /// When the library shortened OpenBLAS's spin-wait, it did so through OPENBLAS_THREAD_TIMEOUT = 4
+    /// and only because the user had not set it; BLAS results are checked by the suites above.
+    @Test func shortSpinUsesTheDocumentedVariable() {
+        if Parallelism.blasConfigured {
+            #expect(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == "4")
+        }
+        #expect(Parallelism.threadCount >= 1)
+    }
+}
+
+import Foundation
