@@ -7,7 +7,7 @@ import TeaCache
 public enum TraceChart {
     /// Chart geometry (pixels).
     static let width = 760.0, height = 420.0
-    static let left = 64.0, right = 190.0, top = 44.0, bottom = 64.0
+    static let left = 84.0, right = 190.0, top = 44.0, bottom = 64.0
     /// Colours.
     static let rescaledColor = "#1f77b4", accumulatorColor = "#ff7f0e", thresholdColor = "#d62728"
     static let computedColor = "#2ca02c", skippedColor = "#7f7f7f"
@@ -54,8 +54,8 @@ public enum TraceChart {
         }
         s.append("</g>")
         s.append(#"<text x="\#(f(left + plotW / 2))" y="\#(f(height - 14))" text-anchor="middle">model call (step)</text>"#)
-        s.append(#"<text x="16" y="\#(f(top + plotH / 2))" text-anchor="middle" "#
-                 + #"transform="rotate(-90 16 \#(f(top + plotH / 2)))">rescaled distance / accumulator</text>"#)
+        s.append(#"<text x="18" y="\#(f(top + plotH / 2))" text-anchor="middle" "#
+                 + #"transform="rotate(-90 18 \#(f(top + plotH / 2)))">rescaled distance / accumulator</text>"#)
 
         // Threshold, series, marks.
         s.append(#"<line id="threshold" x1="\#(f(left))" y1="\#(f(y(threshold)))" x2="\#(f(left + plotW))" "#
