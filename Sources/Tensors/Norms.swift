@@ -1,4 +1,4 @@
-/// Normalisations over the last axis and adaptive (timestep) modulation.
+/// Normalisations over the last axis, and the row reductions shared by the kernels.
 
 /// Layer normalisation over the last axis: `(x − mean) / sqrt(var + eps) · weight + bias`.
 ///
@@ -48,45 +48,6 @@ public func rmsNorm(_ x: Tensor, weight: Tensor? = nil, eps: Float) throws(Tenso
                     let ms = rowCenteredSquares(s, d, 0) / Float(d)
                     let inv = 1 / (ms + eps).squareRoot()
                     if let w { for j in 0..<d { o[j] = (s[j] * inv) * w[j] } } else { for j in 0..<d { o[j] = s[j] * inv } }
-                }
-            }
-        }
-    }
-}
-
-/// Adaptive modulation `x · (1 + scale) + shift` with per-sample parameters broadcast over tokens.
-///
-/// - Parameters:
-///   - x: `[B, S, D]`.
-///   - scale, shift: `[B, D]` or `[B, 1, D]` (per sample), or `[B, S, D]` (per token). `shift` may be nil.
-public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor?) throws(TensorError) -> Tensor {
-    guard x.rank == 3 else {
-        throw .shapeMismatch(operation: "modulate", shapes: [x.shape], reason: "x must be [B, S, D]")
-    }
-    let (bsz, s, d) = (x.shape[0], x.shape[1], x.shape[2])
-    func perToken(_ t: Tensor) throws(TensorError) -> Bool {
-        if t.shape == [bsz, d] || t.shape == [bsz, 1, d] { return false }
-        if t.shape == [bsz, s, d] { return true }
-        throw .shapeMismatch(operation: "modulate", shapes: [x.shape, t.shape],
-                             reason: "scale/shift must be [B, D], [B, 1, D] or [B, S, D]")
-    }
-    let scaleTok = try perToken(scale)
-    let shiftTok = try shift.map { t throws(TensorError) in try perToken(t) } ?? false
-    let zeros = shift == nil ? try Tensor(zeros: [bsz, d]) : nil
-    let sh = shift ?? zeros!
-    return x.withUnsafeBufferPointer { px in
-        scale.withUnsafeBufferPointer { psc in
-            sh.withUnsafeBufferPointer { psh in
-                Tensor(uninitializedShape: x.shape) { out in
-                    Parallelism.forEachChunk(bsz * s, costPerItem: d) { rows in
-                        for r in rows {
-                            let b = r / max(s, 1)
-                            let sc = psc.baseAddress! + (scaleTok ? r : b) * d
-                            let sf = psh.baseAddress! + (shiftTok ? r : b) * d
-                            let xi = px.baseAddress! + r * d, o = out.baseAddress! + r * d
-                            for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) + sf[j] }
-                        }
-                    }
                 }
             }
         }

@@ -1,0 +1,86 @@
+/// Adaptive (timestep) modulation `x · (1 + scale) + shift`, alone or fused with the normalisation
+/// that precedes it in every adaLN block, so the row is read once.
+
+/// Adaptive modulation `x · (1 + scale) + shift` with per-sample parameters broadcast over tokens.
+///
+/// - Parameters:
+///   - x: `[B, S, D]`.
+///   - scale, shift: `[B, D]` or `[B, 1, D]` (per sample), or `[B, S, D]` (per token). `shift` may be nil.
+public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor?) throws(TensorError) -> Tensor {
+    try modulatedRows(x, norm: .none, eps: 0, scale: scale, shift: shift, name: "modulate")
+}
+
+/// Layer normalisation without affine parameters followed by adaptive modulation, in one pass:
+/// `LayerNorm(x) · (1 + scale) + shift` (diffusers' `AdaLayerNormZero`/`AdaLayerNormContinuous` core).
+///
+/// - Parameters:
+///   - x: `[B, S, D]`.
+///   - scale, shift: `[B, D]`, `[B, 1, D]` or `[B, S, D]`; `shift` may be nil.
+public func layerNormModulated(
+    _ x: Tensor, eps: Float, scale: Tensor, shift: Tensor?
+) throws(TensorError) -> Tensor {
+    try modulatedRows(x, norm: .layer, eps: eps, scale: scale, shift: shift, name: "layerNormModulated")
+}
+
+/// RMS normalisation without a weight followed by adaptive modulation, in one pass:
+/// `RMSNorm(x) · (1 + scale) + shift`.
+public func rmsNormModulated(
+    _ x: Tensor, eps: Float, scale: Tensor, shift: Tensor?
+) throws(TensorError) -> Tensor {
+    try modulatedRows(x, norm: .rms, eps: eps, scale: scale, shift: shift, name: "rmsNormModulated")
+}
+
+/// The normalisation applied to each row before modulation.
+private enum RowNorm { case none, layer, rms }
+
+private func modulatedRows(
+    _ x: Tensor, norm: RowNorm, eps: Float, scale: Tensor, shift: Tensor?, name: String
+) throws(TensorError) -> Tensor {
+    guard x.rank == 3 else {
+        throw .shapeMismatch(operation: name, shapes: [x.shape], reason: "x must be [B, S, D]")
+    }
+    let (bsz, s, d) = (x.shape[0], x.shape[1], x.shape[2])
+    /// Whether a parameter is per token (`[B, S, D]`) rather than per sample (`[B, D]`, `[B, 1, D]`).
+    func perToken(_ t: Tensor) throws(TensorError) -> Bool {
+        if t.shape == [bsz, d] || t.shape == [bsz, 1, d] { return false }
+        if t.shape == [bsz, s, d] { return true }
+        throw .shapeMismatch(operation: name, shapes: [x.shape, t.shape],
+                             reason: "scale/shift must be [B, D], [B, 1, D] or [B, S, D]")
+    }
+    let scaleTok = try perToken(scale)
+    let shiftTok = try shift.map { t throws(TensorError) in try perToken(t) } ?? false
+    let hasShift = shift != nil
+    let sh = shift ?? scale
+    return x.withUnsafeBufferPointer { px in
+        scale.withUnsafeBufferPointer { psc in
+            sh.withUnsafeBufferPointer { psh in
+                Tensor(uninitializedShape: x.shape) { out in
+                    Parallelism.forEachChunk(bsz * s, costPerItem: 5 * d) { rows in
+                        for r in rows {
+                            let b = r / max(s, 1)
+                            let xi = px.baseAddress! + r * d, o = out.baseAddress! + r * d
+                            var mean: Float = 0, inv: Float = 1
+                            if norm != .none {
+                                if norm == .layer { mean = rowSum(xi, d) / Float(d) }
+                                inv = 1 / (rowCenteredSquares(xi, d, mean) / Float(d) + eps).squareRoot()
+                            }
+                            let sc = psc.baseAddress! + (scaleTok ? r : b) * d
+                            if hasShift {
+                                let sf = psh.baseAddress! + (shiftTok ? r : b) * d
+                                if norm == .none {
+                                    for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) + sf[j] }
+                                } else {
+                                    for j in 0..<d { o[j] = ((xi[j] - mean) * inv) * (1 + sc[j]) + sf[j] }
+                                }
+                            } else if norm == .none {
+                                for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) }
+                            } else {
+                                for j in 0..<d { o[j] = ((xi[j] - mean) * inv) * (1 + sc[j]) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
