@@ -40,12 +40,27 @@ public enum RotaryEmbedding {
         for (a, dim) in axesDims.enumerated() {
             let half = dim / 2
             let freqs = (0..<half).map { i in 1.0 / pow(theta, Double(2 * i) / Double(dim)) }
+            // Positions repeat a lot along each axis (rows, columns, frames), so cos/sin are computed
+            // once per distinct position value and reused.
+            var memo: [UInt32: Int] = [:]
+            var values: [(c: Float, s: Float)] = []
             for t in 0..<s {
-                let p = Double(pos[t * axesDims.count + a])
+                let pf = pos[t * axesDims.count + a]
+                let slot: Int
+                if let k = memo[pf.bitPattern] {
+                    slot = k
+                } else {
+                    slot = values.count / max(half, 1)
+                    memo[pf.bitPattern] = slot
+                    let p = Double(pf)
+                    for i in 0..<half {
+                        let angle = p * freqs[i]
+                        values.append((Float(Foundation.cos(angle)), Float(Foundation.sin(angle))))
+                    }
+                }
+                let base = t * d + col
                 for i in 0..<half {
-                    let angle = p * freqs[i]
-                    let c = Float(Foundation.cos(angle)), sn = Float(Foundation.sin(angle))
-                    let base = t * d + col
+                    let (c, sn) = values[slot * half + i]
                     switch layout {
                     case .interleaved:
                         cosT[base + 2 * i] = c; cosT[base + 2 * i + 1] = c
