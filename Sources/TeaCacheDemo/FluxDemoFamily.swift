@@ -77,8 +77,9 @@ public struct FluxDemoFamily: DemoModelFamily {
             sizes = try Self.inputSizes(data)
         } catch { throw .model("\(source.configPath ?? "embedded FLUX config"): \(error)") }
         for (name, v) in [("batch", sizes.batch), ("latent_height", sizes.latentHeight),
-                          ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens)] where v < 1 {
-            throw .model("input size \(name) = \(v) must be positive")
+                          ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens)]
+            where v < 1 || v > SizeLimits.maximumExtent {
+            throw .model("input size \(name) = \(v) must be between 1 and \(SizeLimits.maximumExtent)")
         }
         let model: FluxTransformer
         do {

@@ -80,8 +80,8 @@ public struct WanDemoFamily: DemoModelFamily {
         } catch { throw .model("\(source.configPath ?? "embedded Wan config"): \(error)") }
         for (name, v) in [("batch", sizes.batch), ("latent_frames", sizes.latentFrames), ("latent_height", sizes.latentHeight),
                           ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens),
-                          ("image_tokens", sizes.imageTokens ?? 1)] where v < 1 {
-            throw .model("input size \(name) = \(v) must be positive")
+                          ("image_tokens", sizes.imageTokens ?? 1)] where v < 1 || v > SizeLimits.maximumExtent {
+            throw .model("input size \(name) = \(v) must be between 1 and \(SizeLimits.maximumExtent)")
         }
         let model: WanTransformer
         do {
