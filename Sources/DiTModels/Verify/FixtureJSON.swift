@@ -21,6 +21,8 @@ public enum FixtureJSONValue: Sendable, Equatable, Decodable {
 
     /// The number, if this is one.
     public var number: Double? { if case let .number(n) = self { return n } else { return nil } }
+    /// The number if it is a whole number that fits in `Int` (never traps, unlike `Int(number)`).
+    public var integer: Int? { number.flatMap { Int(exactly: $0) } }
     /// The string, if this is one.
     public var string: String? { if case let .string(s) = self { return s } else { return nil } }
     /// The Boolean, if this is one.
