@@ -39,9 +39,13 @@ public struct FluxDemoFamily: DemoModelFamily {
 
     /// Batch, latent and text sizes of the random inputs.
     public struct InputSizes: Sendable, Equatable, Decodable {
+        /// Batch size.
         public var batch: Int
+        /// Latent height (even).
         public var latentHeight: Int
+        /// Latent width (even).
         public var latentWidth: Int
+        /// Text tokens.
         public var textTokens: Int
 
         /// Sizes.
@@ -57,6 +61,7 @@ public struct FluxDemoFamily: DemoModelFamily {
         }
     }
 
+    /// The family.
     public init() {}
 
     public var name: String { "flux" }
