@@ -48,14 +48,21 @@ public struct FlowMatchEulerSampler: Sendable {
     /// `N` timestep values fed to the model.
     public let timesteps: [Float]
 
+    /// The largest accepted step count (the sampler stores three arrays of `steps` values; a step count
+    /// typed by mistake, e.g. `1e11`, would otherwise abort on allocation).
+    public static let maximumSteps = 1_000_000
+
     /// A sampler.
-    /// - Throws: ``TeaCacheError/invalidSampler(_:)`` for `steps < 1`, a sign other than ±1, a
-    ///   non-positive channel count, or a non-finite guidance scale.
+    /// - Throws: ``TeaCacheError/invalidSampler(_:)`` for `steps` outside `1 ... maximumSteps`, a sign
+    ///   other than ±1, a non-positive channel count, or a non-finite guidance scale.
     public init(
         steps: Int, timestepConvention: TimestepConvention, velocity: VelocityConvention = .identity,
         guidanceScale: Float? = nil
     ) throws(TeaCacheError) {
         guard steps >= 1 else { throw .invalidSampler("steps is \(steps); use at least 1") }
+        guard steps <= Self.maximumSteps else {
+            throw .invalidSampler("steps is \(steps); use at most \(Self.maximumSteps)")
+        }
         guard velocity.sign == 1 || velocity.sign == -1 else {
             throw .invalidSampler("velocity sign is \(velocity.sign); use +1 or -1")
         }

@@ -26,7 +26,7 @@ struct BenchForwardCommand: ParsableCommand {
     var seed: UInt64 = 0
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     }
 

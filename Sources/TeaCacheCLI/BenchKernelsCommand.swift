@@ -16,7 +16,7 @@ struct BenchKernelsCommand: ParsableCommand {
     var repeats: Int = 7
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     }
 

@@ -25,10 +25,10 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "The preset's name (default: <model>-calibrated).")
     var name: String?
 
-    @Option(help: "The preset's default threshold (default: the family preset's).")
+    @Option(parsing: .unconditional, help: "The preset's default threshold (default: the family preset's).")
     var defaultThreshold: Double?
 
-    @Option(help: "The R² floor below which fits are refused without --force.")
+    @Option(parsing: .unconditional, help: "The R² floor below which fits are refused without --force.")
     var minimumRSquared: Double = CalibrationRunner.minimumRSquared
 
     func run() throws {

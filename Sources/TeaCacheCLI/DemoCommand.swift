@@ -18,7 +18,9 @@ struct DemoCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "Comma-separated thresholds (default: the family's, e.g. 0.05,0.2,0.3,0.6 for flux).")
+    // `.unconditional` so that `--thresholds -1` reaches the validation (and its message) instead of
+    // being taken for an unknown option.
+    @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.05,0.2,0.3,0.6 for flux).")
     var thresholds: String?
 
     @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")

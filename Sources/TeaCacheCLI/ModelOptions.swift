@@ -28,7 +28,7 @@ struct ModelOptions: ParsableArguments {
     }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try ThreadsOption.validate(threads)
         if steps < 1 { throw ValidationError("--steps must be at least 1") }
     }
 

@@ -98,6 +98,7 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
     public let inputSeed: UInt64
     /// Builds the inputs of a run from a seed.
     public let inputs: (UInt64) throws -> SamplingInputs<Model.Input>
+    /// A description of the model and shapes.
     public let summary: String
 
     /// A workload.

@@ -39,9 +39,13 @@ public struct FluxDemoFamily: DemoModelFamily {
 
     /// Batch, latent and text sizes of the random inputs.
     public struct InputSizes: Sendable, Equatable, Decodable {
+        /// Batch size.
         public var batch: Int
+        /// Latent height (even).
         public var latentHeight: Int
+        /// Latent width (even).
         public var latentWidth: Int
+        /// Text tokens.
         public var textTokens: Int
 
         /// Sizes.
@@ -57,6 +61,7 @@ public struct FluxDemoFamily: DemoModelFamily {
         }
     }
 
+    /// The family.
     public init() {}
 
     public var name: String { "flux" }
@@ -77,8 +82,9 @@ public struct FluxDemoFamily: DemoModelFamily {
             sizes = try Self.inputSizes(data)
         } catch { throw .model("\(source.configPath ?? "embedded FLUX config"): \(error)") }
         for (name, v) in [("batch", sizes.batch), ("latent_height", sizes.latentHeight),
-                          ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens)] where v < 1 {
-            throw .model("input size \(name) = \(v) must be positive")
+                          ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens)]
+            where v < 1 || v > SizeLimits.maximumExtent {
+            throw .model("input size \(name) = \(v) must be between 1 and \(SizeLimits.maximumExtent)")
         }
         let model: FluxTransformer
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import TeaCache
 
 /// Where a demo or calibration model comes from: the family, an optional configuration file, optional
 /// weights, the seed of the random weights and inputs, and the step count (which sets the timestep
@@ -28,7 +29,9 @@ public struct ModelSource: Sendable, Equatable {
 
     /// Checks the step count and that the named files exist.
     public func validate() throws(DemoError) {
-        guard steps >= 1 else { throw .invalidOption("--steps is \(steps); use at least 1") }
+        guard steps >= 1, steps <= FlowMatchEulerSampler.maximumSteps else {
+            throw .invalidOption("--steps is \(steps); use a value from 1 to \(FlowMatchEulerSampler.maximumSteps)")
+        }
         for (flag, path) in [("--config", configPath), ("--weights", weightsPath)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw .invalidOption("\(flag) \(path) does not exist")

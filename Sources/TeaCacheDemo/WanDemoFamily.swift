@@ -45,10 +45,15 @@ public struct WanDemoFamily: DemoModelFamily {
 
     /// Batch, latent and conditioning sizes of the random inputs.
     public struct InputSizes: Sendable, Equatable, Decodable {
+        /// Batch size.
         public var batch: Int
+        /// Latent frames.
         public var latentFrames: Int
+        /// Latent height.
         public var latentHeight: Int
+        /// Latent width.
         public var latentWidth: Int
+        /// Text tokens.
         public var textTokens: Int
         /// Image-encoder tokens for image-conditioned configurations (default 257, CLIP ViT-H).
         public var imageTokens: Int?
@@ -59,6 +64,7 @@ public struct WanDemoFamily: DemoModelFamily {
         }
     }
 
+    /// The family.
     public init() {}
 
     public var name: String { "wan21" }
@@ -80,8 +86,8 @@ public struct WanDemoFamily: DemoModelFamily {
         } catch { throw .model("\(source.configPath ?? "embedded Wan config"): \(error)") }
         for (name, v) in [("batch", sizes.batch), ("latent_frames", sizes.latentFrames), ("latent_height", sizes.latentHeight),
                           ("latent_width", sizes.latentWidth), ("text_tokens", sizes.textTokens),
-                          ("image_tokens", sizes.imageTokens ?? 1)] where v < 1 {
-            throw .model("input size \(name) = \(v) must be positive")
+                          ("image_tokens", sizes.imageTokens ?? 1)] where v < 1 || v > SizeLimits.maximumExtent {
+            throw .model("input size \(name) = \(v) must be between 1 and \(SizeLimits.maximumExtent)")
         }
         let model: WanTransformer
         do {

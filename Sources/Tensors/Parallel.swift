@@ -18,11 +18,15 @@ public enum Parallelism {
     /// this made per-call times vary by ±15% and cost about 15% on average.
     public static let blasConfigured: Bool = ck_openblas_short_spin() != 0
 
+    /// The largest accepted ``threadCount``; larger values are clamped to it.
+    public static let maximumThreadCount = 1024
+
     /// The number of threads used by kernels. Setting it also sets OpenBLAS's thread count.
+    /// Values are clamped to `1 ... maximumThreadCount`.
     public static var threadCount: Int {
         get { _threads }
         set {
-            let n = max(1, newValue)
+            let n = min(max(1, newValue), maximumThreadCount)
             _threads = n
             openblas_set_num_threads(Int32(n))
         }

@@ -54,6 +54,11 @@ import Tensors
         ("in_channels", "-3"),
         ("num_layers", "-1"),
         ("patch_size", "0"),
+        // Sizes whose products would overflow Int (a trap, not an error) are refused first.
+        ("num_attention_heads", "4611686018427387904"),
+        ("axes_dims_rope", "[4611686018427387904, 4611686018427387904]"),
+        ("num_attention_heads", "8192"),        // width 8192 · 16 = 131072 > SizeLimits.maximumExtent
+        ("patch_size", "1024"),                 // output width 1024² · 16 > SizeLimits.maximumExtent
     ])
     func rejectsUnsupportedValues(field: String, json: String) throws {
         let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)

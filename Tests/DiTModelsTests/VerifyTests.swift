@@ -58,4 +58,18 @@ import Tensors
         try FileManager.default.removeItem(at: dir.appendingPathComponent("sampling.json"))
         #expect(throws: VerifyError.self) { try FixtureVerifier.verify(folder: dir) }
     }
+
+    /// A counter period or retention count too large for `Int` used to trap in `Int(Double)`.
+    @Test(arguments: [("flux", "counter_period"), ("wan21", "counter_period"), ("wan21", "ret_steps")])
+    func hugeCounterValuesAreAnError(family: String, key: String) throws {
+        let dir = try Self.corruptedCopy(family, file: "forward.safetensors") { _ in }
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("sampling.json")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let edited = text.replacingOccurrences(of: #""\#(key)": [0-9]+"#, with: "\"\(key)\": 1e300",
+                                               options: .regularExpression)
+        #expect(edited != text)
+        try edited.write(to: url, atomically: true, encoding: .utf8)
+        #expect(throws: VerifyError.self) { try FixtureVerifier.verify(folder: dir) }
+    }
 }

@@ -20,10 +20,14 @@ import TeaCache
     }
 
     @Test func zeroStepsAreRejected() {
-        #expect(throws: DemoError.invalidOption("--steps is 0; use at least 1")) {
+        #expect(throws: DemoError.invalidOption("--steps is 0; use a value from 1 to 1000000")) {
             try DemoOptions(source: ModelSource(steps: 0)).validate()
         }
         #expect(throws: DemoError.self) { try CalibrationOptions(source: ModelSource(steps: 0)).validate() }
+        // A mistyped huge step count used to abort on allocating the sampler's arrays.
+        #expect(throws: DemoError.invalidOption("--steps is 100000000000; use a value from 1 to 1000000")) {
+            try DemoOptions(source: ModelSource(steps: 100_000_000_000)).validate()
+        }
     }
 
     @Test func unknownModelIsRejected() {

@@ -91,6 +91,9 @@ import Tensors
 
     @Test func invalidSettingsAreTyped() throws {
         #expect(throws: TeaCacheError.self) { try FlowMatchEulerSampler(steps: 0, timestepConvention: .sigma) }
+        #expect(throws: TeaCacheError.invalidSampler("steps is 1000001; use at most 1000000")) {
+            try FlowMatchEulerSampler(steps: FlowMatchEulerSampler.maximumSteps + 1, timestepConvention: .sigma)
+        }
         #expect(throws: TeaCacheError.self) {
             try FlowMatchEulerSampler(steps: 4, timestepConvention: .sigma, velocity: VelocityConvention(sign: 2))
         }

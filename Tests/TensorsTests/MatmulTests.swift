@@ -80,6 +80,19 @@ import Testing
         }
         #expect(Parallelism.threadCount >= 1)
     }
+
+    /// Out-of-range thread counts are clamped (an Int32 conversion used to trap above 2³¹ − 1).
+    @Test func threadCountIsClamped() {
+        let saved = Parallelism.threadCount
+        defer { Parallelism.threadCount = saved }
+        Parallelism.threadCount = Int.max
+        let high = Parallelism.threadCount
+        Parallelism.threadCount = -5
+        let low = Parallelism.threadCount
+        Parallelism.threadCount = saved
+        #expect(high == Parallelism.maximumThreadCount)
+        #expect(low == 1)
+    }
 }
 
 import Foundation

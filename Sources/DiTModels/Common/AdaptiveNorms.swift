@@ -17,10 +17,15 @@ public struct AdaLayerNormZero: Sendable {
 
     /// The modulated input and the remaining modulation parameters, each `[B, D]`.
     public struct Output: Sendable {
+        /// `LN(x)·(1 + scale_msa) + shift_msa`, `[B, S, D]`.
         public let normalized: Tensor
+        /// Gate of the attention branch.
         public let gateMSA: Tensor
+        /// Shift of the feed-forward branch's norm.
         public let shiftMLP: Tensor
+        /// Scale of the feed-forward branch's norm.
         public let scaleMLP: Tensor
+        /// Gate of the feed-forward branch.
         public let gateMLP: Tensor
     }
 

@@ -2,8 +2,11 @@ import Tensors
 
 /// diffusers' `FeedForward` with a non-gated activation: `net.2(act(net.0.proj(x)))`.
 public struct FeedForward: Sendable {
+    /// `net.0.proj`: `[inner, dim]`.
     public let projIn: Linear
+    /// `net.2`: `[out, inner]`.
     public let projOut: Linear
+    /// The GELU variant applied between the two projections.
     public let approximation: GELUApproximation
 
     /// Takes `<prefix>.net.0.proj` and `<prefix>.net.2`.

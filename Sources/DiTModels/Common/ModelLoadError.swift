@@ -17,8 +17,11 @@ public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
 
     /// A weight whose stored shape differs from the one the configuration implies.
     public struct MisshapedWeight: Sendable, Equatable, CustomStringConvertible {
+        /// The parameter name.
         public let name: String
+        /// The shape the configuration implies.
         public let expected: [Int]
+        /// The shape stored in the weights.
         public let found: [Int]
         public var description: String { "\(name): expected \(expected), found \(found)" }
     }

@@ -54,7 +54,9 @@ public func taperTimestepColumns(_ weight: inout Tensor, frequencies: [Double], 
 
 /// diffusers' `TimestepEmbedding`: `linear_2(act(linear_1(x)))` with SiLU.
 public struct TimestepMLP: Sendable {
+    /// `linear_1`: sinusoidal features → width.
     public let linear1: Linear
+    /// `linear_2`: width → width.
     public let linear2: Linear
 
     /// Takes `<prefix>.linear_1` and `<prefix>.linear_2`.

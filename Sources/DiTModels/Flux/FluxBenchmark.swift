@@ -51,10 +51,18 @@ extension FluxTransformer {
 
     /// Random inputs of a FLUX pipeline shape: a `latentHeight × latentWidth` latent packed 2×2 into
     /// `(H/2)(W/2)` tokens, `textTokens` text tokens, sigma 0.5 and guidance 3.5.
+    ///
+    /// - Throws: `malformedConfig` for odd latent sizes, or sizes outside ``SizeLimits``.
     public static func randomInputs(
         configuration c: FluxConfiguration, batch: Int, latentHeight: Int, latentWidth: Int, textTokens: Int,
         seed: UInt64
     ) throws(ModelLoadError) -> FluxInputs {
+        for (field, v) in [("batch", batch), ("latent_height", latentHeight), ("latent_width", latentWidth),
+                           ("text_tokens", textTokens)] {
+            try SizeLimits.checkInput(field, v)
+        }
+        try SizeLimits.checkInputElements("hidden_states", [batch, latentHeight / 2, latentWidth / 2, c.inChannels])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [batch, textTokens, c.jointAttentionDim])
         guard latentHeight % 2 == 0, latentWidth % 2 == 0 else {
             throw .malformedConfig(reason: "latent_height and latent_width must be even (FLUX packs 2×2 patches)")
         }

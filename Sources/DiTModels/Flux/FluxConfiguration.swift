@@ -93,6 +93,12 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
         for (field, value) in [("num_layers", numLayers), ("num_single_layers", numSingleLayers)] where value < 0 {
             throw .unsupportedConfig(field: field, value: "\(value)", reason: "must not be negative")
         }
+        // Bounded before any product or sum of them is formed (see SizeLimits).
+        for (field, value) in positive + [("num_layers", numLayers), ("num_single_layers", numSingleLayers),
+                                          ("axes_dims_rope count", axesDimsRope.count)] {
+            if let value { try SizeLimits.checkConfig(field, value) }
+        }
+        for a in axesDimsRope { try SizeLimits.checkConfig("axes_dims_rope", a) }
         let axes = "\(axesDimsRope)"
         guard !axesDimsRope.isEmpty else {
             throw .unsupportedConfig(field: "axes_dims_rope", value: axes, reason: "needs at least one axis")
@@ -105,10 +111,16 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
             throw .unsupportedConfig(field: "axes_dims_rope", value: axes,
                                      reason: "the axes must add up to attention_head_dim = \(attentionHeadDim)")
         }
-        let (width, overflow) = numAttentionHeads.multipliedReportingOverflow(by: attentionHeadDim)
-        guard !overflow, width.multipliedReportingOverflow(by: 6 * Self.mlpRatio).overflow == false else {
+        // Each factor is at most 2¹⁶ here, so these products cannot overflow.
+        guard innerDim <= SizeLimits.maximumExtent else {
             throw .unsupportedConfig(field: "num_attention_heads", value: "\(numAttentionHeads)",
-                                     reason: "model width overflows")
+                                     reason: "the model width num_attention_heads · attention_head_dim = \(innerDim) "
+                                        + "exceeds the supported maximum of \(SizeLimits.maximumExtent)")
+        }
+        guard outputWidth <= SizeLimits.maximumExtent else {
+            throw .unsupportedConfig(field: "patch_size", value: "\(patchSize)",
+                                     reason: "the output width patch_size² · out_channels = \(outputWidth) "
+                                        + "exceeds the supported maximum of \(SizeLimits.maximumExtent)")
         }
     }
 

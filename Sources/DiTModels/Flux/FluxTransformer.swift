@@ -18,6 +18,7 @@ public struct FluxInputs: Sendable {
     /// `guidance` `[B]` (or `[1]`); required exactly when the configuration has `guidance_embeds`.
     public var guidance: Tensor?
 
+    /// The inputs of one forward call (shapes as documented on each property).
     public init(hiddenStates: Tensor, encoderHiddenStates: Tensor, pooledProjections: Tensor, timestep: Tensor,
                 imageIDs: Tensor, textIDs: Tensor, guidance: Tensor? = nil) {
         self.hiddenStates = hiddenStates
@@ -42,12 +43,15 @@ public struct FluxTransformer: Sendable {
     public let timeTextEmbed: FluxTimeTextEmbedding
     /// `context_embedder` and `x_embedder`.
     public let contextEmbedder: Linear
+    /// `x_embedder`: latent tokens → width.
     public let xEmbedder: Linear
     /// `transformer_blocks` and `single_transformer_blocks`.
     public let doubleBlocks: [FluxDoubleStreamBlock]
+    /// `single_transformer_blocks`.
     public let singleBlocks: [FluxSingleStreamBlock]
     /// `norm_out` and `proj_out`.
     public let normOut: AdaLayerNormContinuous
+    /// `proj_out`.
     public let projOut: Linear
     /// The number of parameters (scalars) of the model.
     public let parameterCount: Int

@@ -98,8 +98,8 @@ extension FixtureFamily {
             throw VerifyError.unsupported("record \(record.name): counter kind \(record.counterKind ?? "none") "
                                           + "needs a family-specific teaCacheConfiguration")
         }
-        if let period = record.teacacheState["counter_period"]?.number, Int(period) != steps {
-            throw VerifyError.unsupported("record \(record.name): counter period \(Int(period)) differs from \(steps) steps")
+        if let period = record.teacacheState["counter_period"], period.integer != steps {
+            throw VerifyError.unsupported("record \(record.name): counter period \(period) differs from \(steps) steps")
         }
         return try .faithful(coefficients: record.coefficients, threshold: record.threshold, schedule: .standard)
     }

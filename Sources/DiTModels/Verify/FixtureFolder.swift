@@ -12,6 +12,7 @@ public struct FixtureArguments: Sendable {
     /// Where the tensors come from (for error messages).
     public var source: String
 
+    /// Arguments from their parts.
     public init(tensors: [String: Tensor], nonTensor: [String: FixtureJSONValue], source: String) {
         self.tensors = tensors
         self.nonTensor = nonTensor
@@ -36,9 +37,13 @@ public struct FixtureFolder: Sendable {
     public let className: String
     /// The configuration object of `config.json` (unwrapped).
     public let config: Data
+    /// `forward.json`.
     public let forward: ForwardDescription
+    /// Every tensor of `forward.safetensors`.
     public let forwardTensors: [String: Tensor]
+    /// `sampling.json`.
     public let sampling: SamplingDescription
+    /// Every tensor of `sampling.safetensors`.
     public let samplingTensors: [String: Tensor]
 
     /// Reads every file of the folder.

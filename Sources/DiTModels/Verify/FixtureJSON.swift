@@ -21,6 +21,8 @@ public enum FixtureJSONValue: Sendable, Equatable, Decodable {
 
     /// The number, if this is one.
     public var number: Double? { if case let .number(n) = self { return n } else { return nil } }
+    /// The number if it is a whole number that fits in `Int` (never traps, unlike `Int(number)`).
+    public var integer: Int? { number.flatMap { Int(exactly: $0) } }
     /// The string, if this is one.
     public var string: String? { if case let .string(s) = self { return s } else { return nil } }
     /// The Boolean, if this is one.
@@ -47,22 +49,32 @@ public struct ForwardDescription: Sendable, Decodable {
 public struct SamplingDescription: Sendable, Decodable {
     /// The velocity convention: a sign and a channel selection (`"all"` or a family-specific phrase).
     public struct Velocity: Sendable, Decodable {
+        /// +1 or −1.
         public var sign: Float
+        /// `"all"` or a family-specific channel selection.
         public var channels: String
     }
 
     /// Classifier-free guidance of the loop.
     public struct CFG: Sendable, Decodable {
+        /// The guidance scale g of `uncond + g·(cond − uncond)`.
         public var guidanceScale: Float
+        /// The branch order within a step (`["cond", "uncond"]`).
         public var callOrder: [String]
         enum CodingKeys: String, CodingKey { case guidanceScale = "guidance_scale", callOrder = "call_order" }
     }
 
+    /// The family name, when stated.
     public var family: String?
+    /// The timestep convention (FORMAT.md §2), e.g. `"sigma*1000"`.
     public var timestepConvention: String
+    /// How the model output becomes the velocity.
     public var velocity: Velocity
+    /// Classifier-free guidance, or nil for one call per step.
     public var cfg: CFG?
+    /// Non-tensor arguments of every sampling call.
     public var nonTensorArgs: [String: FixtureJSONValue]
+    /// One record per TeaCache configuration.
     public var records: [SamplingRecord]
 
     enum CodingKeys: String, CodingKey {
@@ -85,13 +97,21 @@ public struct SamplingDescription: Sendable, Decodable {
 public struct SamplingRecord: Sendable, Decodable {
     /// One model call.
     public struct Call: Sendable, Decodable {
+        /// The 0-based call index within the run.
         public var call: Int
+        /// The sampling step.
         public var step: Int
+        /// `"cond"` or `"uncond"`.
         public var cfgBranch: String
+        /// True when the schedule forced a compute.
         public var forced: Bool
+        /// The relative L1 distance, when computed.
         public var relL1: Double?
+        /// The rescaled distance, when accumulated.
         public var rescaled: Double?
+        /// The accumulator compared with the threshold.
         public var accumulated: Double?
+        /// The accumulator after the decision.
         public var accumulatorAfter: Double
         /// `"computed"` or `"skipped"`.
         public var decision: String
@@ -102,13 +122,17 @@ public struct SamplingRecord: Sendable, Decodable {
         }
     }
 
+    /// The record name (e.g. `"default"`, `"ret_steps"`).
     public var name: String
+    /// The rescaling coefficients, highest power first.
     public var coefficients: [Double]
+    /// The threshold δ.
     public var threshold: Double
     /// Counter rules (`kind`: `standard`, `wan21`, `lumina2`, with their parameters).
     public var teacacheState: [String: FixtureJSONValue]
     /// The `sampling.safetensors` tensor holding this record's final latent.
     public var finalCachedTensor: String
+    /// Every call, in order.
     public var calls: [Call]
 
     enum CodingKeys: String, CodingKey {

@@ -19,6 +19,7 @@ public enum FixtureVerifier {
         /// Relative difference of the sigma/dt/timestep schedule (it is computed the same way in Float32).
         public var scheduleRelative = 1e-6
 
+        /// The FORMAT.md §7 tolerances.
         public init() {}
     }
 

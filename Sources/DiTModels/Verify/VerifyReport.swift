@@ -9,6 +9,7 @@ public struct VerifyCheck: Sendable {
     /// Whether it is within tolerance.
     public var passed: Bool
 
+    /// A check result.
     public init(name: String, measurement: String, passed: Bool) {
         self.name = name
         self.measurement = measurement

@@ -42,6 +42,13 @@ extension WanTransformer {
         configuration c: WanConfiguration, batch b: Int, frames f: Int, height h: Int, width w: Int,
         textTokens l: Int, imageTokens n: Int, seed: UInt64
     ) throws(ModelLoadError) -> WanInput {
+        for (field, v) in [("batch", b), ("latent_frames", f), ("latent_height", h), ("latent_width", w),
+                           ("text_tokens", l), ("image_tokens", c.imageDim == nil ? 1 : n)] {
+            try SizeLimits.checkInput(field, v)
+        }
+        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, f, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.textDim])
+        if let e = c.imageDim { try SizeLimits.checkInputElements("encoder_hidden_states_image", [2 * b, n, e]) }
         let p = c.patch
         guard f % p.t == 0, h % p.h == 0, w % p.w == 0 else {
             throw .malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by patch_size \(c.patchSize)")

@@ -105,6 +105,26 @@ public struct WanConfiguration: Sendable, Equatable {
             throw .unsupportedConfig(field: "num_layers", value: "\(numLayers)", reason: "must be 0 or more")
         }
         try positive("rope_max_seq_len", ropeMaxSeqLen)
+        // Bounded before any product of them is formed (see SizeLimits).
+        for p in patchSize { try SizeLimits.checkConfig("patch_size", p) }
+        for (field, value) in [("num_attention_heads", numAttentionHeads), ("attention_head_dim", attentionHeadDim),
+                               ("in_channels", inChannels), ("out_channels", outChannels), ("text_dim", textDim),
+                               ("freq_dim", freqDim), ("ffn_dim", ffnDim), ("num_layers", numLayers),
+                               ("rope_max_seq_len", ropeMaxSeqLen), ("image_dim", imageDim ?? 1),
+                               ("added_kv_proj_dim", addedKVProjDim ?? 1), ("pos_embed_seq_len", posEmbedSeqLen ?? 2)] {
+            try SizeLimits.checkConfig(field, value)
+        }
+        // Products in Double: three patch extents and a channel count of up to 2¹⁶ each overflow Int.
+        let patchVolume = patchSize.reduce(1.0) { $0 * Double($1) }
+        let limit = Double(SizeLimits.maximumExtent)
+        for (field, value, what) in [("num_attention_heads", Double(numAttentionHeads) * Double(attentionHeadDim),
+                                      "the model width num_attention_heads · attention_head_dim"),
+                                     ("patch_size", Double(inChannels) * patchVolume, "the patch width in_channels · prod(patch_size)"),
+                                     ("patch_size", Double(outChannels) * patchVolume, "the output width out_channels · prod(patch_size)")]
+            where value > limit {
+            throw .unsupportedConfig(field: field, value: field == "patch_size" ? "\(patchSize)" : "\(numAttentionHeads)",
+                                     reason: "\(what) = \(String(format: "%.0f", value)) exceeds the supported maximum of \(SizeLimits.maximumExtent)")
+        }
         // The rotary split must give three even, non-empty axes (diffusers asserts even dimensions).
         guard attentionHeadDim % 2 == 0, attentionHeadDim >= 6, rotaryAxesDims.allSatisfy({ $0 > 0 && $0 % 2 == 0 }) else {
             throw .unsupportedConfig(field: "attention_head_dim", value: "\(attentionHeadDim)",

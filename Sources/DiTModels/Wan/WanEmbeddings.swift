@@ -62,7 +62,9 @@ public struct WanPatchEmbedding: Sendable {
 
 /// diffusers' `PixArtAlphaTextProjection` with tanh-GELU: `linear_2(gelu_tanh(linear_1(x)))`.
 public struct WanTextProjection: Sendable {
+    /// The first projection.
     public let linear1: Linear
+    /// The second projection.
     public let linear2: Linear
 
     /// Takes `<prefix>.linear_1` `[D, in]` and `<prefix>.linear_2` `[D, D]`.
@@ -95,11 +97,17 @@ public struct WanConditionEmbedding: Sendable {
 ///
 /// All of it runs in float32, as diffusers does for float32 weights.
 public struct WanConditionEmbedder: Sendable {
+    /// Sinusoidal timestep features.
     public let freqDim: Int
+    /// The model width.
     public let innerDim: Int
+    /// `time_embedder`.
     public let timeEmbedder: TimestepMLP
+    /// `time_proj`: `temb` → six modulation vectors.
     public let timeProjection: Linear
+    /// `text_embedder`.
     public let textEmbedder: WanTextProjection
+    /// `image_embedder` (image-to-video only).
     public let imageEmbedder: WanImageEmbedding?
 
     /// Takes every `condition_embedder.*` parameter.

@@ -70,8 +70,8 @@ public enum WanFixture: FixtureFamily {
             throw VerifyError.unsupported("record \(record.name): counter kind \(record.counterKind ?? "none") is not wan21")
         }
         let state = record.teacacheState
-        guard let period = state["counter_period"]?.number, Int(period) == 2 * n,
-              let ret = state["ret_steps"]?.number.map({ Int($0) }), let cutoff = state["cutoff_steps"]?.number.map({ Int($0) }),
+        guard let period = state["counter_period"]?.integer, period == 2 * n,
+              let ret = state["ret_steps"]?.integer, let cutoff = state["cutoff_steps"]?.integer,
               ret % 2 == 0, cutoff % 2 == 0 else {
             throw VerifyError.unsupported("record \(record.name): wan21 counter needs period 2N = \(2 * n) and even "
                                           + "ret_steps/cutoff_steps (cond and uncond calls alternate), got \(state)")

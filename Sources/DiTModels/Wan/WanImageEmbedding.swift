@@ -8,8 +8,11 @@ import Tensors
 /// `[2B, N, E]`; consecutive pairs are joined into `[B, 2N, E]` and `pos_embed` `[1, 2N, E]` is added
 /// before the first norm.
 public struct WanImageEmbedding: Sendable {
+    /// `norm1`.
     public let norm1: AffineLayerNorm
+    /// `ff`.
     public let feedForward: FeedForward
+    /// `norm2`.
     public let norm2: AffineLayerNorm
     /// `[1, P, E]`, or nil.
     public let positionEmbedding: Tensor?

@@ -17,9 +17,13 @@ public enum WanTeaCacheMode: String, Sendable, Codable, CaseIterable {
 /// The Wan2.1 checkpoints TeaCache4Wan2.1 has coefficients for (chosen there by a substring of
 /// `--ckpt_dir`).
 public enum WanVariant: String, Sendable, Codable, CaseIterable {
+    /// Text-to-video, 1.3B parameters.
     case t2v1_3B = "t2v-1.3B"
+    /// Text-to-video, 14B parameters.
     case t2v14B = "t2v-14B"
+    /// Image-to-video at 480P.
     case i2v480P = "i2v-480P"
+    /// Image-to-video at 720P.
     case i2v720P = "i2v-720P"
 }
 
@@ -133,7 +137,9 @@ extension WanTeaCacheAdapter {
 public struct WanPublishedLatency: Sendable, Equatable {
     /// Which README table.
     public var table: String
+    /// The checkpoint.
     public var variant: WanVariant
+    /// The modulated-input mode.
     public var mode: WanTeaCacheMode
     /// Seconds without TeaCache.
     public var baselineSeconds: Double

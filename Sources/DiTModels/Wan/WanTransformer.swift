@@ -53,13 +53,19 @@ public struct WanState: Sendable {
 ///   whenever the text has 512 tokens (as in every Wan pipeline) and correct otherwise.
 /// - per-token timesteps (`timestep` of shape `[B, S]`, Wan2.2 TI2V) are rejected.
 public struct WanTransformer: Sendable {
+    /// The validated configuration.
     public let configuration: WanConfiguration
+    /// The 3-D rotary embedding.
     public let rotary: WanRotaryEmbedding
+    /// `patch_embedding` (Conv3d as a matmul).
     public let patchEmbedding: WanPatchEmbedding
+    /// `condition_embedder` (time, text and image).
     public let conditionEmbedder: WanConditionEmbedder
+    /// `blocks`.
     public let blocks: [WanTransformerBlock]
     /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
     public let scaleShiftTable: Tensor
+    /// `proj_out`.
     public let projOut: Linear
     /// The number of parameters (scalars) of the model.
     public let parameterCount: Int

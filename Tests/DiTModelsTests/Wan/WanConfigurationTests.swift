@@ -56,6 +56,11 @@ struct WanConfigurationTests {
         (#""pos_embed_seq_len": 514"#, "pos_embed_seq_len"),
         (#""image_dim": 8, "pos_embed_seq_len": 3"#, "pos_embed_seq_len"),
         (#""rope_max_seq_len": 0"#, "rope_max_seq_len"),
+        // Sizes whose products would overflow Int (a trap, not an error) are refused first.
+        (#""num_attention_heads": 4611686018427387904"#, "num_attention_heads"),
+        (#""ffn_dim": 9223372036854775807"#, "ffn_dim"),
+        (#""num_attention_heads": 8192"#, "num_attention_heads"),  // width 8192 · 128 > 2¹⁶
+        (#""patch_size": [65536, 65536, 65536]"#, "patch_size"),
     ])
     func rejectsUnsupportedValues(_ field: String, _ name: String) {
         let json = "{\"_class_name\": \"WanTransformer3DModel\", \(field)}"

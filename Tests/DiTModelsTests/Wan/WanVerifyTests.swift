@@ -71,5 +71,20 @@ struct WanVerifyTests {
         try bench.run()
         let missing = json.replacingOccurrences(of: "\"text_tokens\": 5", with: "\"text_tokenz\": 5")
         #expect(throws: ModelLoadError.self) { try ForwardBenchmark.make(data: Data(missing.utf8)) }
+        // Sizes whose token or element counts would overflow Int are a typed error, not a trap.
+        let tooLarge = [
+            [("\"latent_height\": 4", "\"latent_height\": 4611686018427387904")],              // one size beyond 2¹⁶
+            [("\"batch\": 1", "\"batch\": 65536"), ("\"text_tokens\": 5", "\"text_tokens\": 65536")],  // 2³⁵ text values
+        ]
+        for edits in tooLarge {
+            let huge = edits.reduce(json) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+            #expect(huge != json)
+            #expect {
+                try ForwardBenchmark.make(data: Data(huge.utf8))
+            } throws: { e in
+                guard case ModelLoadError.malformedConfig = e else { return false }
+                return true
+            }
+        }
     }
 }
