@@ -22,10 +22,23 @@ struct VerifyCommand: ParsableCommand {
             report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory))
         } catch {
             FileHandle.standardError.write(Data("error: \(directory): \(error)\n".utf8))
-            print("verify: FAIL")
+            print("verify \(Self.familyHint(URL(fileURLWithPath: directory))): FAIL")
             throw ExitCode.failure
         }
         for line in report.lines { print(line) }
         if !report.passed { throw ExitCode.failure }
+    }
+
+    /// The family name for the last line when the folder could not even be loaded: the `family` field
+    /// of forward.json or sampling.json when readable, else the folder's name.
+    static func familyHint(_ folder: URL) -> String {
+        for file in ["forward.json", "sampling.json"] {
+            if let data = try? Data(contentsOf: folder.appendingPathComponent(file)),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let family = object["family"] as? String, !family.isEmpty {
+                return family
+            }
+        }
+        return folder.standardizedFileURL.lastPathComponent
     }
 }
