@@ -93,7 +93,7 @@ public func attention(
                                 let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
                                 let kp = pk.baseAddress! + bi * sk * width + h * dh
                                 let vp = pv.baseAddress! + bi * sk * width + h * dh
-                                sgemm(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
+                                sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
                                       a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
                                 for r in 0..<rows {
                                     let row = scores + r * sk
@@ -108,7 +108,7 @@ public func attention(
                                     }
                                     softmaxRowInPlace(row, sk)
                                 }
-                                sgemm(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
+                                sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
                                       a: scores, lda: sk, b: vp, ldb: width, beta: 0,
                                       c: po.baseAddress! + (bi * sq + q0) * width + h * dh, ldc: width)
                             }
@@ -116,10 +116,7 @@ public func attention(
                         if workers == 1 {
                             run(0..<tasks)
                         } else {
-                            // Parallelise over (batch, head, block) with single-threaded BLAS per task.
-                            let saved = Parallelism.threadCount
-                            openblas_set_num_threads(1)
-                            defer { openblas_set_num_threads(Int32(saved)) }
+                            // Parallel over (batch, head, query block); each task's products are serial.
                             let per = (tasks + workers - 1) / workers
                             Parallelism.concurrentPerform(workers) { w in
                                 let lo = w * per, hi = min(tasks, lo + per)

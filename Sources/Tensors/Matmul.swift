@@ -13,8 +13,51 @@ func blasInt(_ v: Int, _ op: String) throws(TensorError) -> Int32 {
 ///
 /// `lda`, `ldb`, `ldc` are row strides in elements, so sub-matrices (a head's columns in a
 /// `[tokens, heads·dim]` tensor, for example) are used in place without copies.
-@inlinable
+///
+/// Products of at least ``parallelGEMMThreshold`` flops are split over ``Parallelism/threadCount``
+/// workers into blocks of whole 64-column (or 64-row) panels of C, along the larger of N and M; each block
+/// is one single-threaded sgemm, so every element of C is computed the same way whatever the split.
 public func sgemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let threads = Parallelism.threadCount
+    let panel = 64
+    let alongN = n >= m
+    let panels = ((alongN ? n : m) + panel - 1) / panel
+    let workers = min(threads, panels)
+    guard workers > 1, 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold else {
+        sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
+    let perWorker = (panels + workers - 1) / workers
+    Parallelism.concurrentPerform(workers) { w in
+        let lo = w * perWorker * panel
+        let hi = min((w + 1) * perWorker * panel, alongN ? n : m)
+        guard lo < hi else { return }
+        if alongN {
+            // Columns lo..<hi of C: the same columns of op(B).
+            sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k, alpha: alpha,
+                        a: a, lda: lda, b: b + (transposeB ? lo * ldb : lo), ldb: ldb,
+                        beta: beta, c: c + lo, ldc: ldc)
+        } else {
+            // Rows lo..<hi of C: the same rows of op(A).
+            sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: hi - lo, n: n, k: k, alpha: alpha,
+                        a: a + (transposeA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
+                        beta: beta, c: c + lo * ldc, ldc: ldc)
+        }
+    }
+}
+
+/// Products smaller than this many flops run as one single-threaded sgemm on the calling thread.
+public let parallelGEMMThreshold: Double = 4_000_000
+
+/// One single-threaded sgemm on the calling thread (OpenBLAS is kept single-threaded; see
+/// ``Parallelism/blasConfigured``). Used inside work that is already parallel, such as attention blocks.
+@inlinable
+public func sgemmSerial(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int

@@ -2,35 +2,43 @@ import CKernels
 import COpenBLAS
 import Dispatch
 
-/// Thread settings shared by the BLAS calls and the element-wise loops.
+/// Thread settings shared by the matrix products and the element-wise loops.
 ///
-/// By default both use every core. Set ``threadCount`` to limit them (for example to 1 in tests
-/// that run in parallel, or to compare against a single-threaded reference).
+/// By default every core is used. Set ``threadCount`` to limit it (for example to compare against a
+/// single-threaded run). All parallel work runs on this module's own workers: OpenBLAS itself is kept
+/// single-threaded and large products are split into 64-aligned blocks here, so results do not depend
+/// on the thread count and no global BLAS state changes while kernels run.
 public enum Parallelism {
     nonisolated(unsafe) private static var _threads: Int = {
         _ = blasConfigured
         return max(1, ProcessInfoCores.count)
     }()
 
-    /// Whether idle OpenBLAS workers were told to sleep at once instead of spinning (see
-    /// `ck_openblas_short_spin`); evaluated once, before the first BLAS call made by this module.
-    /// Spinning workers compete with the element-wise loops for the cores; measured on a DiT forward
-    /// this made per-call times vary by ±15% and cost about 15% on average.
-    public static let blasConfigured: Bool = ck_openblas_short_spin() != 0
+    /// One-time BLAS set-up, evaluated before the first BLAS call made by this module: OpenBLAS runs
+    /// single-threaded (this module parallelises the products itself), and its idle workers are told to
+    /// sleep at once instead of spinning (`ck_openblas_short_spin`; true when that hook was available).
+    /// Spinning workers competed with the element-wise loops for the cores: per-call times of a DiT
+    /// forward varied by ±15% and were about 15% slower on average.
+    public static let blasConfigured: Bool = {
+        let quiet = ck_openblas_short_spin() != 0
+        openblas_set_num_threads(1)
+        return quiet
+    }()
 
     /// The largest accepted ``threadCount``; larger values are clamped to it.
     public static let maximumThreadCount = 1024
 
-    /// The number of threads used by kernels. Setting it also sets OpenBLAS's thread count.
-    /// Values are clamped to `1 ... maximumThreadCount`.
+    /// The number of threads used by kernels, clamped to `1 ... maximumThreadCount`.
+    ///
+    /// A process-wide setting: change it at start-up, not while other threads run kernels (results do
+    /// not depend on it, but the work split does).
     public static var threadCount: Int {
         get { _threads }
-        set {
-            let n = min(max(1, newValue), maximumThreadCount)
-            _threads = n
-            openblas_set_num_threads(Int32(n))
-        }
+        set { _threads = clampedThreadCount(newValue) }
     }
+
+    /// `n` clamped to `1 ... maximumThreadCount`.
+    public static func clampedThreadCount(_ n: Int) -> Int { min(max(1, n), maximumThreadCount) }
 
     /// Work below this many scalar operations runs on the calling thread.
     @usableFromInline static let serialThreshold = 1 << 15

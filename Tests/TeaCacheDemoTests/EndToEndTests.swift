@@ -28,7 +28,6 @@ import Tensors
     static func quiet(_ label: String) -> ProgressBar { ProgressBar(label: label, interactive: false) { _ in } }
 
     @Test func tinyDemoWritesChartsTracesAndReport() throws {
-        Parallelism.threadCount = 1
         let dir = try Self.scratch("demo")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out")
@@ -56,7 +55,6 @@ import Tensors
     }
 
     @Test func calibratedPresetRoundTripsIntoTheDemo() throws {
-        Parallelism.threadCount = 1
         let dir = try Self.scratch("calibrate")
         defer { try? FileManager.default.removeItem(at: dir) }
         let source = ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 5, steps: 6)
@@ -79,7 +77,6 @@ import Tensors
     }
 
     @Test func poorFitsAreRefusedUnlessForced() throws {
-        Parallelism.threadCount = 1
         let dir = try Self.scratch("refuse")
         defer { try? FileManager.default.removeItem(at: dir) }
         let source = ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 5, steps: 6)
@@ -121,7 +118,6 @@ import Tensors
     """
 
     @Test func tinyWanDemoRunsBothBranches() throws {
-        Parallelism.threadCount = 1
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-demo-wan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -82,17 +82,39 @@ import Testing
     }
 
     /// Out-of-range thread counts are clamped (an Int32 conversion used to trap above 2³¹ − 1).
+    /// (Checked on the pure function: the setting itself is process-wide and other tests run meanwhile.)
     @Test func threadCountIsClamped() {
-        let saved = Parallelism.threadCount
-        defer { Parallelism.threadCount = saved }
-        Parallelism.threadCount = Int.max
-        let high = Parallelism.threadCount
-        Parallelism.threadCount = -5
-        let low = Parallelism.threadCount
-        Parallelism.threadCount = saved
-        #expect(high == Parallelism.maximumThreadCount)
-        #expect(low == 1)
+        #expect(Parallelism.clampedThreadCount(Int.max) == Parallelism.maximumThreadCount)
+        #expect(Parallelism.clampedThreadCount(-5) == 1)
+        #expect(Parallelism.clampedThreadCount(3) == 3)
     }
 }
 
 import Foundation
+
+@Suite struct ParallelGEMMTests {
+    /// Large products are split over workers in whole 64-wide panels of C. The split product matches a
+    /// single serial call to float rounding (OpenBLAS may pick other micro-kernels for the smaller blocks,
+    /// so bit equality is not promised; 1e-5 of the largest magnitude is far below any indexing error),
+    /// and repeating it gives the same bits (the split depends only on the shape and thread count).
+    @Test(arguments: [(300, 200, 150, false, false), (130, 500, 77, true, false), (257, 129, 100, false, true),
+                      (96, 1000, 64, true, true)])
+    func splitProductEqualsSerialProduct(_ c: (Int, Int, Int, Bool, Bool)) throws {
+        let (m, n, k, ta, tb) = c
+        #expect(2 * Double(m * n * k) >= parallelGEMMThreshold, "the case must be large enough to split")
+        let a = rand(ta ? [k, m] : [m, k], seed: 41), b = rand(tb ? [n, k] : [k, n], seed: 42)
+        var split = [Float](repeating: 0, count: m * n), again = split, serial = split
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+            sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: pa.baseAddress!, lda: ta ? m : k,
+                  b: pb.baseAddress!, ldb: tb ? k : n, beta: 0, c: &split, ldc: n)
+            sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: pa.baseAddress!, lda: ta ? m : k,
+                  b: pb.baseAddress!, ldb: tb ? k : n, beta: 0, c: &again, ldc: n)
+            sgemmSerial(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: pa.baseAddress!, lda: ta ? m : k,
+                        b: pb.baseAddress!, ldb: tb ? k : n, beta: 0, c: &serial, ldc: n)
+        } }
+        #expect(split == again)
+        let scale = serial.map { abs($0) }.max() ?? 1
+        let worst = zip(split, serial).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-5 * scale, "max difference \(worst) vs scale \(scale)")
+    }
+}

@@ -63,7 +63,7 @@ public struct WanAttention: Sendable {
             break
         case (.some, nil):
             throw .invalidArgument(operation: "Wan cross-attention",
-                                   reason: "this model has image key/value projections (added_kv_proj_dim); pass encoder_hidden_states_image")
+                                   reason: "this model has image key/value projections (added_kv_proj_dim) but no image context was split off")
         case (nil, .some):
             throw .invalidArgument(operation: "Wan cross-attention",
                                    reason: "separate image tokens need add_k_proj/add_v_proj (added_kv_proj_dim)")

@@ -29,7 +29,9 @@ public struct WanConfiguration: Sendable, Equatable {
     public var numLayers: Int
     /// When true, the cross-attention input goes through an affine LayerNorm (`norm2`).
     public var crossAttnNorm: Bool
-    /// The query/key normalisation; only `"rms_norm_across_heads"` exists in diffusers 0.42.1.
+    /// The query/key normalisation named by the configuration. diffusers 0.42.1 ignores the value and
+    /// always applies an RMSNorm across heads (`norm_q`/`norm_k` over the full width), and so does this
+    /// port: any value, including null, is accepted.
     public var qkNorm: String?
     /// Epsilon of the blocks' norms and of the output norm.
     public var eps: Float
@@ -130,11 +132,6 @@ public struct WanConfiguration: Sendable, Equatable {
             throw .unsupportedConfig(field: "attention_head_dim", value: "\(attentionHeadDim)",
                                      reason: "the 3-D rotary embedding needs an even head dimension of at least 6 "
                                         + "(split \(rotaryAxesDims) must be even and positive)")
-        }
-        guard qkNorm == "rms_norm_across_heads" else {
-            throw .unsupportedConfig(field: "qk_norm", value: qkNorm.map { "\"\($0)\"" } ?? "null",
-                                     reason: "only \"rms_norm_across_heads\" is implemented (diffusers 0.42.1 applies "
-                                        + "that normalisation whatever the value, so other values are ambiguous)")
         }
         guard eps.isFinite, eps > 0 else {
             throw .unsupportedConfig(field: "eps", value: "\(eps)", reason: "must be a finite positive number")

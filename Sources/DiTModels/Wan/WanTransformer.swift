@@ -47,11 +47,13 @@ public struct WanState: Sendable {
 /// those casts is the identity, so everything here is float32 with the rotary frequencies in Double.
 /// The gated updates are computed as diffusers orders them: `h + (out · gate)`.
 ///
-/// Differences from diffusers, all on inputs diffusers would mishandle or reject:
-/// - diffusers splits the cross-attention context of I2V models at `L − 512` (it assumes 512 text
-///   tokens); this port knows how many image tokens it embedded and splits there, which is the same
-///   whenever the text has 512 tokens (as in every Wan pipeline) and correct otherwise.
-/// - per-token timesteps (`timestep` of shape `[B, S]`, Wan2.2 TI2V) are rejected.
+/// Image-to-video models with separate image projections (`added_kv_proj_dim`) split the cross-attention
+/// context exactly as diffusers does: the context is `[image tokens; text tokens]` (text alone when no
+/// image is passed) of length T, and the first `T − 512` tokens (Python slicing: `max(2T − 512, 0)` when
+/// T < 512) go to the image projections, the rest to `to_k`/`to_v` — diffusers assumes 512 text tokens,
+/// as every Wan pipeline pads to. See ``WanTransformer/imageContextSplit(contextLength:)``.
+///
+/// Difference from diffusers: per-token timesteps (`timestep` of shape `[B, S]`, Wan2.2 TI2V) are rejected.
 public struct WanTransformer: Sendable {
     /// The validated configuration.
     public let configuration: WanConfiguration
@@ -142,29 +144,37 @@ public struct WanTransformer: Sendable {
             throw .shapeMismatch(operation: "Wan forward", shapes: [x.shape, text.shape],
                                  reason: "encoder_hidden_states must be [B = \(b), L, text_dim = \(c.textDim)]")
         }
-        if c.imageDim != nil && input.encoderHiddenStatesImage == nil && c.addedKVProjDim != nil {
-            throw .invalidArgument(operation: "Wan forward",
-                                   reason: "this image-to-video model needs encoder_hidden_states_image")
-        }
         let rope = try rotary.tables(frames: f / p.t, height: h / p.h, width: w / p.w)
         let tokens = try patchEmbedding(x)
         let cond = try conditionEmbedder(timesteps: timesteps, text: text, image: input.encoderHiddenStatesImage)
         var context = cond.text
-        var separateImage: Tensor? = nil
         if let image = cond.image {
             guard image.shape[0] == b else {
                 throw .shapeMismatch(operation: "Wan forward", shapes: [image.shape, text.shape],
                                      reason: "the embedded image tokens have batch \(image.shape[0]), the text has \(b)")
             }
-            if c.addedKVProjDim != nil { separateImage = image } else {
-                context = try Tensor.concatenate([image, context], axis: 1)
-            }
+            context = try Tensor.concatenate([image, context], axis: 1)
+        }
+        var separateImage: Tensor? = nil
+        if c.addedKVProjDim != nil {
+            let split = Self.imageContextSplit(contextLength: context.shape[1])
+            separateImage = try context.slice(axis: 1, 0..<split)
+            context = try context.slice(axis: 1, split..<context.shape[1])
         }
         return WanState(
             tokens: tokens, temb: cond.temb,
             blocks: WanBlockContext(timestepProjection: cond.timestepProjection, context: context, image: separateImage,
                                     rotaryCos: rope.cos, rotarySin: rope.sin),
             grid: (f, h, w))
+    }
+
+    /// The number of leading context tokens diffusers 0.42.1 hands to the image projections of a model
+    /// with `added_kv_proj_dim`: `context[:, :T − 512]` in Python, i.e. `T − 512` when T ≥ 512, else
+    /// `max(2T − 512, 0)` (a negative end counts from the back). With 512 text tokens, as the Wan
+    /// pipelines pad to, that is exactly the image tokens.
+    public static func imageContextSplit(contextLength t: Int) -> Int {
+        let k = t - 512
+        return k >= 0 ? k : max(t + k, 0)
     }
 
     /// Runs every transformer block on `state.tokens` `[B, S, D]`, in place.

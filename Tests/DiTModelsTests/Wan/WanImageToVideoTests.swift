@@ -102,10 +102,29 @@ struct WanImageToVideoTests {
         #expect(try prepared.blocks.context.slice(axis: 1, 0..<5) == imageTokens)
     }
 
-    @Test func missingImageTokensAreRejected() throws {
-        let model = try WanTransformer(configuration: tinyI2VConfiguration(), randomSeed: 3)
+    /// diffusers hands the first `T − 512` context tokens to the image projections (Python slicing).
+    @Test func imageContextSplitFollowsPythonSlicing() {
+        let cases: [(t: Int, split: Int)] = [(517, 5), (1024, 512), (512, 0), (300, 88), (257, 2), (256, 0), (7, 0), (0, 0)]
+        for c in cases { #expect(WanTransformer.imageContextSplit(contextLength: c.t) == c.split, "T = \(c.t)") }
+    }
+
+    /// Without image tokens and with fewer than 256 text tokens the image part is empty and the image
+    /// attention adds exactly zero (as in diffusers), so the output equals that of the same weights in a
+    /// text-to-video configuration.
+    @Test func withoutImageTokensTheImagePathAddsNothing() throws {
+        let loader = WeightLoader(randomSeed: 3)
+        let i2v = try WanTransformer(configuration: tinyI2VConfiguration(), loader: loader)
         var x = Self.input()
         x.encoderHiddenStatesImage = nil
-        #expect(throws: TensorError.self) { try model(x) }
+        var t2vConfig = tinyI2VConfiguration()
+        t2vConfig.imageDim = nil
+        t2vConfig.addedKVProjDim = nil
+        t2vConfig.posEmbedSeqLen = nil
+        let kept = loader.supplied.filter {
+            !$0.key.contains("image_embedder") && !$0.key.contains("add_k_proj") && !$0.key.contains("add_v_proj")
+                && !$0.key.contains("norm_added_k")
+        }
+        let t2v = try WanTransformer(configuration: t2vConfig, weights: kept)
+        #expect(try i2v(x) == t2v(x))
     }
 }
