@@ -25,7 +25,7 @@ let package = Package(
         ),
 
         // MARK: - Implementation details
-        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        .target(name: "CKernels"),
 
         // MARK: - Libraries
         .target(

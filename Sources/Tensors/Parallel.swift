@@ -1,4 +1,3 @@
-import CKernels
 import COpenBLAS
 import Dispatch
 
@@ -15,14 +14,12 @@ public enum Parallelism {
     }()
 
     /// One-time BLAS set-up, evaluated before the first BLAS call made by this module: OpenBLAS runs
-    /// single-threaded (this module parallelises the products itself), and its idle workers are told to
-    /// sleep at once instead of spinning (`ck_openblas_short_spin`; true when that hook was available).
-    /// Spinning workers competed with the element-wise loops for the cores: per-call times of a DiT
-    /// forward varied by ±15% and were about 15% slower on average.
+    /// single-threaded and this module parallelises the products itself (see ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``).
+    /// OpenBLAS's own workers spin-wait for a long time after each call; left running they competed
+    /// with the element-wise loops for the cores (a DiT forward was ~15% slower and varied by ±15%).
     public static let blasConfigured: Bool = {
-        let quiet = ck_openblas_short_spin() != 0
         openblas_set_num_threads(1)
-        return quiet
+        return true
     }()
 
     /// The largest accepted ``threadCount``; larger values are clamped to it.

@@ -72,17 +72,8 @@ import Testing
 }
 
 @Suite struct BlasThreadSettingsTests {
-    /// When the library shortened OpenBLAS's spin-wait, it did so through OPENBLAS_THREAD_TIMEOUT = 4
-    /// and only because the user had not set it; BLAS results are checked by the suites above.
-    @Test func shortSpinUsesTheDocumentedVariable() {
-        if Parallelism.blasConfigured {
-            #expect(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == "4")
-        }
-        #expect(Parallelism.threadCount >= 1)
-    }
-
-    /// Out-of-range thread counts are clamped (an Int32 conversion used to trap above 2³¹ − 1).
-    /// (Checked on the pure function: the setting itself is process-wide and other tests run meanwhile.)
+    /// Out-of-range thread counts are clamped (checked on the pure function: the setting itself is
+    /// process-wide and other tests run meanwhile).
     @Test func threadCountIsClamped() {
         #expect(Parallelism.clampedThreadCount(Int.max) == Parallelism.maximumThreadCount)
         #expect(Parallelism.clampedThreadCount(-5) == 1)

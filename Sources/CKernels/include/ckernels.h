@@ -24,9 +24,4 @@ void ck_softmax_row_portable(float *p, size_t n);
 void ck_gelu_tanh_portable(const float *x, float *y, size_t n);
 void ck_silu_portable(const float *x, float *y, size_t n);
 
-/* Makes idle OpenBLAS worker threads sleep after ~16 cycles instead of spinning for 2^28, when the
-   BLAS exposes the hooks and OPENBLAS_THREAD_TIMEOUT is not set by the user. Call before any BLAS work
-   runs concurrently (not thread-safe against BLAS calls in flight). Returns 1 when applied. */
-int ck_openblas_short_spin(void);
-
 #endif
