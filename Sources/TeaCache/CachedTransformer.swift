@@ -52,9 +52,12 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
     }
 
     /// Starts a run of `steps` steps per branch and clears every cache, accumulator and the trace.
+    /// If it throws, no run is active afterwards (calls throw ``TeaCacheError/runNotStarted``).
     /// - Throws: ``TeaCacheError/invalidStepCount(_:)``, or ``TeaCacheError/replayMismatch(_:)`` when
     ///   replaying a schedule recorded for another step count.
     public func beginRun(steps: Int) throws(TeaCacheError) {
+        // A failed start must not leave the previous run active: end it first.
+        run = nil
         try configuration.validate()
         let policy = try TeaCachePolicy(configuration: configuration, steps: steps)
         run = Run(policy: policy, trace: TeaCacheTrace(steps: steps))

@@ -126,7 +126,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws(Tens
     if let bias { guard bias.shape == [out] else {
         throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
     } }
-    let rows = x.count / max(inF, 1)
+    let rows = x.shape.dropLast().reduce(1, *)   // not x.count / in: `in` may be 0
     _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
     let outShape = Array(x.shape.dropLast()) + [out]
     return x.withUnsafeBufferPointer { px in

@@ -169,8 +169,13 @@ import Tensors
         let config = try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: threshold).withPerSample(true)
 
         let batched = CachedTransformer(model: model, configuration: config)
+        let rowsBefore = model.counter.rowsThroughBlocks
         let outs = try Self.run(batched, batch)
         let trace = try #require(batched.trace)
+        // Only the computing samples go through the blocks (gather, compute, scatter).
+        let computingRows = trace.entries.filter { $0.decision == .compute }.count
+        #expect(model.counter.rowsThroughBlocks - rowsBefore == computingRows)
+        #expect(computingRows < 2 * steps)
         var sawMixed = false
         for call in 0..<steps {
             let e = trace.entries.filter { $0.call == call }
@@ -229,7 +234,27 @@ import Tensors
         #expect(again.entries.allSatisfy { $0.reason == .replayed })
 
         #expect(throws: TeaCacheError.self) { try replay.beginRun(steps: 5) }          // wrong step count
+        #expect(throws: TeaCacheError.runNotStarted) { try replay(inputs[0]) }        // a failed start ends the run
         try replay.beginRun(steps: inputs.count)
         #expect(throws: TeaCacheError.self) { try replay(inputs[0], branch: .uncond) }  // branch not in schedule
+
+        // The schedule overrides the adaptive rule: replayed onto a configuration whose threshold would
+        // compute every call (0) or skip every eligible call (1e9), the recorded decisions still hold.
+        for threshold in [0.0, 1e9] {
+            let other = try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: threshold)
+            let forced = CachedTransformer(model: model, configuration: try .replaying(schedule, basedOn: other))
+            #expect(try Self.run(forced, inputs) == outs, "threshold \(threshold)")
+            #expect(forced.trace?.entries.map(\.decision) == trace.entries.map(\.decision))
+        }
+    }
+
+    @Test func aFailedBeginRunLeavesNoActiveRun() throws {
+        let model = try TinyDiT(seed: 19)
+        let inputs = try Self.inputs(seed: 20, batch: 1, tokens: 4, steps: 3, rates: [0.05])
+        let cached = CachedTransformer(model: model, configuration: try .faithful(coefficients: Self.identity, threshold: 0.1))
+        _ = try Self.run(cached, Array(inputs.prefix(2)))
+        #expect(throws: TeaCacheError.invalidStepCount(-1)) { try cached.beginRun(steps: -1) }
+        #expect(cached.trace == nil)
+        #expect(throws: TeaCacheError.runNotStarted) { try cached(inputs[2]) }
     }
 }

@@ -61,6 +61,15 @@ import Testing
         expectClose(y, ref)
     }
 
+    /// An empty inner dimension is a sum over nothing: zeros, plus the bias when given.
+    @Test func linearWithNoInputFeaturesIsTheBias() throws {
+        let x = try Tensor(zeros: [3, 0]), w = try Tensor(zeros: [5, 0])
+        let b = rand([5], seed: 9)
+        #expect(try linear(x, weight: w).scalars == [Float](repeating: 0, count: 15))
+        #expect(try linear(x, weight: w, bias: b).scalars == Array((0..<3).map { _ in b.scalars }.joined()))
+        #expect(try matmul(try Tensor(zeros: [2, 0]), try Tensor(zeros: [0, 4])).scalars == [Float](repeating: 0, count: 8))
+    }
+
     @Test func shapeErrorsAreTyped() throws {
         #expect(throws: TensorError.self) { try matmul(rand([2, 3], seed: 1), rand([4, 2], seed: 2)) }
         #expect(throws: TensorError.self) { try linear(rand([2, 3], seed: 1), weight: rand([4, 5], seed: 2)) }
