@@ -60,6 +60,8 @@ public struct CalibrationReport: Sendable {
     public var outputPath: String
     /// Uncached runs done.
     public var runs: Int
+    /// Sampling steps per run (a CFG model records one pair per branch for every step after the first).
+    public var steps: Int
     /// The R² floor that applied.
     public var minimumRSquared: Double
 
@@ -68,7 +70,7 @@ public struct CalibrationReport: Sendable {
         let c = fit
         var lines = [
             "model: \(summary)",
-            "runs: \(runs) seeds × \(c.sampleCount / max(runs, 1) + 1) steps → \(c.sampleCount) (input, output) pairs",
+            "runs: \(runs) seeds × \(steps) steps → \(c.sampleCount) (input, output) pairs",
             "R² = \(String(format: "%.5f", c.rSquared))" + (c.rSquared < minimumRSquared ? " (below \(minimumRSquared), accepted with --force)" : ""),
             "RMS error = \(String(format: "%.4g", c.rmsResidual))",
             "input range = \(String(format: "%.4g", c.inputRange.lowerBound)) … \(String(format: "%.4g", c.inputRange.upperBound))",
@@ -118,6 +120,7 @@ public enum CalibrationRunner {
         } catch { throw .io("cannot create \(url.deletingLastPathComponent().path): \(error.localizedDescription)") }
         do { try preset.save(to: url) } catch { throw .teaCache(error) }
         return CalibrationReport(summary: workload.summary, fit: fit, preset: preset, outputPath: url.path, runs: options.seeds,
+                                 steps: workload.steps,
                                  minimumRSquared: options.minimumRSquared)
     }
 }

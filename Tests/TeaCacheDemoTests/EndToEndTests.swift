@@ -135,4 +135,19 @@ import Tensors
         let trace = try TeaCacheTrace(jsonData: Data(contentsOf: dir.appendingPathComponent("out/wan2.1-t2v-1.3b-preset-t0.2.trace.json")))
         #expect(Set(trace.entries.map(\.branch)) == [.cond, .uncond])
     }
+
+    /// With CFG each seed gives 2 × (steps − 1) pairs; the report states the real step count.
+    @Test func calibrationReportCountsStepsNotPairs() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-calibrate-wan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("wan.json")
+        try Data(Self.tinyConfig.utf8).write(to: config)
+        let report = try CalibrationRunner.run(
+            CalibrationOptions(source: ModelSource(family: "wan21", configPath: config.path, seed: 2, steps: 6), seeds: 2,
+                               force: true, outputPath: dir.appendingPathComponent("p.json").path),
+            progress: EndToEndTests.quiet)
+        #expect(report.fit.sampleCount == 2 * 2 * 5)
+        #expect(report.render().contains("runs: 2 seeds × 6 steps → 20 (input, output) pairs"))
+    }
 }
