@@ -78,7 +78,7 @@ struct HeaderJSONParser {
 
     private mutating func parseValue(depth: Int) throws(SafetensorsError) -> HeaderJSON {
         guard depth < Self.maxDepth else { throw failure("nesting deeper than \(Self.maxDepth) levels") }
-        guard let b = current else { throw failure("unexpected end of header") }
+        guard let b = current else { throw failure("unexpected end of the JSON text") }
         switch b {
         case UInt8(ascii: "{"): return try parseObject(depth: depth)
         case UInt8(ascii: "["): return try parseArray(depth: depth)

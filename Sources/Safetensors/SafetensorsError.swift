@@ -49,6 +49,14 @@ public enum SafetensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     case unsupportedDType(tensor: String, dtype: String)
     /// A sharded-checkpoint index (`*.safetensors.index.json`) is malformed.
     case invalidIndex(path: String, reason: String)
+    /// A shard named by a sharded-checkpoint index does not exist next to the index.
+    case missingShard(index: String, shard: String, tensor: String)
+    /// A shard named by an index exists but cannot be opened or validated; `error` says why.
+    indirect case invalidShard(path: String, error: SafetensorsError)
+    /// The index assigns a tensor to a shard that does not store it.
+    case tensorMissingFromShard(tensor: String, shard: String, index: String)
+    /// The same tensor name is stored in more than one shard of a sharded checkpoint.
+    case duplicateTensorAcrossShards(tensor: String, shards: [String])
     /// The writer was given a tensor it cannot store (bad name, byte count mismatch, ...).
     case invalidWriterInput(tensor: String, reason: String)
 
@@ -101,6 +109,17 @@ public enum SafetensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "tensor '\(tensor)': dtype \(dtype) cannot be converted to Float32 (supported: F32, F16, BF16, F64, I64, I32, BOOL)"
         case let .invalidIndex(path, reason):
             return "invalid safetensors index '\(path)': \(reason)"
+        case let .missingShard(index, shard, tensor):
+            return "shard '\(shard)' named by the index '\(index)' (for '\(tensor)' and possibly more) does not exist; "
+                + "put the shard next to the index, or fix its weight_map"
+        case let .invalidShard(path, error):
+            return "shard '\(path)': \(error.description)"
+        case let .tensorMissingFromShard(tensor, shard, index):
+            return "the index '\(index)' assigns tensor '\(tensor)' to shard '\(shard)', which does not store it; "
+                + "the index and the shards are out of step (regenerate the index or re-download the shards)"
+        case let .duplicateTensorAcrossShards(tensor, shards):
+            return "tensor '\(tensor)' is stored in more than one shard (\(shards.map { "'\($0)'" }.joined(separator: ", "))); "
+                + "each tensor must be stored in exactly one shard"
         case let .invalidWriterInput(tensor, reason):
             return "cannot write tensor '\(tensor)': \(reason)"
         }

@@ -10,7 +10,11 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Benchmark-style ({\"class\", \"config\", \"inputs\"}) or diffusers config JSON (default: the embedded benchmark shape).")
     var config: String?
 
-    @Option(help: "Safetensors weights (default: seeded random weights with the timestep taper).")
+    @Option(help: ArgumentHelp(
+        "Weights: a .safetensors file, a sharded checkpoint's index .json, or a diffusers transformer folder (default: seeded random weights with the timestep taper).",
+        discussion: "A folder must hold diffusion_pytorch_model.safetensors.index.json (and its shards), "
+            + "diffusion_pytorch_model.safetensors, or exactly one .safetensors file.",
+        valueName: "path"))
     var weights: String?
 
     @Option(help: "Sampling steps.")

@@ -1,9 +1,16 @@
+import Safetensors
 import Tensors
 
 /// Errors raised while building a model from a diffusers configuration and weights.
 public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
     /// A file could not be read.
     case unreadableFile(path: String, reason: String)
+    /// No weights were found where they were looked for (`--weights` names nothing usable): `reason` says
+    /// what was found instead and what to pass.
+    case weightsNotFound(path: String, reason: String)
+    /// The weights at `path` (a safetensors file, or a sharded checkpoint's index and shards) are invalid;
+    /// `error` names the file, tensor or index entry at fault.
+    case invalidWeights(path: String, error: SafetensorsError)
     /// `config.json` is not valid JSON of the expected form.
     case malformedConfig(reason: String)
     /// The configuration names a different diffusers class than the model being built.
@@ -30,6 +37,10 @@ public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
         switch self {
         case let .unreadableFile(path, reason):
             return "cannot read \(path): \(reason)"
+        case let .weightsNotFound(path, reason):
+            return "no weights at \(path): \(reason)"
+        case let .invalidWeights(path, error):
+            return "cannot load the weights \(path): \(error.description)"
         case let .malformedConfig(reason):
             return "malformed config.json: \(reason)"
         case let .wrongClass(expected, got):

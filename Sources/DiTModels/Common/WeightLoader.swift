@@ -18,6 +18,7 @@ public final class WeightLoader {
     private var used: Set<String> = []
     private var missing: [String] = []
     private var misshaped: [ModelLoadError.MisshapedWeight] = []
+    private var ignoredPatterns: [String] = []
     /// The number of scalars handed out by ``take(_:shape:)`` so far (the model's parameter count once
     /// construction is done).
     public private(set) var parameterCount = 0
@@ -63,11 +64,21 @@ public final class WeightLoader {
         }
     }
 
-    /// Throws when any requested tensor was missing or mis-shaped, or any stored tensor was unused.
+    /// Stored tensors whose name contains any of `patterns` are not reported as unexpected by
+    /// ``finish()`` (diffusers' `_keys_to_ignore_on_load_unexpected`). Tensors that are asked for are
+    /// handed out as usual.
+    public func ignoreUnexpected(containing patterns: [String]) {
+        ignoredPatterns += patterns
+    }
+
+    /// Throws when any requested tensor was missing or mis-shaped, or any stored tensor was unused (other
+    /// than those ``ignoreUnexpected(containing:)`` excuses).
     public func finish() throws(ModelLoadError) {
         var unexpected: [String] = []
         if case .stored(let dict) = source {
-            unexpected = dict.keys.filter { !used.contains($0) }.sorted()
+            unexpected = dict.keys.filter { name in
+                !used.contains(name) && !ignoredPatterns.contains { name.contains($0) }
+            }.sorted()
         }
         if !missing.isEmpty || !unexpected.isEmpty || !misshaped.isEmpty {
             throw .weightMismatch(missing: missing, unexpected: unexpected, misshaped: misshaped)

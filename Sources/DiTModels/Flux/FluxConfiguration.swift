@@ -15,7 +15,8 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
     public var patchSize: Int = 1
     /// Channels of each input token (`x_embedder` input).
     public var inChannels: Int = 64
-    /// Channels of each output token before patch expansion; `nil` means `inChannels`.
+    /// Channels of each output token before patch expansion as configured; `nil` (and `0`, which decodes
+    /// to `nil`) means `inChannels`, as diffusers' `out_channels or in_channels`.
     public var outChannelsSetting: Int? = nil
     /// Number of double-stream blocks (`transformer_blocks`).
     public var numLayers: Int = 19
@@ -57,7 +58,9 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
         let d = FluxConfiguration()
         patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
         inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? d.inChannels
-        outChannelsSetting = try c.decodeIfPresent(Int.self, forKey: .outChannelsSetting)
+        // diffusers: `out_channels or in_channels`, so null, absent and 0 all mean in_channels.
+        let out = try c.decodeIfPresent(Int.self, forKey: .outChannelsSetting)
+        outChannelsSetting = out == 0 ? nil : out
         numLayers = try c.decodeIfPresent(Int.self, forKey: .numLayers) ?? d.numLayers
         numSingleLayers = try c.decodeIfPresent(Int.self, forKey: .numSingleLayers) ?? d.numSingleLayers
         attentionHeadDim = try c.decodeIfPresent(Int.self, forKey: .attentionHeadDim) ?? d.attentionHeadDim
@@ -70,8 +73,9 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
 
     /// The model width `numAttentionHeads · attentionHeadDim`.
     public var innerDim: Int { numAttentionHeads * attentionHeadDim }
-    /// Output channels per token before patch expansion (`out_channels`, or `in_channels` when null).
-    public var outChannels: Int { outChannelsSetting ?? inChannels }
+    /// Output channels per token before patch expansion (`out_channels`, or `in_channels` when it is null
+    /// or 0).
+    public var outChannels: Int { outChannelsSetting.flatMap { $0 == 0 ? nil : $0 } ?? inChannels }
     /// Width of the output projection: `patchSize² · outChannels`.
     public var outputWidth: Int { patchSize * patchSize * outChannels }
     /// Hidden width of the single-stream MLP and of the feed-forwards.
@@ -81,7 +85,7 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
     /// cannot run with.
     public func validate() throws(ModelLoadError) {
         let positive: [(String, Int?)] = [
-            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannelsSetting),
+            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannelsSetting == 0 ? nil : outChannelsSetting),
             ("attention_head_dim", attentionHeadDim), ("num_attention_heads", numAttentionHeads),
             ("joint_attention_dim", jointAttentionDim), ("pooled_projection_dim", pooledProjectionDim),
         ]

@@ -82,6 +82,12 @@ public struct FluxTransformer: Sendable {
         try self.init(configuration: configuration, loader: WeightLoader(tensors: tensors))
     }
 
+    /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
+    /// diffusers `transformer/` folder (see ``WeightsLocation``).
+    public init(configuration: FluxConfiguration, weightsAt url: URL) throws(ModelLoadError) {
+        try self.init(configuration: configuration, loader: WeightLoader(safetensorsAt: url))
+    }
+
     /// A randomly initialised model (fixtures FORMAT.md §6 scheme) for demos and benchmarks.
     ///
     /// The timestep and guidance MLPs' first layers get the §6 taper with `u = 1000 / taperSteps`

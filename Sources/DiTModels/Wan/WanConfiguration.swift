@@ -38,10 +38,18 @@ public struct WanConfiguration: Sendable, Equatable {
     /// Width of the image-encoder (CLIP) features for image-to-video, or nil for text-to-video.
     public var imageDim: Int?
     /// Input width of the extra image key/value projections of the cross-attention (I2V), or nil.
+    ///
+    /// Allowed without `image_dim`, as diffusers 0.42.1 allows it: the blocks then have the projections
+    /// but the model has no image embedder, so only text can be passed, and the projections read the
+    /// leading text tokens beyond the 512 diffusers assumes (``WanTransformer/imageContextSplit(contextLength:)``).
     public var addedKVProjDim: Int?
     /// Number of positions the rotary tables cover per axis (after patching).
     public var ropeMaxSeqLen: Int
     /// Length of the learned position embedding of the image tokens (Wan FLF2V), or nil.
+    ///
+    /// It belongs to the image embedder, so without `image_dim` it has no effect: diffusers 0.42.1 then
+    /// builds no image embedder and ignores the value, and so does this port (the initialisers store
+    /// nil, and ``validate()`` does not check it).
     public var posEmbedSeqLen: Int?
 
     /// A configuration; the defaults are diffusers' constructor defaults (Wan2.1 T2V 14B).
@@ -67,7 +75,7 @@ public struct WanConfiguration: Sendable, Equatable {
         self.imageDim = imageDim
         self.addedKVProjDim = addedKVProjDim
         self.ropeMaxSeqLen = ropeMaxSeqLen
-        self.posEmbedSeqLen = posEmbedSeqLen
+        self.posEmbedSeqLen = imageDim == nil ? nil : posEmbedSeqLen
     }
 
     /// The model width `numAttentionHeads · attentionHeadDim`.
@@ -113,7 +121,8 @@ public struct WanConfiguration: Sendable, Equatable {
                                ("in_channels", inChannels), ("out_channels", outChannels), ("text_dim", textDim),
                                ("freq_dim", freqDim), ("ffn_dim", ffnDim), ("num_layers", numLayers),
                                ("rope_max_seq_len", ropeMaxSeqLen), ("image_dim", imageDim ?? 1),
-                               ("added_kv_proj_dim", addedKVProjDim ?? 1), ("pos_embed_seq_len", posEmbedSeqLen ?? 2)] {
+                               ("added_kv_proj_dim", addedKVProjDim ?? 1),
+                               ("pos_embed_seq_len", imageDim == nil ? 2 : posEmbedSeqLen ?? 2)] {
             try SizeLimits.checkConfig(field, value)
         }
         // Products in Double: three patch extents and a channel count of up to 2¹⁶ each overflow Int.
@@ -138,22 +147,14 @@ public struct WanConfiguration: Sendable, Equatable {
         }
         if let imageDim { try positive("image_dim", imageDim) }
         if let addedKVProjDim {
-            guard imageDim != nil else {
-                throw .unsupportedConfig(field: "added_kv_proj_dim", value: "\(addedKVProjDim)",
-                                         reason: "the image key/value projections read image tokens, which need image_dim to be set")
-            }
             guard addedKVProjDim == innerDim else {
                 throw .unsupportedConfig(field: "added_kv_proj_dim", value: "\(addedKVProjDim)",
-                                         reason: "the projections read the embedded image tokens of width "
+                                         reason: "the projections read embedded context tokens of width "
                                             + "num_attention_heads·attention_head_dim = \(innerDim); use that value")
             }
         }
-        if let posEmbedSeqLen {
+        if let posEmbedSeqLen, imageDim != nil {
             try positive("pos_embed_seq_len", posEmbedSeqLen)
-            guard imageDim != nil else {
-                throw .unsupportedConfig(field: "pos_embed_seq_len", value: "\(posEmbedSeqLen)",
-                                         reason: "the position embedding belongs to the image embedder; set image_dim too")
-            }
             guard posEmbedSeqLen % 2 == 0 else {
                 throw .unsupportedConfig(field: "pos_embed_seq_len", value: "\(posEmbedSeqLen)",
                                          reason: "must be even: it covers two images' tokens (first and last frame)")

@@ -72,9 +72,17 @@ public struct WanTransformer: Sendable {
     /// The number of parameters (scalars) of the model.
     public let parameterCount: Int
 
-    /// Builds the model, taking every parameter from `loader`, and checks the loader has nothing left.
+    /// Stored tensors diffusers 0.42.1 ignores when loading a `WanTransformer3DModel` (its
+    /// `_keys_to_ignore_on_load_unexpected`): no Wan layer has them, and old checkpoints carry them.
+    public static let ignoredWeightPatterns = ["norm_added_q"]
+
+    /// Builds the model, taking every parameter from `loader`, and checks the loader has nothing left
+    /// other than tensors diffusers ignores (``ignoredWeightPatterns``). Every way of loading stored
+    /// weights (a tensor dictionary, a file, a sharded checkpoint, a fixture folder) goes through here,
+    /// so they all drop those tensors alike.
     /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
     public init(configuration c: WanConfiguration, loader: WeightLoader) throws(ModelLoadError) {
+        loader.ignoreUnexpected(containing: Self.ignoredWeightPatterns)
         try c.validate()
         configuration = c
         rotary = WanRotaryEmbedding(configuration: c)
@@ -88,10 +96,15 @@ public struct WanTransformer: Sendable {
     }
 
     /// Builds the model from stored weights (diffusers names). Tensors diffusers ignores when loading
-    /// (`*norm_added_q*`) are ignored here too.
+    /// (``ignoredWeightPatterns``) are ignored here too.
     public init(configuration: WanConfiguration, weights: [String: Tensor]) throws(ModelLoadError) {
-        let kept = weights.filter { !$0.key.contains("norm_added_q") }
-        try self.init(configuration: configuration, loader: WeightLoader(tensors: kept))
+        try self.init(configuration: configuration, loader: WeightLoader(tensors: weights))
+    }
+
+    /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
+    /// diffusers `transformer/` folder (see ``WeightsLocation``).
+    public init(configuration: WanConfiguration, weightsAt url: URL) throws(ModelLoadError) {
+        try self.init(configuration: configuration, loader: WeightLoader(safetensorsAt: url))
     }
 
     /// Builds a model with random weights following the fixtures' scheme (FORMAT.md §6), including the

@@ -49,10 +49,10 @@ struct WanConfigurationTests {
         (#""attention_head_dim": 4"#, "attention_head_dim"),
         (#""num_attention_heads": 0"#, "num_attention_heads"),
         (#""eps": -1"#, "eps"),
-        (#""added_kv_proj_dim": 5120"#, "added_kv_proj_dim"),
+        (#""added_kv_proj_dim": 64"#, "added_kv_proj_dim"),
         (#""image_dim": 1280, "added_kv_proj_dim": 64"#, "added_kv_proj_dim"),
-        (#""pos_embed_seq_len": 514"#, "pos_embed_seq_len"),
         (#""image_dim": 8, "pos_embed_seq_len": 3"#, "pos_embed_seq_len"),
+        (#""image_dim": 8, "pos_embed_seq_len": 0"#, "pos_embed_seq_len"),
         (#""rope_max_seq_len": 0"#, "rope_max_seq_len"),
         // Sizes whose products would overflow Int (a trap, not an error) are refused first.
         (#""num_attention_heads": 4611686018427387904"#, "num_attention_heads"),
