@@ -70,6 +70,11 @@ let package = Package(
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
         .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
+        .testTarget(
+            name: "TeaCacheCLITests",
+            dependencies: ["TeaCacheCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

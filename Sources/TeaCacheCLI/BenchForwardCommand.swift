@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiTModels
 import Foundation
+import Logging
 import Tensors
 
 /// `teacache bench forward --config PATH`: times one model forward at a benchmark shape (random weights)
@@ -25,6 +26,8 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: "Seed of the random weights and inputs.")
     var seed: UInt64 = 0
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
         try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
@@ -32,6 +35,8 @@ struct BenchForwardCommand: ParsableCommand {
 
     func run() throws {
         if let threads { Parallelism.threadCount = threads }
+        let log = logging.logger("bench.forward")
+        let start = Date()
         // The process's own footprint (runtime, libraries, BLAS buffers) before the model exists.
         _ = try matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64]))
         let startRSS = KernelBenchmarks.currentRSSBytes()
@@ -40,6 +45,7 @@ struct BenchForwardCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
             throw ExitCode.failure
         }
+        log.info("random-weight model built", metadata: ["config": "\(config)", "elapsed": "\(secondsSince(start))"])
         print(bench.summary)
         print("threads \(Parallelism.threadCount)")
         // Measure the peak of the forwards, not of the random initialisation before them.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Tensors
 
 /// `teacache bench kernels`: sgemm at 1024³ and attention at a DiT shape, side by side.
@@ -15,6 +16,8 @@ struct BenchKernelsCommand: ParsableCommand {
     @Option(help: "Timed repetitions per measurement (median reported).")
     var repeats: Int = 7
 
+    @OptionGroup var logging: LoggingOptions
+
     func validate() throws {
         try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
@@ -22,6 +25,7 @@ struct BenchKernelsCommand: ParsableCommand {
 
     func run() throws {
         if let threads { Parallelism.threadCount = threads }
+        logging.logger("bench.kernels").info("timing kernels", metadata: ["repeats": "\(repeats)"])
         print("threads \(Parallelism.threadCount)")
         let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: repeats)
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))

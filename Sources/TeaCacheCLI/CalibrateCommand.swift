@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TeaCacheDemo
 
 /// `teacache calibrate`: fits the rescaling polynomial on uncached runs and writes a preset JSON.
@@ -31,25 +32,33 @@ struct CalibrateCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "The R² floor below which fits are refused without --force.")
     var minimumRSquared: Double = CalibrationRunner.minimumRSquared
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        let log = logging.logger("calibrate")
+        let start = Date()
         do {
             let options = CalibrationOptions(source: modelOptions.source, seeds: seeds, force: force, outputPath: output,
                                              name: name, defaultThreshold: defaultThreshold,
                                              minimumRSquared: minimumRSquared)
             try options.validate()
             modelOptions.applyThreads()
+            modelOptions.logSource(log)
             let report = try CalibrationRunner.run(options) { ProgressBar.standardError(label: $0) }
             print(report.render())
+            log.info("calibration done", metadata: ["elapsed": "\(secondsSince(start))", "preset": "\(report.outputPath)"])
         } catch {
-            CLIErrors.exit(error)
+            CLIErrors.exit(error, log: log)
         }
     }
 }
 
 /// One-line error reporting for the demo commands.
 enum CLIErrors {
-    /// Prints `error: <message>` on stderr and exits with status 1.
-    static func exit(_ error: any Error) -> Never {
+    /// Prints `error: <message>` on stderr and exits with status 1 (the full error value is logged at
+    /// debug level).
+    static func exit(_ error: any Error, log: Logger) -> Never {
+        log.debug("failed", metadata: ["error": "\(String(reflecting: error))"])
         var message = "\(error)"
         if case let DemoError.teaCache(.poorCalibrationFit(r2, minimum)) = error {
             message = "the calibration fit has R² = \(r2), below the required \(minimum); record more seeds or steps, "

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TeaCacheDemo
 
 /// `teacache demo`: uncached vs TeaCache at several thresholds, with progress, a table, charts and traces.
@@ -32,17 +33,23 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Repeat every run this many times and report the fastest wall time (reduces noise from other processes).")
     var repeats: Int = 2
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        let log = logging.logger("demo")
+        let start = Date()
         do {
             let options = DemoOptions(
                 source: modelOptions.source, thresholds: try thresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) },
                 presetPath: preset, outputDirectory: output, repeats: repeats)
             try options.validate()
             modelOptions.applyThreads()
+            modelOptions.logSource(log)
             let report = try DemoRunner.run(options) { ProgressBar.standardError(label: $0) }
             print(report.render())
+            log.info("demo done", metadata: ["elapsed": "\(secondsSince(start))", "output": "\(output)"])
         } catch {
-            CLIErrors.exit(error)
+            CLIErrors.exit(error, log: log)
         }
     }
 }

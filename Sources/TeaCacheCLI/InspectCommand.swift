@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Safetensors
 
 /// `teacache inspect FILE`: validates a safetensors file and lists its tensors.
@@ -12,7 +13,11 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "Path to a .safetensors file.")
     var file: String
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        let log = logging.logger("inspect")
+        log.info("opening", metadata: ["file": "\(file)"])
         let safetensors: SafetensorsFile
         do {
             safetensors = try SafetensorsFile(path: file)
@@ -23,6 +28,8 @@ struct InspectCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             throw ExitCode.failure
         }
-        for line in safetensors.summaryLines() { print(line) }
+        let lines = safetensors.summaryLines()
+        log.info("valid safetensors file", metadata: ["lines": "\(lines.count)"])
+        for line in lines { print(line) }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import TeaCacheDemo
 import Tensors
 
@@ -34,6 +35,15 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         try ThreadsOption.validate(threads)
         if steps < 1 { throw ValidationError("--steps must be at least 1") }
+    }
+
+    /// Logs where the model comes from and how it runs (info level).
+    func logSource(_ log: Logger) {
+        log.info("model", metadata: [
+            "family": "\(model)", "config": "\(config ?? "embedded default")",
+            "weights": "\(weights ?? "seeded random (seed \(seed))")", "steps": "\(steps)",
+            "threads": "\(Parallelism.threadCount)",
+        ])
     }
 
     /// Applies `--threads`.

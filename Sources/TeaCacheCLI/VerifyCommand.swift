@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiTModels
 import Foundation
+import Logging
 
 /// `teacache verify DIR`: runs a model family against a reference fixture folder (fixtures FORMAT.md)
 /// and prints one line per comparison, then `verify FAMILY: PASS|FAIL`. Exits 0 only on PASS.
@@ -16,16 +17,23 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "A fixture family folder.")
     var directory: String
 
+    @OptionGroup var logging: LoggingOptions
+
     func run() throws {
+        let log = logging.logger("verify")
+        let start = Date()
+        log.info("verifying fixture folder", metadata: ["folder": "\(directory)"])
         let report: VerifyReport
         do {
             report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory))
         } catch {
+            log.debug("verification could not start", metadata: ["error": "\(String(reflecting: error))"])
             FileHandle.standardError.write(Data("error: \(directory): \(error)\n".utf8))
             print("verify \(Self.familyHint(URL(fileURLWithPath: directory))): FAIL")
             throw ExitCode.failure
         }
         for line in report.lines { print(line) }
+        log.info("verify done", metadata: ["passed": "\(report.passed)", "elapsed": "\(secondsSince(start))"])
         if !report.passed { throw ExitCode.failure }
     }
 
