@@ -16,7 +16,8 @@ func blasInt(_ v: Int, _ op: String) throws(TensorError) -> Int32 {
 ///
 /// Products of at least ``parallelGEMMThreshold`` flops are split over ``Parallelism/threadCount``
 /// workers into blocks of whole 64-column (or 64-row) panels of C, along the larger of N and M; each block
-/// is one single-threaded sgemm, so every element of C is computed the same way whatever the split.
+/// is one single-threaded sgemm. Results agree across thread counts to float32 rounding, not bit for bit:
+/// OpenBLAS may choose another micro-kernel for a narrower block, which rounds differently.
 public func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,

@@ -5,8 +5,9 @@ import Dispatch
 ///
 /// By default every core is used. Set ``threadCount`` to limit it (for example to compare against a
 /// single-threaded run). All parallel work runs on this module's own workers: OpenBLAS itself is kept
-/// single-threaded and large products are split into 64-aligned blocks here, so results do not depend
-/// on the thread count and no global BLAS state changes while kernels run.
+/// single-threaded and large products are split into 64-aligned blocks here, so no global BLAS state
+/// changes while kernels run. Element-wise, norm, softmax, RoPE and attention results are bit-identical
+/// for every thread count; split matrix products agree to float32 rounding (see ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``).
 public enum Parallelism {
     nonisolated(unsafe) private static var _threads: Int = {
         _ = blasConfigured
@@ -27,8 +28,8 @@ public enum Parallelism {
 
     /// The number of threads used by kernels, clamped to `1 ... maximumThreadCount`.
     ///
-    /// A process-wide setting: change it at start-up, not while other threads run kernels (results do
-    /// not depend on it, but the work split does).
+    /// A process-wide setting: change it at start-up, not while other threads run kernels (it changes
+    /// the work split, and the last bits of split matrix products).
     public static var threadCount: Int {
         get { _threads }
         set { _threads = clampedThreadCount(newValue) }

@@ -14,8 +14,11 @@ public enum RotaryEmbedding {
     ///
     /// Each axis `a` with dimension `axesDims[a]` (even) contributes `axesDims[a]/2` frequencies
     /// `θ^(−2i/dim)` (computed in Double); the angle is `position · frequency`. Tables are laid out for
-    /// `layout`: interleaved repeats each frequency twice, split-halves concatenates the half table with
-    /// itself, per axis, and the axes are concatenated in order.
+    /// `layout`, with the axes in order: interleaved repeats each frequency twice in place (axis `a` owns
+    /// the contiguous channels of its slice); split-halves concatenates the axes' half tables into one
+    /// `D/2` table and repeats that whole table (`[f₀ ‖ f₁ ‖ …, f₀ ‖ f₁ ‖ …]`), so that channels `i` and
+    /// `i + D/2`, which ``apply(_:cos:sin:heads:layout:)`` rotates together, share one angle. (For a single
+    /// axis both descriptions coincide.)
     ///
     /// - Parameters:
     ///   - positions: `[S, axesDims.count]` position ids (may be fractional).
@@ -66,8 +69,10 @@ public enum RotaryEmbedding {
                         cosT[base + 2 * i] = c; cosT[base + 2 * i + 1] = c
                         sinT[base + 2 * i] = sn; sinT[base + 2 * i + 1] = sn
                     case .splitHalves:
-                        cosT[base + i] = c; cosT[base + half + i] = c
-                        sinT[base + i] = sn; sinT[base + half + i] = sn
+                        // Axis a's frequency i sits at col/2 + i of the half table, and again D/2 later.
+                        let lo = t * d + col / 2 + i, hi = lo + d / 2
+                        cosT[lo] = c; cosT[hi] = c
+                        sinT[lo] = sn; sinT[hi] = sn
                     }
                 }
             }

@@ -12,9 +12,13 @@ import Testing
         let angles: [Double] = [5, 5, 0.05, 0.05, 7, 7]
         let expected = angles.map { Foundation.cos($0) }
         for j in 0..<6 { #expect(abs(Double(c[t, j]) - expected[j]) < 1e-6) }
+        // Split halves: the axes' half tables [5, 0.05 | 7] concatenated, then repeated: [5, 0.05, 7, 5, 0.05, 7].
         let (c2, s2) = try RotaryEmbedding.tables(positions: pos, axesDims: [4, 2], theta: 10000, layout: .splitHalves)
-        #expect(abs(Double(c2[t, 1]) - Foundation.cos(0.05)) < 1e-6)
-        #expect(abs(Double(s2[t, 3]) - Foundation.sin(0.05)) < 1e-6)
+        let split: [Double] = [5, 0.05, 7, 5, 0.05, 7]
+        for j in 0..<6 {
+            #expect(abs(Double(c2[t, j]) - Foundation.cos(split[j])) < 1e-6)
+            #expect(abs(Double(s2[t, j]) - Foundation.sin(split[j])) < 1e-6)
+        }
         #expect(abs(Double(s[t, 5]) - Foundation.sin(7)) < 1e-6)
         #expect(throws: TensorError.self) { try RotaryEmbedding.tables(positions: pos, axesDims: [3, 2], theta: 10000) }
     }
