@@ -160,46 +160,174 @@ AVX2 static void silu_avx2(const float *x, float *y, size_t n) {
     ck_silu_portable(x + i, y + i, n - i);
 }
 
-static int cpu_has_avx2_fma(void) {
+/* ---------- AVX-512F versions (same polynomial, 16 lanes, masked tails) ---------- */
+
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 exp_avx512(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
+    __m512 xc = _mm512_max_ps(_mm512_min_ps(x, hi), lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i ni = _mm512_cvtps_epi32(n);
+    __m512i half = _mm512_srai_epi32(ni, 1);
+    __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(half, _mm512_set1_epi32(127)), 23));
+    __m512 s2 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(ni, half), _mm512_set1_epi32(127)), 23));
+    __m512 res = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), res, _mm512_setzero_ps());
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), res, _mm512_set1_ps(INFINITY));
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), res, x);
+    return res;
+}
+
+AVX512 static inline __m512 tanh_avx512(__m512 u) {
+    const __m512 nine = _mm512_set1_ps(9.0f);
+    __m512 uc = _mm512_max_ps(_mm512_min_ps(u, nine), _mm512_sub_ps(_mm512_setzero_ps(), nine));
+    __m512 e = exp_avx512(_mm512_add_ps(uc, uc));
+    __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512 u2 = _mm512_mul_ps(u, u);
+    __m512 q = _mm512_set1_ps(-17.0f / 315.0f);
+    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(2.0f / 15.0f));
+    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(-1.0f / 3.0f));
+    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(1.0f));
+    __m512 series = _mm512_mul_ps(u, q);
+    __m512 absu = _mm512_abs_ps(u);
+    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(absu, _mm512_set1_ps(0.0625f), _CMP_LT_OQ), t, series);
+    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, u, _CMP_UNORD_Q), t, u);
+    return t;
+}
+
+/* Lanes i .. i+15 that exist in a row of n. */
+AVX512 static inline __mmask16 tail_mask(size_t i, size_t n) {
+    size_t left = n - i;
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+}
+
+AVX512 static void softmax_avx512(float *p, size_t n) {
+    const size_t body = n & ~(size_t)15;
+    const __mmask16 k = (__mmask16)((1u << (n - body)) - 1u);
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < body; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(p + i));
+    vm = _mm512_mask_max_ps(vm, k, vm, _mm512_maskz_loadu_ps(k, p + body));
+    float m = _mm512_reduce_max_ps(vm);
+    if (m == -INFINITY) { for (size_t i = 0; i < n; i++) p[i] = 0.0f; return; }
+    vm = _mm512_set1_ps(m);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= body; i += 32) {
+        __m512 e0 = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + i), vm));
+        __m512 e1 = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + i + 16), vm));
+        _mm512_storeu_ps(p + i, e0);
+        _mm512_storeu_ps(p + i + 16, e1);
+        acc0 = _mm512_add_ps(acc0, e0);
+        acc1 = _mm512_add_ps(acc1, e1);
+    }
+    for (; i < body; i += 16) {
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + i), vm));
+        _mm512_storeu_ps(p + i, e);
+        acc0 = _mm512_add_ps(acc0, e);
+    }
+    __m512 et = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + body), vm));
+    _mm512_mask_storeu_ps(p + body, k, et);
+    acc1 = _mm512_mask_add_ps(acc1, k, acc1, et);
+    const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)));
+    for (i = 0; i < body; i += 16) _mm512_storeu_ps(p + i, _mm512_mul_ps(_mm512_loadu_ps(p + i), vinv));
+    _mm512_mask_storeu_ps(p + body, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + body), vinv));
+}
+
+AVX512 static void gelu_tanh_avx512(const float *x, float *y, size_t n) {
+    const __m512 c0 = _mm512_set1_ps(0.7978845608028654f), c1 = _mm512_set1_ps(0.044715f);
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(i, n);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 inner = _mm512_mul_ps(c0, _mm512_fmadd_ps(_mm512_mul_ps(c1, v), _mm512_mul_ps(v, v), v));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, tanh_avx512(inner))));
+    }
+}
+
+AVX512 static void silu_avx512(const float *x, float *y, size_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(i, n);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}
+
+/* 0 portable, 1 AVX2+FMA, 2 AVX-512F (+ AVX2/FMA). */
+static int cpu_level(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    return __builtin_cpu_supports("avx512f") ? 2 : 1;
 }
 #else
-static int cpu_has_avx2_fma(void) { return 0; }
+static int cpu_level(void) { return 0; }
 #endif
 
 /* ---------- dispatch ---------- */
 
 static int cpu_support = -1;
 
-static int use_avx2(void) {
+int ck_level(void) {
     int cached = __atomic_load_n(&cpu_support, __ATOMIC_RELAXED);
     if (cached < 0) {
-        cached = cpu_has_avx2_fma();
+        cached = cpu_level();
         __atomic_store_n(&cpu_support, cached, __ATOMIC_RELAXED);
     }
     return cached;
 }
 
-int ck_vectorized(void) { return use_avx2(); }
+int ck_vectorized(void) { return ck_level() > 0; }
 
-void ck_softmax_row(float *p, size_t n) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (use_avx2()) { softmax_avx2(p, n); return; }
-#endif
-    ck_softmax_row_portable(p, n);
+static int clamp_level(int level) {
+    int best = ck_level();
+    return level < 0 ? 0 : (level > best ? best : level);
 }
 
-void ck_gelu_tanh(const float *x, float *y, size_t n) {
+void ck_softmax_row_level(int level, float *p, size_t n) {
+    switch (clamp_level(level)) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (use_avx2()) { gelu_tanh_avx2(x, y, n); return; }
+    case 2: softmax_avx512(p, n); return;
+    case 1: softmax_avx2(p, n); return;
 #endif
-    ck_gelu_tanh_portable(x, y, n);
+    default: ck_softmax_row_portable(p, n);
+    }
 }
 
-void ck_silu(const float *x, float *y, size_t n) {
+void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n) {
+    switch (clamp_level(level)) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (use_avx2()) { silu_avx2(x, y, n); return; }
+    case 2: gelu_tanh_avx512(x, y, n); return;
+    case 1: gelu_tanh_avx2(x, y, n); return;
 #endif
-    ck_silu_portable(x, y, n);
+    default: ck_gelu_tanh_portable(x, y, n);
+    }
 }
+
+void ck_silu_level(int level, const float *x, float *y, size_t n) {
+    switch (clamp_level(level)) {
+#if defined(__x86_64__) || defined(__i386__)
+    case 2: silu_avx512(x, y, n); return;
+    case 1: silu_avx2(x, y, n); return;
+#endif
+    default: ck_silu_portable(x, y, n);
+    }
+}
+
+void ck_softmax_row(float *p, size_t n) { ck_softmax_row_level(2, p, n); }
+void ck_gelu_tanh(const float *x, float *y, size_t n) { ck_gelu_tanh_level(2, x, y, n); }
+void ck_silu(const float *x, float *y, size_t n) { ck_silu_level(2, x, y, n); }

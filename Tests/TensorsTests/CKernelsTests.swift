@@ -3,9 +3,10 @@ import Foundation
 import Testing
 @testable import Tensors
 
-/// Both the run-time selected (AVX2+FMA where available) and the portable C kernels, against Double.
+/// Every C kernel version this CPU runs (portable, AVX2+FMA, AVX-512F) and the run-time choice,
+/// against Double.
 @Suite struct CKernelsTests {
-    // 1003 values over [-12, 12]: not a multiple of 8, so the vector tails run too.
+    // 1003 values over [-12, 12]: not a multiple of 8 or 16, so the vector tails run too.
     let xs: [Float] = (0..<1003).map { Float(-12 + 24 * Double($0) / 1002) }
 
     typealias Unary = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
@@ -24,21 +25,47 @@ import Testing
         }
     }
 
-    @Test func geluTanhBothPaths() {
+    /// The versions this CPU runs (levels above `ck_level()` would only repeat the widest one).
+    static let levels = Array(0...Int(ck_level()))
+
+    @Test func geluTanhEveryPath() {
         let ref = { (x: Double) in 0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) }
         check(run { ck_gelu_tanh($0, $1, $2) }, ref)
         check(run { ck_gelu_tanh_portable($0, $1, $2) }, ref)
+        for level in Self.levels { check(run { ck_gelu_tanh_level(Int32(level), $0, $1, $2) }, ref) }
     }
 
-    @Test func siluBothPaths() {
+    @Test func siluEveryPath() {
         let ref = { (x: Double) in x / (1 + Foundation.exp(-x)) }
         check(run { ck_silu($0, $1, $2) }, ref)
         check(run { ck_silu_portable($0, $1, $2) }, ref)
+        for level in Self.levels { check(run { ck_silu_level(Int32(level), $0, $1, $2) }, ref) }
     }
 
-    @Test func softmaxBothPathsAndMaskedRows() {
-        for f in [{ (p: UnsafeMutablePointer<Float>, n: Int) in ck_softmax_row(p, n) },
-                  { (p: UnsafeMutablePointer<Float>, n: Int) in ck_softmax_row_portable(p, n) }] {
+    /// Lengths around the 8- and 16-lane boundaries (empty, shorter than a vector, exact multiples).
+    @Test(arguments: [0, 1, 7, 8, 9, 15, 16, 17, 31, 33])
+    func everyPathHandlesShortAndTailRows(n: Int) {
+        let x = (0..<n).map { Float(-3 + 0.7 * Double($0)) }
+        for level in Self.levels {
+            var y = [Float](repeating: .nan, count: n)
+            x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { ck_silu_level(Int32(level), px.baseAddress, $0.baseAddress, n) } }
+            for (g, v) in zip(y, x) { #expect(abs(Double(g) - Double(v) / (1 + Foundation.exp(-Double(v)))) <= 2e-6 * max(abs(Double(v)), 1)) }
+            var row = x
+            row.withUnsafeMutableBufferPointer { ck_softmax_row_level(Int32(level), $0.baseAddress, n) }
+            if n > 0 {
+                let m = x.map(Double.init).max()!
+                let e = x.map { Foundation.exp(Double($0) - m) }, s = e.reduce(0, +)
+                for (g, r) in zip(row, e) { #expect(abs(Double(g) - r / s) <= 2e-6, "level \(level) n \(n)") }
+            }
+        }
+    }
+
+    @Test func softmaxEveryPathAndMaskedRows() {
+        var paths: [(UnsafeMutablePointer<Float>, Int) -> Void] = [
+            { ck_softmax_row($0, $1) }, { ck_softmax_row_portable($0, $1) },
+        ]
+        for level in Self.levels { paths.append { ck_softmax_row_level(Int32(level), $0, $1) } }
+        for f in paths {
             var row = xs
             row.withUnsafeMutableBufferPointer { f($0.baseAddress!, $0.count) }
             let m = xs.map(Double.init).max()!

@@ -3,9 +3,10 @@
 
 #include <stddef.h>
 
-/* Element-wise kernels whose cost is dominated by exp(): an AVX2+FMA version is chosen at run time
-   when the CPU supports it (function-level target attributes, no build flags), a portable version
-   otherwise. Both use the same Cephes-style exp (about 1 ulp). */
+/* Element-wise kernels whose cost is dominated by exp(): the widest version the CPU supports is chosen
+   at run time (AVX-512F, else AVX2+FMA, else portable; function-level target attributes, no build
+   flags). All use the same Cephes-style exp (about 1 ulp); element for element they compute the same
+   operations, only the softmax sum is accumulated in another order. */
 
 /* Softmax of one row in place. A row whose entries are all -inf becomes all zeros. */
 void ck_softmax_row(float *p, size_t n);
@@ -16,8 +17,16 @@ void ck_gelu_tanh(const float *x, float *y, size_t n);
 /* y = x / (1 + exp(-x)); x and y may alias. */
 void ck_silu(const float *x, float *y, size_t n);
 
-/* 1 when the AVX2+FMA versions are in use. */
+/* 1 when a vectorised version (AVX2+FMA or AVX-512F) is in use. */
 int ck_vectorized(void);
+
+/* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F. */
+int ck_level(void);
+
+/* A given version (clamped to what the CPU supports), so tests can compare every path. */
+void ck_softmax_row_level(int level, float *p, size_t n);
+void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n);
+void ck_silu_level(int level, const float *x, float *y, size_t n);
 
 /* The portable versions, always available (tests compare both paths). */
 void ck_softmax_row_portable(float *p, size_t n);
