@@ -11,6 +11,10 @@ public struct BranchKey: Hashable, Comparable, Codable, Sendable, ExpressibleByS
     /// A branch with the given name.
     public init(_ name: String) { self.name = name }
 
+    /// A branch named by any value that round-trips through a string, e.g. Lumina2's per-sequence-length
+    /// cache key (`BranchKey(jointLength)`); equal keys name the same branch.
+    public init<Key: LosslessStringConvertible>(_ key: Key) { self.name = String(describing: key) }
+
     /// A branch named by a string literal.
     public init(stringLiteral value: String) { self.name = value }
 

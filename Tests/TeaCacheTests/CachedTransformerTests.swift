@@ -248,6 +248,29 @@ import Tensors
         }
     }
 
+    /// Lumina2-style keys: one branch per sequence length, named by the integer itself. Interleaved
+    /// calls of two lengths behave exactly like two separate runs.
+    @Test func integerKeyedBranchesKeepSeparateState() throws {
+        let model = try TinyDiT(seed: 21)
+        let short = try Self.inputs(seed: 22, batch: 1, tokens: 4, steps: 6, rates: [0.05])
+        let long = try Self.inputs(seed: 23, batch: 1, tokens: 7, steps: 6, rates: [0.05])
+        let config = try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: try Self.halfSkipThreshold(model, short))
+        #expect(BranchKey(4) == BranchKey("4") && BranchKey(4) != BranchKey(7))
+        let shared = CachedTransformer(model: model, configuration: config)
+        try shared.beginRun(steps: 6)
+        var outs: [Int: [Tensor]] = [4: [], 7: []]
+        for k in 0..<6 {
+            outs[4]!.append(try shared(short[k], branch: BranchKey(4)))
+            outs[7]!.append(try shared(long[k], branch: BranchKey(7)))
+        }
+        for (tokens, inputs) in [(4, short), (7, long)] {
+            let alone = CachedTransformer(model: model, configuration: config)
+            #expect(outs[tokens]! == (try Self.run(alone, inputs)), "\(tokens) tokens")
+            #expect(shared.trace?.entries(for: BranchKey(tokens)).map(\.decision) == alone.trace?.entries.map(\.decision))
+        }
+        #expect(shared.trace?.summary.skipped ?? 0 > 0)
+    }
+
     @Test func aFailedBeginRunLeavesNoActiveRun() throws {
         let model = try TinyDiT(seed: 19)
         let inputs = try Self.inputs(seed: 20, batch: 1, tokens: 4, steps: 3, rates: [0.05])
