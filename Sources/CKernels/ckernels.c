@@ -37,14 +37,22 @@ static float tanh_portable(float u) {
     return 1.0f - 2.0f / (e + 1.0f);
 }
 
-void ck_softmax_row_portable(float *p, size_t n) {
+/* p := exp(p - max p); returns 1 / sum (0 for a row of only -inf, which becomes zeros). */
+static float softmax_exp_portable(float *p, size_t n) {
     float m = -INFINITY;
     for (size_t i = 0; i < n; i++) if (p[i] > m) m = p[i];
-    if (m == -INFINITY) { for (size_t i = 0; i < n; i++) p[i] = 0.0f; return; }
+    if (m == -INFINITY) { for (size_t i = 0; i < n; i++) p[i] = 0.0f; return 0.0f; }
     float s = 0.0f;
     for (size_t i = 0; i < n; i++) { p[i] = exp_portable(p[i] - m); s += p[i]; }
-    float inv = 1.0f / s;
-    for (size_t i = 0; i < n; i++) p[i] *= inv;
+    return 1.0f / s;
+}
+
+static void scale_portable(float *p, size_t n, float c) {
+    for (size_t i = 0; i < n; i++) p[i] *= c;
+}
+
+void ck_softmax_row_portable(float *p, size_t n) {
+    scale_portable(p, n, softmax_exp_portable(p, n));
 }
 
 void ck_gelu_tanh_portable(const float *x, float *y, size_t n) {
@@ -110,7 +118,7 @@ AVX2 static inline __m256 tanh_avx2(__m256 u) {
     return t;
 }
 
-AVX2 static void softmax_avx2(float *p, size_t n) {
+AVX2 static float softmax_exp_avx2(float *p, size_t n) {
     size_t i = 0;
     __m256 vm = _mm256_set1_ps(-INFINITY);
     for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(p + i));
@@ -119,7 +127,7 @@ AVX2 static void softmax_avx2(float *p, size_t n) {
     float m = -INFINITY;
     for (int j = 0; j < 8; j++) if (lanes[j] > m) m = lanes[j];
     for (; i < n; i++) if (p[i] > m) m = p[i];
-    if (m == -INFINITY) { for (i = 0; i < n; i++) p[i] = 0.0f; return; }
+    if (m == -INFINITY) { for (i = 0; i < n; i++) p[i] = 0.0f; return 0.0f; }
     vm = _mm256_set1_ps(m);
     __m256 acc = _mm256_setzero_ps();
     for (i = 0; i + 8 <= n; i += 8) {
@@ -131,11 +139,17 @@ AVX2 static void softmax_avx2(float *p, size_t n) {
     float s = 0.0f;
     for (int j = 0; j < 8; j++) s += lanes[j];
     for (; i < n; i++) { p[i] = exp_portable(p[i] - m); s += p[i]; }
-    const float inv = 1.0f / s;
-    __m256 vinv = _mm256_set1_ps(inv);
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, _mm256_mul_ps(_mm256_loadu_ps(p + i), vinv));
-    for (; i < n; i++) p[i] *= inv;
+    return 1.0f / s;
 }
+
+AVX2 static void scale_avx2(float *p, size_t n, float c) {
+    size_t i = 0;
+    __m256 vc = _mm256_set1_ps(c);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(p + i, _mm256_mul_ps(_mm256_loadu_ps(p + i), vc));
+    for (; i < n; i++) p[i] *= c;
+}
+
+AVX2 static void softmax_avx2(float *p, size_t n) { scale_avx2(p, n, softmax_exp_avx2(p, n)); }
 
 AVX2 static void gelu_tanh_avx2(const float *x, float *y, size_t n) {
     size_t i = 0;
@@ -215,14 +229,14 @@ AVX512 static inline __mmask16 tail_mask(size_t i, size_t n) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
 }
 
-AVX512 static void softmax_avx512(float *p, size_t n) {
+AVX512 static float softmax_exp_avx512(float *p, size_t n) {
     const size_t body = n & ~(size_t)15;
     const __mmask16 k = (__mmask16)((1u << (n - body)) - 1u);
     __m512 vm = _mm512_set1_ps(-INFINITY);
     for (size_t i = 0; i < body; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(p + i));
     vm = _mm512_mask_max_ps(vm, k, vm, _mm512_maskz_loadu_ps(k, p + body));
     float m = _mm512_reduce_max_ps(vm);
-    if (m == -INFINITY) { for (size_t i = 0; i < n; i++) p[i] = 0.0f; return; }
+    if (m == -INFINITY) { for (size_t i = 0; i < n; i++) p[i] = 0.0f; return 0.0f; }
     vm = _mm512_set1_ps(m);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t i = 0;
@@ -242,10 +256,18 @@ AVX512 static void softmax_avx512(float *p, size_t n) {
     __m512 et = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + body), vm));
     _mm512_mask_storeu_ps(p + body, k, et);
     acc1 = _mm512_mask_add_ps(acc1, k, acc1, et);
-    const __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)));
-    for (i = 0; i < body; i += 16) _mm512_storeu_ps(p + i, _mm512_mul_ps(_mm512_loadu_ps(p + i), vinv));
-    _mm512_mask_storeu_ps(p + body, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + body), vinv));
+    return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+
+AVX512 static void scale_avx512(float *p, size_t n, float c) {
+    const size_t body = n & ~(size_t)15;
+    const __mmask16 k = (__mmask16)((1u << (n - body)) - 1u);
+    const __m512 vc = _mm512_set1_ps(c);
+    for (size_t i = 0; i < body; i += 16) _mm512_storeu_ps(p + i, _mm512_mul_ps(_mm512_loadu_ps(p + i), vc));
+    _mm512_mask_storeu_ps(p + body, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + body), vc));
+}
+
+AVX512 static void softmax_avx512(float *p, size_t n) { scale_avx512(p, n, softmax_exp_avx512(p, n)); }
 
 AVX512 static void gelu_tanh_avx512(const float *x, float *y, size_t n) {
     const __m512 c0 = _mm512_set1_ps(0.7978845608028654f), c1 = _mm512_set1_ps(0.044715f);
@@ -308,6 +330,16 @@ void ck_softmax_row_level(int level, float *p, size_t n) {
     }
 }
 
+float ck_softmax_exp_row_level(int level, float *p, size_t n) {
+    switch (clamp_level(level)) {
+#if defined(__x86_64__) || defined(__i386__)
+    case 2: return softmax_exp_avx512(p, n);
+    case 1: return softmax_exp_avx2(p, n);
+#endif
+    default: return softmax_exp_portable(p, n);
+    }
+}
+
 void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n) {
     switch (clamp_level(level)) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -329,5 +361,6 @@ void ck_silu_level(int level, const float *x, float *y, size_t n) {
 }
 
 void ck_softmax_row(float *p, size_t n) { ck_softmax_row_level(2, p, n); }
+float ck_softmax_exp_row(float *p, size_t n) { return ck_softmax_exp_row_level(2, p, n); }
 void ck_gelu_tanh(const float *x, float *y, size_t n) { ck_gelu_tanh_level(2, x, y, n); }
 void ck_silu(const float *x, float *y, size_t n) { ck_silu_level(2, x, y, n); }

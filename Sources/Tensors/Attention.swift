@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// A mask for ``attention(query:key:value:heads:mask:scale:)``.
@@ -83,7 +84,8 @@ public func attention(
                         if sk == 0 { po.update(repeating: 0); return }
                         let run = { (taskRange: Range<Int>) in
                             let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock * sk)
-                            defer { scores.deallocate() }
+                            let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock)
+                            defer { scores.deallocate(); inverseSums.deallocate() }
                             for t in taskRange {
                                 let blk = t % blocksPerHead
                                 let h = (t / blocksPerHead) % heads
@@ -106,11 +108,17 @@ public func attention(
                                             for j in 0..<sk { row[j] += mrow[j] }
                                         }
                                     }
-                                    softmaxRowInPlace(row, sk)
+                                    // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
+                                    // below instead of the Sk-wide rows of P (a fully masked row gives 0).
+                                    inverseSums[r] = ck_softmax_exp_row(row, sk)
                                 }
+                                let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
                                 sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
-                                      a: scores, lda: sk, b: vp, ldb: width, beta: 0,
-                                      c: po.baseAddress! + (bi * sq + q0) * width + h * dh, ldc: width)
+                                      a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
+                                for r in 0..<rows {
+                                    let c = inverseSums[r], o = out + r * width
+                                    for j in 0..<dh { o[j] *= c }
+                                }
                             }
                         }
                         if workers == 1 {

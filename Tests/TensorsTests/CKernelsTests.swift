@@ -60,6 +60,22 @@ import Testing
         }
     }
 
+    /// The unnormalised softmax (what attention uses): exp(x − max) in place and the returned 1/Σ.
+    @Test func unnormalisedSoftmaxEveryPath() {
+        let m = xs.map(Double.init).max()!
+        let e = xs.map { Foundation.exp(Double($0) - m) }
+        let s = e.reduce(0, +)
+        for level in Self.levels {
+            var row = xs
+            let inverse = row.withUnsafeMutableBufferPointer { ck_softmax_exp_row_level(Int32(level), $0.baseAddress, $0.count) }
+            #expect(abs(Double(inverse) * s - 1) <= 1e-5, "level \(level)")
+            for (g, r) in zip(row, e) { #expect(abs(Double(g) - r) <= 2e-6 * max(r, 1e-3), "level \(level)") }
+            var masked = [Float](repeating: -.infinity, count: 21)
+            let zero = masked.withUnsafeMutableBufferPointer { ck_softmax_exp_row_level(Int32(level), $0.baseAddress, $0.count) }
+            #expect(zero == 0 && masked.allSatisfy { $0 == 0 })
+        }
+    }
+
     @Test func softmaxEveryPathAndMaskedRows() {
         var paths: [(UnsafeMutablePointer<Float>, Int) -> Void] = [
             { ck_softmax_row($0, $1) }, { ck_softmax_row_portable($0, $1) },

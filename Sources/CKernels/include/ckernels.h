@@ -11,6 +11,10 @@
 /* Softmax of one row in place. A row whose entries are all -inf becomes all zeros. */
 void ck_softmax_row(float *p, size_t n);
 
+/* The unnormalised part of a softmax: p := exp(p - max p) in place; returns 1 / sum(p), to be applied
+   later (e.g. to the rows of P·V). A row of only -inf becomes zeros and returns 0. */
+float ck_softmax_exp_row(float *p, size_t n);
+
 /* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); x and y may alias. */
 void ck_gelu_tanh(const float *x, float *y, size_t n);
 
@@ -25,6 +29,7 @@ int ck_level(void);
 
 /* A given version (clamped to what the CPU supports), so tests can compare every path. */
 void ck_softmax_row_level(int level, float *p, size_t n);
+float ck_softmax_exp_row_level(int level, float *p, size_t n);
 void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n);
 void ck_silu_level(int level, const float *x, float *y, size_t n);
 
