@@ -117,12 +117,18 @@ import Tensors
      "inputs": {"batch": 1, "latent_frames": 1, "latent_height": 4, "latent_width": 4, "text_tokens": 3}}
     """
 
-    @Test func tinyWanDemoRunsBothBranches() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-demo-wan-\(UUID().uuidString)")
+    /// A fresh folder holding `wan.json` (``tinyConfig``); the caller removes the folder.
+    static func scratchWithConfig(_ label: String) throws -> (dir: URL, config: URL) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-\(label)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("wan.json")
         try Data(Self.tinyConfig.utf8).write(to: config)
+        return (dir, config)
+    }
+
+    @Test func tinyWanDemoRunsBothBranches() throws {
+        let (dir, config) = try Self.scratchWithConfig("demo-wan")
+        defer { try? FileManager.default.removeItem(at: dir) }
         let report = try DemoRunner.run(
             DemoOptions(source: ModelSource(family: "wan21", configPath: config.path, seed: 2, steps: 8),
                         thresholds: [0, 0.2], outputDirectory: dir.appendingPathComponent("out").path, overheadRepeats: 1),
@@ -138,11 +144,8 @@ import Tensors
 
     /// With CFG each seed gives 2 × (steps − 1) pairs; the report states the real step count.
     @Test func calibrationReportCountsStepsNotPairs() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacache-calibrate-wan-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let (dir, config) = try Self.scratchWithConfig("calibrate-wan")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let config = dir.appendingPathComponent("wan.json")
-        try Data(Self.tinyConfig.utf8).write(to: config)
         let report = try CalibrationRunner.run(
             CalibrationOptions(source: ModelSource(family: "wan21", configPath: config.path, seed: 2, steps: 6), seeds: 2,
                                force: true, outputPath: dir.appendingPathComponent("p.json").path),
