@@ -1,4 +1,3 @@
-import CKernels
 import COpenBLAS
 
 /// A mask for ``attention(query:key:value:heads:mask:scale:)``.
@@ -110,7 +109,7 @@ public func attention(
                                     }
                                     // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
                                     // below instead of the Sk-wide rows of P (a fully masked row gives 0).
-                                    inverseSums[r] = ck_softmax_exp_row(row, sk)
+                                    inverseSums[r] = softmaxExpRowInPlace(row, sk)
                                 }
                                 let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
                                 sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,

@@ -75,7 +75,9 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
     public var innerDim: Int { numAttentionHeads * attentionHeadDim }
     /// Output channels per token before patch expansion (`out_channels`, or `in_channels` when it is null
     /// or 0).
-    public var outChannels: Int { outChannelsSetting.flatMap { $0 == 0 ? nil : $0 } ?? inChannels }
+    public var outChannels: Int { configuredOutChannels ?? inChannels }
+    /// `out_channels` when it is set to something other than 0 (diffusers' `out_channels or …`).
+    private var configuredOutChannels: Int? { outChannelsSetting == 0 ? nil : outChannelsSetting }
     /// Width of the output projection: `patchSize² · outChannels`.
     public var outputWidth: Int { patchSize * patchSize * outChannels }
     /// Hidden width of the single-stream MLP and of the feed-forwards.
@@ -85,7 +87,7 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
     /// cannot run with.
     public func validate() throws(ModelLoadError) {
         let positive: [(String, Int?)] = [
-            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannelsSetting == 0 ? nil : outChannelsSetting),
+            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", configuredOutChannels),
             ("attention_head_dim", attentionHeadDim), ("num_attention_heads", numAttentionHeads),
             ("joint_attention_dim", jointAttentionDim), ("pooled_projection_dim", pooledProjectionDim),
         ]
