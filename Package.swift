@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "swift-teacache",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Safetensors", targets: ["Safetensors"]),
@@ -67,7 +67,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
-        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors"]),
+        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors", "DiTModels"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
         .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
         .testTarget(

@@ -2,8 +2,8 @@
 ///
 /// Each branch keeps its own previous modulated input, accumulator, cached residuals and step counter,
 /// so a conditional and an unconditional call are never compared with each other (spec pitfall P5).
-/// Use ``cond`` and ``uncond`` for sequential CFG, or any string (e.g. a sequence-length key, as
-/// Lumina2's TeaCache does).
+/// Use ``cond`` and ``uncond`` for sequential CFG, or any string (e.g. a sequence-length key, as some
+/// reference ports key their cache entries).
 public struct BranchKey: Hashable, Comparable, Codable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The branch name.
     public let name: String
@@ -11,7 +11,7 @@ public struct BranchKey: Hashable, Comparable, Codable, Sendable, ExpressibleByS
     /// A branch with the given name.
     public init(_ name: String) { self.name = name }
 
-    /// A branch named by any value that round-trips through a string, e.g. Lumina2's per-sequence-length
+    /// A branch named by any value that round-trips through a string, e.g. a per-sequence-length
     /// cache key (`BranchKey(jointLength)`); equal keys name the same branch.
     public init<Key: LosslessStringConvertible>(_ key: Key) { self.name = String(describing: key) }
 

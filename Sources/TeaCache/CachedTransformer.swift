@@ -80,20 +80,22 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
     /// The next per-branch step `branch` will be called with (0 before its first call).
     public func nextStep(for branch: BranchKey) -> Int { run?.branches[branch]?.nextStep ?? 0 }
 
-    /// One model call of `branch` with TeaCache.
+    /// One model call of `branch` with TeaCache (the cache entry is the model's
+    /// ``DiffusionTransformer/cacheKey(for:branch:)`` for it: `branch` itself unless the model says otherwise).
     ///
     /// If the call throws, the cache state is left as it was before the call.
     /// - Throws: ``TeaCacheError/runNotStarted``, ``TeaCacheError/stepOutOfRange(branch:step:steps:)``,
     ///   ``TeaCacheError/shapeMismatch(_:)``, ``TeaCacheError/replayMismatch(_:)``,
     ///   ``TeaCacheError/perSampleUnsupported(_:)``, or whatever the model throws.
-    public func callAsFunction(_ input: Model.Input, branch: BranchKey = .cond) throws -> Tensor {
+    public func callAsFunction(_ input: Model.Input, branch requested: BranchKey = .cond) throws -> Tensor {
         guard var run else { throw TeaCacheError.runNotStarted }
+        var state = try model.prepare(input)
+        let branch = try model.cacheKey(for: state, branch: requested)
         var cache = run.branches[branch] ?? BranchCache()
         let step = cache.nextStep
         guard step < run.policy.steps else {
             throw TeaCacheError.stepOutOfRange(branch: branch, step: step, steps: run.policy.steps)
         }
-        var state = try model.prepare(input)
         let m = try model.modulatedInput(state)
         let shapes = state.streams.map(\.shape)
         guard !shapes.isEmpty else { throw TeaCacheError.shapeMismatch("the model state has no streams to cache") }

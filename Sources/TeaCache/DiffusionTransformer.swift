@@ -2,7 +2,8 @@ import Tensors
 
 /// The token streams a block stack transforms, and for which TeaCache caches residuals.
 ///
-/// FLUX: `[image tokens]`; CogVideoX: `[video tokens, text tokens]`; Lumina2: `[joint sequence]`.
+/// Typically `[image tokens]`; a two-stream model caching both streams: `[video tokens, text tokens]`; a
+/// model whose blocks see one joint sequence: `[joint sequence]`.
 /// Everything else the blocks need (timestep embedding, rotary tables, masks) lives in the
 /// conforming type next to `streams`.
 public protocol TransformerState {
@@ -41,6 +42,18 @@ public protocol DiffusionTransformer {
     func runBlocks(_ state: inout State) throws
     /// Final norm, projection and unpatchify.
     func outputHead(_ state: State) throws -> Tensor
+    /// The cache entry a call of `branch` uses, decided after ``prepare(_:)``.
+    ///
+    /// The default is `branch` itself: one entry per CFG branch. A model whose reference keys its
+    /// cache differently (for example by the length of a joint sequence, which differs between the
+    /// conditional and the unconditional call) returns that key; ``CachedTransformer`` then keeps the
+    /// previous input, accumulator, residuals and step counter per key, and its trace records the key.
+    func cacheKey(for state: State, branch: BranchKey) throws -> BranchKey
+}
+
+extension DiffusionTransformer {
+    /// One cache entry per branch.
+    public func cacheKey(for state: State, branch: BranchKey) throws -> BranchKey { branch }
 }
 
 extension DiffusionTransformer {

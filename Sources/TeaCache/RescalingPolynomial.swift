@@ -2,7 +2,7 @@
 ///
 /// Coefficients are stored highest power first, like `numpy.poly1d`, and evaluated with Horner's
 /// scheme in Double: `p = 0; for c in coefficients { p = p * x + c }`. The value is **not clamped**:
-/// several published polynomials are negative somewhere (Wan T2V 14B has `P(0) = −13.02`), and a
+/// several published polynomials are negative somewhere (one has `P(0) = −13.02`), and a
 /// negative value lowers the accumulator, exactly as in the reference.
 public struct RescalingPolynomial: Codable, Sendable, Equatable {
     /// The number of coefficients of every TeaCache polynomial (degree 4).

@@ -18,7 +18,7 @@ public struct TeaCachePreset: Codable, Sendable, Equatable {
         }
     }
 
-    /// A short identifier, e.g. `"flux"`.
+    /// A short identifier, e.g. `"my-model"`.
     public var name: String
     /// Rescaling coefficients, highest power first (five values).
     public var coefficients: [Double]

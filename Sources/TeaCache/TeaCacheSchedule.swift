@@ -3,11 +3,10 @@
 /// Steps are counted **per branch**: with sequential CFG each branch has its own step counter, so
 /// "retain the first 5 steps" forces the first 5 conditional and the first 5 unconditional calls.
 ///
-/// | model family | schedule |
-/// |---|---|
-/// | standard (FLUX, HunyuanVideo, CogVideoX, Mochi, LTX, Lumina) | ``standard``: first and last step |
-/// | Wan2.1 without retention steps | ``wan21(useRetentionSteps:)`` with `false`: first and last step |
-/// | Wan2.1 `--use_ret_steps` | first 5 steps, last step **not** forced |
+/// The reference's standard counter is ``standard`` (first and last step computed); a retention rule
+/// is `TeaCacheSchedule(retainFirstSteps: 5, forceLastStep: false)`; a reference whose counter runs over
+/// both CFG branches expresses its bounds here divided by the number of branches. Model families
+/// declare their own schedules next to their presets.
 public struct TeaCacheSchedule: Codable, Sendable, Equatable {
     /// Steps `0 ..< retainFirstSteps` are always computed.
     public var retainFirstSteps: Int
@@ -36,18 +35,8 @@ public struct TeaCacheSchedule: Codable, Sendable, Equatable {
         self.maxConsecutiveSkips = maxConsecutiveSkips
     }
 
-    /// The reference rule of FLUX, TangoFlux, HunyuanVideo, CogVideoX, Mochi, LTX-Video, Lumina:
-    /// first and last step computed.
+    /// The reference's standard rule: first and last step computed.
     public static let standard = TeaCacheSchedule()
-
-    /// Wan2.1's rule expressed per branch. Without retention steps: first and last step
-    /// (the repo's `ret_steps = 2`, `cutoff_steps = 2N − 2` over 2N calls). With retention steps: the
-    /// first 5 steps, last step not forced (`ret_steps = 10`, `cutoff_steps = 2N`).
-    public static func wan21(useRetentionSteps: Bool) -> TeaCacheSchedule {
-        useRetentionSteps
-            ? TeaCacheSchedule(retainFirstSteps: 5, forceLastStep: false)
-            : TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: true)
-    }
 
     /// Checks every field.
     /// - Throws: ``TeaCacheError/invalidSchedule(_:)`` naming the bad field.

@@ -1,13 +1,13 @@
 /// How a family turns the flow-matching sigma into the `timestep` value the model receives
 /// (FORMAT.md §2). Computed in Float32, like the reference.
 public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
-    /// `t = sigma` (FLUX, TangoFlux: the model multiplies by 1000 internally).
+    /// `t = sigma` (for models that multiply by 1000 internally).
     case sigma = "sigma"
-    /// `t = sigma * 1000` (HunyuanVideo, Wan2.1, CogVideoX, LTX-Video).
+    /// `t = sigma * 1000`.
     case sigmaTimes1000 = "sigma*1000"
-    /// `t = (1 - sigma) * 1000` (Mochi, whose scheduler inverts sigmas).
+    /// `t = (1 - sigma) * 1000` (for schedulers that invert sigmas).
     case oneMinusSigmaTimes1000 = "(1-sigma)*1000"
-    /// `t = 1 - sigma` (Lumina-Next, Lumina2: t = 0 is noise, 1 is data).
+    /// `t = 1 - sigma` (t = 0 is noise, 1 is data).
     case oneMinusSigma = "1-sigma"
 
     /// The timestep for `sigma`, in Float32 arithmetic.
@@ -22,7 +22,7 @@ public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
 }
 
 /// How the model output becomes the flow-matching velocity: a sign, and optionally only the first
-/// channels (Lumina-Next predicts 2C channels with `learn_sigma`; the first C are the velocity).
+/// channels (a model that also predicts a variance has 2C channels; the first C are the velocity).
 public struct VelocityConvention: Codable, Sendable, Equatable {
     /// Which part of the output is the velocity.
     public enum Channels: Codable, Sendable, Equatable {
@@ -32,7 +32,7 @@ public struct VelocityConvention: Codable, Sendable, Equatable {
         case first(count: Int, axis: Int)
     }
 
-    /// +1 (`v = out`) or −1 (`v = −out`: Mochi, Lumina-Next, Lumina2).
+    /// +1 (`v = out`) or −1 (`v = −out`).
     public var sign: Float
     /// Which channels.
     public var channels: Channels

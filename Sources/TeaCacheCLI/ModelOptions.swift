@@ -1,11 +1,12 @@
 import ArgumentParser
+import DiTModels
 import Logging
 import TeaCacheDemo
 import Tensors
 
 /// The model options shared by `demo` and `calibrate`.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model family: \(DemoModelRegistry.names.joined(separator: ", ")).")
+    @Option(help: "Model family: \(DiTFamilies.names.joined(separator: ", ")).")
     var model: String = "flux"
 
     @Option(help: "Benchmark-style ({\"class\", \"config\", \"inputs\"}) or diffusers config JSON (default: the embedded benchmark shape).")

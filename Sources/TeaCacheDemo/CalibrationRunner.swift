@@ -33,7 +33,7 @@ public struct CalibrationOptions: Sendable, Equatable {
 
     /// Checks every option.
     public func validate() throws(DemoError) {
-        _ = try DemoModelRegistry.family(named: source.family)
+        _ = try DemoFamily(named: source.family)
         try source.validate()
         guard seeds >= 1 else { throw .invalidOption("--seeds is \(seeds); use at least 1") }
         guard source.steps >= 2 else { throw .invalidOption("--steps is \(source.steps); calibration needs at least 2 steps per run") }
@@ -93,7 +93,7 @@ public enum CalibrationRunner {
     ///   when the fit is poor and `force` is off; other ``DemoError``s for invalid options or models.
     public static func run(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> CalibrationReport {
         try options.validate()
-        let family = try DemoModelRegistry.family(named: options.source.family)
+        let family = try DemoFamily(named: options.source.family)
         let workload = try family.makeWorkload(options.source)
         var samples: [CalibrationSample] = []
         for k in 1...options.seeds {

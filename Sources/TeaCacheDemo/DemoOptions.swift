@@ -28,7 +28,7 @@ public struct DemoOptions: Sendable, Equatable {
 
     /// Checks every option (model name, steps, thresholds, files).
     public func validate() throws(DemoError) {
-        _ = try DemoModelRegistry.family(named: source.family)
+        _ = try DemoFamily(named: source.family)
         try source.validate()
         if let thresholds { try Self.validate(thresholds) }
         guard !outputDirectory.isEmpty else { throw .invalidOption("--output is empty; give a folder") }

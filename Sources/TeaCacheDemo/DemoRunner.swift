@@ -82,7 +82,7 @@ public enum DemoRunner {
     /// - Throws: ``DemoError`` for invalid options, model problems, or unwritable output.
     public static func run(_ options: DemoOptions, progress: ProgressFactory) throws(DemoError) -> DemoReport {
         try options.validate()
-        let family = try DemoModelRegistry.family(named: options.source.family)
+        let family = try DemoFamily(named: options.source.family)
         let thresholds = options.thresholds ?? family.defaultThresholds
         let userPreset: TeaCachePreset?
         do { userPreset = try options.presetPath.map { p throws(TeaCacheError) in try TeaCachePreset.load(from: URL(fileURLWithPath: p)) } } catch {

@@ -1,4 +1,5 @@
 import Dispatch
+import DiTModels
 import TeaCache
 import Tensors
 
@@ -70,21 +71,6 @@ public protocol DemoWorkload {
     func measureDecisionOverhead(
         _ configuration: TeaCacheConfiguration, repeats: Int, forwardSeconds: Double?
     ) throws(DemoError) -> DecisionOverhead
-}
-
-/// The inputs of one sampling run: the initial latent and how a call's input is built from the
-/// current latent, the timestep value and the branch.
-public struct SamplingInputs<Input> {
-    /// The initial latent (noise).
-    public var latent: Tensor
-    /// The model input of one call.
-    public var makeInput: (_ latent: Tensor, _ timestep: Float, _ branch: BranchKey) throws -> Input
-
-    /// Inputs from their parts.
-    public init(latent: Tensor, makeInput: @escaping (Tensor, Float, BranchKey) throws -> Input) {
-        self.latent = latent
-        self.makeInput = makeInput
-    }
 }
 
 /// A ``DemoWorkload`` for any ``DiffusionTransformer``: a family supplies the model, the sampler and

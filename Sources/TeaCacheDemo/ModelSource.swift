@@ -5,7 +5,7 @@ import TeaCache
 /// weights, the seed of the random weights and inputs, and the step count (which sets the timestep
 /// taper of random weights).
 public struct ModelSource: Sendable, Equatable {
-    /// The family name (`flux`, ...): see ``DemoModelRegistry``.
+    /// The family name (`flux`, ...): see ``DemoFamily`` and `DiTFamilies`.
     public var family: String
     /// A benchmark-style (`{"class", "config", "inputs"}`) or plain diffusers config JSON; nil uses the
     /// family's embedded default.

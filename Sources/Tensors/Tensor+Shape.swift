@@ -149,6 +149,19 @@ extension Tensor {
         }
     }
 
+    /// The rows `indices` of axis 0, in that order (a batch selection; indices may repeat).
+    /// - Throws: ``TensorError/invalidArgument(operation:reason:)`` for an empty selection, a rank-0
+    ///   tensor, or an index outside `0 ..< shape[0]`.
+    public func gatheringRows(_ indices: [Int]) throws(TensorError) -> Tensor {
+        guard rank >= 1, !indices.isEmpty, indices.allSatisfy({ (0..<shape[0]).contains($0) }) else {
+            throw .invalidArgument(operation: "row gather",
+                                   reason: "indices \(indices) must be non-empty and in 0..<\(rank >= 1 ? shape[0] : 0) (shape \(shape))")
+        }
+        var parts: [Tensor] = []
+        for i in indices { parts.append(try slice(axis: 0, i..<(i + 1))) }
+        return try Tensor.concatenate(parts, axis: 0)
+    }
+
     /// Splits along `axis` into pieces of the given sizes (which must add up to the extent).
     public func split(sizes: [Int], axis: Int) throws(TensorError) -> [Tensor] {
         let ax = try normalizedAxis(axis, operation: "split")

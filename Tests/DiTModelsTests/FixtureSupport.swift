@@ -13,3 +13,8 @@ enum Fixtures {
         try SafetensorsFile(contentsOf: folder(family).appendingPathComponent(file)).loadAll()
     }
 }
+
+/// |a − b| ≤ tol · max(|b|, 1e-300): relative comparison that also handles exact zeros.
+func relativelyClose(_ a: Double, _ b: Double, _ tol: Double) -> Bool {
+    abs(a - b) <= tol * max(abs(b), 1e-300)
+}

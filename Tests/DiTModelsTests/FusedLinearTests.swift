@@ -22,7 +22,7 @@ import Tensors
     /// Each part of a fused projection equals its own layer (identical per-column dot products).
     @Test func fusedLinearMatchesSeparateLayers() throws {
         let loader = WeightLoader(randomSeed: 9)
-        let fused = FusedLinear(loader, ["p", "q"], in: 6, out: [3, 5])
+        let fused = FusedLinear([loader.root["p"], loader.root["q"]], in: 6, out: [3, 5])
         let x = try Self.random([4, 6], 6)
         let parts = try fused(x)
         let wp = try fused.stacked.weight.slice(axis: 0, 0..<3), wq = try fused.stacked.weight.slice(axis: 0, 3..<8)

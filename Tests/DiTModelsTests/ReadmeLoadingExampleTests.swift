@@ -8,7 +8,7 @@ import TeaCache
 /// `transformer/` folder made from the flux fixture (config.json + diffusion_pytorch_model.safetensors).
 @Suite struct ReadmeLoadingExampleTests {
     /// The README's code, with the folder, the step count and the conditioning passed in.
-    static func readmeExample(folder: URL, steps: Int, inputs: FluxInputs) throws -> (Tensor, TeaCacheTrace?) {
+    static func readmeExample(folder: URL, steps: Int, inputs: FluxInput) throws -> (Tensor, TeaCacheTrace?) {
         let configuration = try FluxConfiguration.load(folder.appendingPathComponent("config.json"))
         let model = try FluxTransformer(configuration: configuration, weightsAt: folder)   // file, index JSON or folder
         let cached = CachedTransformer(model: model, configuration: try .faithful(.flux, threshold: 0.4))

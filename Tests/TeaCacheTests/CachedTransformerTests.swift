@@ -87,7 +87,7 @@ import Tensors
         #expect(standard.trace?.entries.filter { $0.decision == .compute }.map(\.step) == [0, 7])
 
         let ret = CachedTransformer(model: model, configuration: try .faithful(
-            coefficients: Self.identity, threshold: 1e9, schedule: .wan21(useRetentionSteps: true)))
+            coefficients: Self.identity, threshold: 1e9, schedule: TeaCacheSchedule(retainFirstSteps: 5, forceLastStep: false)))
         try ret.beginRun(steps: inputs.count)
         for input in inputs {
             _ = try ret(input, branch: .cond)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensors
+import DiTModels
 @testable import TeaCache
 
 /// Least-squares calibration (LAPACK dgels_) and presets.

@@ -1,13 +1,14 @@
 import Foundation
 import Testing
+import DiTModels
 @testable import TeaCache
 
 /// Properties of ``TeaCachePolicy`` beyond the fixture decisions.
 @Suite struct PolicyPropertyTests {
     /// The recorded distances of the flux fixture (nil on forced calls).
     static func fluxDistances() throws -> [Double?] {
-        let flux = try #require(try Fixtures.samplingFamilies().first { $0.name == "flux" })
-        return flux.fixture.records[0].calls.map(\.rel_l1)
+        let flux = try FixtureFolder(Fixtures.directory.appendingPathComponent("flux"))
+        return try #require(flux.sampling.records.first).calls.map(\.relL1)
     }
 
     static func decide(_ config: TeaCacheConfiguration, _ distances: [Double?]) throws -> [TeaCacheDecision] {

@@ -1,5 +1,6 @@
 import Testing
 import Tensors
+import DiTModels
 @testable import TeaCache
 
 // The "Wrapping your own DiT" example of README.md, verbatim (keep the two in sync), so the README's

@@ -1,22 +1,24 @@
 import Foundation
 import Testing
 import Tensors
+import DiTModels
 @testable import TeaCache
 
 /// ``FlowMatchEulerSampler`` against the fixtures' schedules and a hand-written loop.
 @Suite struct SamplerTests {
     @Test func schedulesMatchEveryFixtureBitwise() throws {
-        let families = try Fixtures.samplingFamilies()
+        let families = try Fixtures.samplingDescriptions()
         #expect(!families.isEmpty)
         for (name, f) in families {
-            let convention = try #require(TimestepConvention(rawValue: f.timestep_convention), "\(name)")
-            let sampler = try FlowMatchEulerSampler(steps: f.num_steps, timestepConvention: convention,
-                                                    guidanceScale: f.cfg.map { Float($0.guidance_scale) })
+            let convention = try #require(TimestepConvention(rawValue: f.timestepConvention), "\(name)")
+            let steps = try #require(f.numSteps, "\(name): num_steps")
+            let sampler = try FlowMatchEulerSampler(steps: steps, timestepConvention: convention,
+                                                    guidanceScale: f.cfg?.guidanceScale)
             // The JSON holds exact float32 values as decimals: Float(Double) recovers them exactly.
-            #expect(sampler.sigmas == f.sigmas.map { Float($0) }, "\(name) sigmas")
-            #expect(sampler.dt == f.dt.map { Float($0) }, "\(name) dt")
-            #expect(sampler.timesteps == f.timesteps.map { Float($0) }, "\(name) timesteps")
-            #expect(sampler.branches.count * f.num_steps == f.model_calls, "\(name): calls per run")
+            #expect(sampler.sigmas == (try #require(f.sigmas)).map { Float($0) }, "\(name) sigmas")
+            #expect(sampler.dt == (try #require(f.dt)).map { Float($0) }, "\(name) dt")
+            #expect(sampler.timesteps == (try #require(f.timesteps)).map { Float($0) }, "\(name) timesteps")
+            #expect(sampler.branches.count * steps == f.modelCalls, "\(name): calls per run")
         }
     }
 

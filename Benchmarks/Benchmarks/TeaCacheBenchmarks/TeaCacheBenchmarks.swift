@@ -21,7 +21,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let configuration = try! FluxConfiguration.parse(Data(contentsOf: configURL))
-    let model = try! FluxTransformer.random(configuration: configuration, seed: 0, taperSteps: 28)
+    let model = try! FluxTransformer.random(configuration: configuration, seed: 0, steps: 28)
     var current = try! FluxTransformer.randomInputs(configuration: configuration, batch: 1, latentHeight: 64,
                                                     latentWidth: 64, textTokens: 128, seed: 1)
     var previous = current

@@ -6,7 +6,7 @@ import Tensors
 ///
 /// Built from a benchmark file (`Benchmarks/configs/*.json`): `{"class", "config", "inputs"}` where
 /// `config` is a diffusers configuration and `inputs` holds integer sizes (batch, latent sizes, text
-/// tokens) whose meaning is family specific. Each family adds one case to ``make(data:seed:)``.
+/// tokens) whose meaning is the family's. The family is the registry's for the class (``DiTFamilies``).
 public struct ForwardBenchmark {
     /// A description of the benchmark shape (e.g. "FLUX 512-wide, 2+4 blocks, 1024+128 tokens, B=1").
     public let summary: String
@@ -28,49 +28,52 @@ public struct ForwardBenchmark {
         self.run = run
     }
 
+    /// The sigma of the benchmark forward's timestep (mid-schedule).
+    public static let sigma: Float = 0.5
+
     /// Reads a benchmark file and builds the benchmark for its model class.
     ///
     /// - Throws: ``ModelLoadError`` for an unreadable or malformed file, an unknown class, or an invalid
     ///   configuration or input size.
-    public static func make(data: Data, seed: UInt64 = 0) throws(ModelLoadError) -> ForwardBenchmark {
+    public static func make(data: Data, seed: UInt64 = 0) throws -> ForwardBenchmark {
         let (className, config) = try ModelConfigFile.parse(data)
-        let inputs = try benchmarkInputs(data)
-        switch className {
-        case FluxConfiguration.className:
-            return try FluxTransformer.benchmark(configuration: FluxConfiguration.parse(config, className: className),
-                                                 inputs: inputs, seed: seed)
-        case WanConfiguration.className:
-            return try WanTransformer.benchmark(configuration: WanConfiguration.parse(config, className: className),
-                                                inputs: inputs, seed: seed)
-        default:
-            throw .wrongClass(expected: [FluxConfiguration.className, WanConfiguration.className], got: className)
-        }
+        let family = try DiTFamilies.family(forClass: className)
+        return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed)
     }
 
     /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
-    public static func make(url: URL, seed: UInt64 = 0) throws(ModelLoadError) -> ForwardBenchmark {
+    public static func make(url: URL, seed: UInt64 = 0) throws -> ForwardBenchmark {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
+            throw ModelLoadError.unreadableFile(path: url.path, reason: error.localizedDescription)
         }
         return try make(data: data, seed: seed)
     }
 
-    private static func benchmarkInputs(_ data: Data) throws(ModelLoadError) -> BenchmarkInputs {
-        struct File: Decodable { var inputs: [String: Int] }
-        return BenchmarkInputs(values: try ModelConfigFile.decode(File.self, from: data).inputs)
+    /// The benchmark of family `F` at a configuration and input sizes.
+    public static func make<F: DiTFamily>(
+        _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0
+    ) throws -> ForwardBenchmark {
+        try configuration.validate()
+        let cost = try F.cost(configuration, sizes: inputs)
+        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28)
+        let x = try F.randomInputs(configuration, sizes: inputs, seed: seed &+ 1)
+        let input = try x.makeInput(x.latent, F.timestepConvention.timestep(sigma: sigma), .cond)
+        let model = loaded.model
+        return ForwardBenchmark(summary: cost.summary, flops: cost.flops, weightBytes: 4 * loaded.parameterCount,
+                                activationBytes: cost.activationBytes, run: { _ = try model.forward(input) })
     }
-}
 
-/// The integer `inputs` table of a benchmark file.
-public struct BenchmarkInputs: Sendable {
-    /// Every size by name.
-    public var values: [String: Int]
+    private static func make<F: DiTFamily>(
+        _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64
+    ) throws -> ForwardBenchmark {
+        let configuration = try F.Configuration.parse(config, className: className)
+        return try make(F.self, configuration: configuration, inputs: inputs ?? F.benchmarkDefault.inputs, seed: seed)
+    }
 
-    /// The positive size `name`, or a `malformedConfig` error saying it is missing or invalid.
-    public func positive(_ name: String) throws(ModelLoadError) -> Int {
-        guard let v = values[name] else { throw .malformedConfig(reason: "benchmark inputs need \"\(name)\"") }
-        guard v > 0 else { throw .malformedConfig(reason: "benchmark input \(name) = \(v) must be positive") }
-        return v
+    /// The `inputs` table of a benchmark file, or nil when the file has none (a plain diffusers config).
+    public static func inputs(of data: Data) throws(ModelLoadError) -> BenchmarkInputs? {
+        struct File: Decodable { var inputs: BenchmarkInputs? }
+        return try ModelConfigFile.decode(File.self, from: data).inputs
     }
 }

@@ -29,9 +29,9 @@ public struct AdaLayerNormZero: Sendable {
         public let gateMLP: Tensor
     }
 
-    /// Takes `<prefix>.linear`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, eps: Float = 1e-6) {
-        linear = Linear(loader, "\(prefix).linear", in: dim, out: 6 * dim)
+    /// Takes `linear` of the scope.
+    public init(_ weights: WeightScope, dim: Int, eps: Float = 1e-6) {
+        linear = Linear(weights["linear"], in: dim, out: 6 * dim)
         self.eps = eps
     }
 
@@ -51,9 +51,9 @@ public struct AdaLayerNormZeroSingle: Sendable {
     /// The LayerNorm epsilon.
     public let eps: Float
 
-    /// Takes `<prefix>.linear`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, eps: Float = 1e-6) {
-        linear = Linear(loader, "\(prefix).linear", in: dim, out: 3 * dim)
+    /// Takes `linear` of the scope.
+    public init(_ weights: WeightScope, dim: Int, eps: Float = 1e-6) {
+        linear = Linear(weights["linear"], in: dim, out: 3 * dim)
         self.eps = eps
     }
 
@@ -72,9 +72,9 @@ public struct AdaLayerNormContinuous: Sendable {
     /// The LayerNorm epsilon.
     public let eps: Float
 
-    /// Takes `<prefix>.linear`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, conditioningDim: Int, eps: Float) {
-        linear = Linear(loader, "\(prefix).linear", in: conditioningDim, out: 2 * dim)
+    /// Takes `linear` of the scope.
+    public init(_ weights: WeightScope, dim: Int, conditioningDim: Int, eps: Float) {
+        linear = Linear(weights["linear"], in: conditioningDim, out: 2 * dim)
         self.eps = eps
     }
 

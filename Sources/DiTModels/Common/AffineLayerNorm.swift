@@ -10,10 +10,10 @@ public struct AffineLayerNorm: Sendable {
     /// The variance epsilon.
     public let eps: Float
 
-    /// Takes `<prefix>.weight` and `<prefix>.bias`, both `[dim]`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, eps: Float) {
-        weight = loader.take("\(prefix).weight", shape: [dim])
-        bias = loader.take("\(prefix).bias", shape: [dim])
+    /// Takes `weight` and `bias` of the scope, both `[dim]`.
+    public init(_ weights: WeightScope, dim: Int, eps: Float) {
+        weight = weights.tensor("weight", shape: [dim])
+        bias = weights.tensor("bias", shape: [dim])
         self.eps = eps
     }
 

@@ -9,11 +9,10 @@ public struct FeedForward: Sendable {
     /// The GELU variant applied between the two projections.
     public let approximation: GELUApproximation
 
-    /// Takes `<prefix>.net.0.proj` and `<prefix>.net.2`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, inner: Int, out: Int? = nil,
-                approximation: GELUApproximation) {
-        projIn = Linear(loader, "\(prefix).net.0.proj", in: dim, out: inner)
-        projOut = Linear(loader, "\(prefix).net.2", in: inner, out: out ?? dim)
+    /// Takes `net.0.proj` and `net.2` of the scope.
+    public init(_ weights: WeightScope, dim: Int, inner: Int, out: Int? = nil, approximation: GELUApproximation) {
+        projIn = Linear(weights["net.0.proj"], in: dim, out: inner)
+        projOut = Linear(weights["net.2"], in: inner, out: out ?? dim)
         self.approximation = approximation
     }
 

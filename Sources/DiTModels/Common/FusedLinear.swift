@@ -11,9 +11,9 @@ public struct FusedLinear: Sendable {
     /// The output width of each part, in order.
     public let widths: [Int]
 
-    /// Takes `<prefix>.weight` / `.bias` for every prefix (in that order), each `[out, in]` with bias.
-    public init(_ loader: WeightLoader, _ prefixes: [String], in inFeatures: Int, out outFeatures: [Int]) {
-        let parts = zip(prefixes, outFeatures).map { Linear(loader, $0.0, in: inFeatures, out: $0.1) }
+    /// Takes `weight` / `bias` of every scope (in that order), each `[out, in]` with bias.
+    public init(_ scopes: [WeightScope], in inFeatures: Int, out outFeatures: [Int]) {
+        let parts = zip(scopes, outFeatures).map { Linear($0.0, in: inFeatures, out: $0.1) }
         widths = outFeatures
         let weight = (try? Tensor.concatenate(parts.map(\.weight), axis: 0)) ?? Tensor(scalar: 0)
         let bias = (try? Tensor.concatenate(parts.compactMap(\.bias), axis: 0)) ?? Tensor(scalar: 0)

@@ -7,10 +7,10 @@ public struct Linear: Sendable {
     /// `[out]`, or nil for a layer without bias.
     public let bias: Tensor?
 
-    /// Takes `<prefix>.weight` (and `<prefix>.bias` when `bias` is true) from the loader.
-    public init(_ loader: WeightLoader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) {
-        weight = loader.take("\(prefix).weight", shape: [outFeatures, inFeatures])
-        self.bias = bias ? loader.take("\(prefix).bias", shape: [outFeatures]) : nil
+    /// Takes `weight` `[out, in]` (and `bias` `[out]` when `bias` is true) of the scope.
+    public init(_ weights: WeightScope, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) {
+        weight = weights.tensor("weight", shape: [outFeatures, inFeatures])
+        self.bias = bias ? weights.tensor("bias", shape: [outFeatures]) : nil
     }
 
     /// Wraps existing parameters.

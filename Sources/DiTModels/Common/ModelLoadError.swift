@@ -1,3 +1,4 @@
+import Foundation
 import Safetensors
 import Tensors
 
@@ -19,8 +20,13 @@ public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
     case unsupportedConfig(field: String, value: String, reason: String)
     /// Weights did not match the architecture. All problems are listed at once.
     case weightMismatch(missing: [String], unexpected: [String], misshaped: [MisshapedWeight])
+    /// No registered ``DiTFamily`` has this name; `known` lists the names that exist.
+    case unknownFamily(String, known: [String])
     /// A kernel rejected a shape while building the model.
     case tensor(TensorError)
+    /// Building or running the model would need more memory than the budget allows: `what` names the
+    /// allocation, `bytes` its size and `budget` the limit in force (which the caller may raise).
+    case memoryBudgetExceeded(what: String, bytes: Double, budget: Double)
 
     /// A weight whose stored shape differs from the one the configuration implies.
     public struct MisshapedWeight: Sendable, Equatable, CustomStringConvertible {
@@ -55,6 +61,11 @@ public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
             return "weights do not match the configuration — " + parts.joined(separator: " | ")
         case let .tensor(e):
             return e.description
+        case let .unknownFamily(name, known):
+            return "unknown model family \"\(name)\"; known families: \(known.joined(separator: ", "))"
+        case let .memoryBudgetExceeded(what, bytes, budget):
+            return String(format: "%@ would need %.3g GB, more than the budget of %.3g GB; use a smaller configuration or raise the budget",
+                          what, bytes / 1e9, budget / 1e9)
         }
     }
 }

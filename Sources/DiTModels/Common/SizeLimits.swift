@@ -13,6 +13,10 @@ public enum SizeLimits {
     /// The largest accepted element count of one input tensor: 2³² (16 GiB of float32).
     public static let maximumInputElements = 1 << 32
 
+    /// The largest number of parameters a randomly initialised model draws by default: 2³⁰ (4 GiB of
+    /// float32), far above the benchmark shapes and far below this kind of machine's memory.
+    public static let maximumRandomParameters = 1 << 30
+
     /// Throws `unsupportedConfig` when the configuration value `value` of `field` exceeds ``maximumExtent``.
     public static func checkConfig(_ field: String, _ value: Int) throws(ModelLoadError) {
         guard value <= maximumExtent else {

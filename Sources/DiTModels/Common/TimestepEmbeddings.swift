@@ -59,10 +59,10 @@ public struct TimestepMLP: Sendable {
     /// `linear_2`: width → width.
     public let linear2: Linear
 
-    /// Takes `<prefix>.linear_1` and `<prefix>.linear_2`.
-    public init(_ loader: WeightLoader, _ prefix: String, in inFeatures: Int, hidden: Int, out: Int) {
-        linear1 = Linear(loader, "\(prefix).linear_1", in: inFeatures, out: hidden)
-        linear2 = Linear(loader, "\(prefix).linear_2", in: hidden, out: out)
+    /// Takes `linear_1` and `linear_2` of the scope.
+    public init(_ weights: WeightScope, in inFeatures: Int, hidden: Int, out: Int) {
+        linear1 = Linear(weights["linear_1"], in: inFeatures, out: hidden)
+        linear2 = Linear(weights["linear_2"], in: hidden, out: out)
     }
 
     /// Applies the MLP to `[B, in]`.

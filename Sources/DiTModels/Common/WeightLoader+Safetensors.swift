@@ -94,14 +94,78 @@ public enum WeightsLocation: Sendable, Equatable {
     }
 }
 
+/// Stored tensors a ``WeightLoader`` reads by name: in memory, one safetensors file, or a sharded
+/// checkpoint. Shapes come from the header; a tensor's data is read only when it is loaded.
+enum StoredWeights {
+    case tensors([String: Tensor])
+    case file(SafetensorsFile, path: String)
+    case sharded(ShardedSafetensors, path: String)
+
+    /// Every stored name.
+    var names: [String] {
+        switch self {
+        case .tensors(let t): return Array(t.keys)
+        case .file(let f, _): return f.names
+        case .sharded(let s, _): return s.sortedNames
+        }
+    }
+
+    /// The stored shape of `name` (from the header), or nil when absent.
+    func shape(of name: String) -> [Int]? {
+        switch self {
+        case .tensors(let t): return t[name]?.shape
+        case .file(let f, _): return try? f.info(named: name).shape
+        case .sharded(let s, _): return try? s.info(named: name).shape
+        }
+    }
+
+    /// The tensor `name` as Float32.
+    func load(_ name: String) throws(ModelLoadError) -> Tensor {
+        do throws(SafetensorsError) {
+            switch self {
+            case .tensors(let t):
+                guard let v = t[name] else { throw SafetensorsError.tensorNotFound(name) }
+                return v
+            case .file(let f, _): return try f.tensor(named: name)
+            case .sharded(let s, _): return try s.tensor(named: name)
+            }
+        } catch {
+            throw .invalidWeights(path: path, error: error)
+        }
+    }
+
+    private var path: String {
+        switch self {
+        case .tensors: return "(in-memory tensors)"
+        case .file(_, let p), .sharded(_, let p): return p
+        }
+    }
+}
+
+extension WeightsLocation {
+    /// Opens the file or the index and its shards (headers validated, data memory-mapped, nothing loaded).
+    /// - Throws: ``ModelLoadError/invalidWeights(path:error:)`` naming the file, shard or index entry at fault.
+    func open() throws(ModelLoadError) -> StoredWeights {
+        do {
+            switch self {
+            case .singleFile(let u): return .file(try SafetensorsFile(contentsOf: u), path: u.path)
+            case .shardedIndex(let u): return .sharded(try ShardedSafetensors(indexURL: u), path: u.path)
+            }
+        } catch {
+            throw .invalidWeights(path: url.path, error: error)
+        }
+    }
+}
+
 extension WeightLoader {
-    /// A loader over every tensor of a model's stored weights (converted to Float32): a safetensors file,
-    /// a sharded checkpoint's index JSON, or a directory holding either (see ``WeightsLocation``).
+    /// A loader over a model's stored weights: a safetensors file, a sharded checkpoint's index JSON, or a
+    /// directory holding either (see ``WeightsLocation``). Only headers are read here; each tensor's
+    /// data is read when a layer asks for it with the right shape.
     ///
     /// - Throws: ``ModelLoadError/weightsNotFound(path:reason:)`` when nothing loadable is at `url`;
-    ///   ``ModelLoadError/invalidWeights(path:error:)`` when a file is malformed, a sharded checkpoint is
-    ///   inconsistent, or a tensor cannot be converted to Float32.
-    public convenience init(safetensorsAt url: URL) throws(ModelLoadError) {
-        self.init(tensors: try WeightsLocation.resolve(url).loadAll())
+    ///   ``ModelLoadError/invalidWeights(path:error:)`` when a file is malformed or a sharded checkpoint
+    ///   is inconsistent.
+    convenience init(safetensorsAt url: URL, rules: WeightRules = .none) throws(ModelLoadError) {
+        self.init(stored: try WeightsLocation.resolve(url).open(), rules: rules)
     }
 }

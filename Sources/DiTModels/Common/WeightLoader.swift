@@ -1,61 +1,116 @@
 import Foundation
+import Safetensors
 import Tensors
+
+/// A change a family makes to a randomly drawn parameter (the timestep-embedding taper of the
+/// fixtures' scheme, FORMAT.md §6): called with the parameter's diffusers name and its value.
+public typealias WeightAdjustment = (_ name: String, _ tensor: inout Tensor) -> Void
 
 /// Supplies parameters to model constructors by diffusers parameter name, and checks them.
 ///
-/// Layers ask for each parameter with ``take(_:shape:)``. A loader built from stored weights records
-/// every missing or mis-shaped tensor (returning a zero placeholder so construction can continue), and
-/// ``finish()`` throws one ``ModelLoadError/weightMismatch(missing:unexpected:misshaped:)`` listing all
-/// problems together with the tensors that were never asked for. A loader built with
-/// ``init(randomSeed:adjust:)`` generates parameters instead (see there).
+/// Layers ask for each parameter through a ``WeightScope`` (`weights["transformer_blocks"][0]["attn"]`).
+/// A loader over stored weights reads the stored *header* shape first and loads a tensor's data only
+/// when its shape is the one the configuration implies, so a configuration that disagrees with its
+/// weights never allocates the shapes it asks for. Every missing, mis-shaped or unreadable tensor is
+/// recorded (the layer gets a scalar placeholder so construction can continue), and ``finish()``
+/// throws one ``ModelLoadError/weightMismatch(missing:unexpected:misshaped:)`` listing all of them
+/// together with the stored tensors nobody asked for.
+///
+/// Loaders are created only by ``DiTFamily`` (``DiTFamily/load(_:weightsAt:)``, ``DiTFamily/load(_:tensors:)``,
+/// ``DiTFamily/random(_:seed:steps:)``), which always call ``finish()`` after the model is built: a
+/// placeholder can never reach a forward pass.
 public final class WeightLoader {
     private enum Source {
-        case stored([String: Tensor])
-        case random(SeededGenerator, adjust: ((String, inout Tensor) -> Void)?)
+        case stored(StoredWeights)
+        case random(SeededGenerator, adjust: WeightAdjustment?)
     }
 
     private var source: Source
+    /// Stored name by the diffusers name it supplies (after the family's renames).
+    private var storedNameByParameter: [String: String] = [:]
     private var used: Set<String> = []
     private var missing: [String] = []
     private var misshaped: [ModelLoadError.MisshapedWeight] = []
-    private var ignoredPatterns: [String] = []
-    /// The number of scalars handed out by ``take(_:shape:)`` so far (the model's parameter count once
-    /// construction is done).
+    private var unreadable: ModelLoadError?
+    private var overBudget = false
+    /// The largest number of parameters a random loader draws (``SizeLimits/maximumRandomParameters``).
+    let parameterBudget: Int
+
+    /// The number of scalars handed out so far (the model's parameter count once construction is done).
     public private(set) var parameterCount = 0
 
     /// Every parameter handed out so far, by name (for a random loader: the generated weights, so a
-    /// randomly initialised model can be saved or reloaded through ``init(tensors:)``).
+    /// randomly initialised model can be saved or reloaded).
     public private(set) var supplied: [String: Tensor] = [:]
 
-    /// A loader over stored tensors (for example, every tensor of a safetensors file).
-    public init(tensors: [String: Tensor]) { source = .stored(tensors) }
+    /// A loader over in-memory tensors (for example, every tensor of a safetensors file).
+    convenience init(tensors: [String: Tensor], rules: WeightRules = .none) {
+        self.init(stored: .tensors(tensors), rules: rules)
+    }
+
+    /// A loader over stored weights.
+    init(stored: StoredWeights, rules: WeightRules = .none) {
+        source = .stored(stored)
+        parameterBudget = .max
+        apply(rules)
+    }
+
+    /// Uses `rules` to match stored names with parameters (before any parameter is taken; the family's
+    /// loading functions apply the family's rules).
+    func apply(_ rules: WeightRules) {
+        guard case .stored(let stored) = source else { return }
+        storedNameByParameter = [:]
+        for name in stored.names {
+            guard !rules.ignores(name) else { continue }
+            storedNameByParameter[rules.parameterName(forStored: name)] = name
+        }
+    }
 
     /// A loader that draws parameters from a seeded generator, following the fixtures' scheme
     /// (FORMAT.md §6): `*.bias` (1-D) ~ N(0, 0.02²); other 1-D `*.weight` = 1 + 0.1·N(0, 1);
     /// `*.weight` with 2+ dims ~ N(0, 1/fan_in) with fan_in the product of all but the first dim;
-    /// anything else ~ N(0, 1/last_dim). `adjust` may rewrite a parameter after it is drawn
-    /// (models use it for the timestep-embedding taper).
-    public init(randomSeed seed: UInt64, adjust: ((String, inout Tensor) -> Void)? = nil) {
+    /// anything else ~ N(0, 1/last_dim). `adjust` may rewrite a parameter after it is drawn.
+    /// At most `parameterBudget` scalars are drawn; beyond that ``finish()`` throws
+    /// ``ModelLoadError/memoryBudgetExceeded(what:bytes:budget:)``.
+    init(randomSeed seed: UInt64, adjust: WeightAdjustment? = nil,
+         parameterBudget: Int = SizeLimits.maximumRandomParameters) {
         source = .random(SeededGenerator(seed: seed), adjust: adjust)
+        self.parameterBudget = parameterBudget
     }
 
-    /// The parameter `name` with the given shape.
-    public func take(_ name: String, shape: [Int]) -> Tensor {
+    /// The scope of every parameter (no prefix).
+    public var root: WeightScope { WeightScope(loader: self, prefix: "") }
+
+    /// The parameter `name` (a full diffusers name) with the given shape.
+    func take(_ name: String, shape: [Int]) -> Tensor {
         used.insert(name)
-        parameterCount += shape.reduce(1, *)
+        // Shapes come from validated configurations (every extent ≤ SizeLimits.maximumExtent), but a
+        // product of several can still be huge: count in Double.
+        let elements = shape.reduce(1.0) { $0 * Double($1) }
+        parameterCount = Int(min(Double(parameterCount) + elements, Double(Int.max / 2)))
         switch source {
-        case .stored(let dict):
-            guard let t = dict[name] else {
+        case .stored(let stored):
+            guard let storedName = storedNameByParameter[name], let storedShape = stored.shape(of: storedName) else {
                 missing.append(name)
-                return (try? Tensor(zeros: shape)) ?? Tensor(scalar: 0)
+                return Self.placeholder
             }
-            guard t.shape == shape else {
-                misshaped.append(.init(name: name, expected: shape, found: t.shape))
-                return (try? Tensor(zeros: shape)) ?? Tensor(scalar: 0)
+            guard storedShape == shape else {
+                misshaped.append(.init(name: name, expected: shape, found: storedShape))
+                return Self.placeholder
             }
-            supplied[name] = t
-            return t
+            do {
+                let t = try stored.load(storedName)
+                supplied[name] = t
+                return t
+            } catch {
+                if unreadable == nil { unreadable = error }
+                return Self.placeholder
+            }
         case .random(var rng, let adjust):
+            guard !overBudget, Double(parameterCount) <= Double(parameterBudget) else {
+                overBudget = true
+                return Self.placeholder
+            }
             var t = Self.draw(name: name, shape: shape, rng: &rng)
             adjust?(name, &t)
             source = .random(rng, adjust: adjust)
@@ -64,26 +119,35 @@ public final class WeightLoader {
         }
     }
 
-    /// Stored tensors whose name contains any of `patterns` are not reported as unexpected by
-    /// ``finish()`` (diffusers' `_keys_to_ignore_on_load_unexpected`). Tensors that are asked for are
-    /// handed out as usual.
-    public func ignoreUnexpected(containing patterns: [String]) {
-        ignoredPatterns += patterns
+    /// Whether a stored tensor supplies `name` (always true for a random loader).
+    func contains(_ name: String) -> Bool {
+        if case .random = source { return true }
+        return storedNameByParameter[name] != nil
     }
 
-    /// Throws when any requested tensor was missing or mis-shaped, or any stored tensor was unused (other
-    /// than those ``ignoreUnexpected(containing:)`` excuses).
-    public func finish() throws(ModelLoadError) {
+    /// Whether any parameter so far was missing, mis-shaped or unreadable.
+    var hasProblems: Bool { !missing.isEmpty || !misshaped.isEmpty || unreadable != nil || overBudget }
+
+    /// Throws when any requested tensor was missing, mis-shaped or unreadable, any stored tensor was
+    /// unused (other than those the family's ``WeightRules`` ignore), or a random model exceeded its budget.
+    func finish() throws(ModelLoadError) {
+        if overBudget {
+            throw .memoryBudgetExceeded(what: "random weights of \(parameterCount) parameters",
+                                        bytes: Double(parameterCount) * 4, budget: Double(parameterBudget) * 4)
+        }
         var unexpected: [String] = []
-        if case .stored(let dict) = source {
-            unexpected = dict.keys.filter { name in
-                !used.contains(name) && !ignoredPatterns.contains { name.contains($0) }
-            }.sorted()
+        if case .stored = source {
+            unexpected = storedNameByParameter.filter { !used.contains($0.key) }.map(\.value).sorted()
         }
         if !missing.isEmpty || !unexpected.isEmpty || !misshaped.isEmpty {
             throw .weightMismatch(missing: missing, unexpected: unexpected, misshaped: misshaped)
         }
+        if let unreadable { throw unreadable }
     }
+
+    /// Handed out for a missing or mis-shaped parameter: never the requested shape, so a configuration
+    /// that disagrees with its weights allocates nothing of its size.
+    private static let placeholder = Tensor(scalar: 0)
 
     private static func draw(name: String, shape: [Int], rng: inout SeededGenerator) -> Tensor {
         let std: Float
@@ -99,5 +163,77 @@ public final class WeightLoader {
         }
         return (try? Tensor.randomNormal(shape: shape, mean: mean, standardDeviation: std, using: &rng))
             ?? Tensor(scalar: 0)
+    }
+}
+
+/// A view of a ``WeightLoader`` under a name prefix, the way diffusers nests its modules:
+/// `weights["transformer_blocks"][3]["attn"]["to_q"].tensor("weight", shape: [d, d])` asks for
+/// `transformer_blocks.3.attn.to_q.weight`.
+///
+/// Scopes are cheap values; layers take one instead of assembling key strings.
+public struct WeightScope {
+    let loader: WeightLoader
+    /// The dotted name prefix of this scope (empty at the root).
+    public let prefix: String
+
+    /// The child scope `name` (which may itself contain dots).
+    public subscript(_ name: String) -> WeightScope {
+        WeightScope(loader: loader, prefix: key(name))
+    }
+
+    /// The child scope of a module list entry (`blocks.3`).
+    public subscript(_ index: Int) -> WeightScope {
+        WeightScope(loader: loader, prefix: key(String(index)))
+    }
+
+    /// The parameter `name` of this scope with the shape the configuration implies.
+    ///
+    /// A missing or mis-shaped parameter is recorded and reported, with every other problem, when the
+    /// family finishes the load; the value returned meanwhile is a placeholder.
+    public func tensor(_ name: String, shape: [Int]) -> Tensor {
+        loader.take(key(name), shape: shape)
+    }
+
+    /// The parameter named by this scope itself (e.g. `weights["scale_shift_table"].tensor(shape:)`).
+    public func tensor(shape: [Int]) -> Tensor {
+        loader.take(prefix, shape: shape)
+    }
+
+    /// Whether the weights hold the parameter `name` of this scope (for optional parameters whose
+    /// presence a configuration does not decide; a random loader holds everything).
+    public func contains(_ name: String) -> Bool { loader.contains(key(name)) }
+
+    /// The full dotted key of `name` under this scope.
+    public func key(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+}
+
+/// How a family's stored weights map onto the parameters its model asks for, declared once per family
+/// (``DiTFamily/weightRules``).
+public struct WeightRules: Sendable {
+    /// Stored tensors whose name contains any of these strings are ignored: not loaded, never reported
+    /// as unexpected (diffusers' `_keys_to_ignore_on_load_unexpected`).
+    public var ignoredPatterns: [String]
+    /// Stored-name prefixes renamed before matching (`from` → `to`), for checkpoints saved under older
+    /// module names.
+    public var renamedPrefixes: [(from: String, to: String)]
+
+    /// Rules.
+    public init(ignoredPatterns: [String] = [], renamedPrefixes: [(from: String, to: String)] = []) {
+        self.ignoredPatterns = ignoredPatterns
+        self.renamedPrefixes = renamedPrefixes
+    }
+
+    /// No ignored tensors, no renames.
+    public static let none = WeightRules()
+
+    /// Whether the stored tensor `name` is ignored.
+    public func ignores(_ name: String) -> Bool { ignoredPatterns.contains { name.contains($0) } }
+
+    /// The diffusers parameter a stored tensor supplies.
+    public func parameterName(forStored name: String) -> String {
+        for (from, to) in renamedPrefixes where name.hasPrefix(from) {
+            return to + name.dropFirst(from.count)
+        }
+        return name
     }
 }

@@ -15,15 +15,15 @@ public struct FluxQKVProjection: Sendable {
     /// RMSNorm epsilon.
     public let eps: Float
 
-    /// Takes `<prefix>.<normQ>.weight`, `<normK>.weight` and `<prefix>.<q>`, `<k>`, `<v>` (weights
-    /// `[H·Dh, in]` with bias), then any `extra` layers (full names with their output widths) that read
-    /// the same input.
-    init(_ loader: WeightLoader, _ prefix: String, names: (q: String, k: String, v: String, normQ: String, normK: String),
-         inDim: Int, heads: Int, headDim: Int, eps: Float, extra: [(name: String, width: Int)] = []) {
+    /// Takes `<normQ>.weight`, `<normK>.weight` and `<q>`, `<k>`, `<v>` (weights `[H·Dh, in]` with
+    /// bias) of the scope, then any `extra` layers (their scopes with their output widths) that read the
+    /// same input.
+    init(_ weights: WeightScope, names: (q: String, k: String, v: String, normQ: String, normK: String),
+         inDim: Int, heads: Int, headDim: Int, eps: Float, extra: [(weights: WeightScope, width: Int)] = []) {
         let inner = heads * headDim
-        normQ = loader.take("\(prefix).\(names.normQ).weight", shape: [headDim])
-        normK = loader.take("\(prefix).\(names.normK).weight", shape: [headDim])
-        projection = FusedLinear(loader, [names.q, names.k, names.v].map { "\(prefix).\($0)" } + extra.map(\.name),
+        normQ = weights[names.normQ].tensor("weight", shape: [headDim])
+        normK = weights[names.normK].tensor("weight", shape: [headDim])
+        projection = FusedLinear([names.q, names.k, names.v].map { weights[$0] } + extra.map(\.weights),
                                  in: inDim, out: [inner, inner, inner] + extra.map(\.width))
         self.heads = heads
         self.headDim = headDim
@@ -66,16 +66,16 @@ public struct FluxJointAttention: Sendable {
     /// `to_add_out`.
     public let toAddOut: Linear
 
-    /// Takes `<prefix>.*` in diffusers' parameter order.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, heads: Int, headDim: Int, eps: Float = 1e-6) {
+    /// Takes the scope's parameters in diffusers' order.
+    public init(_ weights: WeightScope, dim: Int, heads: Int, headDim: Int, eps: Float = 1e-6) {
         let inner = heads * headDim
-        image = FluxQKVProjection(loader, prefix, names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
+        image = FluxQKVProjection(weights, names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
                                   inDim: dim, heads: heads, headDim: headDim, eps: eps)
-        toOut = Linear(loader, "\(prefix).to_out.0", in: inner, out: dim)
-        text = FluxQKVProjection(loader, prefix, names: ("add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q",
-                                                         "norm_added_k"),
+        toOut = Linear(weights["to_out.0"], in: inner, out: dim)
+        text = FluxQKVProjection(weights, names: ("add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q",
+                                                  "norm_added_k"),
                                  inDim: dim, heads: heads, headDim: headDim, eps: eps)
-        toAddOut = Linear(loader, "\(prefix).to_add_out", in: inner, out: dim)
+        toAddOut = Linear(weights["to_add_out"], in: inner, out: dim)
     }
 
     /// Attends `image` `[B, S, D]` and `text` `[B, L, D]` jointly; returns the projected outputs.

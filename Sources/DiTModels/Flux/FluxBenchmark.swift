@@ -1,6 +1,6 @@
 import Tensors
 
-extension FluxTransformer {
+extension FluxConfiguration {
     /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations and softmax
     /// are not counted).
     ///
@@ -8,7 +8,7 @@ extension FluxTransformer {
     /// single: q, k, v 3D², MLP in 4D², out 5D²), plus `4·H·T²·Dh` attention over the `T = L + S` joint
     /// tokens, plus embeddings, adaLN projections and the output head.
     public func forwardFLOPs(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Double {
-        let c = configuration
+        let c = self
         let d = Double(c.innerDim), bb = Double(b), ss = Double(s), ll = Double(l), t = ss + ll
         let ch = Double(FluxConfiguration.timestepChannels)
         var f = 2 * bb * ss * Double(c.inChannels) * d + 2 * bb * ll * Double(c.jointAttentionDim) * d
@@ -28,9 +28,12 @@ extension FluxTransformer {
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
         let t = s + l
         let scores = attentionQueryBlock * t * Parallelism.threadCount
-        return 4 * (23 * b * t * configuration.innerDim + scores)
+        return 4 * (23 * b * t * innerDim + scores)
     }
 
+}
+
+extension FluxTransformer {
     /// Position ids `[h·w, n]` of a packed `h × w` latent grid, FLUX style: all zeros except the last two
     /// columns, which hold the row and the column (a single-axis configuration gets the token index).
     public static func packedImageIDs(height h: Int, width w: Int, axes n: Int) throws(TensorError) -> Tensor {
@@ -56,7 +59,7 @@ extension FluxTransformer {
     public static func randomInputs(
         configuration c: FluxConfiguration, batch: Int, latentHeight: Int, latentWidth: Int, textTokens: Int,
         seed: UInt64
-    ) throws(ModelLoadError) -> FluxInputs {
+    ) throws(ModelLoadError) -> FluxInput {
         for (field, v) in [("batch", batch), ("latent_height", latentHeight), ("latent_width", latentWidth),
                            ("text_tokens", textTokens)] {
             try SizeLimits.checkInput(field, v)
@@ -69,7 +72,7 @@ extension FluxTransformer {
         let (h, w) = (latentHeight / 2, latentWidth / 2)
         var g = SeededGenerator(seed: seed)
         do {
-            return FluxInputs(
+            return FluxInput(
                 hiddenStates: try .randomNormal(shape: [batch, h * w, c.inChannels], using: &g),
                 encoderHiddenStates: try .randomNormal(shape: [batch, textTokens, c.jointAttentionDim], using: &g),
                 pooledProjections: try .randomNormal(shape: [batch, c.pooledProjectionDim], using: &g),
@@ -80,25 +83,5 @@ extension FluxTransformer {
         } catch {
             throw .tensor(error)
         }
-    }
-
-    /// The forward benchmark of a benchmark file's `inputs` (`batch`, `latent_height`, `latent_width`,
-    /// `text_tokens`) with a randomly initialised model.
-    static func benchmark(
-        configuration c: FluxConfiguration, inputs: BenchmarkInputs, seed: UInt64
-    ) throws(ModelLoadError) -> ForwardBenchmark {
-        let b = try inputs.positive("batch"), lh = try inputs.positive("latent_height")
-        let lw = try inputs.positive("latent_width"), l = try inputs.positive("text_tokens")
-        let model = try FluxTransformer.random(configuration: c, seed: seed)
-        let x = try randomInputs(configuration: c, batch: b, latentHeight: lh, latentWidth: lw, textTokens: l,
-                                 seed: seed &+ 1)
-        let s = x.hiddenStates.shape[1]
-        return ForwardBenchmark(
-            summary: "FLUX \(c.innerDim)-wide, \(c.numLayers) double + \(c.numSingleLayers) single blocks, "
-                + "\(s) image + \(l) text tokens, batch \(b)",
-            flops: model.forwardFLOPs(batch: b, imageTokens: s, textTokens: l),
-            weightBytes: 4 * model.parameterCount,
-            activationBytes: model.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l),
-            run: { _ = try model(x) })
     }
 }

@@ -14,15 +14,14 @@ public struct FluxDoubleStreamBlock: Sendable {
     /// Epsilon of the non-affine LayerNorms `norm2` / `norm2_context`.
     public static let eps: Float = 1e-6
 
-    /// Takes `<prefix>.*` (e.g. `transformer_blocks.0`).
-    public init(_ loader: WeightLoader, _ prefix: String, configuration c: FluxConfiguration) {
+    /// Takes the parameters of one block's scope (e.g. `transformer_blocks.0`).
+    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let d = c.innerDim
-        norm1 = AdaLayerNormZero(loader, "\(prefix).norm1", dim: d)
-        norm1Context = AdaLayerNormZero(loader, "\(prefix).norm1_context", dim: d)
-        attention = FluxJointAttention(loader, "\(prefix).attn", dim: d, heads: c.numAttentionHeads,
-                                       headDim: c.attentionHeadDim)
-        ff = FeedForward(loader, "\(prefix).ff", dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
-        ffContext = FeedForward(loader, "\(prefix).ff_context", dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
+        norm1 = AdaLayerNormZero(weights["norm1"], dim: d)
+        norm1Context = AdaLayerNormZero(weights["norm1_context"], dim: d)
+        attention = FluxJointAttention(weights["attn"], dim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim)
+        ff = FeedForward(weights["ff"], dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
+        ffContext = FeedForward(weights["ff_context"], dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
     }
 
     /// Updates `image` `[B, S, D]` and `text` `[B, L, D]` with conditioning `temb` `[B, D]`.
@@ -58,14 +57,14 @@ public struct FluxSingleStreamBlock: Sendable {
     /// `attn` (no output projection: `pre_only`), fused with `proj_mlp` `[4D, D]`.
     public let attention: FluxQKVProjection
 
-    /// Takes `<prefix>.*` (e.g. `single_transformer_blocks.0`).
-    public init(_ loader: WeightLoader, _ prefix: String, configuration c: FluxConfiguration) {
+    /// Takes the parameters of one block's scope (e.g. `single_transformer_blocks.0`).
+    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let d = c.innerDim
-        norm = AdaLayerNormZeroSingle(loader, "\(prefix).norm", dim: d)
-        projOut = Linear(loader, "\(prefix).proj_out", in: d + c.mlpHiddenDim, out: d)
-        attention = FluxQKVProjection(loader, "\(prefix).attn", names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
+        norm = AdaLayerNormZeroSingle(weights["norm"], dim: d)
+        projOut = Linear(weights["proj_out"], in: d + c.mlpHiddenDim, out: d)
+        attention = FluxQKVProjection(weights["attn"], names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
                                       inDim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim, eps: 1e-6,
-                                      extra: [("\(prefix).proj_mlp", c.mlpHiddenDim)])
+                                      extra: [(weights["proj_mlp"], c.mlpHiddenDim)])
     }
 
     /// Updates the joint sequence `x` `[B, L+S, D]`.

@@ -6,9 +6,9 @@ import Foundation
 /// Field names and defaults are diffusers'. Every field that changes a shape or the computation is
 /// honoured; ``validate()`` rejects values the model cannot run with a typed error. Keys starting with
 /// `_` (diffusers bookkeeping) and unknown keys are ignored.
-public struct FluxConfiguration: Sendable, Equatable, Decodable {
+public struct FluxConfiguration: DiTConfiguration {
     /// The diffusers class this configuration describes.
-    public static let className = "FluxTransformer2DModel"
+    public static let classNames = ["FluxTransformer2DModel"]
 
     /// Side of the square patch folded into each token by the caller; the output projection emits
     /// `patchSize² · outChannels` values per token (the forward itself never re-patches).
@@ -128,33 +128,5 @@ public struct FluxConfiguration: Sendable, Equatable, Decodable {
                                      reason: "the output width patch_size² · out_channels = \(outputWidth) "
                                         + "exceeds the supported maximum of \(SizeLimits.maximumExtent)")
         }
-    }
-
-    /// Reads and validates a configuration from `config.json` bytes (wrapped `{"class","config"}` form or
-    /// a plain diffusers config with `_class_name`).
-    ///
-    /// - Throws: ``ModelLoadError/wrongClass(expected:got:)`` when the file describes another class,
-    ///   `malformedConfig` for JSON problems, `unsupportedConfig` for values ``validate()`` rejects.
-    public static func parse(_ data: Data) throws(ModelLoadError) -> FluxConfiguration {
-        let (className, body) = try ModelConfigFile.parse(data)
-        return try parse(body, className: className)
-    }
-
-    /// Decodes and validates the configuration object `body` (already unwrapped by ``ModelConfigFile``)
-    /// of a file that names `className`.
-    public static func parse(_ body: Data, className: String) throws(ModelLoadError) -> FluxConfiguration {
-        guard className == Self.className else { throw .wrongClass(expected: [Self.className], got: className) }
-        let config = try ModelConfigFile.decode(FluxConfiguration.self, from: body)
-        try config.validate()
-        return config
-    }
-
-    /// Reads and validates `config.json` at `url` (see ``parse(_:)``).
-    public static func load(_ url: URL) throws(ModelLoadError) -> FluxConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
-        }
-        return try parse(data)
     }
 }

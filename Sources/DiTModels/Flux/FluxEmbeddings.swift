@@ -16,14 +16,13 @@ public struct FluxTimeTextEmbedding: Sendable {
     /// The scale FLUX applies to timestep and guidance values before the sinusoid.
     public static let valueScale: Float = 1000
 
-    /// Takes the `time_text_embed.*` parameters.
-    public init(_ loader: WeightLoader, configuration c: FluxConfiguration) {
-        let p = "time_text_embed"
+    /// Takes the parameters of the `time_text_embed` scope.
+    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let ch = FluxConfiguration.timestepChannels
-        timestepEmbedder = TimestepMLP(loader, "\(p).timestep_embedder", in: ch, hidden: c.innerDim, out: c.innerDim)
+        timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: ch, hidden: c.innerDim, out: c.innerDim)
         guidanceEmbedder = c.guidanceEmbeds
-            ? TimestepMLP(loader, "\(p).guidance_embedder", in: ch, hidden: c.innerDim, out: c.innerDim) : nil
-        textEmbedder = TimestepMLP(loader, "\(p).text_embedder", in: c.pooledProjectionDim, hidden: c.innerDim,
+            ? TimestepMLP(weights["guidance_embedder"], in: ch, hidden: c.innerDim, out: c.innerDim) : nil
+        textEmbedder = TimestepMLP(weights["text_embedder"], in: c.pooledProjectionDim, hidden: c.innerDim,
                                    out: c.innerDim)
     }
 

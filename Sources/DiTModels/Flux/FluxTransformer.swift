@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The tensor arguments of one FLUX forward call, named after diffusers' `FluxTransformer2DModel.forward`.
-public struct FluxInputs: Sendable {
+public struct FluxInput: Sendable {
     /// `hidden_states` `[B, S, in_channels]` (packed latent tokens).
     public var hiddenStates: Tensor
     /// `encoder_hidden_states` `[B, L, joint_attention_dim]`.
@@ -31,6 +31,18 @@ public struct FluxInputs: Sendable {
     }
 }
 
+/// Everything FLUX's block stacks need, computed once per call by ``FluxTransformer/prepare(_:)``.
+public struct FluxState: Sendable {
+    /// Image tokens entering the first block (`x_embedder` output) `[B, S, D]`.
+    public var image: Tensor
+    /// Text tokens entering the first block (`context_embedder` output) `[B, L, D]`.
+    public var text: Tensor
+    /// The conditioning `temb` `[B, D]`.
+    public var temb: Tensor
+    /// Rotary tables over the joint (text, image) sequence, `[L + S, headDim]` each.
+    public var rope: (cos: Tensor, sin: Tensor)
+}
+
 /// diffusers' `FluxTransformer2DModel` (FLUX.1, TangoFlux), float32 on the CPU.
 ///
 /// The forward is split in the order TeaCache needs it: ``prepare(_:)`` (embeddings, rotary tables),
@@ -53,80 +65,52 @@ public struct FluxTransformer: Sendable {
     public let normOut: AdaLayerNormContinuous
     /// `proj_out`.
     public let projOut: Linear
-    /// The number of parameters (scalars) of the model.
-    public let parameterCount: Int
 
-    /// Builds the model, taking every parameter from `loader` by its diffusers name.
-    ///
-    /// - Throws: `unsupportedConfig` for an invalid configuration; one `weightMismatch` listing every
-    ///   missing, unexpected and mis-shaped tensor.
-    public init(configuration c: FluxConfiguration, loader: WeightLoader) throws(ModelLoadError) {
-        try c.validate()
+    /// Builds the model, taking every parameter from `weights` by its diffusers name (called by
+    /// ``FluxFamily``'s loading functions, which check the weights afterwards).
+    init(configuration c: FluxConfiguration, weights w: WeightScope) {
         configuration = c
         let d = c.innerDim
-        timeTextEmbed = FluxTimeTextEmbedding(loader, configuration: c)
-        contextEmbedder = Linear(loader, "context_embedder", in: c.jointAttentionDim, out: d)
-        xEmbedder = Linear(loader, "x_embedder", in: c.inChannels, out: d)
-        doubleBlocks = (0..<c.numLayers).map { FluxDoubleStreamBlock(loader, "transformer_blocks.\($0)", configuration: c) }
+        timeTextEmbed = FluxTimeTextEmbedding(w["time_text_embed"], configuration: c)
+        contextEmbedder = Linear(w["context_embedder"], in: c.jointAttentionDim, out: d)
+        xEmbedder = Linear(w["x_embedder"], in: c.inChannels, out: d)
+        doubleBlocks = (0..<c.numLayers).map { FluxDoubleStreamBlock(w["transformer_blocks"][$0], configuration: c) }
         singleBlocks = (0..<c.numSingleLayers).map {
-            FluxSingleStreamBlock(loader, "single_transformer_blocks.\($0)", configuration: c)
+            FluxSingleStreamBlock(w["single_transformer_blocks"][$0], configuration: c)
         }
-        normOut = AdaLayerNormContinuous(loader, "norm_out", dim: d, conditioningDim: d, eps: 1e-6)
-        projOut = Linear(loader, "proj_out", in: d, out: c.outputWidth)
-        parameterCount = loader.parameterCount
-        try loader.finish()
+        normOut = AdaLayerNormContinuous(w["norm_out"], dim: d, conditioningDim: d, eps: 1e-6)
+        projOut = Linear(w["proj_out"], in: d, out: c.outputWidth)
     }
 
     /// Builds the model from a diffusers state dict (every tensor by parameter name).
+    ///
+    /// - Throws: `unsupportedConfig` for an invalid configuration; one `weightMismatch` listing every
+    ///   missing, unexpected and mis-shaped tensor.
     public init(configuration: FluxConfiguration, tensors: [String: Tensor]) throws(ModelLoadError) {
-        try self.init(configuration: configuration, loader: WeightLoader(tensors: tensors))
+        self = try FluxFamily.load(configuration, tensors: tensors)
     }
 
     /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
     /// diffusers `transformer/` folder (see ``WeightsLocation``).
     public init(configuration: FluxConfiguration, weightsAt url: URL) throws(ModelLoadError) {
-        try self.init(configuration: configuration, loader: WeightLoader(safetensorsAt: url))
+        self = try FluxFamily.load(configuration, weightsAt: url)
     }
 
     /// A randomly initialised model (fixtures FORMAT.md §6 scheme) for demos and benchmarks.
     ///
-    /// The timestep and guidance MLPs' first layers get the §6 taper with `u = 1000 / taperSteps`
-    /// (FLUX multiplies sigma by 1000, and a run of `taperSteps` steps moves sigma by `1/taperSteps`).
-    public static func random(
-        configuration: FluxConfiguration, seed: UInt64, taperSteps: Int = 28
-    ) throws(ModelLoadError) -> FluxTransformer {
-        guard taperSteps > 0 else {
-            throw .unsupportedConfig(field: "taperSteps", value: "\(taperSteps)", reason: "must be positive")
-        }
-        let tapered: Set<String> = ["time_text_embed.timestep_embedder.linear_1.weight",
-                                    "time_text_embed.guidance_embedder.linear_1.weight"]
-        let freqs = sinusoidalColumnFrequencies(dim: FluxConfiguration.timestepChannels, downscaleFreqShift: 0)
-        let u = Double(FluxTimeTextEmbedding.valueScale) / Double(taperSteps)
-        let loader = WeightLoader(randomSeed: seed) { name, t in
-            if tapered.contains(name) { taperTimestepColumns(&t, frequencies: freqs, stepSize: u) }
-        }
-        return try FluxTransformer(configuration: configuration, loader: loader)
-    }
-
-    /// Everything the block stacks need, computed once per call.
-    public struct Prepared: Sendable {
-        /// Image tokens entering the first block (`x_embedder` output) `[B, S, D]`.
-        public var image: Tensor
-        /// Text tokens entering the first block (`context_embedder` output) `[B, L, D]`.
-        public var text: Tensor
-        /// The conditioning `temb` `[B, D]`.
-        public var temb: Tensor
-        /// Rotary tables over the joint (text, image) sequence, `[L + S, headDim]` each.
-        public var rope: (cos: Tensor, sin: Tensor)
+    /// The timestep and guidance MLPs' first layers get the §6 taper with `u = 1000 / steps`
+    /// (FLUX multiplies sigma by 1000, and a run of `steps` steps moves sigma by `1/steps`).
+    public static func random(configuration: FluxConfiguration, seed: UInt64, steps: Int = 28) throws(ModelLoadError) -> FluxTransformer {
+        try FluxFamily.random(configuration, seed: seed, steps: steps)
     }
 
     /// Embeds the inputs (after checking their shapes against the configuration).
-    public func prepare(_ inputs: FluxInputs) throws(TensorError) -> Prepared {
+    public func prepare(_ inputs: FluxInput) throws(TensorError) -> FluxState {
         try validate(inputs)
         let c = configuration
         let guidance = c.guidanceEmbeds ? inputs.guidance : nil
         let temb = try timeTextEmbed(timestep: inputs.timestep, guidance: guidance, pooled: inputs.pooledProjections)
-        return Prepared(
+        return FluxState(
             image: try xEmbedder(inputs.hiddenStates),
             text: try contextEmbedder(inputs.encoderHiddenStates),
             temb: temb,
@@ -136,7 +120,7 @@ public struct FluxTransformer: Sendable {
 
     /// TeaCache's modulated input: `transformer_blocks[0].norm1(image, temb)` — `LN(h)·(1 + scale_msa) + shift_msa`,
     /// `[B, S, D]`. Requires at least one double-stream block.
-    public func modulatedInput(_ p: Prepared) throws(TensorError) -> Tensor {
+    public func modulatedInput(_ p: FluxState) throws(TensorError) -> Tensor {
         guard let first = doubleBlocks.first else {
             throw .invalidArgument(operation: "FLUX modulated input",
                                    reason: "the configuration has no double-stream block (num_layers = 0)")
@@ -148,7 +132,7 @@ public struct FluxTransformer: Sendable {
     ///
     /// The single blocks see the joint sequence (text first); it is split back into the two streams at
     /// the end, which gives the same values as diffusers' per-block concatenate/split.
-    public func runBlocks(_ p: inout Prepared) throws(TensorError) {
+    public func runBlocks(_ p: inout FluxState) throws(TensorError) {
         for block in doubleBlocks {
             try block(image: &p.image, text: &p.text, temb: p.temb, rope: p.rope)
         }
@@ -164,18 +148,18 @@ public struct FluxTransformer: Sendable {
     }
 
     /// `proj_out(norm_out(image, temb))`: `[B, S, patch² · out_channels]`.
-    public func outputHead(_ p: Prepared) throws(TensorError) -> Tensor {
+    public func outputHead(_ p: FluxState) throws(TensorError) -> Tensor {
         try projOut(normOut(p.image, conditioning: p.temb))
     }
 
     /// The full forward (`model(**inputs, return_dict=False)[0]`).
-    public func callAsFunction(_ inputs: FluxInputs) throws(TensorError) -> Tensor {
+    public func callAsFunction(_ inputs: FluxInput) throws(TensorError) -> Tensor {
         var p = try prepare(inputs)
         try runBlocks(&p)
         return try outputHead(p)
     }
 
-    private func validate(_ x: FluxInputs) throws(TensorError) {
+    private func validate(_ x: FluxInput) throws(TensorError) {
         let c = configuration
         func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "FLUX forward", reason: reason) }
         let h = x.hiddenStates.shape

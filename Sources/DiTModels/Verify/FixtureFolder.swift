@@ -27,6 +27,22 @@ public struct FixtureArguments: Sendable {
 
     /// The tensor argument `name` if present.
     public func optionalTensor(_ name: String) -> Tensor? { tensors[name] }
+
+    /// The `timestep` argument of a sampling call: `[B]` filled with `value`, B the batch of `latent`.
+    public func timestep(_ value: Float, batchOf latent: Tensor) throws -> Tensor {
+        guard latent.rank >= 1, latent.shape[0] >= 1 else {
+            throw VerifyError.unsupported("the latent must have a batch axis, got \(latent.shape)")
+        }
+        return try Tensor(shape: [latent.shape[0]], repeating: value)
+    }
+
+    /// The non-tensor argument `name` as an integer, or ``VerifyError/malformedFixture(file:reason:)``.
+    public func integer(_ name: String) throws(VerifyError) -> Int {
+        guard let v = nonTensor[name]?.integer else {
+            throw .malformedFixture(file: source, reason: "non-tensor argument \"\(name)\" must be an integer")
+        }
+        return v
+    }
 }
 
 /// One fixture family folder (FORMAT.md §1) read into memory.

@@ -76,10 +76,20 @@ public struct SamplingDescription: Sendable, Decodable {
     public var nonTensorArgs: [String: FixtureJSONValue]
     /// One record per TeaCache configuration.
     public var records: [SamplingRecord]
+    /// The number of sampling steps N, when stated.
+    public var numSteps: Int?
+    /// The number of model calls per run, when stated.
+    public var modelCalls: Int?
+    /// The schedule as JSON numbers (each the exact float32 value written as a decimal), when stated:
+    /// N + 1 sigmas, N step sizes, N timesteps.
+    public var sigmas: [Double]?
+    public var dt: [Double]?
+    public var timesteps: [Double]?
 
     enum CodingKeys: String, CodingKey {
-        case family, velocity, cfg, records
+        case family, velocity, cfg, records, sigmas, dt, timesteps
         case timestepConvention = "timestep_convention", nonTensorArgs = "non_tensor_args"
+        case numSteps = "num_steps", modelCalls = "model_calls"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -90,6 +100,11 @@ public struct SamplingDescription: Sendable, Decodable {
         cfg = try c.decodeIfPresent(CFG.self, forKey: .cfg)
         nonTensorArgs = try c.decodeIfPresent([String: FixtureJSONValue].self, forKey: .nonTensorArgs) ?? [:]
         records = try c.decode([SamplingRecord].self, forKey: .records)
+        numSteps = try c.decodeIfPresent(Int.self, forKey: .numSteps)
+        modelCalls = try c.decodeIfPresent(Int.self, forKey: .modelCalls)
+        sigmas = try c.decodeIfPresent([Double].self, forKey: .sigmas)
+        dt = try c.decodeIfPresent([Double].self, forKey: .dt)
+        timesteps = try c.decodeIfPresent([Double].self, forKey: .timesteps)
     }
 }
 
@@ -115,10 +130,15 @@ public struct SamplingRecord: Sendable, Decodable {
         public var accumulatorAfter: Double
         /// `"computed"` or `"skipped"`.
         public var decision: String
+        /// The reference's counter value this call saw (before it was advanced), when recorded.
+        public var counter: Int?
+        /// The cache entry's key (lumina2: the joint sequence length), when recorded.
+        public var cacheKey: Int?
 
         enum CodingKeys: String, CodingKey {
-            case call, step, forced, rescaled, accumulated, decision
+            case call, step, forced, rescaled, accumulated, decision, counter
             case cfgBranch = "cfg_branch", relL1 = "rel_l1", accumulatorAfter = "accumulator_after"
+            case cacheKey = "cache_key"
         }
     }
 
@@ -134,10 +154,15 @@ public struct SamplingRecord: Sendable, Decodable {
     public var finalCachedTensor: String
     /// Every call, in order.
     public var calls: [Call]
+    /// The number of skipped calls, when stated.
+    public var skippedCalls: Int?
+    /// The number of computed calls, when stated.
+    public var computedCalls: Int?
 
     enum CodingKeys: String, CodingKey {
         case name, coefficients, threshold, calls
         case teacacheState = "teacache_state", finalCachedTensor = "final_cached_tensor"
+        case skippedCalls = "skipped_calls", computedCalls = "computed_calls"
     }
 
     /// `teacache_state.kind`.

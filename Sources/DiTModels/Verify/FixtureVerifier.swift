@@ -23,38 +23,69 @@ public enum FixtureVerifier {
         public init() {}
     }
 
-    /// Verifies the fixture folder at `url` with the family it resolves to (``FixtureFamilies/resolve(_:)``).
+    /// Verifies the fixture folder at `url` with the family it resolves to (``resolve(_:)``).
     ///
     /// - Throws: ``VerifyError`` when the folder is incomplete or malformed or no family handles it;
     ///   ``ModelLoadError`` when the model cannot be built; errors of the model or TeaCache when a call
     ///   fails. Numeric disagreements are not errors: they are failed checks in the report.
     public static func verify(folder url: URL, tolerances: Tolerances = Tolerances()) throws -> VerifyReport {
         let folder = try FixtureFolder(url)
-        let (family, name) = try FixtureFamilies.resolve(folder)
+        let (family, name) = try resolve(folder)
         return try verify(folder, family: family, name: name, tolerances: tolerances)
     }
 
+    /// The registered family handling `folder` (``DiTFamilies``, by config.json's class) and the fixture
+    /// family name: the one stated by forward.json/sampling.json when present (it must be one of the
+    /// family's ``DiTFamily/fixtureNames``), else the family's ``DiTFamily/fixtureName(configuration:)``.
+    public static func resolve(_ folder: FixtureFolder) throws(VerifyError) -> (family: any DiTFamily.Type, name: String) {
+        let family: any DiTFamily.Type
+        do { family = try DiTFamilies.family(forClass: folder.className) } catch {
+            throw .unknownFamily("no family handles class \(folder.className) (\(error))")
+        }
+        if let stated = try folder.statedFamily() {
+            guard family.fixtureNames.contains(stated) else {
+                let owner = DiTFamilies.all.first { $0.fixtureNames.contains(stated) }
+                if let owner {
+                    throw .malformedFixture(
+                        file: "config.json",
+                        reason: "class \(folder.className) is not a \(stated) class (\(owner.classNames.joined(separator: ", ")))")
+                }
+                throw .unknownFamily("\"\(stated)\" (known: \(DiTFamilies.all.flatMap { $0.fixtureNames }.joined(separator: ", ")))")
+            }
+            return (family, stated)
+        }
+        guard let name = fixtureName(family, folder) else {
+            throw .malformedFixture(file: "config.json", reason: "the configuration cannot be read by the \(family.name) family")
+        }
+        return (family, name)
+    }
+
+    private static func fixtureName<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder) -> String? {
+        guard let c = try? F.Configuration.parse(folder.config, className: folder.className) else { return nil }
+        return F.fixtureName(configuration: c)
+    }
+
     /// Verifies a loaded folder with a given family.
-    public static func verify<F: FixtureFamily>(
+    public static func verify<F: DiTFamily>(
         _ folder: FixtureFolder, family: F.Type, name: String, tolerances tol: Tolerances = Tolerances()
     ) throws -> VerifyReport {
-        let model = try F.loadModel(className: folder.className, config: folder.config,
-                                    weights: WeightLoader(safetensorsAt: folder.weightsURL))
-        var checks = try forwardChecks(folder, F.self, model, tol)
-        checks += try samplingChecks(folder, F.self, model, tol)
+        let configuration = try F.Configuration.parse(folder.config, className: folder.className)
+        let model = try F.load(configuration, weightsAt: folder.weightsURL)
+        var checks = try forwardChecks(folder, F.self, configuration, model, tol)
+        checks += try samplingChecks(folder, F.self, configuration, model, tol)
         return VerifyReport(family: name, checks: checks)
     }
 
     // MARK: - Forward
 
-    private static func forwardChecks<F: FixtureFamily>(
-        _ folder: FixtureFolder, _: F.Type, _ model: F.Model, _ tol: Tolerances
+    private static func forwardChecks<F: DiTFamily>(
+        _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
     ) throws -> [VerifyCheck] {
         let references = folder.forwardTensors.keys
             .filter { $0 == "output" || $0.hasPrefix("teacache.") }
             .sorted { ($0 == "output" ? "" : $0) < ($1 == "output" ? "" : $1) }
         guard references.contains("output") else { throw VerifyError.missingTensor(name: "output", file: "forward.safetensors") }
-        let results = try F.forwardResults(model: model, input: F.forwardInput(folder.forwardArguments()))
+        let results = try F.forwardResults(model: model, input: F.forwardInput(folder.forwardArguments(), configuration: configuration))
         return references.map { ref in
             let label = "forward " + (ref.hasPrefix("teacache.") ? String(ref.dropFirst("teacache.".count)) : ref)
             guard let got = results[ref], let expected = folder.forwardTensors[ref] else {
@@ -66,8 +97,8 @@ public enum FixtureVerifier {
 
     // MARK: - Sampling
 
-    private static func samplingChecks<F: FixtureFamily>(
-        _ folder: FixtureFolder, _: F.Type, _ model: F.Model, _ tol: Tolerances
+    private static func samplingChecks<F: DiTFamily>(
+        _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
     ) throws -> [VerifyCheck] {
         let s = folder.sampling
         let timesteps = try folder.samplingTensor("timesteps")
@@ -78,7 +109,8 @@ public enum FixtureVerifier {
             throw VerifyError.unsupported("CFG call order \(cfg.callOrder) (only cond, then uncond)")
         }
         let sampler = try FlowMatchEulerSampler(steps: timesteps.count, timestepConvention: convention,
-                                                velocity: F.velocity(s.velocity), guidanceScale: s.cfg?.guidanceScale)
+                                                velocity: velocity(s.velocity, family: F.velocity(configuration)),
+                                                guidanceScale: s.cfg?.guidanceScale)
         var checks = [try scheduleCheck(folder, sampler, tol)]
 
         var conditioning: [BranchKey: FixtureArguments] = [.cond: folder.samplingArguments(branch: "cond")]
@@ -90,7 +122,8 @@ public enum FixtureVerifier {
         let initial = try folder.samplingTensor("latent.initial")
 
         let uncached = try sampler.sample(from: initial) { latent, t, branch, _ in
-            try model.forward(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch)))
+            try model.forward(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch),
+                                              configuration: configuration))
         }
         checks.append(compare("sampling final uncached", uncached, try folder.samplingTensor("latent.final_uncached"),
                               tol.latentRelativeL2))
@@ -100,10 +133,11 @@ public enum FixtureVerifier {
                                            configuration: try F.teaCacheConfiguration(record: record, steps: sampler.steps))
             try cached.beginRun(steps: sampler.steps)
             let final = try sampler.sample(from: initial) { latent, t, branch, _ in
-                try cached(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch)), branch: branch)
+                try cached(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch),
+                                           configuration: configuration), branch: branch)
             }
             let trace = cached.endRun() ?? TeaCacheTrace(steps: sampler.steps)
-            checks += decisionChecks(record, trace, tol)
+            checks += decisionChecks(record, trace, F.recordedCacheKey, tol)
             checks.append(compare("sampling \(record.name) final cached", final,
                                   try folder.samplingTensor(record.finalCachedTensor), tol.latentRelativeL2))
         }
@@ -129,7 +163,9 @@ public enum FixtureVerifier {
                            passed: worst <= tol.scheduleRelative)
     }
 
-    private static func decisionChecks(_ record: SamplingRecord, _ trace: TeaCacheTrace, _ tol: Tolerances) -> [VerifyCheck] {
+    private static func decisionChecks(
+        _ record: SamplingRecord, _ trace: TeaCacheTrace, _ key: (SamplingRecord.Call) -> BranchKey, _ tol: Tolerances
+    ) -> [VerifyCheck] {
         let prefix = "sampling \(record.name)"
         let expected = record.calls, got = trace.entries
         guard expected.count == got.count else {
@@ -141,7 +177,7 @@ public enum FixtureVerifier {
         var valuesMissing = false
         for (e, g) in zip(expected, got) {
             let same = (e.decision == "computed") == (g.decision == .compute) && e.forced == g.forced
-                && e.cfgBranch == g.branch.name && e.step == g.step
+                && key(e) == g.branch && e.step == g.step
             if same { identical += 1 } else if firstMismatch == nil { firstMismatch = e.call }
             if let r = e.relL1 {
                 if let d = g.distance { relL1Diff = max(relL1Diff, abs(d - r)) } else { valuesMissing = true }
@@ -166,6 +202,19 @@ public enum FixtureVerifier {
             VerifyCheck(name: "\(prefix) rescaled/accumulated", measurement: "max rel diff \(formatError(accDiff))",
                         passed: !valuesMissing && accDiff <= tol.accumulatorRelative),
         ]
+    }
+
+    /// The loop's velocity convention: the sign sampling.json states, with the family's channel selection
+    /// (checked against the file's description: `"all"` for an all-channel family).
+    private static func velocity(_ d: SamplingDescription.Velocity, family: VelocityConvention) throws -> VelocityConvention {
+        if d.channels == "all" {
+            guard family.channels == .all else {
+                throw VerifyError.unsupported("sampling.json takes all output channels as the velocity; the family takes \(family.channels)")
+            }
+        } else if family.channels == .all {
+            throw VerifyError.unsupported("velocity channels \"\(d.channels)\" but the family takes all channels")
+        }
+        return VelocityConvention(sign: d.sign, channels: family.channels)
     }
 
     private static func compare(_ name: String, _ got: Tensor, _ expected: Tensor, _ tolerance: Double) -> VerifyCheck {

@@ -1,6 +1,6 @@
 import Tensors
 
-extension WanTransformer {
+extension WanConfiguration {
     /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, RoPE and softmax
     /// are not counted), for `s` video tokens, `l` text tokens and `n` image tokens per sample.
     ///
@@ -9,7 +9,7 @@ extension WanTransformer {
     /// when the model has them); attention `2·S·D` per query for QKᵀ and AV against each key set. Plus the
     /// patch embedding, the condition embedder and the output projection.
     public func forwardFLOPs(batch b: Int, videoTokens s: Int, textTokens l: Int, imageTokens n: Int = 0) -> Double {
-        let c = configuration
+        let c = self
         let d = Double(c.innerDim), bb = Double(b), ss = Double(s), ll = Double(l), nn = Double(n)
         let patchIn = Double(c.inChannels * c.patchSize.reduce(1, *))
         var f = 2 * bb * ss * patchIn * d
@@ -30,11 +30,14 @@ extension WanTransformer {
     /// feed-forward hidden layer before and after the activation — about `(10·D + 2·ffn)·S` floats —
     /// plus the context keys/values and one query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int, imageTokens n: Int = 0) -> Int {
-        let c = configuration
+        let c = self
         let scores = attentionQueryBlock * max(s, l + n) * Parallelism.threadCount
         return 4 * (b * s * (10 * c.innerDim + 2 * c.ffnDim) + 3 * b * (l + n) * c.innerDim + scores)
     }
 
+}
+
+extension WanTransformer {
     /// Random inputs of a Wan pipeline shape: latent `[B, in_channels, F, H, W]`, `textTokens` text
     /// features, timestep 500 (sigma 0.5), and for image-conditioned configurations `imageTokens` image
     /// features (two images per sample with `pos_embed_seq_len`).
@@ -67,32 +70,5 @@ extension WanTransformer {
         } catch {
             throw .tensor(error)
         }
-    }
-
-    /// The forward benchmark of a benchmark file's `inputs` (`batch`, `latent_frames`, `latent_height`,
-    /// `latent_width`, `text_tokens`, and `image_tokens` for image-conditioned configurations) with a
-    /// randomly initialised model.
-    static func benchmark(
-        configuration c: WanConfiguration, inputs: BenchmarkInputs, seed: UInt64
-    ) throws(ModelLoadError) -> ForwardBenchmark {
-        let b = try inputs.positive("batch"), f = try inputs.positive("latent_frames")
-        let h = try inputs.positive("latent_height"), w = try inputs.positive("latent_width")
-        let l = try inputs.positive("text_tokens")
-        var n = 0
-        if c.imageDim != nil {
-            if let fixed = c.posEmbedSeqLen { n = fixed } else { n = try inputs.positive("image_tokens") }
-        }
-        let model = try WanTransformer(configuration: c, randomSeed: seed)
-        let x = try randomInputs(configuration: c, batch: b, frames: f, height: h, width: w, textTokens: l,
-                                 imageTokens: n, seed: seed &+ 1)
-        let p = c.patch
-        let s = (f / p.t) * (h / p.h) * (w / p.w)
-        let image = n > 0 ? " + \(n) image" : ""
-        return ForwardBenchmark(
-            summary: "Wan \(c.innerDim)-wide, \(c.numLayers) blocks, \(s) video + \(l) text\(image) tokens, batch \(b)",
-            flops: model.forwardFLOPs(batch: b, videoTokens: s, textTokens: l, imageTokens: n),
-            weightBytes: 4 * model.parameterCount,
-            activationBytes: model.activationBytesEstimate(batch: b, videoTokens: s, textTokens: l, imageTokens: n),
-            run: { _ = try model(x) })
     }
 }

@@ -19,19 +19,18 @@ public struct WanAttention: Sendable {
     public let heads: Int
     public let eps: Float
 
-    /// Takes `<prefix>.{to_q,to_k,to_v,to_out.0,norm_q,norm_k}` and, when `addedKVDim` is set,
-    /// `<prefix>.{add_k_proj,add_v_proj,norm_added_k}`.
-    public init(_ loader: WeightLoader, _ prefix: String, dim: Int, heads: Int, eps: Float, addedKVDim: Int? = nil) {
-        toQ = Linear(loader, "\(prefix).to_q", in: dim, out: dim)
-        toK = Linear(loader, "\(prefix).to_k", in: dim, out: dim)
-        toV = Linear(loader, "\(prefix).to_v", in: dim, out: dim)
-        toOut = Linear(loader, "\(prefix).to_out.0", in: dim, out: dim)
-        normQ = loader.take("\(prefix).norm_q.weight", shape: [dim])
-        normK = loader.take("\(prefix).norm_k.weight", shape: [dim])
+    /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope and, when
+    /// `addedKVDim` is set, `add_k_proj`, `add_v_proj`, `norm_added_k`.
+    public init(_ w: WeightScope, dim: Int, heads: Int, eps: Float, addedKVDim: Int? = nil) {
+        toQ = Linear(w["to_q"], in: dim, out: dim)
+        toK = Linear(w["to_k"], in: dim, out: dim)
+        toV = Linear(w["to_v"], in: dim, out: dim)
+        toOut = Linear(w["to_out.0"], in: dim, out: dim)
+        normQ = w["norm_q"].tensor("weight", shape: [dim])
+        normK = w["norm_k"].tensor("weight", shape: [dim])
         added = addedKVDim.map { kv in
-            (Linear(loader, "\(prefix).add_k_proj", in: kv, out: dim),
-             Linear(loader, "\(prefix).add_v_proj", in: kv, out: dim),
-             loader.take("\(prefix).norm_added_k.weight", shape: [dim]))
+            (Linear(w["add_k_proj"], in: kv, out: dim), Linear(w["add_v_proj"], in: kv, out: dim),
+             w["norm_added_k"].tensor("weight", shape: [dim]))
         }
         self.heads = heads
         self.eps = eps
@@ -106,15 +105,14 @@ public struct WanTransformerBlock: Sendable {
     public let scaleShiftTable: Tensor
     public let eps: Float
 
-    /// Takes every `<prefix>.*` parameter of one block.
-    public init(_ loader: WeightLoader, _ prefix: String, configuration c: WanConfiguration) {
+    /// Takes every parameter of one block's scope (`blocks.<i>`).
+    public init(_ w: WeightScope, configuration c: WanConfiguration) {
         let d = c.innerDim
-        attn1 = WanAttention(loader, "\(prefix).attn1", dim: d, heads: c.numAttentionHeads, eps: c.eps)
-        attn2 = WanAttention(loader, "\(prefix).attn2", dim: d, heads: c.numAttentionHeads, eps: c.eps,
-                             addedKVDim: c.addedKVProjDim)
-        norm2 = c.crossAttnNorm ? AffineLayerNorm(loader, "\(prefix).norm2", dim: d, eps: c.eps) : nil
-        ffn = FeedForward(loader, "\(prefix).ffn", dim: d, inner: c.ffnDim, approximation: .tanh)
-        scaleShiftTable = loader.take("\(prefix).scale_shift_table", shape: [1, 6, d])
+        attn1 = WanAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, eps: c.eps)
+        attn2 = WanAttention(w["attn2"], dim: d, heads: c.numAttentionHeads, eps: c.eps, addedKVDim: c.addedKVProjDim)
+        norm2 = c.crossAttnNorm ? AffineLayerNorm(w["norm2"], dim: d, eps: c.eps) : nil
+        ffn = FeedForward(w["ffn"], dim: d, inner: c.ffnDim, approximation: .tanh)
+        scaleShiftTable = w["scale_shift_table"].tensor(shape: [1, 6, d])
         eps = c.eps
     }
 

@@ -5,9 +5,9 @@ import Foundation
 /// Every field that changes a parameter shape or the computation is honoured; values this port does
 /// not implement are rejected by ``validate()`` with ``ModelLoadError/unsupportedConfig(field:value:reason:)``.
 /// Field names and defaults follow the diffusers constructor.
-public struct WanConfiguration: Sendable, Equatable {
+public struct WanConfiguration: DiTConfiguration {
     /// The diffusers class names this configuration builds.
-    public static let className = "WanTransformer3DModel"
+    public static let classNames = ["WanTransformer3DModel"]
 
     /// The patch extent (frames, height, width) of the Conv3d patch embedding.
     public var patchSize: [Int]
@@ -163,7 +163,7 @@ public struct WanConfiguration: Sendable, Equatable {
     }
 }
 
-extension WanConfiguration: Decodable {
+extension WanConfiguration {
     private enum Keys: String, CodingKey {
         case patchSize = "patch_size", numAttentionHeads = "num_attention_heads"
         case attentionHeadDim = "attention_head_dim", inChannels = "in_channels", outChannels = "out_channels"
@@ -203,30 +203,5 @@ extension WanConfiguration: Decodable {
             ropeMaxSeqLen: try value(.ropeMaxSeqLen, d.ropeMaxSeqLen),
             posEmbedSeqLen: try optional(.posEmbedSeqLen, d.posEmbedSeqLen)
         )
-    }
-
-    /// Parses `config.json` bytes (wrapped fixture form or plain diffusers form), checks the class name
-    /// and validates the values.
-    public static func parse(_ data: Data) throws(ModelLoadError) -> WanConfiguration {
-        let (cls, raw) = try ModelConfigFile.parse(data)
-        return try parse(raw, className: cls)
-    }
-
-    /// Decodes and validates the configuration object `body` (already unwrapped by ``ModelConfigFile``)
-    /// of a file that names `className`.
-    public static func parse(_ body: Data, className cls: String) throws(ModelLoadError) -> WanConfiguration {
-        guard cls == className else { throw .wrongClass(expected: [className], got: cls) }
-        let config = try ModelConfigFile.decode(WanConfiguration.self, from: body)
-        try config.validate()
-        return config
-    }
-
-    /// Reads and validates a `config.json` file (see ``parse(_:)``).
-    public static func load(_ url: URL) throws(ModelLoadError) -> WanConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
-        }
-        return try parse(data)
     }
 }

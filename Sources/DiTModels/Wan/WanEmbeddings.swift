@@ -44,11 +44,11 @@ public struct WanPatchEmbedding: Sendable {
     /// The patch extent.
     public let patch: (t: Int, h: Int, w: Int)
 
-    /// Takes `patch_embedding.weight` `[D, C, pt, ph, pw]` and `patch_embedding.bias`.
-    public init(_ loader: WeightLoader, configuration c: WanConfiguration) {
+    /// Takes `weight` `[D, C, pt, ph, pw]` and `bias` of the scope (`patch_embedding`).
+    public init(_ weights: WeightScope, configuration c: WanConfiguration) {
         let p = c.patch
-        let w = loader.take("patch_embedding.weight", shape: [c.innerDim, c.inChannels, p.t, p.h, p.w])
-        let b = loader.take("patch_embedding.bias", shape: [c.innerDim])
+        let w = weights.tensor("weight", shape: [c.innerDim, c.inChannels, p.t, p.h, p.w])
+        let b = weights.tensor("bias", shape: [c.innerDim])
         let flat = (try? w.reshaped([c.innerDim, c.inChannels * p.t * p.h * p.w])) ?? w
         projection = Linear(weight: flat, bias: b)
         patch = p
@@ -67,10 +67,10 @@ public struct WanTextProjection: Sendable {
     /// The second projection.
     public let linear2: Linear
 
-    /// Takes `<prefix>.linear_1` `[D, in]` and `<prefix>.linear_2` `[D, D]`.
-    public init(_ loader: WeightLoader, _ prefix: String, in inFeatures: Int, hidden: Int) {
-        linear1 = Linear(loader, "\(prefix).linear_1", in: inFeatures, out: hidden)
-        linear2 = Linear(loader, "\(prefix).linear_2", in: hidden, out: hidden)
+    /// Takes `linear_1` `[D, in]` and `linear_2` `[D, D]` of the scope.
+    public init(_ weights: WeightScope, in inFeatures: Int, hidden: Int) {
+        linear1 = Linear(weights["linear_1"], in: inFeatures, out: hidden)
+        linear2 = Linear(weights["linear_2"], in: hidden, out: hidden)
     }
 
     /// Applies the projection to `[..., in]`.
@@ -110,16 +110,16 @@ public struct WanConditionEmbedder: Sendable {
     /// `image_embedder` (image-to-video only).
     public let imageEmbedder: WanImageEmbedding?
 
-    /// Takes every `condition_embedder.*` parameter.
-    public init(_ loader: WeightLoader, configuration c: WanConfiguration) {
+    /// Takes every parameter of the `condition_embedder` scope.
+    public init(_ w: WeightScope, configuration c: WanConfiguration) {
         let d = c.innerDim
         freqDim = c.freqDim
         innerDim = d
-        timeEmbedder = TimestepMLP(loader, "condition_embedder.time_embedder", in: c.freqDim, hidden: d, out: d)
-        timeProjection = Linear(loader, "condition_embedder.time_proj", in: d, out: 6 * d)
-        textEmbedder = WanTextProjection(loader, "condition_embedder.text_embedder", in: c.textDim, hidden: d)
+        timeEmbedder = TimestepMLP(w["time_embedder"], in: c.freqDim, hidden: d, out: d)
+        timeProjection = Linear(w["time_proj"], in: d, out: 6 * d)
+        textEmbedder = WanTextProjection(w["text_embedder"], in: c.textDim, hidden: d)
         imageEmbedder = c.imageDim.map { dim in
-            WanImageEmbedding(loader, "condition_embedder.image_embedder", in: dim, out: d, positionCount: c.posEmbedSeqLen)
+            WanImageEmbedding(w["image_embedder"], in: dim, out: d, positionCount: c.posEmbedSeqLen)
         }
     }
 

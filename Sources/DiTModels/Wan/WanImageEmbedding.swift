@@ -20,14 +20,12 @@ public struct WanImageEmbedding: Sendable {
     /// The epsilon of both norms (`torch.nn.LayerNorm`'s default, which diffusers keeps here).
     public static let eps: Float = 1e-5
 
-    /// Takes `<prefix>.norm1`, `<prefix>.ff.net.{0.proj,2}`, `<prefix>.norm2` and, when `positionCount`
-    /// is set, `<prefix>.pos_embed`.
-    public init(_ loader: WeightLoader, _ prefix: String, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
-        norm1 = AffineLayerNorm(loader, "\(prefix).norm1", dim: inFeatures, eps: Self.eps)
-        feedForward = FeedForward(loader, "\(prefix).ff", dim: inFeatures, inner: inFeatures, out: outFeatures,
-                                  approximation: .none)
-        norm2 = AffineLayerNorm(loader, "\(prefix).norm2", dim: outFeatures, eps: Self.eps)
-        positionEmbedding = positionCount.map { loader.take("\(prefix).pos_embed", shape: [1, $0, inFeatures]) }
+    /// Takes `norm1`, `ff.net.{0.proj,2}`, `norm2` and, when `positionCount` is set, `pos_embed` of the scope.
+    public init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
+        norm1 = AffineLayerNorm(w["norm1"], dim: inFeatures, eps: Self.eps)
+        feedForward = FeedForward(w["ff"], dim: inFeatures, inner: inFeatures, out: outFeatures, approximation: .none)
+        norm2 = AffineLayerNorm(w["norm2"], dim: outFeatures, eps: Self.eps)
+        positionEmbedding = positionCount.map { w["pos_embed"].tensor(shape: [1, $0, inFeatures]) }
     }
 
     /// The input width E.

@@ -10,8 +10,34 @@ public enum WanTeaCacheMode: String, Sendable, Codable, CaseIterable {
     /// of each branch are computed, the last step is **not** forced (`ret_steps = 10`, `cutoff_steps = 2N`).
     case retention
 
-    /// The forced-compute rule of this mode, in per-branch steps.
-    public var schedule: TeaCacheSchedule { .wan21(useRetentionSteps: self == .retention) }
+    /// The forced-compute rule of this mode, in per-branch steps. The reference keys one counter over
+    /// all 2N calls (cond even, uncond odd) and forces `counter < ret_steps` or `counter >= cutoff_steps`;
+    /// per branch that is steps `< ret_steps / 2` and `>= cutoff_steps / 2` (``schedule(retSteps:cutoffSteps:steps:)``).
+    public var schedule: TeaCacheSchedule {
+        switch self {
+        case .standard: return TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: true)
+        case .retention: return TeaCacheSchedule(retainFirstSteps: 5, forceLastStep: false)
+        }
+    }
+
+    /// The script's `ret_steps` and `cutoff_steps` over 2N calls: 2 and 2N − 2 (standard), 10 and 2N
+    /// (retention).
+    public func referenceCounterBounds(steps n: Int) -> (retSteps: Int, cutoffSteps: Int) {
+        self == .retention ? (10, 2 * n) : (2, 2 * n - 2)
+    }
+
+    /// The per-branch schedule of the reference's rule with any `ret_steps` and `cutoff_steps` over 2N
+    /// calls (both even): this mode's ``schedule`` for the script's values, the same rule otherwise.
+    /// - Throws: ``TeaCacheError/invalidSchedule(_:)`` for odd bounds (cond and uncond calls alternate).
+    public func schedule(retSteps: Int, cutoffSteps: Int, steps n: Int) throws(TeaCacheError) -> TeaCacheSchedule {
+        guard retSteps % 2 == 0, cutoffSteps % 2 == 0, retSteps >= 0, cutoffSteps >= 0 else {
+            throw .invalidSchedule("ret_steps \(retSteps) and cutoff_steps \(cutoffSteps) must be even and >= 0 "
+                                   + "(cond and uncond calls alternate on one counter)")
+        }
+        let script = referenceCounterBounds(steps: n)
+        if (retSteps, cutoffSteps) == (script.retSteps, script.cutoffSteps) { return schedule }
+        return TeaCacheSchedule(retainFirstSteps: retSteps / 2, forceLastStep: false, cutoffStep: cutoffSteps / 2)
+    }
 }
 
 /// The Wan2.1 checkpoints TeaCache4Wan2.1 has coefficients for (chosen there by a substring of
@@ -29,10 +55,11 @@ public enum WanVariant: String, Sendable, Codable, CaseIterable {
 
 extension WanState: BatchSelectableState {
     /// `[video tokens]`: the only stream TeaCache caches for Wan (text and image features enter through
-    /// cross-attention and are recomputed on every call).
+    /// cross-attention and are recomputed on every call). Assigning an array of another length leaves
+    /// the state unchanged (``CachedTransformer`` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [tokens] }
-        set { if let first = newValue.first { tokens = first } }
+        set { if newValue.count == 1 { tokens = newValue[0] } }
     }
 
     /// The batch size.
@@ -40,19 +67,12 @@ extension WanState: BatchSelectableState {
 
     /// The state of the batch elements `indices` (rotary tables are shared).
     public func selecting(batch indices: [Int]) throws -> WanState {
-        func pick(_ t: Tensor) throws -> Tensor {
-            try Tensor.concatenate(indices.map { i throws(TensorError) in try t.slice(axis: 0, i..<(i + 1)) }, axis: 0)
-        }
-        guard !indices.isEmpty, indices.allSatisfy({ (0..<batchSize).contains($0) }) else {
-            throw TensorError.invalidArgument(operation: "Wan state selection",
-                                              reason: "batch indices \(indices) must be non-empty and in 0..<\(batchSize)")
-        }
         var s = self
-        s.tokens = try pick(tokens)
-        s.temb = try pick(temb)
-        s.blocks.timestepProjection = try pick(blocks.timestepProjection)
-        s.blocks.context = try pick(blocks.context)
-        s.blocks.image = try blocks.image.map(pick)
+        s.tokens = try tokens.gatheringRows(indices)
+        s.temb = try temb.gatheringRows(indices)
+        s.blocks.timestepProjection = try blocks.timestepProjection.gatheringRows(indices)
+        s.blocks.context = try blocks.context.gatheringRows(indices)
+        s.blocks.image = try blocks.image.map { t throws(TensorError) in try t.gatheringRows(indices) }
         return s
     }
 }
@@ -62,49 +82,30 @@ extension WanState: BatchSelectableState {
 /// - streams: `[video tokens after the patch embedding]`; residual = tokens after the last block minus
 ///   tokens after the patch embedding (before the output norm), as TeaCache4Wan2.1 caches `x − ori_x`.
 /// - modulated input: `temb` in ``WanTeaCacheMode/standard`` mode, `timestep_proj` `[B, 6, D]` in
-///   ``WanTeaCacheMode/retention`` mode. Both depend only on the timestep.
+///   ``WanTeaCacheMode/retention`` mode (``WanTransformer/teaCacheMode``). Both depend only on the timestep.
 /// - CFG: the reference keys its two states on the parity of a shared call counter (cond = even,
 ///   uncond = odd). Here each branch is a ``BranchKey`` of ``CachedTransformer`` (`.cond`, `.uncond`)
 ///   with its own previous input, accumulator, residual and step counter, which gives the same
 ///   decisions for the cond-then-uncond call order without depending on it.
-public struct WanTeaCacheAdapter: DiffusionTransformer, Sendable {
+extension WanTransformer: DiffusionTransformer {
     public typealias Input = WanInput
     public typealias State = WanState
 
-    /// The model.
-    public let model: WanTransformer
-    /// Which modulated input TeaCache compares.
-    public let mode: WanTeaCacheMode
-
-    /// Wraps `model`.
-    public init(model: WanTransformer, mode: WanTeaCacheMode) {
-        self.model = model
-        self.mode = mode
-    }
-
-    public func prepare(_ input: WanInput) throws -> WanState { try model.prepare(input) }
-
     /// `temb` `[B, D]` (standard) or `timestep_proj` `[B, 6, D]` (retention).
     public func modulatedInput(_ state: WanState) throws -> Tensor {
-        switch mode {
+        switch teaCacheMode {
         case .standard: return state.temb
         case .retention: return state.blocks.timestepProjection
         }
     }
 
-    public func runBlocks(_ state: inout WanState) throws { try model.runBlocks(&state) }
-
-    public func outputHead(_ state: WanState) throws -> Tensor { try model.outputHead(state) }
-
-    /// A TeaCache configuration for this adapter's mode: the variant's reference coefficients and the
+    /// A TeaCache configuration for this model's mode: the variant's reference coefficients and the
     /// mode's schedule, at `threshold` (default: the preset's, 0.2).
-    public func configuration(variant: WanVariant, threshold: Double? = nil) throws(TeaCacheError) -> TeaCacheConfiguration {
-        try TeaCacheConfiguration.faithful(Self.preset(variant, mode), threshold: threshold)
+    public func teaCacheConfiguration(variant: WanVariant, threshold: Double? = nil) throws(TeaCacheError) -> TeaCacheConfiguration {
+        try TeaCacheConfiguration.faithful(Self.preset(variant, teaCacheMode), threshold: threshold)
     }
-}
 
-extension WanTeaCacheAdapter {
-    /// The reference coefficients of `variant` in `mode` (the built-in presets of the TeaCache module).
+    /// The reference coefficients of `variant` in `mode`.
     public static func preset(_ variant: WanVariant, _ mode: WanTeaCacheMode) -> TeaCachePreset {
         switch (variant, mode) {
         case (.t2v1_3B, .standard): return .wan21T2V1_3B

@@ -69,59 +69,52 @@ public struct WanTransformer: Sendable {
     public let scaleShiftTable: Tensor
     /// `proj_out`.
     public let projOut: Linear
-    /// The number of parameters (scalars) of the model.
-    public let parameterCount: Int
+    /// Which tensor TeaCache compares (``DiffusionTransformer/modulatedInput(_:)``): `temb` in the
+    /// script's default mode, `timestep_proj` with retention steps. It changes nothing else.
+    public var teaCacheMode: WanTeaCacheMode = .standard
 
     /// Stored tensors diffusers 0.42.1 ignores when loading a `WanTransformer3DModel` (its
     /// `_keys_to_ignore_on_load_unexpected`): no Wan layer has them, and old checkpoints carry them.
+    /// Declared once in ``WanFamily/weightRules``, so every way of loading drops them alike.
     public static let ignoredWeightPatterns = ["norm_added_q"]
 
-    /// Builds the model, taking every parameter from `loader`, and checks the loader has nothing left
-    /// other than tensors diffusers ignores (``ignoredWeightPatterns``). Every way of loading stored
-    /// weights (a tensor dictionary, a file, a sharded checkpoint, a fixture folder) goes through here,
-    /// so they all drop those tensors alike.
-    /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
-    public init(configuration c: WanConfiguration, loader: WeightLoader) throws(ModelLoadError) {
-        loader.ignoreUnexpected(containing: Self.ignoredWeightPatterns)
-        try c.validate()
+    /// Builds the model, taking every parameter from `weights` (called by ``WanFamily``'s loading
+    /// functions, which check the weights afterwards).
+    init(configuration c: WanConfiguration, weights w: WeightScope) {
         configuration = c
         rotary = WanRotaryEmbedding(configuration: c)
-        patchEmbedding = WanPatchEmbedding(loader, configuration: c)
-        conditionEmbedder = WanConditionEmbedder(loader, configuration: c)
-        blocks = (0..<c.numLayers).map { WanTransformerBlock(loader, "blocks.\($0)", configuration: c) }
-        scaleShiftTable = loader.take("scale_shift_table", shape: [1, 2, c.innerDim])
-        projOut = Linear(loader, "proj_out", in: c.innerDim, out: c.outputTokenWidth)
-        parameterCount = loader.parameterCount
-        try loader.finish()
+        patchEmbedding = WanPatchEmbedding(w["patch_embedding"], configuration: c)
+        conditionEmbedder = WanConditionEmbedder(w["condition_embedder"], configuration: c)
+        blocks = (0..<c.numLayers).map { WanTransformerBlock(w["blocks"][$0], configuration: c) }
+        scaleShiftTable = w["scale_shift_table"].tensor(shape: [1, 2, c.innerDim])
+        projOut = Linear(w["proj_out"], in: c.innerDim, out: c.outputTokenWidth)
     }
 
     /// Builds the model from stored weights (diffusers names). Tensors diffusers ignores when loading
     /// (``ignoredWeightPatterns``) are ignored here too.
-    public init(configuration: WanConfiguration, weights: [String: Tensor]) throws(ModelLoadError) {
-        try self.init(configuration: configuration, loader: WeightLoader(tensors: weights))
+    /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
+    public init(configuration: WanConfiguration, tensors: [String: Tensor]) throws(ModelLoadError) {
+        self = try WanFamily.load(configuration, tensors: tensors)
     }
 
     /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
     /// diffusers `transformer/` folder (see ``WeightsLocation``).
     public init(configuration: WanConfiguration, weightsAt url: URL) throws(ModelLoadError) {
-        try self.init(configuration: configuration, loader: WeightLoader(safetensorsAt: url))
+        self = try WanFamily.load(configuration, weightsAt: url)
     }
 
-    /// Builds a model with random weights following the fixtures' scheme (FORMAT.md §6), including the
-    /// taper of `condition_embedder.time_embedder.linear_1.weight` for a `samplingSteps`-step run on
-    /// the 0…1000 timestep scale (`u = 1000 / samplingSteps`).
-    public init(configuration c: WanConfiguration, randomSeed: UInt64, samplingSteps: Int = 50) throws(ModelLoadError) {
-        guard samplingSteps > 0 else {
-            throw .unsupportedConfig(field: "samplingSteps", value: "\(samplingSteps)", reason: "must be positive")
-        }
-        let frequencies = sinusoidalColumnFrequencies(dim: c.freqDim, downscaleFreqShift: 0)
-        let u = 1000 / Double(samplingSteps)
-        let loader = WeightLoader(randomSeed: randomSeed) { name, tensor in
-            if name == "condition_embedder.time_embedder.linear_1.weight" {
-                taperTimestepColumns(&tensor, frequencies: frequencies, stepSize: u)
-            }
-        }
-        try self.init(configuration: c, loader: loader)
+    /// A model with random weights following the fixtures' scheme (FORMAT.md §6), including the taper
+    /// of `condition_embedder.time_embedder.linear_1.weight` for a `steps`-step run on the 0…1000
+    /// timestep scale (`u = 1000 / steps`).
+    public static func random(configuration: WanConfiguration, seed: UInt64, steps: Int = 50) throws(ModelLoadError) -> WanTransformer {
+        try WanFamily.random(configuration, seed: seed, steps: steps)
+    }
+
+    /// This model with another TeaCache mode.
+    public func withTeaCacheMode(_ mode: WanTeaCacheMode) -> WanTransformer {
+        var m = self
+        m.teaCacheMode = mode
+        return m
     }
 
     /// The model width D.

@@ -19,7 +19,7 @@ struct WanImageToVideoTests {
     @Test func randomWeightsRoundTripThroughTheLoader() throws {
         let c = tinyI2VConfiguration()
         let loader = WeightLoader(randomSeed: 7)
-        let model = try WanTransformer(configuration: c, loader: loader)
+        let model = try WanFamily.build(c, loader).model
         let weights = loader.supplied
         #expect(weights["blocks.1.attn2.add_k_proj.weight"]?.shape == [24, 24])
         #expect(weights["blocks.0.attn2.norm_added_k.weight"]?.shape == [24])
@@ -28,13 +28,13 @@ struct WanImageToVideoTests {
         #expect(weights["patch_embedding.weight"]?.shape == [24, 3, 1, 2, 2])
         #expect(weights["proj_out.weight"]?.shape == [12, 24])
         #expect(weights.keys.filter { $0.contains("pos_embed") }.isEmpty)
-        let reloaded = try WanTransformer(configuration: c, weights: weights)
+        let reloaded = try WanTransformer(configuration: c, tensors: weights)
         let x = Self.input()
         #expect(try model(x) == reloaded(x))
     }
 
     @Test func forwardRunsAndTheImageTokensMatter() throws {
-        let model = try WanTransformer(configuration: tinyI2VConfiguration(), randomSeed: 3)
+        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(), seed: 3)
         var x = Self.input(batch: 2)
         let out = try model(x)
         #expect(out.shape == [2, 3, 2, 4, 4])
@@ -51,7 +51,7 @@ struct WanImageToVideoTests {
     /// LN(ε = 1e-5, affine) → Linear → exact GELU → Linear → LN(ε = 1e-5, affine).
     @Test func imageEmbedderMatchesANaiveComposition() throws {
         let loader = WeightLoader(randomSeed: 11)
-        let emb = WanImageEmbedding(loader, "ie", in: 10, out: 24, positionCount: nil)
+        let emb = WanImageEmbedding(loader.root["ie"], in: 10, out: 24, positionCount: nil)
         let w = loader.supplied.mapValues(doubles)
         let x = randomTensor([2, 3, 10], seed: 5)
         var h = naiveLayerNorm(doubles(x), dim: 10, weight: w["ie.norm1.weight"], bias: w["ie.norm1.bias"], eps: 1e-5)
@@ -70,7 +70,7 @@ struct WanImageToVideoTests {
     /// FLF2V: two images per sample are joined along the tokens and offset by `pos_embed`.
     @Test func positionEmbeddingJoinsImagePairs() throws {
         let loader = WeightLoader(randomSeed: 13)
-        let emb = WanImageEmbedding(loader, "ie", in: 10, out: 24, positionCount: 6)
+        let emb = WanImageEmbedding(loader.root["ie"], in: 10, out: 24, positionCount: 6)
         let x = randomTensor([4, 3, 10], seed: 6)
         let out = try emb(x)
         #expect(out.shape == [2, 6, 24])
@@ -84,7 +84,7 @@ struct WanImageToVideoTests {
             return true
         }
         // The whole model with FLF2V inputs: image batch 2B.
-        let model = try WanTransformer(configuration: tinyI2VConfiguration(posEmbedSeqLen: 10), randomSeed: 2)
+        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(posEmbedSeqLen: 10), seed: 2)
         #expect(try model(Self.input(batch: 1, imageTokens: 5, imageBatch: 2)).shape == [1, 3, 2, 4, 4])
     }
 
@@ -93,7 +93,7 @@ struct WanImageToVideoTests {
     @Test func imageTokensWithoutAddedProjectionsJoinTheTextContext() throws {
         var c = tinyI2VConfiguration()
         c.addedKVProjDim = nil
-        let model = try WanTransformer(configuration: c, randomSeed: 4)
+        let model = try WanTransformer.random(configuration: c, seed: 4)
         let x = Self.input()
         let prepared = try model.prepare(x)
         #expect(prepared.blocks.image == nil)
@@ -113,7 +113,7 @@ struct WanImageToVideoTests {
     /// text-to-video configuration.
     @Test func withoutImageTokensTheImagePathAddsNothing() throws {
         let loader = WeightLoader(randomSeed: 3)
-        let i2v = try WanTransformer(configuration: tinyI2VConfiguration(), loader: loader)
+        let i2v = try WanFamily.build(tinyI2VConfiguration(), loader).model
         var x = Self.input()
         x.encoderHiddenStatesImage = nil
         var t2vConfig = tinyI2VConfiguration()
@@ -124,7 +124,7 @@ struct WanImageToVideoTests {
             !$0.key.contains("image_embedder") && !$0.key.contains("add_k_proj") && !$0.key.contains("add_v_proj")
                 && !$0.key.contains("norm_added_k")
         }
-        let t2v = try WanTransformer(configuration: t2vConfig, weights: kept)
+        let t2v = try WanTransformer(configuration: t2vConfig, tensors: kept)
         #expect(try i2v(x) == t2v(x))
     }
 }

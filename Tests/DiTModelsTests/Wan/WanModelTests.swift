@@ -41,7 +41,7 @@ struct WanModelTests {
     /// The patch embedding equals a direct Conv3d (kernel = stride = patch) written as loops.
     @Test func patchEmbeddingIsAStridedConvolution() throws {
         let loader = WeightLoader(randomSeed: 5)
-        let pe = WanPatchEmbedding(loader, configuration: Self.t2v)
+        let pe = WanPatchEmbedding(loader.root["patch_embedding"], configuration: Self.t2v)
         let w = doubles(loader.supplied["patch_embedding.weight"]!)  // [24, 3, 1, 2, 2]
         let bias = doubles(loader.supplied["patch_embedding.bias"]!)
         let x = randomTensor([1, 3, 2, 4, 6], seed: 8)
@@ -60,7 +60,7 @@ struct WanModelTests {
     }
 
     @Test func outputShapeAndErrorsOnBadInputs() throws {
-        let model = try WanTransformer(configuration: Self.t2v, randomSeed: 1)
+        let model = try WanTransformer.random(configuration: Self.t2v, seed: 1)
         let good = WanInput(hiddenStates: randomTensor([2, 3, 2, 4, 4], seed: 1),
                             timestep: try Tensor(shape: [1], scalars: [500]),
                             encoderHiddenStates: randomTensor([2, 6, 8], seed: 2))
@@ -92,7 +92,7 @@ struct WanModelTests {
 
     /// A timestep of shape [1] is broadcast over the batch, as diffusers' broadcasting does.
     @Test func scalarTimestepBroadcasts() throws {
-        let model = try WanTransformer(configuration: Self.t2v, randomSeed: 1)
+        let model = try WanTransformer.random(configuration: Self.t2v, seed: 1)
         var x = WanInput(hiddenStates: randomTensor([2, 3, 1, 2, 2], seed: 1), timestep: try Tensor(shape: [1], scalars: [300]),
                          encoderHiddenStates: randomTensor([2, 3, 8], seed: 2))
         let a = try model(x)
@@ -102,13 +102,13 @@ struct WanModelTests {
 
     @Test func missingAndMisshapedWeightsAreListedTogether() throws {
         let loader = WeightLoader(randomSeed: 1)
-        _ = try WanTransformer(configuration: Self.t2v, loader: loader)
+        _ = try WanFamily.build(Self.t2v, loader).model
         var weights = loader.supplied
         weights["blocks.0.attn1.to_q.weight"] = nil
         weights["proj_out.bias"] = try Tensor(zeros: [3])
         weights["blocks.0.norm2.weight"] = try Tensor(zeros: [24])  // cross_attn_norm is false
         weights["blocks.0.attn2.norm_added_q.weight"] = try Tensor(zeros: [24])  // ignored, as in diffusers
-        #expect { try WanTransformer(configuration: Self.t2v, weights: weights) } throws: { e in
+        #expect { try WanTransformer(configuration: Self.t2v, tensors: weights) } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing == ["blocks.0.attn1.to_q.weight"] && unexpected == ["blocks.0.norm2.weight"]
                 && misshaped.map(\.name) == ["proj_out.bias"]
@@ -116,12 +116,12 @@ struct WanModelTests {
     }
 
     @Test func randomInitTapersTheTimestepColumns() throws {
-        let a = try WanTransformer(configuration: Self.t2v, randomSeed: 9, samplingSteps: 12)
+        let a = try WanTransformer.random(configuration: Self.t2v, seed: 9, steps: 12)
         let w = a.conditionEmbedder.timeEmbedder.linear1.weight  // [24, 16]
         // Column 0 (frequency 1, cos) is scaled by max(exp(−0.5·(83.3/0.1)²), 0.02) = 0.02; the last
         // frequency 10000^(−7/8) ≈ 3.2e-4 keeps a factor exp(−0.5·(0.265)²) ≈ 0.966.
         let untapered = WeightLoader(randomSeed: 9)
-        _ = try WanTransformer(configuration: Self.t2v, loader: untapered)
+        _ = try WanFamily.build(Self.t2v, untapered).model
         let raw = untapered.supplied["condition_embedder.time_embedder.linear_1.weight"]!
         let f7 = Foundation.pow(10000.0, -7.0 / 8.0)
         let k7 = Float(Foundation.exp(-0.5 * Foundation.pow(1000.0 / 12 * f7 / 0.1, 2)))
@@ -129,6 +129,6 @@ struct WanModelTests {
             #expect(abs(w[r, 0] - raw[r, 0] * 0.02) <= 1e-7)
             #expect(abs(w[r, 15] - raw[r, 15] * k7) <= 1e-6)
         }
-        #expect(throws: ModelLoadError.self) { try WanTransformer(configuration: Self.t2v, randomSeed: 1, samplingSteps: 0) }
+        #expect(throws: ModelLoadError.self) { try WanTransformer.random(configuration: Self.t2v, seed: 1, steps: 0) }
     }
 }

@@ -36,7 +36,7 @@ struct WanTeaCacheTests {
         let url = Fixtures.folder("wan21").appendingPathComponent("sampling.json")
         let s = try JSONDecoder().decode(Sampling.self, from: Data(contentsOf: url))
         let config = try WanConfiguration.load(Fixtures.folder("wan21").appendingPathComponent("config.json"))
-        let model = try WanTransformer(configuration: config, weights: Fixtures.tensors("wan21", "model.safetensors"))
+        let model = try WanTransformer(configuration: config, tensors: Fixtures.tensors("wan21", "model.safetensors"))
         return (s, try Fixtures.tensors("wan21", "sampling.safetensors"), model, s.cfg.guidance_scale)
     }
 
@@ -70,7 +70,7 @@ struct WanTeaCacheTests {
         let record = try #require(s.records.first { $0.use_ret_steps == (mode == .retention) })
         let config = try TeaCacheConfiguration.faithful(coefficients: record.coefficients, threshold: record.threshold,
                                                         schedule: mode.schedule)
-        let cached = CachedTransformer(model: WanTeaCacheAdapter(model: model, mode: mode), configuration: config)
+        let cached = CachedTransformer(model: model.withTeaCacheMode(mode), configuration: config)
         try cached.beginRun(steps: s.num_steps)
         let final = try Self.sample(t, steps: s.num_steps, guidance: g) { input, branch in try cached(input, branch: branch) }
         let trace = try #require(cached.endRun())
@@ -113,7 +113,7 @@ struct WanTeaCacheTests {
         let record = try #require(s.records.first { !$0.use_ret_steps })
         let config = try TeaCacheConfiguration.faithful(coefficients: record.coefficients, threshold: record.threshold,
                                                         schedule: WanTeaCacheMode.standard.schedule)
-        let cached = CachedTransformer(model: WanTeaCacheAdapter(model: model, mode: .standard), configuration: config)
+        let cached = CachedTransformer(model: model.withTeaCacheMode(.standard), configuration: config)
         try cached.beginRun(steps: s.num_steps)
         _ = try Self.sample(t, steps: s.num_steps, guidance: g) { input, branch in try cached(input, branch: branch) }
         let trace = try #require(cached.endRun())
@@ -122,7 +122,7 @@ struct WanTeaCacheTests {
         #expect(uncondDistances.allSatisfy { $0 > 0.01 })
 
         // One shared branch key for both calls (a wrong port) gives different results.
-        let shared = CachedTransformer(model: WanTeaCacheAdapter(model: model, mode: .standard), configuration: config)
+        let shared = CachedTransformer(model: model.withTeaCacheMode(.standard), configuration: config)
         try shared.beginRun(steps: 2 * s.num_steps)
         let wrong = try Self.sample(t, steps: s.num_steps, guidance: g) { input, _ in try shared(input, branch: .cond) }
         #expect(try Tensor.relativeL2(wrong, #require(t[record.final_cached_tensor])) > 1e-3)
@@ -133,8 +133,8 @@ struct WanTeaCacheTests {
         let f = try Fixtures.tensors("wan21", "forward.safetensors")
         let x = WanInput(hiddenStates: try #require(f["input.hidden_states"]), timestep: try #require(f["input.timestep"]),
                          encoderHiddenStates: try #require(f["input.encoder_hidden_states"]))
-        let standard = WanTeaCacheAdapter(model: model, mode: .standard)
-        let retention = WanTeaCacheAdapter(model: model, mode: .retention)
+        let standard = model.withTeaCacheMode(.standard)
+        let retention = model.withTeaCacheMode(.retention)
         let state = try standard.prepare(x)
         // rel L2 ≤ 1e-4 as for the forward (FORMAT.md §7).
         #expect(try Tensor.relativeL2(standard.modulatedInput(state), #require(f["teacache.modulated_input_temb"])) <= 1e-4)
@@ -142,15 +142,15 @@ struct WanTeaCacheTests {
         #expect(state.streams.map(\.shape) == [[1, 32, 32]])
 
         // Coefficients per variant and mode come from the TeaCache module's presets (spec §2.2).
-        #expect(WanTeaCacheAdapter.preset(.t2v1_3B, .retention).coefficients
+        #expect(WanTransformer.preset(.t2v1_3B, .retention).coefficients
                 == [-5.21862437e+04, 9.23041404e+03, -5.28275948e+02, 1.36987616e+01, -4.99875664e-02])
-        #expect(WanTeaCacheAdapter.preset(.i2v720P, .standard).coefficients
+        #expect(WanTransformer.preset(.i2v720P, .standard).coefficients
                 == [-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683])
         for v in WanVariant.allCases {
-            #expect(WanTeaCacheAdapter.preset(v, .standard).schedule == .wan21(useRetentionSteps: false))
-            #expect(WanTeaCacheAdapter.preset(v, .retention).schedule == .wan21(useRetentionSteps: true))
+            #expect(WanTransformer.preset(v, .standard).schedule == WanTeaCacheMode.standard.schedule)
+            #expect(WanTransformer.preset(v, .retention).schedule == WanTeaCacheMode.retention.schedule)
         }
-        let c = try retention.configuration(variant: .t2v14B, threshold: 0.3)
+        let c = try retention.teaCacheConfiguration(variant: .t2v14B, threshold: 0.3)
         #expect(c.threshold == 0.3 && c.schedule.retainFirstSteps == 5 && !c.schedule.forceLastStep)
         // README table: T2V 1.3B with ret steps, 97 s → 41 s at 0.10.
         let table = try #require(WanPublishedLatency.all.first { $0.variant == .t2v1_3B && $0.mode == .retention })
@@ -167,7 +167,7 @@ struct WanTeaCacheTests {
     }
 
     @Test func stateSelectionGathersBatchElements() throws {
-        let model = try WanTransformer(configuration: tinyI2VConfiguration(), randomSeed: 1)
+        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(), seed: 1)
         let x = WanImageToVideoTests.input(batch: 3)
         let full = try model.prepare(x)
         let sub = try full.selecting(batch: [2, 0])

@@ -14,8 +14,8 @@ import Tensors
         return try FluxTransformer(configuration: config, tensors: Fixtures.tensors(family, "model.safetensors"))
     }
 
-    static func inputs(_ t: [String: Tensor]) throws -> FluxInputs {
-        FluxInputs(hiddenStates: try #require(t["input.hidden_states"]),
+    static func inputs(_ t: [String: Tensor]) throws -> FluxInput {
+        FluxInput(hiddenStates: try #require(t["input.hidden_states"]),
                    encoderHiddenStates: try #require(t["input.encoder_hidden_states"]),
                    pooledProjections: try #require(t["input.pooled_projections"]),
                    timestep: try #require(t["input.timestep"]),
