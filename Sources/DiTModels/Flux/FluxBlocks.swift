@@ -20,8 +20,8 @@ public struct FluxDoubleStreamBlock: Sendable {
         norm1 = AdaLayerNormZero(weights["norm1"], dim: d)
         norm1Context = AdaLayerNormZero(weights["norm1_context"], dim: d)
         attention = FluxJointAttention(weights["attn"], dim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim)
-        ff = FeedForward(weights["ff"], dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
-        ffContext = FeedForward(weights["ff_context"], dim: d, inner: c.mlpHiddenDim, approximation: .tanh)
+        ff = FeedForward(weights["ff"], dim: d, inner: c.mlpHiddenDim, activation: .gelu(.tanh))
+        ffContext = FeedForward(weights["ff_context"], dim: d, inner: c.mlpHiddenDim, activation: .gelu(.tanh))
     }
 
     /// Updates `image` `[B, S, D]` and `text` `[B, L, D]` with conditioning `temb` `[B, D]`.

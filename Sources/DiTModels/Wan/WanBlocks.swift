@@ -111,7 +111,7 @@ public struct WanTransformerBlock: Sendable {
         attn1 = WanAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, eps: c.eps)
         attn2 = WanAttention(w["attn2"], dim: d, heads: c.numAttentionHeads, eps: c.eps, addedKVDim: c.addedKVProjDim)
         norm2 = c.crossAttnNorm ? AffineLayerNorm(w["norm2"], dim: d, eps: c.eps) : nil
-        ffn = FeedForward(w["ffn"], dim: d, inner: c.ffnDim, approximation: .tanh)
+        ffn = FeedForward(w["ffn"], dim: d, inner: c.ffnDim, activation: .gelu(.tanh))
         scaleShiftTable = w["scale_shift_table"].tensor(shape: [1, 6, d])
         eps = c.eps
     }

@@ -23,7 +23,7 @@ public struct WanImageEmbedding: Sendable {
     /// Takes `norm1`, `ff.net.{0.proj,2}`, `norm2` and, when `positionCount` is set, `pos_embed` of the scope.
     public init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
         norm1 = AffineLayerNorm(w["norm1"], dim: inFeatures, eps: Self.eps)
-        feedForward = FeedForward(w["ff"], dim: inFeatures, inner: inFeatures, out: outFeatures, approximation: .none)
+        feedForward = FeedForward(w["ff"], dim: inFeatures, inner: inFeatures, out: outFeatures, activation: .gelu(.none))
         norm2 = AffineLayerNorm(w["norm2"], dim: outFeatures, eps: Self.eps)
         positionEmbedding = positionCount.map { w["pos_embed"].tensor(shape: [1, $0, inFeatures]) }
     }
