@@ -52,19 +52,19 @@ public struct FluxTransformer: Sendable {
     /// The validated configuration.
     public let configuration: FluxConfiguration
     /// `time_text_embed`.
-    public let timeTextEmbed: FluxTimeTextEmbedding
+    let timeTextEmbed: FluxTimeTextEmbedding
     /// `context_embedder` and `x_embedder`.
-    public let contextEmbedder: Linear
+    let contextEmbedder: Linear
     /// `x_embedder`: latent tokens → width.
-    public let xEmbedder: Linear
+    let xEmbedder: Linear
     /// `transformer_blocks` and `single_transformer_blocks`.
-    public let doubleBlocks: [FluxDoubleStreamBlock]
+    let doubleBlocks: [FluxDoubleStreamBlock]
     /// `single_transformer_blocks`.
-    public let singleBlocks: [FluxSingleStreamBlock]
+    let singleBlocks: [FluxSingleStreamBlock]
     /// `norm_out` and `proj_out`.
-    public let normOut: AdaLayerNormContinuous
+    let normOut: AdaLayerNormContinuous
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
 
     /// Builds the model, taking every parameter from `weights` by its diffusers name (called by
     /// ``FluxFamily``'s loading functions, which check the weights afterwards).

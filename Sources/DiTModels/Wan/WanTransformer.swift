@@ -58,17 +58,17 @@ public struct WanTransformer: Sendable {
     /// The validated configuration.
     public let configuration: WanConfiguration
     /// The 3-D rotary embedding.
-    public let rotary: WanRotaryEmbedding
+    let rotary: WanRotaryEmbedding
     /// `patch_embedding` (Conv3d as a matmul).
-    public let patchEmbedding: WanPatchEmbedding
+    let patchEmbedding: WanPatchEmbedding
     /// `condition_embedder` (time, text and image).
-    public let conditionEmbedder: WanConditionEmbedder
+    let conditionEmbedder: WanConditionEmbedder
     /// `blocks`.
-    public let blocks: [WanTransformerBlock]
+    let blocks: [WanTransformerBlock]
     /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
-    public let scaleShiftTable: Tensor
+    let scaleShiftTable: Tensor
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
     /// Which tensor TeaCache compares (``DiffusionTransformer/modulatedInput(_:)``): `temb` in the
     /// script's default mode, `timestep_proj` with retention steps. It changes nothing else.
     public var teaCacheMode: WanTeaCacheMode = .standard
