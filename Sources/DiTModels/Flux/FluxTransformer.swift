@@ -51,6 +51,10 @@ public struct FluxState: Sendable {
 public struct FluxTransformer: Sendable {
     /// The validated configuration.
     public let configuration: FluxConfiguration
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``FluxConfiguration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses inputs
+    /// beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// `time_text_embed`.
     let timeTextEmbed: FluxTimeTextEmbedding
     /// `context_embedder` and `x_embedder`.
@@ -172,6 +176,8 @@ public struct FluxTransformer: Sendable {
             throw fail("encoder_hidden_states must be [\(b), L, \(c.jointAttentionDim)], got \(e)")
         }
         let l = e[1]
+        try memoryBudget.check("FLUX forward of batch \(b), \(s) image + \(l) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l)))
         guard x.pooledProjections.shape == [b, c.pooledProjectionDim] else {
             throw fail("pooled_projections must be [\(b), \(c.pooledProjectionDim)], got \(x.pooledProjections.shape)")
         }
