@@ -74,6 +74,9 @@ public protocol DiTFamily: SendableMetatype {
     static var defaultPreset: TeaCachePreset { get }
     /// Thresholds that show a useful range of skip rates on the demo's default model.
     static var demoThresholds: [Double] { get }
+    /// Published MagCache ratios for this family (default none: calibrate them with `teacache calibrate
+    /// --policy magcache`).
+    static var magCachePresets: [MagCachePreset] { get }
 
     // MARK: Benchmark and demo shape
 
@@ -124,6 +127,7 @@ extension DiTFamily {
     public static func velocity(_ configuration: Configuration) -> VelocityConvention { .identity }
     public static var guidanceScale: Float? { nil }
     public static var defaultPreset: TeaCachePreset { presets[0] }
+    public static var magCachePresets: [MagCachePreset] { [] }
     public static func fixtureName(configuration: Configuration) -> String? { fixtureNames.first }
     public static var residualNames: [String] { ["teacache.residual", "teacache.residual_encoder"] }
     public static func model(_ model: Model, for record: SamplingRecord) throws -> Model { model }
