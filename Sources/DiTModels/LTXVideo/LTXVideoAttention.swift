@@ -36,7 +36,7 @@ public struct LTXVideoRotaryTables: Sendable {
 }
 
 /// Linear layers reading the same input, stacked into one sgemm (with or without biases, as the
-/// configuration says), split after the product.
+/// configuration says); the parts are read from the product's column blocks.
 struct LTXVideoStackedLinear: Sendable {
     let stacked: Linear
     let widths: [Int]
@@ -47,10 +47,6 @@ struct LTXVideoStackedLinear: Sendable {
         let weight = (try? Tensor.concatenate(parts.map(\.weight), axis: 0)) ?? Tensor(scalar: 0)
         let b = bias ? ((try? Tensor.concatenate(parts.compactMap(\.bias), axis: 0)) ?? Tensor(scalar: 0)) : nil
         stacked = Linear(weight: weight, bias: b)
-    }
-
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> [Tensor] {
-        try stacked(x).split(sizes: widths, axis: -1)
     }
 }
 
@@ -97,12 +93,14 @@ public struct LTXVideoAttention: Sendable {
         self.kind = kind
     }
 
-    /// Self-attention of `x` `[B, S, D]` with the rotary tables.
+    /// Self-attention of `x` `[B, S, D]` with the rotary tables. q and k are normalised and rotated in
+    /// one pass each, straight from the stacked q/k/v product.
     public func selfAttention(_ x: Tensor, rotary: LTXVideoRotaryTables) throws(TensorError) -> Tensor {
-        let p = try stacked(x)
-        let q = try rotary.apply(rmsNorm(p[0], weight: normQ, eps: Self.qkNormEps))
-        let k = try rotary.apply(rmsNorm(p[1], weight: normK, eps: Self.qkNormEps))
-        return try toOut(attention(query: q, key: k, value: p[2], heads: heads))
+        let p = try stacked.stacked(x)
+        let q = try LTXVideoKernels.normalizedColumns(p, part: 0, parts: 3, weight: normQ, eps: Self.qkNormEps, rotary: rotary)
+        let k = try LTXVideoKernels.normalizedColumns(p, part: 1, parts: 3, weight: normK, eps: Self.qkNormEps, rotary: rotary)
+        let v = LTXVideoKernels.columns(p, part: 2, parts: 3)
+        return try toOut(attention(query: q, key: k, value: v, heads: heads))
     }
 
     /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]` with an optional additive bias
@@ -112,8 +110,9 @@ public struct LTXVideoAttention: Sendable {
             throw .invalidArgument(operation: "LTX attention", reason: "a self-attention layer cannot attend to a context")
         }
         let q = try rmsNorm(toQ(x), weight: normQ, eps: Self.qkNormEps)
-        let kv = try stacked(context)
-        let k = try rmsNorm(kv[0], weight: normK, eps: Self.qkNormEps)
-        return try toOut(attention(query: q, key: k, value: kv[1], heads: heads, mask: bias.map { .additive($0) }))
+        let kv = try stacked.stacked(context)
+        let k = try LTXVideoKernels.normalizedColumns(kv, part: 0, parts: 2, weight: normK, eps: Self.qkNormEps, rotary: nil)
+        let v = LTXVideoKernels.columns(kv, part: 1, parts: 2)
+        return try toOut(attention(query: q, key: k, value: v, heads: heads, mask: bias.map { .additive($0) }))
     }
 }

@@ -87,9 +87,11 @@ public struct LTXVideoTransformerBlock: Sendable {
     public func callAsFunction(_ h: Tensor, _ ctx: LTXVideoBlockContext) throws(TensorError) -> Tensor {
         let m = try modulation(ctx.temb)
         var h = h
-        h = try h + attn1.selfAttention(attentionInput(h, m), rotary: ctx.rotary) * m.gateMSA
-        h = try h + attn2.crossAttention(h, context: ctx.context, bias: ctx.attentionBias)
-        h = try h + ff(norm2(h, scale: m.scaleMLP, shift: m.shiftMLP)) * m.gateMLP
+        h = try LTXVideoKernels.gatedResidual(h, attn1.selfAttention(attentionInput(h, m), rotary: ctx.rotary), gate: m.gateMSA)
+        var cross = try attn2.crossAttention(h, context: ctx.context, bias: ctx.attentionBias)
+        try cross.add(h)
+        h = cross
+        h = try LTXVideoKernels.gatedResidual(h, ff(norm2(h, scale: m.scaleMLP, shift: m.shiftMLP)), gate: m.gateMLP)
         return h
     }
 }
