@@ -29,8 +29,8 @@ public struct LTXVideoConfiguration: DiTConfiguration {
     public var crossAttentionDim: Int
     /// Number of transformer blocks.
     public var numLayers: Int
-    /// The feed-forward activation (`activation_fn`): `gelu`, `gelu-approximate`, `geglu`, `swiglu`,
-    /// `linear-silu`.
+    /// The feed-forward activation (`activation_fn`): `gelu`, `gelu-approximate`, `geglu`,
+    /// `geglu-approximate` (diffusers' `ApproximateGELU`, `x·σ(1.702·x)`), `swiglu`, `linear-silu`.
     public var activationFn: String
     /// The query/key normalisation; diffusers 0.42.1 implements only `rms_norm_across_heads`.
     public var qkNorm: String?
@@ -77,8 +77,12 @@ public struct LTXVideoConfiguration: DiTConfiguration {
     /// The feed-forward hidden width (diffusers' `FeedForward` default `mult = 4`).
     public var ffnDim: Int { 4 * innerDim }
 
-    /// The feed-forward activation named by ``activationFn`` (nil when unsupported).
+    /// The feed-forward activation named by ``activationFn`` among the shared ``FeedForward``'s (nil for
+    /// `geglu-approximate`, which ``LTXVideoFeedForward`` implements, and for unknown names).
     public var feedForwardActivation: FeedForwardActivation? { FeedForwardActivation(diffusersName: activationFn) }
+
+    /// diffusers' name of the `ApproximateGELU` feed-forward.
+    public static let approximateGELUName = "geglu-approximate"
 
     /// Checks every field.
     /// - Throws: ``ModelLoadError/unsupportedConfig(field:value:reason:)`` naming the first bad field.
@@ -118,9 +122,9 @@ public struct LTXVideoConfiguration: DiTConfiguration {
             throw .unsupportedConfig(field: "qk_norm", value: qkNorm ?? "null",
                                      reason: "diffusers 0.42.1 LTXAttention implements only \"rms_norm_across_heads\"")
         }
-        guard feedForwardActivation != nil else {
+        guard feedForwardActivation != nil || activationFn == Self.approximateGELUName else {
             throw .unsupportedConfig(field: "activation_fn", value: activationFn,
-                                     reason: "supported: gelu, gelu-approximate, geglu, swiglu, linear-silu")
+                                     reason: "diffusers' FeedForward accepts gelu, gelu-approximate, geglu, geglu-approximate, swiglu, linear-silu")
         }
         guard normEps.isFinite, normEps >= 0 else {
             throw .unsupportedConfig(field: "norm_eps", value: "\(normEps)", reason: "must be a finite number >= 0")

@@ -7,7 +7,7 @@ import Tensors
 struct LTXVideoBenchTests {
     /// The analytic FLOP count equals an independent count from the weight shapes: every 2-D weight
     /// `[out, in]` costs `2·out·in` per row it is applied to, plus `4·S·K·D` per attention over K keys.
-    @Test(arguments: ["gelu-approximate", "geglu"])
+    @Test(arguments: ["gelu-approximate", "geglu", "geglu-approximate"])
     func flopCountMatchesTheWeightShapes(activation: String) throws {
         var c = tinyLTXConfiguration()
         c.activationFn = activation
