@@ -47,7 +47,7 @@ public struct LTXVideoTransformerBlock: Sendable {
     public let attn2: LTXVideoAttention
     let norm1: LTXVideoModulatedRMSNorm
     let norm2: LTXVideoModulatedRMSNorm
-    public let ff: LTXVideoFeedForward
+    public let ff: FeedForward
     /// `[6, D]`.
     public let scaleShiftTable: Tensor
     let dim: Int
@@ -61,7 +61,7 @@ public struct LTXVideoTransformerBlock: Sendable {
         attn1 = LTXVideoAttention(w["attn1"], kind: .selfAttention, configuration: c)
         norm2 = LTXVideoModulatedRMSNorm(weight: affine ? w["norm2"].tensor("weight", shape: [d]) : nil, eps: c.normEps)
         attn2 = LTXVideoAttention(w["attn2"], kind: .crossAttention, configuration: c)
-        ff = LTXVideoFeedForward(w["ff"], configuration: c)
+        ff = FeedForward(w["ff"], dim: c.innerDim, inner: c.ffnDim, activation: c.feedForwardActivation ?? .gelu(.tanh))
         scaleShiftTable = w["scale_shift_table"].tensor(shape: [6, d])
     }
 

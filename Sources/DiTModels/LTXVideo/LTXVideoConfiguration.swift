@@ -77,12 +77,9 @@ public struct LTXVideoConfiguration: DiTConfiguration {
     /// The feed-forward hidden width (diffusers' `FeedForward` default `mult = 4`).
     public var ffnDim: Int { 4 * innerDim }
 
-    /// The feed-forward activation named by ``activationFn`` among the shared ``FeedForward``'s (nil for
-    /// `geglu-approximate`, which ``LTXVideoFeedForward`` implements, and for unknown names).
+    /// The feed-forward activation named by ``activationFn`` (nil for a name diffusers' `FeedForward`
+    /// does not accept).
     public var feedForwardActivation: FeedForwardActivation? { FeedForwardActivation(diffusersName: activationFn) }
-
-    /// diffusers' name of the `ApproximateGELU` feed-forward.
-    public static let approximateGELUName = "geglu-approximate"
 
     /// Checks every field.
     /// - Throws: ``ModelLoadError/unsupportedConfig(field:value:reason:)`` naming the first bad field.
@@ -122,7 +119,7 @@ public struct LTXVideoConfiguration: DiTConfiguration {
             throw .unsupportedConfig(field: "qk_norm", value: qkNorm ?? "null",
                                      reason: "diffusers 0.42.1 LTXAttention implements only \"rms_norm_across_heads\"")
         }
-        guard feedForwardActivation != nil || activationFn == Self.approximateGELUName else {
+        guard feedForwardActivation != nil else {
             throw .unsupportedConfig(field: "activation_fn", value: activationFn,
                                      reason: "diffusers' FeedForward accepts gelu, gelu-approximate, geglu, geglu-approximate, swiglu, linear-silu")
         }

@@ -80,6 +80,9 @@ public enum LTXVideoFamily: DiTFamily {
         let b = try sizes.positive("batch"), f = try sizes.positive("latent_frames")
         let h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
         let l = try sizes.positive("text_tokens")
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, f, h, w, c.inChannels])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, max(c.captionChannels, c.innerDim)])
         let s = f * h * w
         return ForwardCost(
             summary: "LTX-Video \(c.innerDim)-wide, \(c.numLayers) blocks, \(s) video + \(l) text tokens, batch \(b)",

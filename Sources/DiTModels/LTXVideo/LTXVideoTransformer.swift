@@ -63,6 +63,10 @@ public struct LTXVideoState: Sendable {
 public struct LTXVideoTransformer: Sendable {
     /// The validated configuration.
     public let configuration: LTXVideoConfiguration
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``LTXVideoConfiguration/activationBytesEstimate(batch:videoTokens:textTokens:)``) and refuses inputs
+    /// beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// `proj_in`.
     public let projIn: Linear
     /// `time_embed` (AdaLayerNormSingle).
@@ -134,6 +138,8 @@ public struct LTXVideoTransformer: Sendable {
             throw fail("encoder_hidden_states must be [B = \(b), L, caption_channels = \(c.captionChannels)], got \(text.shape)")
         }
         let l = text.shape[1]
+        try memoryBudget.check("LTX-Video forward of batch \(b), \(s) video + \(l) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, videoTokens: s, textTokens: l)))
         let named: [(String, Tensor?)] = [("hidden_states", x), ("encoder_hidden_states", text),
                                           ("timestep", input.timestep), ("encoder_attention_mask", input.encoderAttentionMask),
                                           ("video_coords", input.videoCoords)]

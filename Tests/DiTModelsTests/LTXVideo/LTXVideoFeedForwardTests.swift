@@ -12,7 +12,7 @@ struct LTXVideoFeedForwardTests {
         c.activationFn = "geglu-approximate"
         try c.validate()
         let loader = WeightLoader(randomSeed: 9)
-        let ff = LTXVideoFeedForward(loader.root["ff"], configuration: c)
+        let ff = FeedForward(loader.root["ff"], dim: c.innerDim, inner: c.ffnDim, activation: try #require(c.feedForwardActivation))
         try loader.finish()
         let s = loader.supplied
         #expect(s["ff.net.0.proj.weight"]?.shape == [4 * 28, 28], "not gated: inner × dim")
