@@ -38,3 +38,19 @@ extension LTXVideoTransformer: DiffusionTransformer {
     public typealias Input = LTXVideoInput
     public typealias State = LTXVideoState
 }
+
+/// LTX-Video block by block (First-Block Cache): the transformer blocks, then the output norm and its
+/// modulation, which lie outside the blocks as in diffusers (the span First-Block Cache caches is the
+/// blocks' alone).
+extension LTXVideoTransformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: LTXVideoState) -> Int { blocks.count }
+
+    public func runBlock(_ index: Int, _ state: inout LTXVideoState) throws {
+        guard blocks.indices.contains(index) else {
+            throw TensorError.invalidArgument(operation: "LTX-Video block", reason: "block \(index) is outside 0..<\(blocks.count)")
+        }
+        state.tokens = try blocks[index](state.tokens, state.blocks)
+    }
+
+    public func finishBlocks(_ state: inout LTXVideoState) throws { try applyOutputNorm(&state) }
+}

@@ -173,10 +173,17 @@ public struct LTXVideoTransformer: Sendable {
     public func runBlocks(_ state: inout LTXVideoState) throws(TensorError) {
         var h = state.tokens
         for block in blocks { h = try block(h, state.blocks) }
+        state.tokens = h
+        try applyOutputNorm(&state)
+    }
+
+    /// `norm_out(h)·(1 + scale) + shift` with the output `scale_shift_table + embedded_timestep`: the end of
+    /// the span TeaCache caches.
+    func applyOutputNorm(_ state: inout LTXVideoState) throws(TensorError) {
         let e = state.embeddedTimestep
         let (b, t, d) = (e.shape[0], e.shape[1], e.shape[2])
         let ss = try (scaleShiftTable + e.reshaped([b, t, 1, d])).chunked(2, axis: 2)
-        state.tokens = try layerNormModulated(h, eps: Self.outputNormEps, scale: ss[1].reshaped([b, t, d]),
+        state.tokens = try layerNormModulated(state.tokens, eps: Self.outputNormEps, scale: ss[1].reshaped([b, t, d]),
                                               shift: ss[0].reshaped([b, t, d]))
     }
 
