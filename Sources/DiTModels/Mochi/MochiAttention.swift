@@ -23,62 +23,57 @@ struct MochiStackedProjection: Sendable {
 }
 
 /// The text mask as the joint attention uses it: which caption tokens of each sample are valid
-/// (`encoder_attention_mask ≠ 0`), and the key mask `[B, S + L]` of the joint sequence (visual tokens
-/// always attend).
+/// (`encoder_attention_mask ≠ 0`).
+///
+/// diffusers' processor attends each sample separately over `[visual tokens; its valid caption tokens]`
+/// and writes the caption outputs of the valid tokens *in order to the first rows*, zero-padded to L.
+/// This port does the same: ``validRows(_:sample:)`` selects the valid rows (a view for the usual mask of
+/// ones then trailing zeros), ``padded(_:length:)`` lays the outputs out as diffusers' `F.pad` does. A
+/// mask with holes therefore moves rows forward exactly as in diffusers.
 public struct MochiTextMask: Sendable {
     /// The valid caption-token indices of each sample, ascending.
     public let validTokens: [[Int]]
-    /// `[B, S + L]`: 1 for every visual token and every valid caption token, else 0.
-    public let jointKeys: Tensor
     /// Caption tokens per sample (L).
     public let textLength: Int
 
-    /// The mask of `mask` `[B, L]` for `visualTokens` S visual tokens per sample.
-    public init(_ mask: Tensor, visualTokens s: Int) throws(TensorError) {
+    /// The mask of `mask` `[B, L]`.
+    public init(_ mask: Tensor) {
         let (b, l) = (mask.shape[0], mask.shape[1])
         let m = mask.scalars
-        var valid: [[Int]] = []
-        var keys = [Float](repeating: 1, count: b * (s + l))
-        for bi in 0..<b {
-            var v: [Int] = []
-            for j in 0..<l {
-                if m[bi * l + j] != 0 { v.append(j) } else { keys[bi * (s + l) + s + j] = 0 }
-            }
-            valid.append(v)
-        }
-        validTokens = valid
-        jointKeys = try Tensor(shape: [b, s + l], scalars: keys)
+        validTokens = (0..<b).map { bi in (0..<l).filter { m[bi * l + $0] != 0 } }
         textLength = l
     }
 
-    /// The rows of the selected batch elements.
-    func selecting(batch indices: [Int]) throws(TensorError) -> MochiTextMask {
-        MochiTextMask(validTokens: indices.map { validTokens[$0] }, jointKeys: try jointKeys.gatheringRows(indices),
-                      textLength: textLength)
-    }
-
-    private init(validTokens: [[Int]], jointKeys: Tensor, textLength: Int) {
+    private init(validTokens: [[Int]], textLength: Int) {
         self.validTokens = validTokens
-        self.jointKeys = jointKeys
         self.textLength = textLength
     }
 
-    /// diffusers' layout of the caption part of the attention output: it attends only the valid tokens
-    /// of each sample, and writes their outputs *in order to the first rows*, zero-padded to L. For the
-    /// usual mask (ones, then trailing zeros) that only zeroes the padding rows; a mask with holes moves
-    /// rows forward, exactly as diffusers' `F.pad` after the per-sample selection does.
-    func compacted(_ text: Tensor) -> Tensor {
-        let (b, l, w) = (text.shape[0], text.shape[1], text.shape[2])
-        return text.withUnsafeBufferPointer { src in
-            Tensor(uninitializedShape: text.shape) { dst in
-                dst.update(repeating: 0)
-                for bi in 0..<b {
-                    for (j, token) in validTokens[bi].enumerated() {
-                        (dst.baseAddress! + (bi * l + j) * w).update(from: src.baseAddress! + (bi * l + token) * w, count: w)
-                    }
+    /// The rows of the selected batch elements.
+    func selecting(batch indices: [Int]) -> MochiTextMask {
+        MochiTextMask(validTokens: indices.map { validTokens[$0] }, textLength: textLength)
+    }
+
+    /// The valid caption rows of sample `b` of `t` `[B, L, W]`, as `[1, n, W]`.
+    func validRows(_ t: Tensor, sample b: Int) throws(TensorError) -> Tensor {
+        let valid = validTokens[b]
+        let one = try t.slice(axis: 0, b..<(b + 1))
+        if valid.last.map({ $0 + 1 == valid.count }) ?? true { return try one.slice(axis: 1, 0..<valid.count) }
+        let w = t.shape[2]
+        return one.withUnsafeBufferPointer { src in
+            Tensor(uninitializedShape: [1, valid.count, w]) { dst in
+                for (j, token) in valid.enumerated() {
+                    (dst.baseAddress! + j * w).update(from: src.baseAddress! + token * w, count: w)
                 }
             }
         }
+    }
+
+    /// `[1, n, W]` outputs zero-padded to `[1, length, W]`.
+    static func padded(_ t: Tensor?, length: Int, width: Int) throws(TensorError) -> Tensor {
+        guard let t, t.shape[1] > 0 else { return try Tensor(zeros: [1, length, width]) }
+        if t.shape[1] == length { return t }
+        return try Tensor.concatenate([t, Tensor(zeros: [1, length - t.shape[1], width])], axis: 1)
     }
 }
 
@@ -89,7 +84,7 @@ public struct MochiTextMask: Sendable {
 /// RMS-normalised (`norm_q`, `norm_k`, `norm_added_q`, `norm_added_k`, ε = 1e-5, learned scale); the visual
 /// queries and keys are rotated by the learned 3-D rotary tables. Each sample attends over
 /// `[visual tokens; its valid caption tokens]`. The visual output goes through `to_out.0` (with bias, back
-/// to D); the caption output (``MochiTextMask/compacted(_:)``) through `to_add_out` (with bias, to P),
+/// to D); the caption output (laid out as ``MochiTextMask`` describes) through `to_add_out` (with bias, to P),
 /// except in the `context_pre_only` block, which has no `to_add_out` and whose caption output nobody reads
 /// (only the visual queries are computed there).
 public struct MochiAttention: Sendable {
@@ -131,8 +126,9 @@ public struct MochiAttention: Sendable {
             .reshaped(shape)
     }
 
-    /// Attends the normalised visual tokens `x` `[B, S, D]` and caption tokens `c` `[B, L, P]` jointly.
-    /// Returns the visual output `[B, S, D]` and, unless `context_pre_only`, the caption output `[B, L, P]`.
+    /// Attends the normalised visual tokens `x` `[B, S, D]` and caption tokens `c` `[B, L, P]` jointly, each
+    /// sample over its visual and valid caption tokens. Returns the visual output `[B, S, D]` and, unless
+    /// `context_pre_only`, the caption output `[B, L, P]`.
     public func callAsFunction(
         visual x: Tensor, text c: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
     ) throws(TensorError) -> (visual: Tensor, text: Tensor?) {
@@ -141,13 +137,22 @@ public struct MochiAttention: Sendable {
         let qv = try RotaryEmbedding.apply(headNorm(pv[0], normQ), cos: rotary.cos, sin: rotary.sin, heads: 1)
         let kv = try RotaryEmbedding.apply(headNorm(pv[1], normK), cos: rotary.cos, sin: rotary.sin, heads: 1)
         let kt = try headNorm(pt[1], normAddedK)
-        let keys = try Tensor.concatenate([kv, kt], axis: 1)
-        let values = try Tensor.concatenate([pv[2], pt[2]], axis: 1)
-        let keyMask = AttentionMask.keys(mask.jointKeys)
-        let visualOut = try toOut(attention(query: qv, key: keys, value: values, heads: heads, mask: keyMask))
-        guard let toAddOut else { return (visualOut, nil) }
-        let qt = try headNorm(pt[0], normAddedQ)
-        let textOut = try attention(query: qt, key: keys, value: values, heads: heads, mask: keyMask)
-        return (visualOut, try toAddOut(mask.compacted(textOut)))
+        let qt = toAddOut == nil ? nil : try headNorm(pt[0], normAddedQ)
+        let (b, l, width) = (x.shape[0], c.shape[1], qv.shape[2])
+        var visualOut: [Tensor] = [], textOut: [Tensor] = []
+        for i in 0..<b {
+            // diffusers' per-sample attention over [visual; valid caption tokens]: no key mask needed.
+            let keys = try Tensor.concatenate([kv.slice(axis: 0, i..<(i + 1)), mask.validRows(kt, sample: i)], axis: 1)
+            let values = try Tensor.concatenate([pv[2].slice(axis: 0, i..<(i + 1)), mask.validRows(pt[2], sample: i)], axis: 1)
+            visualOut.append(try attention(query: qv.slice(axis: 0, i..<(i + 1)), key: keys, value: values, heads: heads))
+            if let qt {
+                let q = try mask.validRows(qt, sample: i)
+                let o = q.shape[1] == 0 ? nil : try attention(query: q, key: keys, value: values, heads: heads)
+                textOut.append(try MochiTextMask.padded(o, length: l, width: width))
+            }
+        }
+        let v = try toOut(b == 1 ? visualOut[0] : Tensor.concatenate(visualOut, axis: 0))
+        guard let toAddOut else { return (v, nil) }
+        return (v, try toAddOut(b == 1 ? textOut[0] : Tensor.concatenate(textOut, axis: 0)))
     }
 }

@@ -146,26 +146,19 @@ extension MochiConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let d = MochiConfiguration()
-        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        func optional<T: Decodable>(_ key: Keys, _ fallback: T?) throws -> T? {
-            guard c.contains(key) else { return fallback }
-            return try c.decodeIfPresent(T.self, forKey: key)
-        }
         self.init(
-            patchSize: try value(.patchSize, d.patchSize),
-            numAttentionHeads: try value(.numAttentionHeads, d.numAttentionHeads),
-            attentionHeadDim: try value(.attentionHeadDim, d.attentionHeadDim),
-            numLayers: try value(.numLayers, d.numLayers),
-            pooledProjectionDim: try value(.pooledProjectionDim, d.pooledProjectionDim),
-            inChannels: try value(.inChannels, d.inChannels),
-            outChannels: try optional(.outChannels, d.outChannelsSetting),
-            qkNorm: try optional(.qkNorm, d.qkNorm),
-            textEmbedDim: try value(.textEmbedDim, d.textEmbedDim),
-            timeEmbedDim: try value(.timeEmbedDim, d.timeEmbedDim),
-            activationFn: try value(.activationFn, d.activationFn),
-            maxSequenceLength: try value(.maxSequenceLength, d.maxSequenceLength)
+            patchSize: try c.diffusersValue(.patchSize, default: d.patchSize),
+            numAttentionHeads: try c.diffusersValue(.numAttentionHeads, default: d.numAttentionHeads),
+            attentionHeadDim: try c.diffusersValue(.attentionHeadDim, default: d.attentionHeadDim),
+            numLayers: try c.diffusersValue(.numLayers, default: d.numLayers),
+            pooledProjectionDim: try c.diffusersValue(.pooledProjectionDim, default: d.pooledProjectionDim),
+            inChannels: try c.diffusersValue(.inChannels, default: d.inChannels),
+            outChannels: try c.diffusersOptional(.outChannels, default: d.outChannelsSetting),
+            qkNorm: try c.diffusersOptional(.qkNorm, default: d.qkNorm),
+            textEmbedDim: try c.diffusersValue(.textEmbedDim, default: d.textEmbedDim),
+            timeEmbedDim: try c.diffusersValue(.timeEmbedDim, default: d.timeEmbedDim),
+            activationFn: try c.diffusersValue(.activationFn, default: d.activationFn),
+            maxSequenceLength: try c.diffusersValue(.maxSequenceLength, default: d.maxSequenceLength)
         )
     }
 }

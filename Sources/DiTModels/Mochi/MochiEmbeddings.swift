@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Tensors
 
 /// The per-frame Conv2d patch embedding (diffusers `PatchEmbed` without position embedding), computed as
@@ -184,5 +185,22 @@ public enum MochiRotaryEmbedding {
             }
         }
         return (try Tensor(shape: [n, width], scalars: cosT), try Tensor(shape: [n, width], scalars: sinT))
+    }
+}
+
+/// The rotary tables of the most recent grid, kept by a model: they depend only on `pos_frequencies`
+/// (fixed per model) and the patched grid, so a sampling loop computes them once instead of on every
+/// call (the values are the same either way).
+final class MochiRotaryCache: Sendable {
+    private struct Entry { let grid: [Int]; let cos: Tensor; let sin: Tensor }
+    private let last = Mutex<Entry?>(nil)
+
+    /// The tables for the patched grid `f × h × w`, computed on a miss.
+    func tables(frequencies: Tensor, frames f: Int, height h: Int, width w: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        let key = [f, h, w]
+        if let e = last.withLock({ $0 }), e.grid == key { return (e.cos, e.sin) }
+        let t = try MochiRotaryEmbedding.tables(frequencies: frequencies, frames: f, height: h, width: w)
+        last.withLock { $0 = Entry(grid: key, cos: t.cos, sin: t.sin) }
+        return t
     }
 }

@@ -37,8 +37,8 @@ public enum MochiFamily: DiTFamily {
     /// Mochi's scheduler inverts sigmas, so the model predicts the negated flow velocity.
     public static func velocity(_ configuration: MochiConfiguration) -> VelocityConvention { .negated }
     public static var presets: [TeaCachePreset] { [.mochi] }
-    /// Measured on the default model (see the README's demo section).
-    public static let demoThresholds = [0.06, 0.09, 0.2]
+    /// Measured on the default model (28 steps, seed 0): 15, 10, 8 and 6 of 28 calls computed.
+    public static let demoThresholds = [0.06, 0.09, 0.15, 0.25]
 
     // MARK: Benchmark shape
 

@@ -21,7 +21,7 @@ extension MochiState: BatchSelectableState {
         s.tokens = try tokens.gatheringRows(indices)
         s.text = try text.gatheringRows(indices)
         s.temb = try temb.gatheringRows(indices)
-        s.mask = try mask.selecting(batch: indices)
+        s.mask = mask.selecting(batch: indices)
         return s
     }
 }

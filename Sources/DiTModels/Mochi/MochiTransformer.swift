@@ -35,7 +35,7 @@ public struct MochiState: Sendable {
     public var temb: Tensor
     /// The rotary tables `[S, H·Dh]`, shared by the batch.
     public var rotary: (cos: Tensor, sin: Tensor)
-    /// The text mask (valid tokens and joint key mask).
+    /// The valid caption tokens of each sample.
     public var mask: MochiTextMask
     /// The latent grid `(F, H, W)` before patching.
     public var grid: (f: Int, h: Int, w: Int)
@@ -66,11 +66,14 @@ public struct MochiTransformer: Sendable {
     public let normOut: AdaLayerNormContinuous
     /// `proj_out` `[p²·out_channels, D]`.
     public let projOut: Linear
+    /// The rotary tables of the last grid seen.
+    let rotaryCache: MochiRotaryCache
 
     /// Builds the model, taking every parameter from `weights` (called by ``MochiFamily``'s loading
     /// functions, which check the weights afterwards).
     init(configuration c: MochiConfiguration, weights w: WeightScope) {
         configuration = c
+        rotaryCache = MochiRotaryCache()
         let d = c.innerDim
         patchEmbedding = MochiPatchEmbedding(w["patch_embed"], configuration: c)
         timeEmbedding = MochiTimestepCaptionEmbedding(w["time_embed"], configuration: c)
@@ -110,8 +113,8 @@ public struct MochiTransformer: Sendable {
         let tokens = try patchEmbedding(input.hiddenStates)
         let (temb, caption) = try timeEmbedding(timesteps: timesteps, text: input.encoderHiddenStates,
                                                 mask: input.encoderAttentionMask)
-        let rotary = try MochiRotaryEmbedding.tables(frequencies: positionFrequencies, frames: grid.f, height: fh, width: fw)
-        let mask = try MochiTextMask(input.encoderAttentionMask, visualTokens: tokens.shape[1])
+        let rotary = try rotaryCache.tables(frequencies: positionFrequencies, frames: grid.f, height: fh, width: fw)
+        let mask = MochiTextMask(input.encoderAttentionMask)
         return MochiState(tokens: tokens, text: caption, temb: temb, rotary: rotary, mask: mask, grid: grid)
     }
 

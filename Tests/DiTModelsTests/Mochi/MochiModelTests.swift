@@ -96,14 +96,19 @@ struct MochiModelTests {
         #expect(relL2(out, try Tensor(shape: out.shape, scalars: ref.map(Float.init))) < 1e-5)
     }
 
-    /// diffusers writes the caption outputs of the valid tokens, in order, to the first rows and zeroes
-    /// the rest; the joint key mask marks every visual token and the valid caption tokens.
-    @Test func textMaskCompactsValidRowsToTheFront() throws {
-        let mask = try MochiTextMask(Tensor(shape: [2, 4], scalars: [1, 0, 1, 1, 0, 0, 0, 0]), visualTokens: 2)
-        #expect(mask.validTokens == [[0, 2, 3], []])
-        #expect(mask.jointKeys.scalars == [1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 0])
-        let rows = try Tensor(shape: [2, 4, 2], scalars: (0..<16).map(Float.init))
-        #expect(mask.compacted(rows).scalars == [0, 1, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    /// diffusers attends each sample over its valid caption tokens and writes their outputs, in order,
+    /// to the first rows, zero-padding the rest.
+    @Test func textMaskSelectsValidRowsAndPadsAtTheEnd() throws {
+        let mask = MochiTextMask(try Tensor(shape: [3, 4], scalars: [1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0]))
+        #expect(mask.validTokens == [[0, 2, 3], [], [0, 1]])
+        let rows = try Tensor(shape: [3, 4, 2], scalars: (0..<24).map(Float.init))
+        #expect(try mask.validRows(rows, sample: 0).scalars == [0, 1, 4, 5, 6, 7])
+        #expect(try mask.validRows(rows, sample: 1).shape == [1, 0, 2])
+        #expect(try mask.validRows(rows, sample: 2).scalars == [16, 17, 18, 19])
+        let p = try MochiTextMask.padded(mask.validRows(rows, sample: 0), length: 4, width: 2)
+        #expect(p.scalars == [0, 1, 4, 5, 6, 7, 0, 0])
+        #expect(try MochiTextMask.padded(nil, length: 4, width: 2).scalars == [Float](repeating: 0, count: 8))
+        #expect(mask.selecting(batch: [2, 0]).validTokens == [[0, 1], [0, 2, 3]])
     }
 
     /// The per-frame patch embedding equals a direct Conv2d (kernel = stride = p) over every frame,
