@@ -22,6 +22,77 @@ struct MochiStackedProjection: Sendable {
     }
 }
 
+/// The visual stream's fused `[q | k | v]` projection `[B, S, 3·H·Dh]` split in one pass into q and k —
+/// each head RMS-normalised (learned scale `[Dh]`, ε = 1e-5) and rotated by the tables `[S, H·Dh]`
+/// (interleaved pairs: `(a·cos − b·sin, b·cos + a·sin)`) — and a copy of v.
+///
+/// The same arithmetic as `rmsNorm` per head followed by ``RotaryEmbedding/apply(_:cos:sin:heads:layout:)``
+/// with one table row per token, without the five intermediate tensors.
+func mochiNormRotateSplit(
+    _ qkv: Tensor, heads: Int, headDim dh: Int, normQ: Tensor, normK: Tensor, cos: Tensor, sin: Tensor
+) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+    let d = heads * dh
+    guard qkv.rank == 3, qkv.shape[2] == 3 * d, dh % 2 == 0, normQ.shape == [dh], normK.shape == [dh],
+          cos.shape == [qkv.shape[1], d], sin.shape == cos.shape else {
+        throw .shapeMismatch(operation: "Mochi q/k norm and rotary", shapes: [qkv.shape, normQ.shape, cos.shape, sin.shape],
+                             reason: "expected [B, S, 3·H·Dh], norms [Dh] and tables [S, H·Dh] with Dh even")
+    }
+    let (b, s) = (qkv.shape[0], qkv.shape[1])
+    let eps = MochiConfiguration.qkEps
+    let shape = [b, s, d]
+    var q = try Tensor(zeros: shape), k = try Tensor(zeros: shape), v = try Tensor(zeros: shape)
+    qkv.withUnsafeBufferPointer { px in
+        cos.withUnsafeBufferPointer { pc in
+            sin.withUnsafeBufferPointer { ps in
+                normQ.withUnsafeBufferPointer { pwq in
+                    normK.withUnsafeBufferPointer { pwk in
+                        q.withUnsafeMutableBufferPointer { pq in
+                            k.withUnsafeMutableBufferPointer { pk in
+                                v.withUnsafeMutableBufferPointer { pv in
+                                    let outs = (pq.baseAddress!, pk.baseAddress!, pv.baseAddress!)
+                                    Parallelism.forEachChunk(b * s, costPerItem: 12 * d) { rows in
+                                        for r in rows {
+                                            let src = px.baseAddress! + r * 3 * d
+                                            let c = pc.baseAddress! + (r % s) * d, sn = ps.baseAddress! + (r % s) * d
+                                            for part in 0..<2 {
+                                                let weight = part == 0 ? pwq.baseAddress! : pwk.baseAddress!
+                                                let out = part == 0 ? outs.0 : outs.1
+                                                for h in 0..<heads {
+                                                    let x = src + part * d + h * dh, o = out + r * d + h * dh
+                                                    let ch = c + h * dh, sh = sn + h * dh
+                                                    var acc = SIMD16<Float>(repeating: 0)
+                                                    var j = 0
+                                                    while j + 16 <= dh {
+                                                        let t = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+                                                        acc += t * t
+                                                        j += 16
+                                                    }
+                                                    var sum = acc.sum()
+                                                    while j < dh { sum += x[j] * x[j]; j += 1 }
+                                                    let inv = 1 / (sum / Float(dh) + eps).squareRoot()
+                                                    var i = 0
+                                                    while i < dh {
+                                                        let a = (x[i] * inv) * weight[i], bb = (x[i + 1] * inv) * weight[i + 1]
+                                                        o[i] = a * ch[i] - bb * sh[i]
+                                                        o[i + 1] = bb * ch[i + 1] + a * sh[i + 1]
+                                                        i += 2
+                                                    }
+                                                }
+                                            }
+                                            (outs.2 + r * d).update(from: src + 2 * d, count: d)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return (q, k, v)
+}
+
 /// The text mask as the joint attention uses it: which caption tokens of each sample are valid
 /// (`encoder_attention_mask ≠ 0`).
 ///
@@ -132,10 +203,9 @@ public struct MochiAttention: Sendable {
     public func callAsFunction(
         visual x: Tensor, text c: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
     ) throws(TensorError) -> (visual: Tensor, text: Tensor?) {
-        let pv = try visual(x)
+        let (qv, kv, vv) = try mochiNormRotateSplit(visual.stacked(x), heads: heads, headDim: headDim, normQ: normQ,
+                                                    normK: normK, cos: rotary.cos, sin: rotary.sin)
         let pt = try text(c)
-        let qv = try RotaryEmbedding.apply(headNorm(pv[0], normQ), cos: rotary.cos, sin: rotary.sin, heads: 1)
-        let kv = try RotaryEmbedding.apply(headNorm(pv[1], normK), cos: rotary.cos, sin: rotary.sin, heads: 1)
         let kt = try headNorm(pt[1], normAddedK)
         let qt = toAddOut == nil ? nil : try headNorm(pt[0], normAddedQ)
         let (b, l, width) = (x.shape[0], c.shape[1], qv.shape[2])
@@ -143,7 +213,7 @@ public struct MochiAttention: Sendable {
         for i in 0..<b {
             // diffusers' per-sample attention over [visual; valid caption tokens]: no key mask needed.
             let keys = try Tensor.concatenate([kv.slice(axis: 0, i..<(i + 1)), mask.validRows(kt, sample: i)], axis: 1)
-            let values = try Tensor.concatenate([pv[2].slice(axis: 0, i..<(i + 1)), mask.validRows(pt[2], sample: i)], axis: 1)
+            let values = try Tensor.concatenate([vv.slice(axis: 0, i..<(i + 1)), mask.validRows(pt[2], sample: i)], axis: 1)
             visualOut.append(try attention(query: qv.slice(axis: 0, i..<(i + 1)), key: keys, value: values, heads: heads))
             if let qt {
                 let q = try mask.validRows(qt, sample: i)

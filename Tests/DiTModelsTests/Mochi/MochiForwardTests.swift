@@ -12,8 +12,9 @@ import Tensors
 @Suite("Mochi forward parity")
 struct MochiForwardTests {
     /// The public folder plus the variants that change the forward's structure (batch 2 with two
-    /// paddings, a mask with holes and an all-zero mask, asymmetric widths, a single block).
-    static let folders: [String] = ["mochi", "variants/mochi_b2_masks"]
+    /// paddings, a mask with holes and an all-zero mask, asymmetric widths, a single block, GEGLU with patch 3).
+    static let folders: [String] = ["mochi", "variants/mochi_b2_masks", "variants/mochi_maskholes_b2",
+                                    "variants/mochi_widths", "variants/mochi_p1_l1", "variants/mochi_geglu_qknone"]
 
     @Test(arguments: folders)
     func forwardMatchesDiffusers(_ name: String) throws {

@@ -24,6 +24,45 @@ struct MochiModelTests {
         #expect(throws: TensorError.self) { try mochiGatedRMSResidual(h, x, gate: randomTensor([b, d + 1], seed: 3)) }
     }
 
+    /// The fused q/k norm + rotary split equals the Double formula per head: `x̂ = x / √(mean(x²) + 1e-5) · w`,
+    /// pairs rotated `(â cos − b̂ sin, b̂ cos + â sin)`; v is copied unchanged.
+    @Test func normRotateSplitMatchesTheFormula() throws {
+        let (b, s, heads, dh) = (2, 3, 2, 18)  // Dh = 18: the 16-lane sum and its scalar tail
+        let d = heads * dh
+        let qkv = randomTensor([b, s, 3 * d], seed: 21)
+        let wq = randomTensor([dh], seed: 22), wk = randomTensor([dh], seed: 23)
+        let angles = randomTensor([s, d / 2], seed: 24) * 3
+        var cosT = [Float](), sinT = [Float]()
+        for t in 0..<s { for i in 0..<(d / 2) {
+            let a = Double(angles[t, i])
+            cosT += [Float(Foundation.cos(a)), Float(Foundation.cos(a))]
+            sinT += [Float(Foundation.sin(a)), Float(Foundation.sin(a))]
+        } }
+        let cos = try Tensor(shape: [s, d], scalars: cosT), sin = try Tensor(shape: [s, d], scalars: sinT)
+        let (q, k, v) = try mochiNormRotateSplit(qkv, heads: heads, headDim: dh, normQ: wq, normK: wk, cos: cos, sin: sin)
+        var refQ = [Double](), refK = [Double]()
+        for bi in 0..<b { for t in 0..<s { for part in 0..<2 { for h in 0..<heads {
+            let w = part == 0 ? wq : wk
+            let x = (0..<dh).map { Double(qkv[bi, t, part * d + h * dh + $0]) }
+            let inv = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(dh) + 1e-5).squareRoot()
+            let n = (0..<dh).map { x[$0] * inv * Double(w[$0]) }
+            var out = [Double](repeating: 0, count: dh)
+            for p in 0..<(dh / 2) {
+                let angle = Double(angles[t, h * dh / 2 + p])
+                out[2 * p] = n[2 * p] * Foundation.cos(angle) - n[2 * p + 1] * Foundation.sin(angle)
+                out[2 * p + 1] = n[2 * p + 1] * Foundation.cos(angle) + n[2 * p] * Foundation.sin(angle)
+            }
+            if part == 0 { refQ += out } else { refK += out }
+        } } } }
+        // refQ/refK were appended head by head within each token, which is the [B, S, H·Dh] order.
+        #expect(relL2(q, try Tensor(shape: [b, s, d], scalars: refQ.map(Float.init))) < 1e-6)
+        #expect(relL2(k, try Tensor(shape: [b, s, d], scalars: refK.map(Float.init))) < 1e-6)
+        #expect(v == (try qkv.split(sizes: [d, d, d], axis: 2)[2]))
+        #expect(throws: TensorError.self) {
+            try mochiNormRotateSplit(qkv, heads: heads, headDim: dh, normQ: wq, normK: wk, cos: cos, sin: randomTensor([s, d + 2], seed: 1))
+        }
+    }
+
     /// Positions: frame index, then the centres of `n` cells spanning `±n·scale/2` with
     /// `scale = √(192²/(h·w))`; the tables hold cos/sin of `Σ_d pos_d · freq[d, h, f]`, each angle at the
     /// interleaved pair `(h·Dh + 2f, h·Dh + 2f + 1)`.
