@@ -60,16 +60,7 @@ func mochiNormRotateSplit(
                                                 for h in 0..<heads {
                                                     let x = src + part * d + h * dh, o = out + r * d + h * dh
                                                     let ch = c + h * dh, sh = sn + h * dh
-                                                    var acc = SIMD16<Float>(repeating: 0)
-                                                    var j = 0
-                                                    while j + 16 <= dh {
-                                                        let t = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-                                                        acc += t * t
-                                                        j += 16
-                                                    }
-                                                    var sum = acc.sum()
-                                                    while j < dh { sum += x[j] * x[j]; j += 1 }
-                                                    let inv = 1 / (sum / Float(dh) + eps).squareRoot()
+                                                    let inv = mochiInverseRMS(x, dh, eps: eps)
                                                     var i = 0
                                                     while i < dh {
                                                         let a = (x[i] * inv) * weight[i], bb = (x[i + 1] * inv) * weight[i + 1]
