@@ -10,6 +10,7 @@ public enum DiTFamilies {
         FluxFamily.self,
         WanFamily.self,
         LTXVideoFamily.self,
+        MochiFamily.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])
