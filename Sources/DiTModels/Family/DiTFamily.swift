@@ -31,8 +31,8 @@ import Tensors
 public protocol DiTFamily: SendableMetatype {
     /// The decoded `config.json`.
     associatedtype Configuration: DiTConfiguration
-    /// The model, split for TeaCache.
-    associatedtype Model: DiffusionTransformer & Sendable
+    /// The model, split for TeaCache, with the memory budget its `prepare` checks.
+    associatedtype Model: DiffusionTransformer & MemoryBudgeted & Sendable
 
     // MARK: Identity
 
@@ -159,6 +159,14 @@ extension DiTFamily {
         }
         return try .faithful(coefficients: record.coefficients, threshold: record.threshold, schedule: .standard)
     }
+}
+
+/// A model whose forward refuses inputs whose estimated activations exceed ``memoryBudget`` (with
+/// `TensorError.memoryBudgetExceeded`, before computing anything), so that an input too large for the
+/// machine is a typed error, not an out-of-memory kill.
+public protocol MemoryBudgeted {
+    /// The memory one forward may plan to use (default: ``MemoryBudget/machineDefault``).
+    var memoryBudget: MemoryBudget { get set }
 }
 
 /// A benchmark shape: a family's configuration and the integer sizes of a benchmark file's `inputs`

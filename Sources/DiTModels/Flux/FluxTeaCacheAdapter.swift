@@ -66,3 +66,5 @@ extension FluxTransformer: BlockwiseDiffusionTransformer {
         }
     }
 }
+
+extension FluxTransformer: MemoryBudgeted {}

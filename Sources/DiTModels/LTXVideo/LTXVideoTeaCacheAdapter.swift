@@ -54,3 +54,5 @@ extension LTXVideoTransformer: BlockwiseDiffusionTransformer {
 
     public func finishBlocks(_ state: inout LTXVideoState) throws { try applyOutputNorm(&state) }
 }
+
+extension LTXVideoTransformer: MemoryBudgeted {}

@@ -44,3 +44,5 @@ extension MochiTransformer: BlockwiseDiffusionTransformer {
     public func runBlock(_ index: Int, _ state: inout MochiState) throws { try runBlock(at: index, &state) }
     public func finishBlocks(_ state: inout MochiState) throws { try applyOutputNorm(&state) }
 }
+
+extension MochiTransformer: MemoryBudgeted {}

@@ -194,3 +194,5 @@ public struct WanPublishedLatency: Sendable, Equatable {
         ]
     }()
 }
+
+extension WanTransformer: MemoryBudgeted {}
