@@ -2,11 +2,11 @@ import Tensors
 
 /// Rotary tables for the full model width: `[B', S, D]` each, with `B'` 1 (shared by the batch, the
 /// grid case) or B (explicit per-sample `video_coords`).
-public struct LTXVideoRotaryTables: Sendable {
+struct LTXVideoRotaryTables: Sendable {
     /// `[B', S, D]`.
-    public var cos: Tensor
+    var cos: Tensor
     /// `[B', S, D]`.
-    public var sin: Tensor
+    var sin: Tensor
 
     /// The tables of the batch elements `indices` (shared tables stay shared).
     func selecting(batch indices: [Int]) throws(TensorError) -> LTXVideoRotaryTables {
@@ -57,26 +57,26 @@ struct LTXVideoStackedLinear: Sendable {
 ///
 /// Self-attention runs q, k and v as one sgemm; cross-attention runs k and v (which read the caption)
 /// as one.
-public struct LTXVideoAttention: Sendable {
+struct LTXVideoAttention: Sendable {
     /// Which input the keys and values read.
-    public enum Kind: Sendable { case selfAttention, crossAttention }
+    enum Kind: Sendable { case selfAttention, crossAttention }
 
     /// The q/k/v (self) or k/v (cross) projections, stacked.
     let stacked: LTXVideoStackedLinear
     /// `to_q` of a cross-attention (nil for self-attention, whose q is stacked).
-    public let toQ: Linear?
+    let toQ: Linear?
     /// `to_out.0`.
-    public let toOut: Linear
+    let toOut: Linear
     /// `[D]` scales of the query and key RMS norms.
-    public let normQ: Tensor
-    public let normK: Tensor
-    public let heads: Int
-    public let kind: Kind
+    let normQ: Tensor
+    let normK: Tensor
+    let heads: Int
+    let kind: Kind
     /// The ε of `norm_q` / `norm_k` (diffusers hard-codes 1e-5).
-    public static let qkNormEps: Float = 1e-5
+    static let qkNormEps: Float = 1e-5
 
     /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope.
-    public init(_ w: WeightScope, kind: Kind, configuration c: LTXVideoConfiguration) {
+    init(_ w: WeightScope, kind: Kind, configuration c: LTXVideoConfiguration) {
         let d = c.innerDim
         switch kind {
         case .selfAttention:
@@ -95,7 +95,7 @@ public struct LTXVideoAttention: Sendable {
 
     /// Self-attention of `x` `[B, S, D]` with the rotary tables. q and k are normalised and rotated in
     /// one pass each, straight from the stacked q/k/v product.
-    public func selfAttention(_ x: Tensor, rotary: LTXVideoRotaryTables) throws(TensorError) -> Tensor {
+    func selfAttention(_ x: Tensor, rotary: LTXVideoRotaryTables) throws(TensorError) -> Tensor {
         let p = try stacked.stacked(x)
         let q = try LTXVideoKernels.normalizedColumns(p, part: 0, parts: 3, weight: normQ, eps: Self.qkNormEps, rotary: rotary)
         let k = try LTXVideoKernels.normalizedColumns(p, part: 1, parts: 3, weight: normK, eps: Self.qkNormEps, rotary: rotary)
@@ -105,7 +105,7 @@ public struct LTXVideoAttention: Sendable {
 
     /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]` with an optional additive bias
     /// broadcastable to `[B, H, S, L]`.
-    public func crossAttention(_ x: Tensor, context: Tensor, bias: Tensor?) throws(TensorError) -> Tensor {
+    func crossAttention(_ x: Tensor, context: Tensor, bias: Tensor?) throws(TensorError) -> Tensor {
         guard let toQ else {
             throw .invalidArgument(operation: "LTX attention", reason: "a self-attention layer cannot attend to a context")
         }

@@ -1,22 +1,22 @@
 import Tensors
 
 /// What every block of one forward call shares.
-public struct LTXVideoBlockContext: Sendable {
+struct LTXVideoBlockContext: Sendable {
     /// The block modulation input `temb` `[B, T, 6D]`, T = 1 (one timestep per sample) or S (per token).
-    public var temb: Tensor
+    var temb: Tensor
     /// The projected caption `[B, L, D]`.
-    public var context: Tensor
+    var context: Tensor
     /// The caption attention bias `[B, 1, 1, L]` or `[B, 1, Sq, L]`, or nil (no mask).
-    public var attentionBias: Tensor?
+    var attentionBias: Tensor?
     /// The rotary tables.
-    public var rotary: LTXVideoRotaryTables
+    var rotary: LTXVideoRotaryTables
 }
 
 /// The six modulation vectors of one block, each `[B, T, D]`: `scale_shift_table + temb` unbound in
 /// diffusers' order.
-public struct LTXVideoBlockModulation: Sendable {
-    public var shiftMSA: Tensor, scaleMSA: Tensor, gateMSA: Tensor
-    public var shiftMLP: Tensor, scaleMLP: Tensor, gateMLP: Tensor
+struct LTXVideoBlockModulation: Sendable {
+    var shiftMSA: Tensor, scaleMSA: Tensor, gateMSA: Tensor
+    var shiftMLP: Tensor, scaleMLP: Tensor, gateMLP: Tensor
 }
 
 /// An RMS norm over the last axis without a weight (`elementwise_affine = false`) or with a learned
@@ -42,18 +42,18 @@ struct LTXVideoModulatedRMSNorm: Sendable {
 ///     h = h + ff(norm2(h)·(1 + scale_mlp) + shift_mlp) · gate_mlp
 ///
 /// `norm1`/`norm2` are diffusers' `RMSNorm` (`norm_eps`, a weight only with `norm_elementwise_affine`).
-public struct LTXVideoTransformerBlock: Sendable {
-    public let attn1: LTXVideoAttention
-    public let attn2: LTXVideoAttention
+struct LTXVideoTransformerBlock: Sendable {
+    let attn1: LTXVideoAttention
+    let attn2: LTXVideoAttention
     let norm1: LTXVideoModulatedRMSNorm
     let norm2: LTXVideoModulatedRMSNorm
-    public let ff: FeedForward
+    let ff: FeedForward
     /// `[6, D]`.
-    public let scaleShiftTable: Tensor
+    let scaleShiftTable: Tensor
     let dim: Int
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: LTXVideoConfiguration) {
+    init(_ w: WeightScope, configuration c: LTXVideoConfiguration) {
         let d = c.innerDim
         dim = d
         let affine = c.normElementwiseAffine
@@ -66,7 +66,7 @@ public struct LTXVideoTransformerBlock: Sendable {
     }
 
     /// `scale_shift_table[None, None] + temb.reshape(B, T, 6, D)`, unbound over the 6.
-    public func modulation(_ temb: Tensor) throws(TensorError) -> LTXVideoBlockModulation {
+    func modulation(_ temb: Tensor) throws(TensorError) -> LTXVideoBlockModulation {
         guard temb.rank == 3, temb.shape[2] == 6 * dim else {
             throw .shapeMismatch(operation: "LTX block", shapes: [temb.shape], reason: "temb must be [B, T, 6·D = \(6 * dim)]")
         }
@@ -79,12 +79,12 @@ public struct LTXVideoTransformerBlock: Sendable {
 
     /// `norm1(h)·(1 + scale_msa) + shift_msa`: the self-attention input (block 0's is TeaCache's
     /// modulated input).
-    public func attentionInput(_ h: Tensor, _ m: LTXVideoBlockModulation) throws(TensorError) -> Tensor {
+    func attentionInput(_ h: Tensor, _ m: LTXVideoBlockModulation) throws(TensorError) -> Tensor {
         try norm1(h, scale: m.scaleMSA, shift: m.shiftMSA)
     }
 
     /// Runs the block on `h` `[B, S, D]`.
-    public func callAsFunction(_ h: Tensor, _ ctx: LTXVideoBlockContext) throws(TensorError) -> Tensor {
+    func callAsFunction(_ h: Tensor, _ ctx: LTXVideoBlockContext) throws(TensorError) -> Tensor {
         let m = try modulation(ctx.temb)
         var h = h
         h = try LTXVideoKernels.gatedResidual(h, attn1.selfAttention(attentionInput(h, m), rotary: ctx.rotary), gate: m.gateMSA)

@@ -15,19 +15,19 @@ import Tensors
 /// only `θ^x` is evaluated in Double and rounded (torch's vectorised float `pow` is within 1 ulp of it;
 /// the measured effect on a 512-wide model's output is a relative L2 of 1.6e-7), and cos/sin are taken
 /// in Double from the float32 angle.
-public struct LTXVideoRotaryEmbedding: Sendable {
+struct LTXVideoRotaryEmbedding: Sendable {
     /// The rotated width (the model width D).
-    public let dim: Int
+    let dim: Int
     /// `patch_size_t` and `patch_size` of the configuration.
-    public let patchSizeT: Int
-    public let patchSize: Int
+    let patchSizeT: Int
+    let patchSize: Int
     /// diffusers' `base_num_frames`, `base_height`, `base_width`.
-    public static let bases: [Float] = [20, 2048, 2048]
+    static let bases: [Float] = [20, 2048, 2048]
     /// The frequency base θ.
-    public static let theta: Double = 10000
+    static let theta: Double = 10000
 
     /// The embedding of a configuration.
-    public init(configuration c: LTXVideoConfiguration) {
+    init(configuration c: LTXVideoConfiguration) {
         dim = c.innerDim
         patchSizeT = c.patchSizeT
         patchSize = c.patchSize
@@ -35,7 +35,7 @@ public struct LTXVideoRotaryEmbedding: Sendable {
 
     /// `f_k = float32(θ^linspace(0, 1, K)_k) · float32(π/2)` for `K = ⌊D/6⌋`, with torch's float32
     /// `linspace` (fused multiply-add from the start for the first half, from the end for the second).
-    public var frequencies: [Float] {
+    var frequencies: [Float] {
         let k = dim / 6
         guard k > 0 else { return [] }
         let halfPi = Float(Double.pi / 2)
@@ -51,7 +51,7 @@ public struct LTXVideoRotaryEmbedding: Sendable {
 
     /// The grid coordinates `[F·H·W, 3]` of diffusers' `_prepare_video_coords`, tokens in (frame, row,
     /// column) raster order, scaled by `scale` (`rope_interpolation_scale`) when it is given.
-    public func gridCoordinates(frames f: Int, height h: Int, width w: Int, scale: [Float]?) -> [Float] {
+    func gridCoordinates(frames f: Int, height h: Int, width w: Int, scale: [Float]?) -> [Float] {
         var out = [Float]()
         out.reserveCapacity(f * h * w * 3)
         let patch = [Float(patchSizeT), Float(patchSize), Float(patchSize)]
@@ -71,7 +71,7 @@ public struct LTXVideoRotaryEmbedding: Sendable {
 
     /// The normalised coordinates `[B', S, 3]` of explicit `video_coords` `[B', 3, S]`: each axis divided
     /// by its base.
-    public func explicitCoordinates(_ videoCoords: Tensor) -> [Float] {
+    func explicitCoordinates(_ videoCoords: Tensor) -> [Float] {
         let (b, s) = (videoCoords.shape[0], videoCoords.shape[2])
         let v = videoCoords.scalars
         var out = [Float](repeating: 0, count: b * s * 3)
@@ -87,7 +87,7 @@ public struct LTXVideoRotaryEmbedding: Sendable {
     ///
     /// Coordinates repeat a lot along each axis (a grid has only F, H and W distinct values), so the
     /// angles' cos/sin are computed once per distinct value of each axis and reused.
-    public func tables(coordinates: [Float], batch b: Int, tokens s: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+    func tables(coordinates: [Float], batch b: Int, tokens s: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let d = dim, freqs = frequencies, pad = d % 6, k = freqs.count
         var cosT = [Float](repeating: 0, count: b * s * d)
         var sinT = [Float](repeating: 0, count: b * s * d)
@@ -126,22 +126,22 @@ public struct LTXVideoRotaryEmbedding: Sendable {
 /// combined timestep embedding `emb` — sinusoidal features (256, cos first, shift 0) through
 /// `emb.timestep_embedder` (`TimestepEmbedding`, SiLU) — is `embedded_timestep`, and
 /// `linear(silu(embedded_timestep))` gives the 6·D block modulation `temb`.
-public struct LTXVideoTimeEmbedding: Sendable {
+struct LTXVideoTimeEmbedding: Sendable {
     /// Sinusoidal features of `PixArtAlphaCombinedTimestepSizeEmbeddings`.
-    public static let frequencyChannels = 256
+    static let frequencyChannels = 256
     /// `emb.timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `linear`: `[6D, D]`.
-    public let linear: Linear
+    let linear: Linear
 
     /// Takes every parameter of the `time_embed` scope.
-    public init(_ w: WeightScope, dim: Int) {
+    init(_ w: WeightScope, dim: Int) {
         timestepEmbedder = TimestepMLP(w["emb"]["timestep_embedder"], in: Self.frequencyChannels, hidden: dim, out: dim)
         linear = Linear(w["linear"], in: dim, out: 6 * dim)
     }
 
     /// `(temb [N, 6D], embedded_timestep [N, D])` for N timestep values.
-    public func callAsFunction(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, embedded: Tensor) {
+    func callAsFunction(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, embedded: Tensor) {
         let features = try sinusoidalTimestepEmbedding(timesteps, dim: Self.frequencyChannels, flipSinToCos: true,
                                                        downscaleFreqShift: 0)
         let embedded = try timestepEmbedder(features)

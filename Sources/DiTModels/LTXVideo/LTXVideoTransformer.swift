@@ -47,7 +47,7 @@ public struct LTXVideoState: Sendable {
     /// `embedded_timestep` `[B, T, D]` (the output modulation's input).
     public var embeddedTimestep: Tensor
     /// What every block reads.
-    public var blocks: LTXVideoBlockContext
+    var blocks: LTXVideoBlockContext
 }
 
 /// diffusers 0.42.1 `LTXVideoTransformer3DModel` (LTX-Video 0.9.x) on the CPU in float32.
@@ -68,19 +68,19 @@ public struct LTXVideoTransformer: Sendable {
     /// beyond it with `TensorError.memoryBudgetExceeded`.
     public var memoryBudget = MemoryBudget.machineDefault
     /// `proj_in`.
-    public let projIn: Linear
+    let projIn: Linear
     /// `time_embed` (AdaLayerNormSingle).
-    public let timeEmbed: LTXVideoTimeEmbedding
+    let timeEmbed: LTXVideoTimeEmbedding
     /// `caption_projection`.
-    public let captionProjection: PixArtAlphaTextProjection
+    let captionProjection: PixArtAlphaTextProjection
     /// `rope`.
-    public let rotary: LTXVideoRotaryEmbedding
+    let rotary: LTXVideoRotaryEmbedding
     /// `transformer_blocks`.
-    public let blocks: [LTXVideoTransformerBlock]
+    let blocks: [LTXVideoTransformerBlock]
     /// `[2, D]`: (shift, scale) offsets of the output modulation.
-    public let scaleShiftTable: Tensor
+    let scaleShiftTable: Tensor
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
     /// The ε of `norm_out` (diffusers hard-codes 1e-6).
     public static let outputNormEps: Float = 1e-6
 

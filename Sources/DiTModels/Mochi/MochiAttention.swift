@@ -92,14 +92,14 @@ func mochiNormRotateSplit(
 /// This port does the same: ``validRows(_:sample:)`` selects the valid rows (a view for the usual mask of
 /// ones then trailing zeros), ``padded(_:length:)`` lays the outputs out as diffusers' `F.pad` does. A
 /// mask with holes therefore moves rows forward exactly as in diffusers.
-public struct MochiTextMask: Sendable {
+struct MochiTextMask: Sendable {
     /// The valid caption-token indices of each sample, ascending.
-    public let validTokens: [[Int]]
+    let validTokens: [[Int]]
     /// Caption tokens per sample (L).
-    public let textLength: Int
+    let textLength: Int
 
     /// The mask of `mask` `[B, L]`.
-    public init(_ mask: Tensor) {
+    init(_ mask: Tensor) {
         let (b, l) = (mask.shape[0], mask.shape[1])
         let m = mask.scalars
         validTokens = (0..<b).map { bi in (0..<l).filter { m[bi * l + $0] != 0 } }
@@ -149,25 +149,25 @@ public struct MochiTextMask: Sendable {
 /// to D); the caption output (laid out as ``MochiTextMask`` describes) through `to_add_out` (with bias, to P),
 /// except in the `context_pre_only` block, which has no `to_add_out` and whose caption output nobody reads
 /// (only the visual queries are computed there).
-public struct MochiAttention: Sendable {
+struct MochiAttention: Sendable {
     /// `to_q`, `to_k`, `to_v` stacked.
     let visual: MochiStackedProjection
     /// `add_q_proj`, `add_k_proj`, `add_v_proj` stacked.
     let text: MochiStackedProjection
     /// `[Dh]` per-head RMS norm scales.
-    public let normQ: Tensor
-    public let normK: Tensor
-    public let normAddedQ: Tensor
-    public let normAddedK: Tensor
+    let normQ: Tensor
+    let normK: Tensor
+    let normAddedQ: Tensor
+    let normAddedK: Tensor
     /// `to_out.0` `[D, D]` with bias.
-    public let toOut: Linear
+    let toOut: Linear
     /// `to_add_out` `[P, D]` with bias; nil in the `context_pre_only` block.
-    public let toAddOut: Linear?
-    public let heads: Int
-    public let headDim: Int
+    let toAddOut: Linear?
+    let heads: Int
+    let headDim: Int
 
     /// Takes the parameters of the scope (`transformer_blocks.<i>.attn1`).
-    public init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, textDim: Int, contextPreOnly: Bool) {
+    init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, textDim: Int, contextPreOnly: Bool) {
         let inner = heads * headDim
         normQ = w["norm_q"].tensor("weight", shape: [headDim])
         normK = w["norm_k"].tensor("weight", shape: [headDim])
@@ -191,7 +191,7 @@ public struct MochiAttention: Sendable {
     /// Attends the normalised visual tokens `x` `[B, S, D]` and caption tokens `c` `[B, L, P]` jointly, each
     /// sample over its visual and valid caption tokens. Returns the visual output `[B, S, D]` and, unless
     /// `context_pre_only`, the caption output `[B, L, P]`.
-    public func callAsFunction(
+    func callAsFunction(
         visual x: Tensor, text c: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
     ) throws(TensorError) -> (visual: Tensor, text: Tensor?) {
         let (qv, kv, vv) = try mochiNormRotateSplit(visual.stacked(x), heads: heads, headDim: headDim, normQ: normQ,

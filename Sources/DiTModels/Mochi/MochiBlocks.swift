@@ -49,29 +49,29 @@ func mochiGatedRMSResidual(_ h: Tensor, _ x: Tensor, gate: Tensor) throws(Tensor
 /// `[B, W]`, and `x̂ = RMSNorm(x) · (1 + scale_msa)` (no weight, no shift, ε = 1e-6). W is the width of
 /// the stream it normalises (D for the visual stream, P for the text stream); the conditioning is `temb`
 /// (width D) for both.
-public struct MochiRMSNormZero: Sendable {
+struct MochiRMSNormZero: Sendable {
     /// `linear` `[4W, D]`.
-    public let linear: Linear
+    let linear: Linear
 
     /// The modulated input and the remaining modulation parameters.
-    public struct Output: Sendable {
+    struct Output: Sendable {
         /// `RMSNorm(x)·(1 + scale_msa)`, `[B, S, W]`.
-        public let normalized: Tensor
+        let normalized: Tensor
         /// Gate of the attention update (tanh applied by the block).
-        public let gateMSA: Tensor
+        let gateMSA: Tensor
         /// Scale of the feed-forward input norm.
-        public let scaleMLP: Tensor
+        let scaleMLP: Tensor
         /// Gate of the feed-forward update.
-        public let gateMLP: Tensor
+        let gateMLP: Tensor
     }
 
     /// Takes `linear` of the scope (`norm1` or `norm1_context`).
-    public init(_ weights: WeightScope, conditioningDim: Int, width: Int) {
+    init(_ weights: WeightScope, conditioningDim: Int, width: Int) {
         linear = Linear(weights["linear"], in: conditioningDim, out: 4 * width)
     }
 
     /// Applies the norm to `x` `[B, S, W]` with `temb` `[B, D]`.
-    public func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
+    func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
         let c = try linear(silu(emb)).chunked(4, axis: 1)
         let n = try rmsNormModulated(x, eps: MochiConfiguration.blockEps, scale: c[0], shift: nil)
         return Output(normalized: n, gateMSA: c[1], scaleMLP: c[2], gateMLP: c[3])
@@ -90,23 +90,23 @@ public struct MochiRMSNormZero: Sendable {
 /// RMS has no weight and ε = 1e-6. In the last block (`context_pre_only`) the text stream is only
 /// normalised — `norm1_context` is then `MochiLayerNormContinuous`: `RMS(c)·(1 + linear_1(silu(temb)))`
 /// — to serve as keys and values; it is not updated (there is no `to_add_out`, no `ff_context`).
-public struct MochiTransformerBlock: Sendable {
+struct MochiTransformerBlock: Sendable {
     /// `norm1` (visual modulation `[4D, D]`).
-    public let norm1: MochiRMSNormZero
+    let norm1: MochiRMSNormZero
     /// `norm1_context` of a full block (`[4P, D]`), nil in the `context_pre_only` block.
-    public let norm1Context: MochiRMSNormZero?
+    let norm1Context: MochiRMSNormZero?
     /// `norm1_context.linear_1` `[P, D]` of the `context_pre_only` block (its scale), else nil.
-    public let contextScale: Linear?
+    let contextScale: Linear?
     /// `attn1`.
-    public let attention: MochiAttention
+    let attention: MochiAttention
     /// `ff` (visual) and `ff_context` (text, nil in the `context_pre_only` block); no biases.
-    public let ff: FeedForward
-    public let ffContext: FeedForward?
+    let ff: FeedForward
+    let ffContext: FeedForward?
     /// Whether this is the last block.
-    public let contextPreOnly: Bool
+    let contextPreOnly: Bool
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: MochiConfiguration, contextPreOnly: Bool) {
+    init(_ w: WeightScope, configuration c: MochiConfiguration, contextPreOnly: Bool) {
         let d = c.innerDim, p = c.pooledProjectionDim
         self.contextPreOnly = contextPreOnly
         norm1 = MochiRMSNormZero(w["norm1"], conditioningDim: d, width: d)
@@ -126,7 +126,7 @@ public struct MochiTransformerBlock: Sendable {
     }
 
     /// Updates `visual` `[B, S, D]` and (unless `context_pre_only`) `text` `[B, L, P]`.
-    public func callAsFunction(
+    func callAsFunction(
         visual h: inout Tensor, text c: inout Tensor, temb: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
     ) throws(TensorError) {
         let m = try norm1(h, emb: temb)

@@ -8,14 +8,14 @@ import Tensors
 /// The Conv2d weight `[D, C, p, p]` is read as a `[D, C·p·p]` matrix, whose column order is the
 /// `(c, ph, pw)` order of ``Patches/ChannelOrder/channelsFirst`` with a temporal patch of 1. Tokens come
 /// out in (frame, row, column) order, as diffusers' `unflatten(0, (B, -1)).flatten(1, 2)` arranges them.
-public struct MochiPatchEmbedding: Sendable {
+struct MochiPatchEmbedding: Sendable {
     /// The weight as a matrix `[D, C·p·p]` and the bias `[D]`.
-    public let projection: Linear
+    let projection: Linear
     /// The spatial patch extent.
-    public let patch: Int
+    let patch: Int
 
     /// Takes `proj.weight` `[D, C, p, p]` and `proj.bias` of the scope (`patch_embed`).
-    public init(_ weights: WeightScope, configuration c: MochiConfiguration) {
+    init(_ weights: WeightScope, configuration c: MochiConfiguration) {
         let p = c.patchSize
         let w = weights["proj"].tensor("weight", shape: [c.innerDim, c.inChannels, p, p])
         let b = weights["proj"].tensor("bias", shape: [c.innerDim])
@@ -25,7 +25,7 @@ public struct MochiPatchEmbedding: Sendable {
     }
 
     /// `[B, C, F, H, W]` → tokens `[B, F·(H/p)·(W/p), D]`.
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         try projection(Patches.patchify3D(x, patch: (1, patch, patch), order: .channelsFirst))
     }
 }
@@ -39,16 +39,16 @@ public struct MochiPatchEmbedding: Sendable {
 ///
 /// The key mask is the mask's truth value (nonzero = attend); the mean always attends, so a sample
 /// whose mask is all zero pools its (zero) mean token alone, as diffusers does.
-public struct MochiAttentionPool: Sendable {
+struct MochiAttentionPool: Sendable {
     /// `to_kv` `[2·E, E]`, `to_q` `[E, E]`, `to_out` `[out, E]`.
-    public let toKV: Linear
-    public let toQ: Linear
-    public let toOut: Linear
+    let toKV: Linear
+    let toQ: Linear
+    let toOut: Linear
     /// Attention heads (diffusers: 8).
-    public let heads: Int
+    let heads: Int
 
     /// Takes `to_kv`, `to_q` and `to_out` of the scope (`time_embed.pooler`).
-    public init(_ weights: WeightScope, embedDim e: Int, outputDim: Int, heads: Int) {
+    init(_ weights: WeightScope, embedDim e: Int, outputDim: Int, heads: Int) {
         toKV = Linear(weights["to_kv"], in: e, out: 2 * e)
         toQ = Linear(weights["to_q"], in: e, out: e)
         toOut = Linear(weights["to_out"], in: e, out: outputDim)
@@ -56,7 +56,7 @@ public struct MochiAttentionPool: Sendable {
     }
 
     /// Pools `x` `[B, L, E]` with the mask `[B, L]` into `[B, out]`.
-    public func callAsFunction(_ x: Tensor, mask: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor, mask: Tensor) throws(TensorError) -> Tensor {
         let (b, l, e) = (x.shape[0], x.shape[1], x.shape[2])
         let m = mask.scalars
         let xs = x.scalars
@@ -88,18 +88,18 @@ public struct MochiAttentionPool: Sendable {
 /// pooler(text, mask)` (visual width) and the caption tokens `caption_proj(text)` (text-stream width).
 ///
 /// The sinusoid has `time_embed_dim` features, cosines first, frequency shift 0.
-public struct MochiTimestepCaptionEmbedding: Sendable {
+struct MochiTimestepCaptionEmbedding: Sendable {
     /// Sinusoidal timestep features.
-    public let timeEmbedDim: Int
+    let timeEmbedDim: Int
     /// `timestep_embedder` (SiLU MLP to the visual width).
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `pooler`.
-    public let pooler: MochiAttentionPool
+    let pooler: MochiAttentionPool
     /// `caption_proj` `[pooled_projection_dim, text_embed_dim]`.
-    public let captionProjection: Linear
+    let captionProjection: Linear
 
     /// Takes every parameter of the `time_embed` scope.
-    public init(_ w: WeightScope, configuration c: MochiConfiguration) {
+    init(_ w: WeightScope, configuration c: MochiConfiguration) {
         timeEmbedDim = c.timeEmbedDim
         timestepEmbedder = TimestepMLP(w["timestep_embedder"], in: c.timeEmbedDim, hidden: c.innerDim, out: c.innerDim)
         pooler = MochiAttentionPool(w["pooler"], embedDim: c.textEmbedDim, outputDim: c.innerDim,
@@ -109,7 +109,7 @@ public struct MochiTimestepCaptionEmbedding: Sendable {
 
     /// `temb` `[B, D]` and the caption tokens `[B, L, P]` for per-sample timesteps (one value is
     /// broadcast over the batch, as diffusers' addition broadcasts it).
-    public func callAsFunction(
+    func callAsFunction(
         timesteps: [Float], text: Tensor, mask: Tensor
     ) throws(TensorError) -> (temb: Tensor, caption: Tensor) {
         let features = try sinusoidalTimestepEmbedding(timesteps, dim: timeEmbedDim, flipSinToCos: true, downscaleFreqShift: 0)
@@ -128,13 +128,13 @@ public struct MochiTimestepCaptionEmbedding: Sendable {
 /// The tables returned are laid out for ``RotaryEmbedding/apply(_:cos:sin:heads:layout:)`` with one
 /// "head" spanning the whole width `H·Dh` (interleaved pairs, each angle written twice), which applies
 /// diffusers' rotation `(x₀ cos − x₁ sin, x₀ sin + x₁ cos)` to every pair of every head.
-public enum MochiRotaryEmbedding {
+enum MochiRotaryEmbedding {
     /// The base grid area (`base_height · base_width` = 192 · 192).
-    public static let targetArea = 192.0 * 192.0
+    static let targetArea = 192.0 * 192.0
 
     /// Positions `[F·h·w, 3]` (frame, row, column) of a patched grid, in token order. Rows and columns
     /// are the centres of `n` equal cells spanning `±n·scale/2`, `scale = √(192²/(h·w))`.
-    public static func positions(frames f: Int, height h: Int, width w: Int) -> [(Double, Double, Double)] {
+    static func positions(frames f: Int, height h: Int, width w: Int) -> [(Double, Double, Double)] {
         let scale = (targetArea / (Double(h) * Double(w))).squareRoot()
         func centres(_ n: Int) -> [Double] {
             // torch.linspace in float32 from ±n·scale/2, then the mean of neighbouring edges.
@@ -153,7 +153,7 @@ public enum MochiRotaryEmbedding {
     }
 
     /// cos/sin tables `[F·h·w, H·Dh]` for `pos_frequencies` `[3, H, Dh/2]`.
-    public static func tables(
+    static func tables(
         frequencies: Tensor, frames f: Int, height h: Int, width w: Int
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         guard frequencies.rank == 3, frequencies.shape[0] == 3 else {

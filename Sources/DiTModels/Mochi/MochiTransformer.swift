@@ -36,7 +36,7 @@ public struct MochiState: Sendable {
     /// The rotary tables `[S, H·Dh]`, shared by the batch.
     public var rotary: (cos: Tensor, sin: Tensor)
     /// The valid caption tokens of each sample.
-    public var mask: MochiTextMask
+    var mask: MochiTextMask
     /// The latent grid `(F, H, W)` before patching.
     public var grid: (f: Int, h: Int, w: Int)
 }
@@ -59,17 +59,17 @@ public struct MochiTransformer: Sendable {
     /// beyond it with `TensorError.memoryBudgetExceeded`.
     public var memoryBudget = MemoryBudget.machineDefault
     /// `patch_embed`.
-    public let patchEmbedding: MochiPatchEmbedding
+    let patchEmbedding: MochiPatchEmbedding
     /// `time_embed`.
-    public let timeEmbedding: MochiTimestepCaptionEmbedding
+    let timeEmbedding: MochiTimestepCaptionEmbedding
     /// `pos_frequencies` `[3, H, Dh/2]`.
-    public let positionFrequencies: Tensor
+    let positionFrequencies: Tensor
     /// `transformer_blocks`; the last one is `context_pre_only`.
-    public let blocks: [MochiTransformerBlock]
+    let blocks: [MochiTransformerBlock]
     /// `norm_out` (LayerNorm without affine, ε = 1e-6, modulated by `temb`).
-    public let normOut: AdaLayerNormContinuous
+    let normOut: AdaLayerNormContinuous
     /// `proj_out` `[p²·out_channels, D]`.
-    public let projOut: Linear
+    let projOut: Linear
     /// The rotary tables of the last grid seen.
     let rotaryCache: MochiRotaryCache
 
