@@ -42,10 +42,9 @@ struct HunyuanVideoModulation {
         try layerNormModulated(x, eps: 1e-6, scale: parameters[scale], shift: parameters[shift])
     }
 
-    /// `residual + x · gate` with the gate `gate` of this set (diffusers' order: multiply, then add).
-    func gated(_ residual: Tensor, _ x: Tensor, gate: Int) throws(TensorError) -> Tensor {
-        let g = parameters[gate]
-        return g.rank == 2 ? try addingGated(residual, x, gate: g) : try residual + x * g
+    /// `residual += x · gate` with the gate `gate` of this set (diffusers' order: multiply, then add).
+    func addGated(_ residual: inout Tensor, _ x: Tensor, gate: Int) throws(TensorError) {
+        try HunyuanVideoKernels.addGated(&residual, x, gate: parameters[gate])
     }
 }
 
@@ -106,16 +105,16 @@ public struct HunyuanVideoDualStreamBlock: Sendable {
         var textContext = c
         textContext.tokenReplaceEmb = nil  // the text stream always uses temb
         let mt = try HunyuanVideoModulation(norm1Context.linear, count: 6, context: textContext, tokens: y.shape[1])
-        let (qi, ki, vi, _) = try image(mi.modulatedNorm(x, shift: 0, scale: 1))
-        let (qt, kt, vt, _) = try text(mt.modulatedNorm(y, shift: 0, scale: 1))
+        let pi = try image.project(mi.modulatedNorm(x, shift: 0, scale: 1))
+        let pt = try text.project(mt.modulatedNorm(y, shift: 0, scale: 1))
         let o = try hunyuanVideoJointAttention(
-            q: Tensor.concatenate([qi, qt], axis: 1), k: Tensor.concatenate([ki, kt], axis: 1),
-            v: Tensor.concatenate([vi, vt], axis: 1), context: c, heads: heads)
+            [image.source(pi, rows: 0..<s, rotated: true), text.source(pt, rows: 0..<y.shape[1], rotated: false)],
+            context: c, heads: heads)
         let parts = try o.split(sizes: [s, o.shape[1] - s], axis: 1)
-        x = try mi.gated(x, toOut(parts[0]), gate: 2)
-        y = try mt.gated(y, toAddOut(parts[1]), gate: 2)
-        x = try mi.gated(x, ff(mi.modulatedNorm(x, shift: 3, scale: 4)), gate: 5)
-        y = try mt.gated(y, ffContext(mt.modulatedNorm(y, shift: 3, scale: 4)), gate: 5)
+        try mi.addGated(&x, toOut(parts[0]), gate: 2)
+        try mt.addGated(&y, toAddOut(parts[1]), gate: 2)
+        try mi.addGated(&x, ff(mi.modulatedNorm(x, shift: 3, scale: 4)), gate: 5)
+        try mt.addGated(&y, ffContext(mt.modulatedNorm(y, shift: 3, scale: 4)), gate: 5)
     }
 }
 
@@ -125,13 +124,15 @@ public struct HunyuanVideoDualStreamBlock: Sendable {
 ///     (shift, scale, gate) = chunk₃(norm.linear(silu(temb)));  x̂ = LN(x)·(1+scale)+shift
 ///     x = x + gate · proj_out([attention(x̂), gelu_tanh(proj_mlp(x̂))])
 ///
-/// `proj_mlp` shares one product with the q/k/v projections (they read the same x̂), and `proj_out` is
-/// applied to the two halves without building their concatenation.
+/// The tanh-GELU is applied in place on `proj_mlp`'s output, and `proj_out` is applied to the two halves
+/// without building their concatenation.
 public struct HunyuanVideoSingleStreamBlock: Sendable {
     /// `norm.linear` `[3D, D]`.
     public let norm: AdaLayerNormZeroSingle
-    /// `attn.to_q/k/v`, `norm_q/k`, fused with `proj_mlp`.
+    /// `attn.to_q/k/v` and `norm_q/k`.
     public let attention: HunyuanVideoQKV
+    /// `proj_mlp` `[mlp, D]`.
+    public let projMLP: Linear
     /// `proj_out` `[D, D + mlp]`.
     public let projOut: Linear
     /// Attention heads.
@@ -141,8 +142,8 @@ public struct HunyuanVideoSingleStreamBlock: Sendable {
     public init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let d = c.innerDim
         norm = AdaLayerNormZeroSingle(w["norm"], dim: d)
-        attention = HunyuanVideoQKV(w["attn"], names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"), configuration: c,
-                                    extra: [(w["proj_mlp"], c.mlpHiddenDim)])
+        attention = HunyuanVideoQKV(w["attn"], names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"), configuration: c)
+        projMLP = Linear(w["proj_mlp"], in: d, out: c.mlpHiddenDim)
         projOut = Linear(w["proj_out"], in: d + c.mlpHiddenDim, out: d)
         heads = c.numAttentionHeads
     }
@@ -150,12 +151,13 @@ public struct HunyuanVideoSingleStreamBlock: Sendable {
     /// Updates the joint sequence `x` `[B, S + L, D]` (image tokens first).
     public func callAsFunction(_ x: inout Tensor, context c: HunyuanVideoBlockContext) throws(TensorError) {
         let m = try HunyuanVideoModulation(norm.linear, count: 3, context: c, tokens: x.shape[1])
-        let (q, k, v, extra) = try attention(m.modulatedNorm(x, shift: 0, scale: 1))
-        guard let mlpIn = extra.first else {
-            throw .invalidArgument(operation: "HunyuanVideo single block", reason: "the MLP projection is missing")
-        }
-        let mlp = gelu(mlpIn, approximation: .tanh)
-        let a = try hunyuanVideoJointAttention(q: q, k: k, v: v, context: c, heads: heads)
-        x = try m.gated(x, linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias), gate: 2)
+        let n = try m.modulatedNorm(x, shift: 0, scale: 1)
+        let p = try attention.project(n)
+        let mlp = try linear(n, weight: projMLP.weight, bias: projMLP.bias, activation: .gelu(.tanh))
+        let (t, s) = (x.shape[1], c.imageTokens)
+        let a = try hunyuanVideoJointAttention(
+            [attention.source(p, rows: 0..<s, rotated: true), attention.source(p, rows: s..<t, rotated: false)],
+            context: c, heads: heads)
+        try m.addGated(&x, linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias), gate: 2)
     }
 }

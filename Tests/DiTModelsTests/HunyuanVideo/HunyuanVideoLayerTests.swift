@@ -101,17 +101,96 @@ struct HunyuanVideoLayerTests {
         #expect(try HunyuanVideoTransformer.jointKeyMask(validText: [3, 3], imageTokens: 2, textTokens: 3, batch: 2) == nil)
     }
 
-    /// `qk_norm: "l2"` divides each head by its Euclidean norm (floored at ε).
-    @Test func l2HeadNormIsTheNormalisedHead() throws {
-        let x = randomTensor([1, 3, 8], seed: 4)
-        var zero = x
-        zero.withUnsafeMutableBufferPointer { p in for j in 4..<8 { p[j] = 0 } }  // token 0, head 1 all zero
-        let y = try HunyuanVideoHeadNorm.l2Normalized(zero, headDim: 4)
-        for t in 0..<3 { for hd in 0..<2 {
-            let head = (0..<4).map { Double(zero[0, t, hd * 4 + $0]) }
-            let n = max(head.map { $0 * $0 }.reduce(0, +).squareRoot(), 1e-6)
-            for j in 0..<4 { #expect(abs(Double(y[0, t, hd * 4 + j]) - head[j] / n) <= 1e-6) }
+    /// Every `qk_norm` head norm against its definition: RMS `x/√(mean x² + ε)·w`, LayerNorm
+    /// `(x − μ)/√(var + ε)·w + b` (and without parameters), L2 `x / max(‖x‖, ε)`, identity.
+    @Test(arguments: [HunyuanVideoQKNorm.rms, .layer, .plainLayer, .l2, .identity])
+    func headNormsFollowTheirDefinitions(_ kind: HunyuanVideoQKNorm) throws {
+        let loader = WeightLoader(randomSeed: 2)
+        let norm = HunyuanVideoHeadNorm(loader.root["n"], kind: kind, headDim: 12)
+        let w = loader.supplied["n.weight"].map(doubles), bias = loader.supplied["n.bias"].map(doubles)
+        var x = doubles(randomTensor([3, 12], seed: 4))
+        for j in 0..<12 { x[j] = 0 }  // an all-zero head (L2 then divides by ε)
+        let xs = try Tensor(shape: [3, 12], scalars: x.map(Float.init))
+        var y = [Float](repeating: 0, count: 36)
+        xs.withUnsafeBufferPointer { px in
+            y.withUnsafeMutableBufferPointer { py in
+                for r in 0..<3 { norm.apply(px.baseAddress! + 12 * r, py.baseAddress! + 12 * r) }
+            }
+        }
+        for r in 0..<3 {
+            let row = Array(x[(12 * r)..<(12 * r + 12)])
+            let mean = row.reduce(0, +) / 12, ms = row.map { $0 * $0 }.reduce(0, +) / 12
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 12
+            for j in 0..<12 {
+                let expected: Double
+                switch kind {
+                case .rms: expected = row[j] / (ms + 1e-6).squareRoot() * w![j]
+                case .layer: expected = (row[j] - mean) / (variance + 1e-6).squareRoot() * w![j] + bias![j]
+                case .plainLayer: expected = (row[j] - mean) / (variance + 1e-6).squareRoot()
+                case .l2: expected = row[j] / max((12 * ms).squareRoot(), 1e-6)
+                case .identity: expected = row[j]
+                }
+                #expect(abs(Double(y[12 * r + j]) - expected) <= 1e-5 * max(1, abs(expected)), "\(kind) row \(r) col \(j)")
+            }
+        }
+    }
+
+    /// The joint q/k/v: each source's rows in order, q and k normalised per head (RMS with each source's
+    /// own scale) and rotated by the joint table row when the source is rotated, v copied.
+    @Test func jointQKVNormalisesRotatesAndJoins() throws {
+        let (b, heads, dh) = (2, 2, 4)
+        let d = heads * dh
+        let loader = WeightLoader(randomSeed: 3)
+        let norms = ["iq", "ik", "tq", "tk"].map { HunyuanVideoHeadNorm(loader.root[$0], kind: .rms, headDim: dh) }
+        let image = randomTensor([b, 3, 3 * d], seed: 5), text = randomTensor([b, 4, 3 * d], seed: 6)
+        let sources = [
+            HunyuanVideoQKVSource(projection: image, rows: 0..<3, normQ: norms[0], normK: norms[1], rotated: true),
+            HunyuanVideoQKVSource(projection: text, rows: 1..<4, normQ: norms[2], normK: norms[3], rotated: false),
+        ]
+        let t = 6
+        let cos = randomTensor([t, dh], seed: 7), sin = randomTensor([t, dh], seed: 8)
+        let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: (cos, sin))
+        #expect(q.shape == [b, t, d] && k.shape == q.shape && v.shape == q.shape)
+        var maxErr = 0.0
+        for bi in 0..<b { for jt in 0..<t {
+            let (src, row, rotated, nq, nk) = jt < 3 ? (image, jt, true, norms[0], norms[1]) : (text, jt - 2, false, norms[2], norms[3])
+            for (which, out, norm) in [(0, q, Optional(nq)), (1, k, Optional(nk)), (2, v, nil)] {
+                for h in 0..<heads {
+                    let x = (0..<dh).map { Double(src[bi, row, which * d + h * dh + $0]) }
+                    var y = x
+                    if let norm {
+                        let w = doubles(try #require(norm.weight))
+                        let r = (x.map { $0 * $0 }.reduce(0, +) / Double(dh) + 1e-6).squareRoot()
+                        y = (0..<dh).map { x[$0] / r * w[$0] }
+                        if rotated {
+                            let c = (0..<dh).map { Double(cos[jt, $0]) }, s = (0..<dh).map { Double(sin[jt, $0]) }
+                            let z = y
+                            for i in stride(from: 0, to: dh, by: 2) {
+                                y[i] = z[i] * c[i] - z[i + 1] * s[i]
+                                y[i + 1] = z[i + 1] * c[i + 1] + z[i] * s[i + 1]
+                            }
+                        }
+                    }
+                    for j in 0..<dh { maxErr = max(maxErr, abs(Double(out[bi, jt, h * dh + j]) - y[j])) }
+                }
+            }
         } }
+        #expect(maxErr <= 1e-5, "max error \(maxErr)")
+    }
+
+    /// The in-place gated residual `r + x·g`, per sample and per token.
+    @Test func gatedResidualAddsTheGatedUpdate() throws {
+        let r = randomTensor([2, 3, 4], seed: 1), x = randomTensor([2, 3, 4], seed: 2)
+        for gate in [randomTensor([2, 4], seed: 3), randomTensor([2, 3, 4], seed: 4)] {
+            var out = r
+            try HunyuanVideoKernels.addGated(&out, x, gate: gate)
+            for b in 0..<2 { for t in 0..<3 { for j in 0..<4 {
+                let g = gate.rank == 2 ? gate[b, j] : gate[b, t, j]
+                #expect(out[b, t, j] == r[b, t, j] + x[b, t, j] * g)
+            } } }
+        }
+        var bad = r
+        #expect(throws: TensorError.self) { try HunyuanVideoKernels.addGated(&bad, x, gate: randomTensor([2, 3], seed: 1)) }
     }
 
     /// Token-replace parameters: the first `n` token rows take the first-frame values, the others the

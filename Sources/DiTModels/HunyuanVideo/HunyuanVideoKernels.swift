@@ -1,0 +1,167 @@
+import Tensors
+
+/// The rows of one q|k|v projection output that go into the joint attention sequence.
+struct HunyuanVideoQKVSource {
+    /// `[B, n, 3D]`: the q, k and v columns of one stream's projection.
+    var projection: Tensor
+    /// The token rows of each sample taken from it, in order.
+    var rows: Range<Int>
+    /// The head norms of its queries and keys.
+    var normQ: HunyuanVideoHeadNorm
+    var normK: HunyuanVideoHeadNorm
+    /// Whether its queries and keys are rotated (image tokens) or not (text tokens).
+    var rotated: Bool
+}
+
+/// Fused passes of the HunyuanVideo attention: the head norms, the rotary embedding and the joint
+/// (image, text) concatenation of q, k and v are done while the projections are read once, instead of
+/// a split copy, a norm, a rotation and a concatenation each making their own tensor.
+enum HunyuanVideoKernels {
+    /// The joint `q`, `k`, `v` `[B, T, D]` from the sources in order (their row counts add up to T): q and k
+    /// normalised per head then, for rotated sources, rotated by the rows of `rope` (`[T, Dh]`, interleaved
+    /// pairs) at their joint positions; v copied.
+    static func jointQKV(
+        _ sources: [HunyuanVideoQKVSource], heads: Int, rope: (cos: Tensor, sin: Tensor)
+    ) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+        guard let first = sources.first, first.projection.rank == 3, first.projection.shape[2] % 3 == 0 else {
+            throw .invalidArgument(operation: "HunyuanVideo joint q/k/v", reason: "needs [B, n, 3D] projections")
+        }
+        let b = first.projection.shape[0], d = first.projection.shape[2] / 3
+        let t = sources.reduce(0) { $0 + $1.rows.count }
+        let dh = d / heads
+        for s in sources {
+            guard s.projection.shape == [b, s.projection.shape[1], 3 * d], s.rows.upperBound <= s.projection.shape[1] else {
+                throw .shapeMismatch(operation: "HunyuanVideo joint q/k/v", shapes: sources.map(\.projection.shape),
+                                     reason: "every projection must be [B, n, 3D] with the same B and D")
+            }
+        }
+        guard rope.cos.shape == [t, dh], rope.sin.shape == [t, dh], dh % 2 == 0 else {
+            throw .shapeMismatch(operation: "HunyuanVideo joint q/k/v", shapes: [rope.cos.shape, rope.sin.shape],
+                                 reason: "rotary tables must be [T, head_dim] = [\(t), \(dh)]")
+        }
+        func pass(column: Int, norm: (HunyuanVideoQKVSource) -> HunyuanVideoHeadNorm?) -> Tensor {
+            rope.cos.withUnsafeBufferPointer { pc in
+                rope.sin.withUnsafeBufferPointer { ps in
+                    Tensor(uninitializedShape: [b, t, d]) { out in
+                        var offset = 0
+                        for s in sources {
+                            let n = s.projection.shape[1], lo = s.rows.lowerBound, count = s.rows.count
+                            let headNorm = norm(s)
+                            let tables = s.rotated && headNorm != nil ? (pc.baseAddress!, ps.baseAddress!) : nil
+                            let start = offset
+                            s.projection.withUnsafeBufferPointer { pp in
+                                Parallelism.forEachChunk(b * count, costPerItem: 6 * d) { range in
+                                    for r in range {
+                                        let (bi, i) = (r / count, r % count)
+                                        let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
+                                        let jointRow = start + i
+                                        let dst = out.baseAddress! + (bi * t + jointRow) * d
+                                        guard let headNorm else { dst.update(from: src, count: d); continue }
+                                        for h in 0..<heads {
+                                            headNorm.apply(src + h * dh, dst + h * dh)
+                                            if let (c, sn) = tables {
+                                                rotate(dst + h * dh, c + jointRow * dh, sn + jointRow * dh, dh)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            offset += count
+                        }
+                    }
+                }
+            }
+        }
+        return (pass(column: 0) { $0.normQ }, pass(column: d) { $0.normK }, pass(column: 2 * d) { _ in nil })
+    }
+
+    /// Rotates one head in place: `(a, b) → (a·cᵢ − b·sᵢ, b·cᵢ₊₁ + a·sᵢ₊₁)` over interleaved pairs (as
+    /// diffusers' `apply_rotary_emb` with `use_real_unbind_dim=-1`).
+    @inline(__always)
+    static func rotate(_ x: UnsafeMutablePointer<Float>, _ c: UnsafePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i < n {
+            let a = x[i], b = x[i + 1]
+            x[i] = a * c[i] - b * s[i]
+            x[i + 1] = b * c[i + 1] + a * s[i + 1]
+            i += 2
+        }
+    }
+
+    /// `residual += x · gate` in place, with `gate` `[B, D]` (per sample) or `[B, T, D]` (per token); the
+    /// product is rounded before the sum, as diffusers' `residual + x * gate`.
+    static func addGated(_ residual: inout Tensor, _ x: Tensor, gate: Tensor) throws(TensorError) {
+        guard residual.rank == 3, x.shape == residual.shape,
+              gate.shape == [residual.shape[0], residual.shape[2]] || gate.shape == residual.shape else {
+            throw .shapeMismatch(operation: "gated residual", shapes: [residual.shape, x.shape, gate.shape],
+                                 reason: "expected residual and x [B, T, D] and a gate [B, D] or [B, T, D]")
+        }
+        let (t, d) = (residual.shape[1], residual.shape[2])
+        let rowCount = residual.count / max(d, 1)
+        let perToken = gate.rank == 3
+        x.withUnsafeBufferPointer { px in
+            gate.withUnsafeBufferPointer { pg in
+                residual.withUnsafeMutableBufferPointer { pr in
+                    Parallelism.forEachChunk(rowCount, costPerItem: 3 * d) { rows in
+                        for r in rows {
+                            let g = pg.baseAddress! + (perToken ? r : r / t) * d
+                            let o = pr.baseAddress! + r * d, xi = px.baseAddress! + r * d
+                            for j in 0..<d {
+                                let p = xi[j] * g[j]
+                                o[j] = o[j] + p
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension HunyuanVideoHeadNorm {
+    /// Normalises one head `src[0 ..< headDim]` into `dst` (the same definitions as ``callAsFunction(_:)``).
+    @inline(__always)
+    func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
+        let n = headDim
+        switch kind {
+        case .identity:
+            dst.update(from: src, count: n)
+        case .rms:
+            let ss = Self.sumOfSquares(src, n, centre: 0)
+            let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
+            weight!.withUnsafeBufferPointer { w in for j in 0..<n { dst[j] = (src[j] * inv) * w[j] } }
+        case .layer, .plainLayer:
+            var sum: Float = 0
+            for j in 0..<n { sum += src[j] }
+            let mean = sum / Float(n)
+            let ss = Self.sumOfSquares(src, n, centre: mean)
+            let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
+            for j in 0..<n { dst[j] = (src[j] - mean) * inv }
+            if let weight, let bias {
+                weight.withUnsafeBufferPointer { w in
+                    bias.withUnsafeBufferPointer { bb in for j in 0..<n { dst[j] = dst[j] * w[j] + bb[j] } }
+                }
+            }
+        case .l2:
+            let ss = Self.sumOfSquares(src, n, centre: 0)
+            let norm = Swift.max(ss.squareRoot(), Self.eps)
+            for j in 0..<n { dst[j] = src[j] / norm }
+        }
+    }
+
+    /// `Σ (xⱼ − centre)²` with eight-lane accumulators.
+    @inline(__always)
+    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int, centre: Float) -> Float {
+        var acc = SIMD8<Float>(repeating: 0)
+        let c = SIMD8<Float>(repeating: centre)
+        var j = 0
+        while j + 8 <= n {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - c
+            acc += v * v
+            j += 8
+        }
+        var s = acc.sum()
+        while j < n { let v = x[j] - centre; s += v * v; j += 1 }
+        return s
+    }
+}
