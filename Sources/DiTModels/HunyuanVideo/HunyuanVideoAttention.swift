@@ -26,8 +26,7 @@ public struct HunyuanVideoHeadNorm: Sendable {
 }
 
 /// The query/key/value projections of one token stream, run as one ``FusedLinear``, and the head norms
-/// of its queries and keys (applied by ``HunyuanVideoKernels/jointQKV(_:heads:rope:)`` while the joint
-/// sequence is assembled).
+/// of its queries and keys (applied while the joint sequence is assembled).
 public struct HunyuanVideoQKV: Sendable {
     /// q, k, v stacked.
     public let projection: FusedLinear
@@ -48,8 +47,8 @@ public struct HunyuanVideoQKV: Sendable {
     func project(_ x: Tensor) throws(TensorError) -> Tensor { try projection.stacked(x) }
 
     /// This stream's rows `rows` as a source of the joint q/k/v.
-    func source(_ projected: Tensor, rows: Range<Int>, rotated: Bool) -> HunyuanVideoQKVSource {
-        HunyuanVideoQKVSource(projection: projected, rows: rows, normQ: normQ, normK: normK, rotated: rotated)
+    func source(_ projected: Tensor, rows: Range<Int>) -> HunyuanVideoQKVSource {
+        HunyuanVideoQKVSource(projection: projected, rows: rows, normQ: normQ, normK: normK)
     }
 }
 
@@ -61,18 +60,20 @@ public struct HunyuanVideoBlockContext: Sendable {
     public var tokenReplaceEmb: Tensor?
     /// Image tokens of the first latent frame (`(H/p)·(W/p)`), the ones the token-replace conditioning modulates.
     public var firstFrameTokens: Int
-    /// Image tokens S (the joint sequence holds S image tokens, then the text).
-    public var imageTokens: Int
     /// Rotary tables over the joint (image, text) sequence `[S + L, head_dim]` (text rows leave pairs unchanged).
     public var rope: (cos: Tensor, sin: Tensor)
     /// The joint key mask `[B, S + L]` (1 = attend), or nil when no key is masked.
     public var keyMask: Tensor?
 }
 
-/// Scaled-dot-product attention over the joint (image, text) sequence, keys masked by the text mask.
+/// Scaled-dot-product attention over the joint (image, text) sequence: q and k rotated by the joint
+/// tables (whose text rows leave the text tokens unchanged, as diffusers rotates only the image tokens),
+/// keys masked by the text mask.
 func hunyuanVideoJointAttention(
-    _ sources: [HunyuanVideoQKVSource], context: HunyuanVideoBlockContext, heads: Int
+    _ sources: [HunyuanVideoQKVSource], context c: HunyuanVideoBlockContext, heads: Int
 ) throws(TensorError) -> Tensor {
-    let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: context.rope)
-    return try attention(query: q, key: k, value: v, heads: heads, mask: context.keyMask.map { .keys($0) })
+    let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads)
+    let qr = try RotaryEmbedding.apply(q, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
+    let kr = try RotaryEmbedding.apply(k, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
+    return try attention(query: qr, key: kr, value: v, heads: heads, mask: c.keyMask.map { .keys($0) })
 }

@@ -108,7 +108,7 @@ public struct HunyuanVideoDualStreamBlock: Sendable {
         let pi = try image.project(mi.modulatedNorm(x, shift: 0, scale: 1))
         let pt = try text.project(mt.modulatedNorm(y, shift: 0, scale: 1))
         let o = try hunyuanVideoJointAttention(
-            [image.source(pi, rows: 0..<s, rotated: true), text.source(pt, rows: 0..<y.shape[1], rotated: false)],
+            [image.source(pi, rows: 0..<s), text.source(pt, rows: 0..<y.shape[1])],
             context: c, heads: heads)
         let parts = try o.split(sizes: [s, o.shape[1] - s], axis: 1)
         try mi.addGated(&x, toOut(parts[0]), gate: 2)
@@ -154,10 +154,7 @@ public struct HunyuanVideoSingleStreamBlock: Sendable {
         let n = try m.modulatedNorm(x, shift: 0, scale: 1)
         let p = try attention.project(n)
         let mlp = try linear(n, weight: projMLP.weight, bias: projMLP.bias, activation: .gelu(.tanh))
-        let (t, s) = (x.shape[1], c.imageTokens)
-        let a = try hunyuanVideoJointAttention(
-            [attention.source(p, rows: 0..<s, rotated: true), attention.source(p, rows: s..<t, rotated: false)],
-            context: c, heads: heads)
+        let a = try hunyuanVideoJointAttention([attention.source(p, rows: 0..<x.shape[1])], context: c, heads: heads)
         try m.addGated(&x, linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias), gate: 2)
     }
 }

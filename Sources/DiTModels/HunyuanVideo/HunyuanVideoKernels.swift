@@ -9,22 +9,18 @@ struct HunyuanVideoQKVSource {
     /// The head norms of its queries and keys.
     var normQ: HunyuanVideoHeadNorm
     var normK: HunyuanVideoHeadNorm
-    /// Whether its queries and keys are rotated (image tokens) or not (text tokens).
-    var rotated: Bool
 }
 
-/// Fused passes of the HunyuanVideo attention: the head norms, the rotary embedding and the joint
-/// (image, text) concatenation of q, k and v are done while the projections are read once, instead of
-/// a split copy, a norm, a rotation and a concatenation each making their own tensor.
+/// Fused passes of the HunyuanVideo blocks: the joint (image, text) q, k and v are assembled while the
+/// stacked projections are read once, with the head norms applied on the way (instead of a split copy, a
+/// norm and a concatenation each making their own tensor), and gated residuals are added in place.
 enum HunyuanVideoKernels {
-    /// The joint `q`, `k`, `v` `[B, T, D]` from the sources in order (their row counts add up to T): q and k
-    /// normalised per head then, for rotated sources, rotated by the rows of `rope` (`[T, Dh]`, interleaved
-    /// pairs) at their joint positions; v copied.
-    static func jointQKV(
-        _ sources: [HunyuanVideoQKVSource], heads: Int, rope: (cos: Tensor, sin: Tensor)
-    ) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
-        guard let first = sources.first, first.projection.rank == 3, first.projection.shape[2] % 3 == 0 else {
-            throw .invalidArgument(operation: "HunyuanVideo joint q/k/v", reason: "needs [B, n, 3D] projections")
+    /// The joint `q`, `k`, `v` `[B, T, D]` from the sources in order (their row counts add up to T), q and
+    /// k normalised per head with each source's norms, v copied.
+    static func jointQKV(_ sources: [HunyuanVideoQKVSource], heads: Int) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+        guard let first = sources.first, first.projection.rank == 3, first.projection.shape[2] % 3 == 0,
+              heads > 0, first.projection.shape[2] % (3 * heads) == 0 else {
+            throw .invalidArgument(operation: "HunyuanVideo joint q/k/v", reason: "needs [B, n, 3D] projections with D divisible by the heads")
         }
         let b = first.projection.shape[0], d = first.projection.shape[2] / 3
         let t = sources.reduce(0) { $0 + $1.rows.count }
@@ -35,57 +31,31 @@ enum HunyuanVideoKernels {
                                      reason: "every projection must be [B, n, 3D] with the same B and D")
             }
         }
-        guard rope.cos.shape == [t, dh], rope.sin.shape == [t, dh], dh % 2 == 0 else {
-            throw .shapeMismatch(operation: "HunyuanVideo joint q/k/v", shapes: [rope.cos.shape, rope.sin.shape],
-                                 reason: "rotary tables must be [T, head_dim] = [\(t), \(dh)]")
-        }
         func pass(column: Int, norm: (HunyuanVideoQKVSource) -> HunyuanVideoHeadNorm?) -> Tensor {
-            rope.cos.withUnsafeBufferPointer { pc in
-                rope.sin.withUnsafeBufferPointer { ps in
-                    Tensor(uninitializedShape: [b, t, d]) { out in
-                        var offset = 0
-                        for s in sources {
-                            let n = s.projection.shape[1], lo = s.rows.lowerBound, count = s.rows.count
-                            let headNorm = norm(s)
-                            let tables = s.rotated && headNorm != nil ? (pc.baseAddress!, ps.baseAddress!) : nil
-                            let start = offset
-                            s.projection.withUnsafeBufferPointer { pp in
-                                Parallelism.forEachChunk(b * count, costPerItem: 6 * d) { range in
-                                    for r in range {
-                                        let (bi, i) = (r / count, r % count)
-                                        let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
-                                        let jointRow = start + i
-                                        let dst = out.baseAddress! + (bi * t + jointRow) * d
-                                        guard let headNorm else { dst.update(from: src, count: d); continue }
-                                        for h in 0..<heads {
-                                            headNorm.apply(src + h * dh, dst + h * dh)
-                                            if let (c, sn) = tables {
-                                                rotate(dst + h * dh, c + jointRow * dh, sn + jointRow * dh, dh)
-                                            }
-                                        }
-                                    }
+            Tensor(uninitializedShape: [b, t, d]) { out in
+                var offset = 0
+                for s in sources {
+                    let n = s.projection.shape[1], lo = s.rows.lowerBound, count = s.rows.count, start = offset
+                    let headNorm = norm(s)
+                    s.projection.withUnsafeBufferPointer { pp in
+                        Parallelism.forEachChunk(b * count, costPerItem: 4 * d) { range in
+                            for r in range {
+                                let (bi, i) = (r / count, r % count)
+                                let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
+                                let dst = out.baseAddress! + (bi * t + start + i) * d
+                                if let headNorm {
+                                    for h in 0..<heads { headNorm.apply(src + h * dh, dst + h * dh) }
+                                } else {
+                                    dst.update(from: src, count: d)
                                 }
                             }
-                            offset += count
                         }
                     }
+                    offset += count
                 }
             }
         }
         return (pass(column: 0) { $0.normQ }, pass(column: d) { $0.normK }, pass(column: 2 * d) { _ in nil })
-    }
-
-    /// Rotates one head in place: `(a, b) → (a·cᵢ − b·sᵢ, b·cᵢ₊₁ + a·sᵢ₊₁)` over interleaved pairs (as
-    /// diffusers' `apply_rotary_emb` with `use_real_unbind_dim=-1`).
-    @inline(__always)
-    static func rotate(_ x: UnsafeMutablePointer<Float>, _ c: UnsafePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
-        var i = 0
-        while i < n {
-            let a = x[i], b = x[i + 1]
-            x[i] = a * c[i] - b * s[i]
-            x[i + 1] = b * c[i + 1] + a * s[i + 1]
-            i += 2
-        }
     }
 
     /// `residual += x · gate` in place, with `gate` `[B, D]` (per sample) or `[B, T, D]` (per token); the
@@ -127,14 +97,12 @@ extension HunyuanVideoHeadNorm {
         case .identity:
             dst.update(from: src, count: n)
         case .rms:
-            let ss = Self.sumOfSquares(src, n, centre: 0)
+            let ss = RowReductions.centeredSquares(src, n, centre: 0)
             let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
             weight!.withUnsafeBufferPointer { w in for j in 0..<n { dst[j] = (src[j] * inv) * w[j] } }
         case .layer, .plainLayer:
-            var sum: Float = 0
-            for j in 0..<n { sum += src[j] }
-            let mean = sum / Float(n)
-            let ss = Self.sumOfSquares(src, n, centre: mean)
+            let mean = RowReductions.sum(src, n) / Float(n)
+            let ss = RowReductions.centeredSquares(src, n, centre: mean)
             let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
             for j in 0..<n { dst[j] = (src[j] - mean) * inv }
             if let weight, let bias {
@@ -143,25 +111,9 @@ extension HunyuanVideoHeadNorm {
                 }
             }
         case .l2:
-            let ss = Self.sumOfSquares(src, n, centre: 0)
+            let ss = RowReductions.centeredSquares(src, n, centre: 0)
             let norm = Swift.max(ss.squareRoot(), Self.eps)
             for j in 0..<n { dst[j] = src[j] / norm }
         }
-    }
-
-    /// `Σ (xⱼ − centre)²` with eight-lane accumulators.
-    @inline(__always)
-    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int, centre: Float) -> Float {
-        var acc = SIMD8<Float>(repeating: 0)
-        let c = SIMD8<Float>(repeating: centre)
-        var j = 0
-        while j + 8 <= n {
-            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - c
-            acc += v * v
-            j += 8
-        }
-        var s = acc.sum()
-        while j < n { let v = x[j] - centre; s += v * v; j += 1 }
-        return s
     }
 }

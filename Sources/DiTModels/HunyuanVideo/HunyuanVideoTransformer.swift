@@ -125,7 +125,7 @@ public struct HunyuanVideoTransformer: Sendable {
         let image = try xEmbedder(input.hiddenStates)
         let text = try contextEmbedder(input.encoderHiddenStates, timesteps: v.timesteps, mask: input.encoderAttentionMask)
         let context = HunyuanVideoBlockContext(
-            temb: cond.temb, tokenReplaceEmb: cond.tokenReplace, firstFrameTokens: h * w, imageTokens: s,
+            temb: cond.temb, tokenReplaceEmb: cond.tokenReplace, firstFrameTokens: h * w,
             rope: try rotary.jointTables(frames: f, height: h, width: w, textTokens: l),
             keyMask: try Self.jointKeyMask(validText: v.validText, imageTokens: s, textTokens: l, batch: b))
         return HunyuanVideoState(image: image, text: text, context: context, grid: v.grid)

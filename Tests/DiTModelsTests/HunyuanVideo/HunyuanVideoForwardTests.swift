@@ -36,15 +36,12 @@ struct HunyuanVideoForwardTests {
         try model.runBlocks(&p)
         let residual = try p.image - hIn
         let out = try model.outputHead(p)
-        let checks: [(String, Tensor, String)] = [
-            ("output", out, "output"), ("modulated input", modulated, "teacache.modulated_input"),
-            ("residual", residual, "teacache.residual"),
-        ]
-        for (label, value, key) in checks {
-            let ref = try #require(t[key])
-            #expect(value.shape == ref.shape, "\(label) shape \(value.shape) vs \(ref.shape)")
-            let e = try Tensor.relativeL2(value, ref)
-            #expect(e <= 1e-4, "\(label) rel L2 \(e)")
+        let computed = ["output": out, "teacache.modulated_input": modulated, "teacache.residual": residual]
+        for (name, value) in computed.sorted(by: { $0.key < $1.key }) {
+            let reference = try #require(t[name])
+            #expect(value.shape == reference.shape, "\(name): shape \(value.shape), diffusers \(reference.shape)")
+            let distance = try Tensor.relativeL2(value, reference)
+            #expect(distance <= 1e-4, "\(name): rel L2 \(distance)")
         }
         #expect(try model(x) == out)
     }

@@ -136,24 +136,23 @@ struct HunyuanVideoLayerTests {
     }
 
     /// The joint q/k/v: each source's rows in order, q and k normalised per head (RMS with each source's
-    /// own scale) and rotated by the joint table row when the source is rotated, v copied.
-    @Test func jointQKVNormalisesRotatesAndJoins() throws {
+    /// own scale), v copied.
+    @Test func jointQKVNormalisesAndJoins() throws {
         let (b, heads, dh) = (2, 2, 4)
         let d = heads * dh
         let loader = WeightLoader(randomSeed: 3)
         let norms = ["iq", "ik", "tq", "tk"].map { HunyuanVideoHeadNorm(loader.root[$0], kind: .rms, headDim: dh) }
         let image = randomTensor([b, 3, 3 * d], seed: 5), text = randomTensor([b, 4, 3 * d], seed: 6)
         let sources = [
-            HunyuanVideoQKVSource(projection: image, rows: 0..<3, normQ: norms[0], normK: norms[1], rotated: true),
-            HunyuanVideoQKVSource(projection: text, rows: 1..<4, normQ: norms[2], normK: norms[3], rotated: false),
+            HunyuanVideoQKVSource(projection: image, rows: 0..<3, normQ: norms[0], normK: norms[1]),
+            HunyuanVideoQKVSource(projection: text, rows: 1..<4, normQ: norms[2], normK: norms[3]),
         ]
         let t = 6
-        let cos = randomTensor([t, dh], seed: 7), sin = randomTensor([t, dh], seed: 8)
-        let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: (cos, sin))
+        let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads)
         #expect(q.shape == [b, t, d] && k.shape == q.shape && v.shape == q.shape)
         var maxErr = 0.0
         for bi in 0..<b { for jt in 0..<t {
-            let (src, row, rotated, nq, nk) = jt < 3 ? (image, jt, true, norms[0], norms[1]) : (text, jt - 2, false, norms[2], norms[3])
+            let (src, row, nq, nk) = jt < 3 ? (image, jt, norms[0], norms[1]) : (text, jt - 2, norms[2], norms[3])
             for (which, out, norm) in [(0, q, Optional(nq)), (1, k, Optional(nk)), (2, v, nil)] {
                 for h in 0..<heads {
                     let x = (0..<dh).map { Double(src[bi, row, which * d + h * dh + $0]) }
@@ -162,20 +161,16 @@ struct HunyuanVideoLayerTests {
                         let w = doubles(try #require(norm.weight))
                         let r = (x.map { $0 * $0 }.reduce(0, +) / Double(dh) + 1e-6).squareRoot()
                         y = (0..<dh).map { x[$0] / r * w[$0] }
-                        if rotated {
-                            let c = (0..<dh).map { Double(cos[jt, $0]) }, s = (0..<dh).map { Double(sin[jt, $0]) }
-                            let z = y
-                            for i in stride(from: 0, to: dh, by: 2) {
-                                y[i] = z[i] * c[i] - z[i + 1] * s[i]
-                                y[i + 1] = z[i + 1] * c[i + 1] + z[i] * s[i + 1]
-                            }
-                        }
                     }
                     for j in 0..<dh { maxErr = max(maxErr, abs(Double(out[bi, jt, h * dh + j]) - y[j])) }
                 }
             }
         } }
         #expect(maxErr <= 1e-5, "max error \(maxErr)")
+        #expect(throws: TensorError.self) {
+            try HunyuanVideoKernels.jointQKV([sources[0], HunyuanVideoQKVSource(projection: randomTensor([b, 4, 3 * d + 3], seed: 1),
+                                                                             rows: 0..<4, normQ: norms[2], normK: norms[3])], heads: heads)
+        }
     }
 
     /// The in-place gated residual `r + x·g`, per sample and per token.
