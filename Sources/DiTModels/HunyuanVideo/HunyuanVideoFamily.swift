@@ -9,8 +9,9 @@ import Tensors
 /// Fixture arguments are diffusers' forward arguments: `hidden_states`, `timestep`,
 /// `encoder_hidden_states`, `encoder_attention_mask`, `pooled_projections` and, with guidance, `guidance`.
 /// A sampling folder whose model reads more channels than its latent holds (`latent_concat`: `in_channels`
-/// = 2·C + 1) carries them as `cond.latent_condition` `[B, in_channels − C, F, H, W]`, concatenated after
-/// the latent on every call, as HunyuanVideoImageToVideoPipeline concatenates `[latents, image_latents, mask]`.
+/// = 2·C + 1) carries them as `cond.latent_condition` `[B, in_channels − C, F, H, W]` — or under the
+/// pipeline's names, `cond.image_latents` and `cond.mask` — concatenated after the latent on every call, as
+/// HunyuanVideoImageToVideoPipeline concatenates `[latents, image_latents, mask]`.
 public enum HunyuanVideoFamily: DiTFamily {
     public typealias Configuration = HunyuanVideoConfiguration
     public typealias Model = HunyuanVideoTransformer
@@ -116,10 +117,8 @@ public enum HunyuanVideoFamily: DiTFamily {
 
     public static func samplingInput(latent: Tensor, timestep: Float, conditioning a: FixtureArguments,
                                      configuration: HunyuanVideoConfiguration) throws -> HunyuanVideoInput {
-        var hiddenStates = latent
-        if let extra = a.optionalTensor("latent_condition") {
-            hiddenStates = try Tensor.concatenate([latent, extra], axis: 1)
-        }
+        let extra = ["latent_condition", "image_latents", "mask"].compactMap { a.optionalTensor($0) }
+        let hiddenStates = extra.isEmpty ? latent : try Tensor.concatenate([latent] + extra, axis: 1)
         return try inputs(hiddenStates: hiddenStates, timestep: a.timestep(timestep, batchOf: latent), a)
     }
 
