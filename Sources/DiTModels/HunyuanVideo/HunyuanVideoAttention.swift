@@ -1,4 +1,3 @@
-import Foundation
 import Tensors
 
 /// One head-wise query or key normalisation of diffusers' `Attention` (`norm_q`, `norm_k`, `norm_added_q`,

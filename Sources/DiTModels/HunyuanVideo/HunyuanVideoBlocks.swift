@@ -7,8 +7,8 @@ struct HunyuanVideoModulation {
     /// The parameters in the order of the projection's rows (shift, scale, gate, …).
     let parameters: [Tensor]
 
-    /// `chunk(linear(silu(temb)))`, and with `tokenReplace` the same of the first frame's conditioning,
-    /// laid out per token over `tokens` tokens of which the first `first` take it.
+    /// `chunk(linear(silu(temb)))`; for a token-replace context each parameter laid out per token over
+    /// `tokens` tokens, the first `firstFrameTokens` of which take the chunks of the first frame's conditioning.
     init(_ linear: Linear, count: Int, context c: HunyuanVideoBlockContext, tokens: Int) throws(TensorError) {
         let regular = try modulationChunks(linear, c.temb, count: count)
         guard let tr = c.tokenReplaceEmb else { parameters = regular; return }
@@ -17,8 +17,6 @@ struct HunyuanVideoModulation {
             try Self.perToken(first: r, rest: p, firstTokens: c.firstFrameTokens, tokens: tokens)
         }
     }
-
-    subscript(_ i: Int) -> Tensor { parameters[i] }
 
     /// `[B, T, D]` whose token rows `< firstTokens` are `first[b]` and the others `rest[b]` (both `[B, D]`).
     static func perToken(first: Tensor, rest: Tensor, firstTokens n: Int, tokens t: Int) throws(TensorError) -> Tensor {

@@ -89,7 +89,8 @@ enum HunyuanVideoKernels {
 }
 
 extension HunyuanVideoHeadNorm {
-    /// Normalises one head `src[0 ..< headDim]` into `dst` (the same definitions as ``callAsFunction(_:)``).
+    /// Normalises one head `src[0 ..< headDim]` into `dst`: RMS `x/√(mean x² + ε)·w`, LayerNorm
+    /// `(x − μ)/√(var + ε)` (`·w + b` when affine), L2 `x / max(‖x‖₂, ε)`, or a copy.
     @inline(__always)
     func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
         let n = headDim
