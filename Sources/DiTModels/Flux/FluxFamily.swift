@@ -39,6 +39,7 @@ public enum FluxFamily: DiTFamily {
     /// The distilled guidance value FLUX.1-dev pipelines embed.
     public static let embeddedGuidance: Float = 3.5
     public static var presets: [TeaCachePreset] { [.flux, .tangoFlux] }
+    public static var magCachePresets: [MagCachePreset] { [.flux] }
     /// Measured on the default model (28 steps, seed 0): see the README's demo section.
     public static let demoThresholds = [0.05, 0.2, 0.3, 0.6]
 
@@ -82,6 +83,9 @@ public enum FluxFamily: DiTFamily {
     public static func cost(_ c: FluxConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {
         let b = try sizes.positive("batch"), l = try sizes.positive("text_tokens")
         let s = (try sizes.positive("latent_height") / 2) * (try sizes.positive("latent_width") / 2)
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, s, c.inChannels])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.jointAttentionDim])
         return ForwardCost(
             summary: "FLUX \(c.innerDim)-wide, \(c.numLayers) double + \(c.numSingleLayers) single blocks, "
                 + "\(s) image + \(l) text tokens, batch \(b)",

@@ -3,20 +3,20 @@ import Tensors
 /// One head-wise query or key normalisation of diffusers' `Attention` (`norm_q`, `norm_k`, `norm_added_q`,
 /// `norm_added_k`) for the configuration's `qk_norm`, applied to each head's `attention_head_dim` channels
 /// with ε = 1e-6.
-public struct HunyuanVideoHeadNorm: Sendable {
+struct HunyuanVideoHeadNorm: Sendable {
     /// The normalisation.
-    public let kind: HunyuanVideoQKNorm
+    let kind: HunyuanVideoQKNorm
     /// The learned scale (`rms_norm`, `layer_norm`).
-    public let weight: Tensor?
+    let weight: Tensor?
     /// The learned bias (`layer_norm`).
-    public let bias: Tensor?
+    let bias: Tensor?
     /// Channels per head.
-    public let headDim: Int
+    let headDim: Int
     /// The epsilon diffusers passes to the blocks' attention.
-    public static let eps: Float = 1e-6
+    static let eps: Float = 1e-6
 
     /// Takes `weight` (and for `layer_norm` `bias`) `[head_dim]` of the scope when the kind has parameters.
-    public init(_ w: WeightScope, kind: HunyuanVideoQKNorm, headDim: Int) {
+    init(_ w: WeightScope, kind: HunyuanVideoQKNorm, headDim: Int) {
         self.kind = kind
         self.headDim = headDim
         weight = kind == .rms || kind == .layer ? w.tensor("weight", shape: [headDim]) : nil
@@ -26,12 +26,12 @@ public struct HunyuanVideoHeadNorm: Sendable {
 
 /// The query/key/value projections of one token stream, run as one ``FusedLinear``, and the head norms
 /// of its queries and keys (applied while the joint sequence is assembled).
-public struct HunyuanVideoQKV: Sendable {
+struct HunyuanVideoQKV: Sendable {
     /// q, k, v stacked.
-    public let projection: FusedLinear
+    let projection: FusedLinear
     /// The query and key norms.
-    public let normQ: HunyuanVideoHeadNorm
-    public let normK: HunyuanVideoHeadNorm
+    let normQ: HunyuanVideoHeadNorm
+    let normK: HunyuanVideoHeadNorm
 
     /// Takes the projections `names.q`, `names.k`, `names.v` (`[D, D]` with bias) and the norms of the scope.
     init(_ w: WeightScope, names: (q: String, k: String, v: String, normQ: String, normK: String),
@@ -52,17 +52,17 @@ public struct HunyuanVideoQKV: Sendable {
 }
 
 /// What every block of one forward reads besides its own streams.
-public struct HunyuanVideoBlockContext: Sendable {
+struct HunyuanVideoBlockContext: Sendable {
     /// The conditioning `temb` `[B, D]`.
-    public var temb: Tensor
+    var temb: Tensor
     /// The first frame's conditioning `[B, D]` of token-replace models, else nil.
-    public var tokenReplaceEmb: Tensor?
+    var tokenReplaceEmb: Tensor?
     /// Image tokens of the first latent frame (`(H/p)·(W/p)`), the ones the token-replace conditioning modulates.
-    public var firstFrameTokens: Int
+    var firstFrameTokens: Int
     /// Rotary tables over the joint (image, text) sequence `[S + L, head_dim]` (text rows leave pairs unchanged).
-    public var rope: (cos: Tensor, sin: Tensor)
+    var rope: (cos: Tensor, sin: Tensor)
     /// The joint key mask `[B, S + L]` (1 = attend), or nil when no key is masked.
-    public var keyMask: Tensor?
+    var keyMask: Tensor?
 }
 
 /// Scaled-dot-product attention over the joint (image, text) sequence: q and k rotated by the joint

@@ -35,10 +35,12 @@ extension HunyuanVideoConfiguration {
     /// normalised and rotated q and k, the attention output, the activated MLP, the projection and the new
     /// sequence — about `(15·D + 3·M)·T` floats for `T = S + L` tokens — plus one query block of attention
     /// scores per thread.
+    /// The product is taken in `Double` and saturates at `Int.max`, so no size can make it trap.
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
-        let t = s + l
-        let scores = attentionQueryBlock * t * Parallelism.threadCount
-        return 4 * (b * t * (15 * innerDim + 3 * mlpHiddenDim) + scores)
+        let t = Double(s) + Double(l)
+        let scores = Double(attentionQueryBlock) * t * Double(Parallelism.threadCount)
+        let bytes = 4 * (Double(b) * t * (15 * Double(innerDim) + 3 * Double(mlpHiddenDim)) + scores)
+        return bytes < 0x1p62 ? Int(bytes) : Int.max
     }
 }
 

@@ -55,24 +55,24 @@ struct HunyuanVideoModulation {
 ///
 /// The joint sequence is image tokens first, then text; only the image queries/keys are rotated, and keys
 /// beyond the valid text tokens are masked.
-public struct HunyuanVideoDualStreamBlock: Sendable {
+struct HunyuanVideoDualStreamBlock: Sendable {
     /// `norm1` (image) and `norm1_context` (text): their `linear` projections `[6D, D]`.
-    public let norm1: AdaLayerNormZero
-    public let norm1Context: AdaLayerNormZero
+    let norm1: AdaLayerNormZero
+    let norm1Context: AdaLayerNormZero
     /// `attn.to_q/k/v` with `norm_q/k`, and `attn.add_q/k/v_proj` with `norm_added_q/k`.
-    public let image: HunyuanVideoQKV
-    public let text: HunyuanVideoQKV
+    let image: HunyuanVideoQKV
+    let text: HunyuanVideoQKV
     /// `attn.to_out.0` and `attn.to_add_out`.
-    public let toOut: Linear
-    public let toAddOut: Linear
+    let toOut: Linear
+    let toAddOut: Linear
     /// `ff` and `ff_context` (tanh-GELU, `int(D·mlp_ratio)` wide).
-    public let ff: FeedForward
-    public let ffContext: FeedForward
+    let ff: FeedForward
+    let ffContext: FeedForward
     /// Attention heads.
-    public let heads: Int
+    let heads: Int
 
     /// Takes one block's scope (`transformer_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
+    init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let d = c.innerDim
         norm1 = AdaLayerNormZero(w["norm1"], dim: d)
         norm1Context = AdaLayerNormZero(w["norm1_context"], dim: d)
@@ -92,12 +92,12 @@ public struct HunyuanVideoDualStreamBlock: Sendable {
     }
 
     /// `norm1(image, temb)[0]`: TeaCache's modulated input when this is the first block.
-    public func modulatedImage(_ image: Tensor, _ c: HunyuanVideoBlockContext) throws(TensorError) -> Tensor {
+    func modulatedImage(_ image: Tensor, _ c: HunyuanVideoBlockContext) throws(TensorError) -> Tensor {
         try imageModulation(c, tokens: image.shape[1]).modulatedNorm(image, shift: 0, scale: 1)
     }
 
     /// Updates `image` `[B, S, D]` and `text` `[B, L, D]`.
-    public func callAsFunction(image x: inout Tensor, text y: inout Tensor, context c: HunyuanVideoBlockContext) throws(TensorError) {
+    func callAsFunction(image x: inout Tensor, text y: inout Tensor, context c: HunyuanVideoBlockContext) throws(TensorError) {
         let s = x.shape[1]
         let mi = try imageModulation(c, tokens: s)
         var textContext = c
@@ -124,20 +124,20 @@ public struct HunyuanVideoDualStreamBlock: Sendable {
 ///
 /// The tanh-GELU is applied in place on `proj_mlp`'s output, and `proj_out` is applied to the two halves
 /// without building their concatenation.
-public struct HunyuanVideoSingleStreamBlock: Sendable {
+struct HunyuanVideoSingleStreamBlock: Sendable {
     /// `norm.linear` `[3D, D]`.
-    public let norm: AdaLayerNormZeroSingle
+    let norm: AdaLayerNormZeroSingle
     /// `attn.to_q/k/v` and `norm_q/k`.
-    public let attention: HunyuanVideoQKV
+    let attention: HunyuanVideoQKV
     /// `proj_mlp` `[mlp, D]`.
-    public let projMLP: Linear
+    let projMLP: Linear
     /// `proj_out` `[D, D + mlp]`.
-    public let projOut: Linear
+    let projOut: Linear
     /// Attention heads.
-    public let heads: Int
+    let heads: Int
 
     /// Takes one block's scope (`single_transformer_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
+    init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let d = c.innerDim
         norm = AdaLayerNormZeroSingle(w["norm"], dim: d)
         attention = HunyuanVideoQKV(w["attn"], names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"), configuration: c)
@@ -147,7 +147,7 @@ public struct HunyuanVideoSingleStreamBlock: Sendable {
     }
 
     /// Updates the joint sequence `x` `[B, S + L, D]` (image tokens first).
-    public func callAsFunction(_ x: inout Tensor, context c: HunyuanVideoBlockContext) throws(TensorError) {
+    func callAsFunction(_ x: inout Tensor, context c: HunyuanVideoBlockContext) throws(TensorError) {
         let m = try HunyuanVideoModulation(norm.linear, count: 3, context: c, tokens: x.shape[1])
         let n = try m.modulatedNorm(x, shift: 0, scale: 1)
         let p = try attention.project(n)

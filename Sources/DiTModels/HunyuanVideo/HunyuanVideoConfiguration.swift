@@ -73,10 +73,7 @@ public struct HunyuanVideoConfiguration: DiTConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = HunyuanVideoConfiguration()
-        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        inChannels = try value(.inChannels, d.inChannels)
+        inChannels = try c.diffusersValue(.inChannels, default: d.inChannels)
         // diffusers: `out_channels or in_channels` — null, absent-as-null and 0 mean in_channels.
         if c.contains(.outChannels) {
             let out = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? 0
@@ -84,21 +81,21 @@ public struct HunyuanVideoConfiguration: DiTConfiguration {
         } else {
             outChannels = d.outChannels
         }
-        numAttentionHeads = try value(.numAttentionHeads, d.numAttentionHeads)
-        attentionHeadDim = try value(.attentionHeadDim, d.attentionHeadDim)
-        numLayers = try value(.numLayers, d.numLayers)
-        numSingleLayers = try value(.numSingleLayers, d.numSingleLayers)
-        numRefinerLayers = try value(.numRefinerLayers, d.numRefinerLayers)
-        mlpRatio = try value(.mlpRatio, d.mlpRatio)
-        patchSize = try value(.patchSize, d.patchSize)
-        patchSizeT = try value(.patchSizeT, d.patchSizeT)
-        qkNorm = c.contains(.qkNorm) ? try c.decodeIfPresent(String.self, forKey: .qkNorm) : d.qkNorm
-        guidanceEmbeds = try value(.guidanceEmbeds, d.guidanceEmbeds)
-        textEmbedDim = try value(.textEmbedDim, d.textEmbedDim)
-        pooledProjectionDim = try value(.pooledProjectionDim, d.pooledProjectionDim)
-        ropeTheta = try value(.ropeTheta, d.ropeTheta)
-        ropeAxesDim = try value(.ropeAxesDim, d.ropeAxesDim)
-        imageConditionType = try c.decodeIfPresent(String.self, forKey: .imageConditionType)
+        numAttentionHeads = try c.diffusersValue(.numAttentionHeads, default: d.numAttentionHeads)
+        attentionHeadDim = try c.diffusersValue(.attentionHeadDim, default: d.attentionHeadDim)
+        numLayers = try c.diffusersValue(.numLayers, default: d.numLayers)
+        numSingleLayers = try c.diffusersValue(.numSingleLayers, default: d.numSingleLayers)
+        numRefinerLayers = try c.diffusersValue(.numRefinerLayers, default: d.numRefinerLayers)
+        mlpRatio = try c.diffusersValue(.mlpRatio, default: d.mlpRatio)
+        patchSize = try c.diffusersValue(.patchSize, default: d.patchSize)
+        patchSizeT = try c.diffusersValue(.patchSizeT, default: d.patchSizeT)
+        qkNorm = try c.diffusersOptional(.qkNorm, default: d.qkNorm)
+        guidanceEmbeds = try c.diffusersValue(.guidanceEmbeds, default: d.guidanceEmbeds)
+        textEmbedDim = try c.diffusersValue(.textEmbedDim, default: d.textEmbedDim)
+        pooledProjectionDim = try c.diffusersValue(.pooledProjectionDim, default: d.pooledProjectionDim)
+        ropeTheta = try c.diffusersValue(.ropeTheta, default: d.ropeTheta)
+        ropeAxesDim = try c.diffusersValue(.ropeAxesDim, default: d.ropeAxesDim)
+        imageConditionType = try c.diffusersOptional(.imageConditionType, default: d.imageConditionType)
     }
 
     /// The model width `numAttentionHeads · attentionHeadDim`.

@@ -14,21 +14,21 @@ func hunyuanVideoSinusoid(_ values: [Float]) throws(TensorError) -> Tensor {
 ///
 /// With `image_condition_type: "token_replace"` it also returns the first frame's conditioning
 /// `MLP_t(sin(0)) + MLP_text(pooled)` (timestep 0, no guidance).
-public struct HunyuanVideoConditionEmbedding: Sendable {
+struct HunyuanVideoConditionEmbedding: Sendable {
     /// `timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `guidance_embedder`, present when `guidance_embeds` is true.
-    public let guidanceEmbedder: TimestepMLP?
+    let guidanceEmbedder: TimestepMLP?
     /// `text_embedder`.
-    public let textEmbedder: TimestepMLP
+    let textEmbedder: PixArtAlphaTextProjection
     /// Whether the token-replace conditioning is computed.
-    public let tokenReplace: Bool
+    let tokenReplace: Bool
 
     /// Takes the parameters of the `time_text_embed` scope.
-    public init(_ weights: WeightScope, configuration c: HunyuanVideoConfiguration) {
+    init(_ weights: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let ch = HunyuanVideoConfiguration.timestepChannels, d = c.innerDim
         timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: ch, hidden: d, out: d)
-        textEmbedder = TimestepMLP(weights["text_embedder"], in: c.pooledProjectionDim, hidden: d, out: d)
+        textEmbedder = PixArtAlphaTextProjection(weights["text_embedder"], in: c.pooledProjectionDim, hidden: d, activation: .silu)
         guidanceEmbedder = c.guidanceEmbeds ? TimestepMLP(weights["guidance_embedder"], in: ch, hidden: d, out: d) : nil
         tokenReplace = c.usesTokenReplace
     }
@@ -40,7 +40,7 @@ public struct HunyuanVideoConditionEmbedding: Sendable {
     ///   - guidance: one value per sample (the pipeline's `guidance_scale · 1000`); read only when the model
     ///     embeds guidance.
     ///   - pooled: `[B, pooled_projection_dim]`.
-    public func callAsFunction(
+    func callAsFunction(
         timesteps: [Float], guidance: [Float]?, pooled: Tensor
     ) throws(TensorError) -> (temb: Tensor, tokenReplace: Tensor?) {
         let text = try textEmbedder(pooled)
@@ -67,14 +67,14 @@ public struct HunyuanVideoConditionEmbedding: Sendable {
 /// diffusers computes the frequencies, the angles and their cos/sin in float32 (`freqs_dtype` defaults to
 /// float32 there, unlike FLUX's float64); this port rounds each of those steps to Float in the same order,
 /// so the tables agree with diffusers' to about one ulp.
-public struct HunyuanVideoRotaryEmbedding: Sendable {
+struct HunyuanVideoRotaryEmbedding: Sendable {
     /// Rotary dimensions of the (frame, row, column) axes.
-    public let axesDims: [Int]
+    let axesDims: [Int]
     /// The base θ (`rope_theta`).
-    public let theta: Double
+    let theta: Double
 
     /// The embedding of a configuration.
-    public init(configuration c: HunyuanVideoConfiguration) {
+    init(configuration c: HunyuanVideoConfiguration) {
         axesDims = c.rotaryAxesDims
         theta = c.ropeTheta
     }
@@ -92,7 +92,7 @@ public struct HunyuanVideoRotaryEmbedding: Sendable {
     ///
     /// diffusers rotates only the image queries and keys; a text row of (1, 0) leaves its pair exactly
     /// unchanged (`a·1 − b·0 = a`), so the joint sequence can be rotated in one pass.
-    public func jointTables(frames f: Int, height h: Int, width w: Int, textTokens l: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+    func jointTables(frames f: Int, height h: Int, width w: Int, textTokens l: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let d = axesDims.reduce(0, +)
         let s = f * h * w
         var cosT = [Float](repeating: 1, count: (s + l) * d)

@@ -101,6 +101,9 @@ public enum HunyuanVideoFamily: DiTFamily {
         guard f % c.patchSizeT == 0, h % c.patchSize == 0, w % c.patchSize == 0 else {
             throw ModelLoadError.malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by (patch_size_t, patch_size, patch_size)")
         }
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, f, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.textEmbedDim])
         let s = (f / c.patchSizeT) * (h / c.patchSize) * (w / c.patchSize)
         return ForwardCost(
             summary: "HunyuanVideo \(c.innerDim)-wide, \(c.numLayers) dual + \(c.numSingleLayers) single blocks, "

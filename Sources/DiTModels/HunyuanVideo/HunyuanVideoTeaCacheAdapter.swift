@@ -37,3 +37,14 @@ extension HunyuanVideoTransformer: DiffusionTransformer {
     public typealias Input = HunyuanVideoInput
     public typealias State = HunyuanVideoState
 }
+
+/// HunyuanVideo block by block (First-Block Cache): the dual-stream blocks, then the single-stream ones,
+/// as one index range (`num_layers + num_single_layers` blocks). `norm_out` lies outside the cached span
+/// (TeaCache4HunyuanVideo's residual and diffusers' block hooks both end at the last single block), so
+/// ``finishBlocks(_:)`` does nothing and ``HunyuanVideoTransformer/outputHead(_:)`` applies it.
+extension HunyuanVideoTransformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: HunyuanVideoState) -> Int { blockCount }
+    public func runBlock(_ index: Int, _ state: inout HunyuanVideoState) throws { try runBlock(at: index, &state) }
+}
+
+extension HunyuanVideoTransformer: MemoryBudgeted {}

@@ -8,23 +8,23 @@ import Tensors
 ///
 /// `norm1`/`norm2` are affine LayerNorms (ε = 1e-6), `attn` a plain self-attention with biased
 /// projections and no q/k norm, `ff` a `"linear-silu"` feed-forward of width `4·D`.
-public struct HunyuanVideoRefinerBlock: Sendable {
+struct HunyuanVideoRefinerBlock: Sendable {
     /// `norm1`, `norm2`.
-    public let norm1: AffineLayerNorm
-    public let norm2: AffineLayerNorm
+    let norm1: AffineLayerNorm
+    let norm2: AffineLayerNorm
     /// `attn.to_q`, `attn.to_k`, `attn.to_v` as one product.
-    public let qkv: FusedLinear
+    let qkv: FusedLinear
     /// `attn.to_out.0`.
-    public let toOut: Linear
+    let toOut: Linear
     /// `ff`.
-    public let ff: FeedForward
+    let ff: FeedForward
     /// `norm_out.linear`: `temb` → the two gates.
-    public let gates: Linear
+    let gates: Linear
     /// Attention heads.
-    public let heads: Int
+    let heads: Int
 
     /// Takes one block's scope (`context_embedder.token_refiner.refiner_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
+    init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let d = c.innerDim
         norm1 = AffineLayerNorm(w["norm1"], dim: d, eps: 1e-6)
         norm2 = AffineLayerNorm(w["norm2"], dim: d, eps: 1e-6)
@@ -37,7 +37,7 @@ public struct HunyuanVideoRefinerBlock: Sendable {
 
     /// Refines `h` `[B, L, D]` with the refiner's conditioning `temb` `[B, D]` and the self-attention rule
     /// of the text mask.
-    public func callAsFunction(
+    func callAsFunction(
         _ h: Tensor, temb: Tensor, mask: HunyuanVideoTokenRefiner.SelfAttentionMask
     ) throws(TensorError) -> Tensor {
         let p = try qkv(norm1(h))
@@ -52,21 +52,21 @@ public struct HunyuanVideoRefinerBlock: Sendable {
 /// their mask, embedded with the timestep into their own conditioning
 /// (`CombinedTimestepTextProjEmbeddings`), projected to the model width (`proj_in`) and refined by
 /// self-attention blocks that honour the mask.
-public struct HunyuanVideoTokenRefiner: Sendable {
+struct HunyuanVideoTokenRefiner: Sendable {
     /// `time_text_embed.timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `time_text_embed.text_embedder` (PixArt-α projection with SiLU) of the pooled text.
-    public let textEmbedder: TimestepMLP
+    let textEmbedder: PixArtAlphaTextProjection
     /// `proj_in`.
-    public let projIn: Linear
+    let projIn: Linear
     /// `token_refiner.refiner_blocks`.
-    public let blocks: [HunyuanVideoRefinerBlock]
+    let blocks: [HunyuanVideoRefinerBlock]
 
     /// Takes the `context_embedder` scope.
-    public init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
+    init(_ w: WeightScope, configuration c: HunyuanVideoConfiguration) {
         let d = c.innerDim, ch = HunyuanVideoConfiguration.timestepChannels
         timestepEmbedder = TimestepMLP(w["time_text_embed"]["timestep_embedder"], in: ch, hidden: d, out: d)
-        textEmbedder = TimestepMLP(w["time_text_embed"]["text_embedder"], in: c.textEmbedDim, hidden: d, out: d)
+        textEmbedder = PixArtAlphaTextProjection(w["time_text_embed"]["text_embedder"], in: c.textEmbedDim, hidden: d, activation: .silu)
         projIn = Linear(w["proj_in"], in: c.textEmbedDim, out: d)
         blocks = (0..<c.numRefinerLayers).map { HunyuanVideoRefinerBlock(w["token_refiner"]["refiner_blocks"][$0], configuration: c) }
     }
@@ -77,7 +77,7 @@ public struct HunyuanVideoTokenRefiner: Sendable {
     ///   - text: `encoder_hidden_states` `[B, L, text_embed_dim]`.
     ///   - timesteps: one value per sample.
     ///   - mask: `encoder_attention_mask` `[B, L]` of 0/1 with at least one 1 per sample (checked by the caller).
-    public func callAsFunction(_ text: Tensor, timesteps: [Float], mask: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ text: Tensor, timesteps: [Float], mask: Tensor) throws(TensorError) -> Tensor {
         let temb = try timestepEmbedder(hunyuanVideoSinusoid(timesteps)) + textEmbedder(Self.maskedMean(text, mask: mask))
         var h = try projIn(text)
         guard !blocks.isEmpty else { return h }
@@ -111,14 +111,14 @@ public struct HunyuanVideoTokenRefiner: Sendable {
     /// Rather than the `[B, 1, L, L]` boolean mask diffusers builds, this is a key mask `[B, L]` (valid keys
     /// and key 0) for the valid queries plus the list of padded queries per sample: a padded query's only
     /// key is key 0, so its softmax weight is exactly 1 and its output is exactly `v₀`.
-    public struct SelfAttentionMask: Sendable {
+    struct SelfAttentionMask: Sendable {
         /// `[B, L]`: 1 for a valid key or key 0, else 0.
-        public let keys: Tensor
+        let keys: Tensor
         /// The padded query positions of each sample.
-        public let paddedQueries: [[Int]]
+        let paddedQueries: [[Int]]
 
         /// The rule for `encoder_attention_mask` `[B, L]` (nonzero = valid).
-        public init(_ mask: Tensor) throws(TensorError) {
+        init(_ mask: Tensor) throws(TensorError) {
             let (b, l) = (mask.shape[0], mask.shape[1])
             let m = mask.scalars
             var k = [Float](repeating: 0, count: b * l)

@@ -37,7 +37,7 @@ public struct HunyuanVideoState: Sendable {
     /// Text tokens `[B, L, D]` (the token refiner's output, then the blocks').
     public var text: Tensor
     /// What every block reads (conditioning, rotary tables, key mask).
-    public var context: HunyuanVideoBlockContext
+    var context: HunyuanVideoBlockContext
     /// The latent grid `(F, H, W)` before patching.
     public var grid: (f: Int, h: Int, w: Int)
 }
@@ -56,22 +56,26 @@ public struct HunyuanVideoState: Sendable {
 public struct HunyuanVideoTransformer: Sendable {
     /// The validated configuration.
     public let configuration: HunyuanVideoConfiguration
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``HunyuanVideoConfiguration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses
+    /// inputs beyond it with `TensorError.memoryBudgetExceeded`, before computing anything.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// `x_embedder.proj`.
-    public let xEmbedder: PatchEmbedding3D
+    let xEmbedder: PatchEmbedding3D
     /// `context_embedder`.
-    public let contextEmbedder: HunyuanVideoTokenRefiner
+    let contextEmbedder: HunyuanVideoTokenRefiner
     /// `time_text_embed`.
-    public let timeTextEmbed: HunyuanVideoConditionEmbedding
+    let timeTextEmbed: HunyuanVideoConditionEmbedding
     /// `rope`.
-    public let rotary: HunyuanVideoRotaryEmbedding
+    let rotary: HunyuanVideoRotaryEmbedding
     /// `transformer_blocks`.
-    public let doubleBlocks: [HunyuanVideoDualStreamBlock]
+    let doubleBlocks: [HunyuanVideoDualStreamBlock]
     /// `single_transformer_blocks`.
-    public let singleBlocks: [HunyuanVideoSingleStreamBlock]
+    let singleBlocks: [HunyuanVideoSingleStreamBlock]
     /// `norm_out`.
-    public let normOut: AdaLayerNormContinuous
+    let normOut: AdaLayerNormContinuous
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
 
     /// Builds the model, taking every parameter from `weights` by its diffusers name (called by
     /// ``HunyuanVideoFamily``'s loading functions, which check the weights afterwards).
@@ -121,6 +125,8 @@ public struct HunyuanVideoTransformer: Sendable {
         let (b, l) = (v.batch, v.textTokens)
         let (f, h, w) = (v.grid.f / c.patchSizeT, v.grid.h / c.patchSize, v.grid.w / c.patchSize)
         let s = f * h * w
+        try memoryBudget.check("HunyuanVideo forward of batch \(b), \(s) video + \(l) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l)))
         let cond = try timeTextEmbed(timesteps: v.timesteps, guidance: v.guidance, pooled: input.pooledProjections)
         let image = try xEmbedder(input.hiddenStates)
         let text = try contextEmbedder(input.encoderHiddenStates, timesteps: v.timesteps, mask: input.encoderAttentionMask)
@@ -155,6 +161,28 @@ public struct HunyuanVideoTransformer: Sendable {
         let s = state.image.shape[1]
         var joint = try Tensor.concatenate([state.image, state.text], axis: 1)
         for block in singleBlocks { try block(&joint, context: state.context) }
+        let parts = try joint.split(sizes: [s, joint.shape[1] - s], axis: 1)
+        state.image = parts[0]
+        state.text = parts[1]
+    }
+
+    /// The number of blocks, dual-stream then single-stream, as one index range.
+    var blockCount: Int { doubleBlocks.count + singleBlocks.count }
+
+    /// Runs block `index` of ``blockCount`` (dual-stream blocks first) on the state in place. A
+    /// single-stream block joins the two streams, runs, and splits them again (as diffusers does per
+    /// block), so `state.image` holds the stream after every block.
+    func runBlock(at index: Int, _ state: inout HunyuanVideoState) throws(TensorError) {
+        guard index >= 0, index < blockCount else {
+            throw .invalidArgument(operation: "HunyuanVideo block", reason: "block index \(index) is not in 0..<\(blockCount)")
+        }
+        if index < doubleBlocks.count {
+            try doubleBlocks[index](image: &state.image, text: &state.text, context: state.context)
+            return
+        }
+        let s = state.image.shape[1]
+        var joint = try Tensor.concatenate([state.image, state.text], axis: 1)
+        try singleBlocks[index - doubleBlocks.count](&joint, context: state.context)
         let parts = try joint.split(sizes: [s, joint.shape[1] - s], axis: 1)
         state.image = parts[0]
         state.text = parts[1]
