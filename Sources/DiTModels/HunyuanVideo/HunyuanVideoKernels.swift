@@ -1,0 +1,120 @@
+import Tensors
+
+/// The rows of one q|k|v projection output that go into the joint attention sequence.
+struct HunyuanVideoQKVSource {
+    /// `[B, n, 3D]`: the q, k and v columns of one stream's projection.
+    var projection: Tensor
+    /// The token rows of each sample taken from it, in order.
+    var rows: Range<Int>
+    /// The head norms of its queries and keys.
+    var normQ: HunyuanVideoHeadNorm
+    var normK: HunyuanVideoHeadNorm
+}
+
+/// Fused passes of the HunyuanVideo blocks: the joint (image, text) q, k and v are assembled while the
+/// stacked projections are read once, with the head norms applied on the way (instead of a split copy, a
+/// norm and a concatenation each making their own tensor), and gated residuals are added in place.
+enum HunyuanVideoKernels {
+    /// The joint `q`, `k`, `v` `[B, T, D]` from the sources in order (their row counts add up to T), q and
+    /// k normalised per head with each source's norms, v copied.
+    static func jointQKV(_ sources: [HunyuanVideoQKVSource], heads: Int) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+        guard let first = sources.first, first.projection.rank == 3, first.projection.shape[2] % 3 == 0,
+              heads > 0, first.projection.shape[2] % (3 * heads) == 0 else {
+            throw .invalidArgument(operation: "HunyuanVideo joint q/k/v", reason: "needs [B, n, 3D] projections with D divisible by the heads")
+        }
+        let b = first.projection.shape[0], d = first.projection.shape[2] / 3
+        let t = sources.reduce(0) { $0 + $1.rows.count }
+        let dh = d / heads
+        for s in sources {
+            guard s.projection.shape == [b, s.projection.shape[1], 3 * d], s.rows.upperBound <= s.projection.shape[1] else {
+                throw .shapeMismatch(operation: "HunyuanVideo joint q/k/v", shapes: sources.map(\.projection.shape),
+                                     reason: "every projection must be [B, n, 3D] with the same B and D")
+            }
+        }
+        func pass(column: Int, norm: (HunyuanVideoQKVSource) -> HunyuanVideoHeadNorm?) -> Tensor {
+            Tensor(uninitializedShape: [b, t, d]) { out in
+                var offset = 0
+                for s in sources {
+                    let n = s.projection.shape[1], lo = s.rows.lowerBound, count = s.rows.count, start = offset
+                    let headNorm = norm(s)
+                    s.projection.withUnsafeBufferPointer { pp in
+                        Parallelism.forEachChunk(b * count, costPerItem: 4 * d) { range in
+                            for r in range {
+                                let (bi, i) = (r / count, r % count)
+                                let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
+                                let dst = out.baseAddress! + (bi * t + start + i) * d
+                                if let headNorm {
+                                    for h in 0..<heads { headNorm.apply(src + h * dh, dst + h * dh) }
+                                } else {
+                                    dst.update(from: src, count: d)
+                                }
+                            }
+                        }
+                    }
+                    offset += count
+                }
+            }
+        }
+        return (pass(column: 0) { $0.normQ }, pass(column: d) { $0.normK }, pass(column: 2 * d) { _ in nil })
+    }
+
+    /// `residual += x · gate` in place, with `gate` `[B, D]` (per sample) or `[B, T, D]` (per token); the
+    /// product is rounded before the sum, as diffusers' `residual + x * gate`.
+    static func addGated(_ residual: inout Tensor, _ x: Tensor, gate: Tensor) throws(TensorError) {
+        guard residual.rank == 3, x.shape == residual.shape,
+              gate.shape == [residual.shape[0], residual.shape[2]] || gate.shape == residual.shape else {
+            throw .shapeMismatch(operation: "gated residual", shapes: [residual.shape, x.shape, gate.shape],
+                                 reason: "expected residual and x [B, T, D] and a gate [B, D] or [B, T, D]")
+        }
+        let (t, d) = (residual.shape[1], residual.shape[2])
+        let rowCount = residual.count / max(d, 1)
+        let perToken = gate.rank == 3
+        x.withUnsafeBufferPointer { px in
+            gate.withUnsafeBufferPointer { pg in
+                residual.withUnsafeMutableBufferPointer { pr in
+                    Parallelism.forEachChunk(rowCount, costPerItem: 3 * d) { rows in
+                        for r in rows {
+                            let g = pg.baseAddress! + (perToken ? r : r / t) * d
+                            let o = pr.baseAddress! + r * d, xi = px.baseAddress! + r * d
+                            for j in 0..<d {
+                                let p = xi[j] * g[j]
+                                o[j] = o[j] + p
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension HunyuanVideoHeadNorm {
+    /// Normalises one head `src[0 ..< headDim]` into `dst`: RMS `x/√(mean x² + ε)·w`, LayerNorm
+    /// `(x − μ)/√(var + ε)` (`·w + b` when affine), L2 `x / max(‖x‖₂, ε)`, or a copy.
+    @inline(__always)
+    func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
+        let n = headDim
+        switch kind {
+        case .identity:
+            dst.update(from: src, count: n)
+        case .rms:
+            let ss = RowReductions.centeredSquares(src, n, centre: 0)
+            let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
+            weight!.withUnsafeBufferPointer { w in for j in 0..<n { dst[j] = (src[j] * inv) * w[j] } }
+        case .layer, .plainLayer:
+            let mean = RowReductions.sum(src, n) / Float(n)
+            let ss = RowReductions.centeredSquares(src, n, centre: mean)
+            let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
+            for j in 0..<n { dst[j] = (src[j] - mean) * inv }
+            if let weight, let bias {
+                weight.withUnsafeBufferPointer { w in
+                    bias.withUnsafeBufferPointer { bb in for j in 0..<n { dst[j] = dst[j] * w[j] + bb[j] } }
+                }
+            }
+        case .l2:
+            let ss = RowReductions.centeredSquares(src, n, centre: 0)
+            let norm = Swift.max(ss.squareRoot(), Self.eps)
+            for j in 0..<n { dst[j] = src[j] / norm }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+/// Public entry points to the row reductions of the norm kernels (16-lane accumulators), for kernels
+/// outside this module that normalise rows inside a fused pass (e.g. a per-head q/k norm while a
+/// projection is read).
+public enum RowReductions {
+    /// `Σ pᵢ` over `n` values.
+    @inlinable
+    public static func sum(_ p: UnsafePointer<Float>, _ n: Int) -> Float { rowSum(p, n) }
+
+    /// `Σ (pᵢ − centre)²` over `n` values.
+    @inlinable
+    public static func centeredSquares(_ p: UnsafePointer<Float>, _ n: Int, centre: Float) -> Float {
+        rowCenteredSquares(p, n, centre)
+    }
+}
