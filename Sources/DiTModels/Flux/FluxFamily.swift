@@ -68,16 +68,11 @@ public enum FluxFamily: DiTFamily {
     /// `batch`, `latent_height`, `latent_width` (even) and `text_tokens`; the guidance is 3.5.
     public static func randomInputs(_ c: FluxConfiguration, sizes: BenchmarkInputs, seed: UInt64) throws -> SamplingInputs<FluxInput> {
         let b = try sizes.positive("batch")
-        let base = try FluxTransformer.randomInputs(
+        var base = try FluxTransformer.randomInputs(
             configuration: c, batch: b, latentHeight: sizes.positive("latent_height"),
             latentWidth: sizes.positive("latent_width"), textTokens: sizes.positive("text_tokens"), seed: seed)
-        return SamplingInputs(latent: base.hiddenStates) { latent, t, _ in
-            var x = base
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
-            if c.guidanceEmbeds { x.guidance = try Tensor(shape: [b], repeating: embeddedGuidance) }
-            return x
-        }
+        if c.guidanceEmbeds { base.guidance = try Tensor(shape: [b], repeating: embeddedGuidance) }
+        return SamplingInputs(cond: base, batch: b)
     }
 
     public static func cost(_ c: FluxConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {

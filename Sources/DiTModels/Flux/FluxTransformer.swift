@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The tensor arguments of one FLUX forward call, named after diffusers' `FluxTransformer2DModel.forward`.
-public struct FluxInput: Sendable {
+public struct FluxInput: LatentTimestepInput, Sendable {
     /// `hidden_states` `[B, S, in_channels]` (packed latent tokens).
     public var hiddenStates: Tensor
     /// `encoder_hidden_states` `[B, L, joint_attention_dim]`.

@@ -86,12 +86,7 @@ public enum HunyuanVideoFamily: DiTFamily {
             configuration: c, batch: b, frames: sizes.positive("latent_frames"), height: sizes.positive("latent_height"),
             width: sizes.positive("latent_width"), textTokens: l,
             validTextTokens: sizes.positive("valid_text_tokens", default: l), seed: seed)
-        return SamplingInputs(latent: base.hiddenStates) { latent, t, _ in
-            var x = base
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
-            return x
-        }
+        return SamplingInputs(cond: base, batch: b)
     }
 
     public static func cost(_ c: HunyuanVideoConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {

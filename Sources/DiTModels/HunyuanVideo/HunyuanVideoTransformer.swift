@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The tensor arguments of one `HunyuanVideoTransformer3DModel.forward` call, named after diffusers'.
-public struct HunyuanVideoInput: Sendable {
+public struct HunyuanVideoInput: LatentTimestepInput, Sendable {
     /// `hidden_states` `[B, in_channels, F, H, W]`.
     public var hiddenStates: Tensor
     /// `timestep` `[B]` (or `[1]`, broadcast), on the 0…1000 scale (sigma·1000).

@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The arguments of one `LTXVideoTransformer3DModel.forward` call.
-public struct LTXVideoInput: Sendable {
+public struct LTXVideoInput: LatentTimestepInput, Sendable {
     /// Packed latent tokens `[B, S, in_channels]` (S = F·H·W of the patched latent).
     public var hiddenStates: Tensor
     /// Text-encoder features `[B, L, caption_channels]`.

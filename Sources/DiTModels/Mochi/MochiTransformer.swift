@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The arguments of one `MochiTransformer3DModel.forward` call.
-public struct MochiInput: Sendable {
+public struct MochiInput: LatentTimestepInput, Sendable {
     /// The latent video `[B, C, F, H, W]`.
     public var hiddenStates: Tensor
     /// Text-encoder features `[B, L, text_embed_dim]`.

@@ -80,12 +80,7 @@ public enum WanFamily: DiTFamily {
         }
         let cond = try inputs(seed)
         let uncond = try inputs(seed &+ 0x5EED)  // a different "negative prompt" embedding
-        return SamplingInputs(latent: cond.hiddenStates) { latent, t, branch in
-            var x = branch == .uncond ? uncond : cond
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
-            return x
-        }
+        return SamplingInputs(cond: cond, uncond: uncond, batch: b)
     }
 
     public static func cost(_ c: WanConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {

@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The arguments of one `WanTransformer3DModel.forward` call.
-public struct WanInput: Sendable {
+public struct WanInput: LatentTimestepInput, Sendable {
     /// The latent video `[B, C, F, H, W]`.
     public var hiddenStates: Tensor
     /// The timestep per sample `[B]` (or `[1]`, broadcast over the batch), on the 0…1000 scale.
