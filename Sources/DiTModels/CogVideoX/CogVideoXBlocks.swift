@@ -1,0 +1,126 @@
+import Tensors
+
+/// The feed-forward activation of diffusers' `FeedForward` (`activation_fn`), including
+/// `"geglu-approximate"`, which diffusers maps to `ApproximateGELU` (`x·σ(1.702·x)`, not gated).
+public enum CogVideoXFeedForwardActivation: Sendable, Equatable {
+    /// One of the activations of the shared ``FeedForward``.
+    case standard(FeedForwardActivation)
+    /// `"geglu-approximate"`: `ApproximateGELU`, `net.0.proj` `[inner, dim]`.
+    case quickGELU
+
+    /// The activation diffusers names `name`, or nil for one its `FeedForward` cannot build.
+    public init?(diffusersName name: String) {
+        if name == "geglu-approximate" {
+            self = .quickGELU
+        } else if let a = FeedForwardActivation(diffusersName: name) {
+            self = .standard(a)
+        } else {
+            return nil
+        }
+    }
+}
+
+/// diffusers' `FeedForward(dim, activation_fn=…)` with the default `4·dim` hidden width.
+public struct CogVideoXFeedForward: Sendable {
+    /// The shared feed-forward for every activation it implements.
+    public let standard: FeedForward?
+    /// `net.0.proj` and `net.2` for `ApproximateGELU`.
+    public let quick: (projIn: Linear, projOut: Linear)?
+
+    /// Takes `net.0.proj` and `net.2` of the scope (`ff`).
+    public init(_ w: WeightScope, dim: Int, activation: CogVideoXFeedForwardActivation) {
+        let inner = 4 * dim
+        switch activation {
+        case .standard(let a):
+            standard = FeedForward(w, dim: dim, inner: inner, activation: a)
+            quick = nil
+        case .quickGELU:
+            standard = nil
+            quick = (Linear(w["net.0.proj"], in: dim, out: inner), Linear(w["net.2"], in: inner, out: dim))
+        }
+    }
+
+    /// Applies the feed-forward to `[..., dim]`.
+    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+        if let standard { return try standard(x) }
+        guard let quick else { throw .invalidArgument(operation: "CogVideoX feed-forward", reason: "no layers") }
+        let h = try quick.projIn(x).mapVector { $0 * VectorMath.sigmoid(1.702 * $0) }
+        return try quick.projOut(h)
+    }
+}
+
+/// diffusers' `CogVideoXLayerNormZero`: `linear(silu(temb))` → (shift, scale, gate, enc_shift,
+/// enc_scale, enc_gate), one LayerNorm (affine when `norm_elementwise_affine`) for both streams,
+/// `x̂ = LN(x)·(1 + scale) + shift` for the video tokens and the `enc_*` version for the text tokens.
+public struct CogVideoXLayerNormZero: Sendable {
+    /// `linear` `[6D, time_embed_dim]` (with bias).
+    public let linear: Linear
+    /// `norm.weight`, `norm.bias` `[D]`, or nil without elementwise affine.
+    public let weight: Tensor?
+    public let bias: Tensor?
+    public let eps: Float
+
+    /// Chunk indices of the projection: video (shift 0, scale 1, gate 2), text (3, 4, 5).
+    static let video = CogVideoXKernels.Chunks(shift: 0, scale: 1), text = CogVideoXKernels.Chunks(shift: 3, scale: 4)
+    static let videoGate = 2, textGate = 5
+
+    /// Takes `linear` and `norm` of the scope (`norm1`, `norm2`).
+    public init(_ w: WeightScope, conditioningDim: Int, dim: Int, affine: Bool, eps: Float) {
+        linear = Linear(w["linear"], in: conditioningDim, out: 6 * dim)
+        weight = affine ? w["norm"].tensor("weight", shape: [dim]) : nil
+        bias = affine ? w["norm"].tensor("bias", shape: [dim]) : nil
+        self.eps = eps
+    }
+
+    /// The six modulation vectors `[B, 6D]` for the activated conditioning `silu(temb)` `[B, T]`.
+    public func modulation(_ activatedEmb: Tensor) throws(TensorError) -> Tensor { try linear(activatedEmb) }
+
+    /// The modulated norm of the joint sequence `[B, L + S, D]` (text rows first).
+    public func normalized(_ x: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) -> Tensor {
+        try CogVideoXKernels.layerNormModulated(x, textLength: l, eps: eps, weight: weight, bias: bias,
+                                                modulation: m, text: Self.text, video: Self.video)
+    }
+
+    /// `x += gate · y` with the video gate on the video rows and the text gate on the text rows.
+    public func addGated(_ x: inout Tensor, _ y: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) {
+        try CogVideoXKernels.addGated(&x, y, textLength: l, modulation: m, textGate: Self.textGate, videoGate: Self.videoGate)
+    }
+}
+
+/// diffusers' `CogVideoXBlock` on the joint sequence `h = [text; video]` `[B, L + S, D]`:
+///
+///     h = h + gate₁ ⊙ attn1(norm1(h))        (text rows: enc_gate₁; rotary on the video rows)
+///     h = h + gate₂ ⊙ ff(norm2(h))           (one feed-forward for both streams)
+///
+/// diffusers keeps the two streams apart and concatenates them for the attention and the feed-forward;
+/// every row gets the same values either way, so the stack runs on the joint tensor throughout.
+public struct CogVideoXBlock: Sendable {
+    public let norm1: CogVideoXLayerNormZero
+    public let attn1: CogVideoXAttention
+    public let norm2: CogVideoXLayerNormZero
+    public let ff: CogVideoXFeedForward
+
+    /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
+    public init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
+        let d = c.innerDim
+        norm1 = CogVideoXLayerNormZero(w["norm1"], conditioningDim: c.timeEmbedDim, dim: d,
+                                       affine: c.normElementwiseAffine, eps: c.normEps)
+        attn1 = CogVideoXAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim,
+                                   bias: c.attentionBias)
+        norm2 = CogVideoXLayerNormZero(w["norm2"], conditioningDim: c.timeEmbedDim, dim: d,
+                                       affine: c.normElementwiseAffine, eps: c.normEps)
+        ff = CogVideoXFeedForward(w["ff"], dim: d, activation: c.feedForwardActivation ?? .standard(.gelu(.tanh)))
+    }
+
+    /// Runs the block on the joint sequence `h` with `silu(emb)` `[B, time_embed_dim]`.
+    public func callAsFunction(
+        _ h: inout Tensor, textLength l: Int, activatedEmb: Tensor, rope: (cos: Tensor, sin: Tensor)?
+    ) throws(TensorError) {
+        let m1 = try norm1.modulation(activatedEmb)
+        let a = try attn1(norm1.normalized(h, textLength: l, modulation: m1), textLength: l, rope: rope)
+        try norm1.addGated(&h, a, textLength: l, modulation: m1)
+        let m2 = try norm2.modulation(activatedEmb)
+        let f = try ff(norm2.normalized(h, textLength: l, modulation: m2))
+        try norm2.addGated(&h, f, textLength: l, modulation: m2)
+    }
+}
