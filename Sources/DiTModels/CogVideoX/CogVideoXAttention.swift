@@ -34,8 +34,8 @@ public struct CogVideoXAttention: Sendable {
     public func callAsFunction(
         _ x: Tensor, textLength: Int, rope: (cos: Tensor, sin: Tensor)?
     ) throws(TensorError) -> Tensor {
-        let (q, k, v) = try CogVideoXKernels.splitQKV(qkv(x), heads: heads, textLength: textLength,
-                                                       normQ: normQ, normK: normK, eps: Self.eps, rope: rope)
+        let (q, k, v) = try JointSequence.splitQKV(qkv(x), heads: heads, leadingRows: textLength,
+                                                    normQ: normQ, normK: normK, eps: Self.eps, rope: rope)
         return try toOut(attention(query: q, key: k, value: v, heads: heads))
     }
 }

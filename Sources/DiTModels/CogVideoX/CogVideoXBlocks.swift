@@ -61,7 +61,7 @@ public struct CogVideoXLayerNormZero: Sendable {
     public let eps: Float
 
     /// Chunk indices of the projection: video (shift 0, scale 1, gate 2), text (3, 4, 5).
-    static let video = CogVideoXKernels.Chunks(shift: 0, scale: 1), text = CogVideoXKernels.Chunks(shift: 3, scale: 4)
+    static let video = JointSequence.Chunks(shift: 0, scale: 1), text = JointSequence.Chunks(shift: 3, scale: 4)
     static let videoGate = 2, textGate = 5
 
     /// Takes `linear` and `norm` of the scope (`norm1`, `norm2`).
@@ -77,13 +77,13 @@ public struct CogVideoXLayerNormZero: Sendable {
 
     /// The modulated norm of the joint sequence `[B, L + S, D]` (text rows first).
     public func normalized(_ x: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) -> Tensor {
-        try CogVideoXKernels.layerNormModulated(x, textLength: l, eps: eps, weight: weight, bias: bias,
-                                                modulation: m, text: Self.text, video: Self.video)
+        try JointSequence.layerNormModulated(x, leadingRows: l, eps: eps, weight: weight, bias: bias,
+                                             modulation: m, leading: Self.text, trailing: Self.video)
     }
 
     /// `x += gate · y` with the video gate on the video rows and the text gate on the text rows.
     public func addGated(_ x: inout Tensor, _ y: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) {
-        try CogVideoXKernels.addGated(&x, y, textLength: l, modulation: m, textGate: Self.textGate, videoGate: Self.videoGate)
+        try JointSequence.addGated(&x, y, leadingRows: l, modulation: m, leadingGate: Self.textGate, trailingGate: Self.videoGate)
     }
 }
 

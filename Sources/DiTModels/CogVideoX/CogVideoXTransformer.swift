@@ -158,9 +158,9 @@ public struct CogVideoXTransformer: Sendable {
         let c = configuration
         let v = try layerNorm(state.video, weight: normFinal.weight, bias: normFinal.bias, eps: c.normEps)
         let m = try normOutLinear(silu(state.emb))
-        let n = try CogVideoXKernels.layerNormModulated(
-            v, textLength: 0, eps: c.normEps, weight: normOutNorm.weight, bias: normOutNorm.bias, modulation: m,
-            text: .init(shift: 0, scale: 1), video: .init(shift: 0, scale: 1))
+        let chunks = JointSequence.Chunks(shift: 0, scale: 1)
+        let n = try JointSequence.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: normOutNorm.weight,
+                                                     bias: normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)
         let s = state.latentShape
         let out = try Patches.unpatchify3D(projOut(n), grid: (s[1], s[3], s[4]),
                                            patch: (c.temporalPatch, c.patchSize, c.patchSize), order: .channelsFirst)

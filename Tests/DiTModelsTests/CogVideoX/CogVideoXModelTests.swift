@@ -78,86 +78,6 @@ struct CogVideoXModelTests {
         #expect(throws: TensorError.self) { try CogVideoXRotaryEmbedding.tables(headDim: 24, frames: [0], rows: [0], columns: [0]) }
     }
 
-    // MARK: - Kernels
-
-    /// The joint modulated LayerNorm: text rows with (enc_shift, enc_scale), video rows with (shift, scale).
-    @Test func jointModulatedNormMatchesNaive() throws {
-        let (b, t, l, d) = (2, 5, 2, 16)
-        let x = randomTensor([b, t, d], seed: 3), m = randomTensor([b, 6 * d], seed: 4)
-        let w = randomTensor([d], seed: 5), bias = randomTensor([d], seed: 6)
-        for affine in [true, false] {
-            let out = try CogVideoXKernels.layerNormModulated(
-                x, textLength: l, eps: 1e-5, weight: affine ? w : nil, bias: affine ? bias : nil, modulation: m,
-                text: CogVideoXLayerNormZero.text, video: CogVideoXLayerNormZero.video)
-            let normed = naiveLayerNorm(doubles(x), dim: d, weight: affine ? doubles(w) : nil,
-                                        bias: affine ? doubles(bias) : nil, eps: 1e-5)
-            let md = doubles(m)
-            var ref = [Double](repeating: 0, count: b * t * d)
-            for s in 0..<b { for r in 0..<t { for j in 0..<d {
-                let (shift, scale) = r < l ? (3, 4) : (0, 1)
-                let i = (s * t + r) * d + j
-                ref[i] = normed[i] * (1 + md[s * 6 * d + scale * d + j]) + md[s * 6 * d + shift * d + j]
-            } } }
-            #expect(relL2(out, try Tensor(shape: out.shape, scalars: ref.map(Float.init))) < 1e-6)
-        }
-    }
-
-    @Test func jointGatedAddMatchesNaive() throws {
-        let (b, t, l, d) = (2, 4, 1, 8)
-        var x = randomTensor([b, t, d], seed: 1)
-        let x0 = doubles(x), y = randomTensor([b, t, d], seed: 2), m = randomTensor([b, 6 * d], seed: 3)
-        try CogVideoXKernels.addGated(&x, y, textLength: l, modulation: m, textGate: 5, videoGate: 2)
-        let yd = doubles(y), md = doubles(m)
-        var worst = 0.0
-        for s in 0..<b { for r in 0..<t { for j in 0..<d {
-            let i = (s * t + r) * d + j
-            let g = md[s * 6 * d + (r < l ? 5 : 2) * d + j]
-            worst = max(worst, abs(Double(x.scalars[i]) - (x0[i] + g * yd[i])))
-        } } }
-        #expect(worst < 1e-6)
-    }
-
-    /// The fused q/k/v split: v copied, q and k LayerNorm-ed per head (affine, ε 1e-6) and the video rows
-    /// rotated (interleaved pairs), the text rows not.
-    @Test func splitQKVMatchesNaive() throws {
-        let (b, t, l, heads, dh) = (2, 5, 2, 2, 8)
-        let width = heads * dh
-        let p = randomTensor([b, t, 3 * width], seed: 7)
-        let nq = (randomTensor([dh], seed: 8), randomTensor([dh], seed: 9))
-        let nk = (randomTensor([dh], seed: 10), randomTensor([dh], seed: 11))
-        let cosT = randomTensor([t - l, dh], seed: 12), sinT = randomTensor([t - l, dh], seed: 13)
-        let (q, k, v) = try CogVideoXKernels.splitQKV(p, heads: heads, textLength: l, normQ: nq, normK: nk, eps: 1e-6,
-                                                       rope: (cosT, sinT))
-        let pd = doubles(p), c = doubles(cosT), s = doubles(sinT)
-        for (which, out, norm) in [(0, q, nq), (1, k, nk)] {
-            var ref = [Double](repeating: 0, count: b * t * width)
-            for r in 0..<(b * t) {
-                for h in 0..<heads {
-                    let x = Array(pd[(r * 3 * width + which * width + h * dh)..<(r * 3 * width + which * width + (h + 1) * dh)])
-                    let y = naiveLayerNorm(x, dim: dh, weight: doubles(norm.0), bias: doubles(norm.1), eps: 1e-6)
-                    let tok = r % t
-                    for i in stride(from: 0, to: dh, by: 2) {
-                        var (a, bb) = (y[i], y[i + 1])
-                        if tok >= l {
-                            let row = (tok - l) * dh
-                            (a, bb) = (y[i] * c[row + i] - y[i + 1] * s[row + i], y[i + 1] * c[row + i + 1] + y[i] * s[row + i + 1])
-                        }
-                        ref[r * width + h * dh + i] = a
-                        ref[r * width + h * dh + i + 1] = bb
-                    }
-                }
-            }
-            #expect(relL2(out, try Tensor(shape: out.shape, scalars: ref.map(Float.init))) < 1e-6, "\(which == 0 ? "q" : "k")")
-        }
-        var vRef = [Float]()
-        let ps = p.scalars
-        for r in 0..<(b * t) {
-            let start = r * 3 * width + 2 * width
-            vRef.append(contentsOf: ps[start..<(start + width)])
-        }
-        #expect(v.scalars == vRef)
-    }
-
     // MARK: - Patch embedding and unpatchify
 
     /// 1.0: a per-frame Conv2d (kernel = stride = p) over `[B, F, C, H, W]`, tokens in (frame, row, column)
@@ -204,9 +124,9 @@ struct CogVideoXModelTests {
         // Recompute the tokens before unpatchify and check one value of every (t, c, h, w) position.
         let v = try layerNorm(state.video, weight: model.normFinal.weight, bias: model.normFinal.bias, eps: c.normEps)
         let m = try model.normOutLinear(silu(state.emb))
-        let n = try CogVideoXKernels.layerNormModulated(v, textLength: 0, eps: c.normEps, weight: model.normOutNorm.weight,
-                                                        bias: model.normOutNorm.bias, modulation: m,
-                                                        text: .init(shift: 0, scale: 1), video: .init(shift: 0, scale: 1))
+        let chunks = JointSequence.Chunks(shift: 0, scale: 1)
+        let n = try JointSequence.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: model.normOutNorm.weight,
+                                                     bias: model.normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)
         let tokens = try model.projOut(n)  // [1, 2·2·3, 3·2·2·2]
         for f in 0..<4 { for ch in 0..<3 { for h in 0..<4 { for w in 0..<6 {
             let token = ((f / 2) * 2 + h / 2) * 3 + w / 2
