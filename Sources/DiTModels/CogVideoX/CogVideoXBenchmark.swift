@@ -7,6 +7,16 @@ extension CogVideoXConfiguration {
         return 4 * innerDim
     }
 
+    /// The video tokens `(F/p_t)·(H/p)·(W/p)` of a `frames × height × width` latent (sizes already bounded).
+    /// - Throws: `malformedConfig` when the latent is not divisible by the patch.
+    func videoTokens(frames f: Int, height h: Int, width w: Int) throws(ModelLoadError) -> Int {
+        guard f % temporalPatch == 0, h % patchSize == 0, w % patchSize == 0 else {
+            throw .malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by the patch "
+                                   + "\(temporalPatch)×\(patchSize)×\(patchSize) (patch_size_t × patch_size²)")
+        }
+        return (f / temporalPatch) * (h / patchSize) * (w / patchSize)
+    }
+
     /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, rotary and
     /// softmax are not counted), for `s` video and `l` text tokens per sample.
     ///
@@ -53,10 +63,7 @@ extension CogVideoXTransformer {
         }
         try SizeLimits.checkInputElements("hidden_states", [b, f, c.inChannels, h, w])
         try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.textEmbedDim])
-        guard f % c.temporalPatch == 0, h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw .malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by the patch "
-                                   + "\(c.temporalPatch)×\(c.patchSize)×\(c.patchSize)")
-        }
+        _ = try c.videoTokens(frames: f, height: h, width: w)
         if c.usesPositionalTable, l != c.maxTextSeqLength {
             throw .malformedConfig(reason: "text_tokens = \(l): this model's positional table needs max_text_seq_length = \(c.maxTextSeqLength)")
         }

@@ -311,42 +311,35 @@ extension CogVideoXConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let d = CogVideoXConfiguration()
-        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        func optional<T: Decodable>(_ key: Keys, _ fallback: T?) throws -> T? {
-            guard c.contains(key) else { return fallback }
-            return try c.decodeIfPresent(T.self, forKey: key)
-        }
         self.init(
-            numAttentionHeads: try value(.numAttentionHeads, d.numAttentionHeads),
-            attentionHeadDim: try value(.attentionHeadDim, d.attentionHeadDim),
-            inChannels: try value(.inChannels, d.inChannels),
-            outChannels: try optional(.outChannels, d.outChannels),
-            flipSinToCos: try value(.flipSinToCos, d.flipSinToCos),
-            freqShift: try value(.freqShift, d.freqShift),
-            timeEmbedDim: try value(.timeEmbedDim, d.timeEmbedDim),
-            ofsEmbedDim: try optional(.ofsEmbedDim, d.ofsEmbedDim),
-            textEmbedDim: try value(.textEmbedDim, d.textEmbedDim),
-            numLayers: try value(.numLayers, d.numLayers),
-            dropout: try value(.dropout, d.dropout),
-            attentionBias: try value(.attentionBias, d.attentionBias),
-            sampleWidth: try value(.sampleWidth, d.sampleWidth),
-            sampleHeight: try value(.sampleHeight, d.sampleHeight),
-            sampleFrames: try value(.sampleFrames, d.sampleFrames),
-            patchSize: try value(.patchSize, d.patchSize),
-            patchSizeT: try optional(.patchSizeT, d.patchSizeT),
-            temporalCompressionRatio: try value(.temporalCompressionRatio, d.temporalCompressionRatio),
-            maxTextSeqLength: try value(.maxTextSeqLength, d.maxTextSeqLength),
-            activationFn: try value(.activationFn, d.activationFn),
-            timestepActivationFn: try value(.timestepActivationFn, d.timestepActivationFn),
-            normElementwiseAffine: try value(.normElementwiseAffine, d.normElementwiseAffine),
-            normEps: Float(try value(.normEps, Double(d.normEps))),
-            spatialInterpolationScale: try value(.spatialInterpolationScale, d.spatialInterpolationScale),
-            temporalInterpolationScale: try value(.temporalInterpolationScale, d.temporalInterpolationScale),
-            useRotaryPositionalEmbeddings: try value(.useRotaryPositionalEmbeddings, d.useRotaryPositionalEmbeddings),
-            useLearnedPositionalEmbeddings: try value(.useLearnedPositionalEmbeddings, d.useLearnedPositionalEmbeddings),
-            patchBias: try value(.patchBias, d.patchBias)
+            numAttentionHeads: try c.value(.numAttentionHeads, default: d.numAttentionHeads),
+            attentionHeadDim: try c.value(.attentionHeadDim, default: d.attentionHeadDim),
+            inChannels: try c.value(.inChannels, default: d.inChannels),
+            outChannels: try c.optional(.outChannels, default: d.outChannels),
+            flipSinToCos: try c.value(.flipSinToCos, default: d.flipSinToCos),
+            freqShift: try c.value(.freqShift, default: d.freqShift),
+            timeEmbedDim: try c.value(.timeEmbedDim, default: d.timeEmbedDim),
+            ofsEmbedDim: try c.optional(.ofsEmbedDim, default: d.ofsEmbedDim),
+            textEmbedDim: try c.value(.textEmbedDim, default: d.textEmbedDim),
+            numLayers: try c.value(.numLayers, default: d.numLayers),
+            dropout: try c.value(.dropout, default: d.dropout),
+            attentionBias: try c.value(.attentionBias, default: d.attentionBias),
+            sampleWidth: try c.value(.sampleWidth, default: d.sampleWidth),
+            sampleHeight: try c.value(.sampleHeight, default: d.sampleHeight),
+            sampleFrames: try c.value(.sampleFrames, default: d.sampleFrames),
+            patchSize: try c.value(.patchSize, default: d.patchSize),
+            patchSizeT: try c.optional(.patchSizeT, default: d.patchSizeT),
+            temporalCompressionRatio: try c.value(.temporalCompressionRatio, default: d.temporalCompressionRatio),
+            maxTextSeqLength: try c.value(.maxTextSeqLength, default: d.maxTextSeqLength),
+            activationFn: try c.value(.activationFn, default: d.activationFn),
+            timestepActivationFn: try c.value(.timestepActivationFn, default: d.timestepActivationFn),
+            normElementwiseAffine: try c.value(.normElementwiseAffine, default: d.normElementwiseAffine),
+            normEps: Float(try c.value(.normEps, default: Double(d.normEps))),
+            spatialInterpolationScale: try c.value(.spatialInterpolationScale, default: d.spatialInterpolationScale),
+            temporalInterpolationScale: try c.value(.temporalInterpolationScale, default: d.temporalInterpolationScale),
+            useRotaryPositionalEmbeddings: try c.value(.useRotaryPositionalEmbeddings, default: d.useRotaryPositionalEmbeddings),
+            useLearnedPositionalEmbeddings: try c.value(.useLearnedPositionalEmbeddings, default: d.useLearnedPositionalEmbeddings),
+            patchBias: try c.value(.patchBias, default: d.patchBias)
         )
     }
 }

@@ -85,17 +85,12 @@ public enum CogVideoXFamily: DiTFamily {
     }
 
     public static func cost(_ c: CogVideoXConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {
-        let b = try sizes.positive("batch"), f = try sizes.positive("latent_frames")
-        let h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
-        let l = try sizes.positive("text_tokens")
-        guard f % c.temporalPatch == 0, h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw ModelLoadError.malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by the patch "
-                                                 + "\(c.temporalPatch)×\(c.patchSize)×\(c.patchSize)")
-        }
-        let s = (f / c.temporalPatch) * (h / c.patchSize) * (w / c.patchSize)
-        let layout = c.patchSizeT == nil ? "1.0" : "1.5"
+        let (b, l) = (try sizes.positive("batch"), try sizes.positive("text_tokens"))
+        let s = try c.videoTokens(frames: sizes.positive("latent_frames"), height: sizes.positive("latent_height"),
+                                  width: sizes.positive("latent_width"))
         return ForwardCost(
-            summary: "CogVideoX \(layout) \(c.innerDim)-wide, \(c.numLayers) blocks, \(s) video + \(l) text tokens, batch \(b)",
+            summary: "CogVideoX \(c.patchSizeT == nil ? "1.0" : "1.5") \(c.innerDim)-wide, \(c.numLayers) blocks, "
+                + "\(s) video + \(l) text tokens, batch \(b)",
             flops: c.forwardFLOPs(batch: b, videoTokens: s, textTokens: l),
             activationBytes: c.activationBytesEstimate(batch: b, videoTokens: s, textTokens: l))
     }

@@ -110,13 +110,6 @@ public struct CogVideoXTransformer: Sendable {
         self = try CogVideoXFamily.load(configuration, weightsAt: url)
     }
 
-    /// A model with random weights following the fixtures' scheme (FORMAT.md §6), with the taper of
-    /// `time_embedding.linear_1.weight` (and `ofs_embedding.linear_1.weight`) for a `steps`-step run on
-    /// the 0…1000 timestep scale.
-    public static func random(configuration: CogVideoXConfiguration, seed: UInt64, steps: Int = 50) throws(ModelLoadError) -> CogVideoXTransformer {
-        try CogVideoXFamily.random(configuration, seed: seed, steps: steps)
-    }
-
     // MARK: - Forward parts
 
     /// Time (and ofs) embedding, patch embedding and rotary tables: everything before the first block.

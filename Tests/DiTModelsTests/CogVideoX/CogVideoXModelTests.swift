@@ -115,7 +115,7 @@ struct CogVideoXModelTests {
     /// places; `out_channels` may differ from `in_channels`.
     @Test func unpatchifyPlacesEveryValue() throws {
         let c = tinyCogVideoX15(outChannels: 3)
-        let model = try CogVideoXTransformer.random(configuration: c, seed: 2, steps: 10)
+        let model = try CogVideoXFamily.random(c, seed: 2, steps: 10)
         let x = cogInput(c, frames: 4, height: 4, width: 6, text: 3)
         var state = try model.prepare(x)
         try model.runBlocks(&state)
@@ -139,7 +139,7 @@ struct CogVideoXModelTests {
 
     @Test func badInputsAreTypedErrors() throws {
         let c = tinyCogVideoX15(ofs: 24)
-        let model = try CogVideoXTransformer.random(configuration: c, seed: 1, steps: 10)
+        let model = try CogVideoXFamily.random(c, seed: 1, steps: 10)
         let good = cogInput(c, batch: 2, text: 3)
         #expect(try model(good).shape == [2, 2, 4, 4, 4])
         func fails(_ edit: (inout CogVideoXInput) -> Void, _ what: String) {
@@ -163,18 +163,18 @@ struct CogVideoXModelTests {
             x.hiddenStates = h
         }, "NaN latent")
         // A model without an ofs embedding rejects an ofs (diffusers would ignore it).
-        let t2v = try CogVideoXTransformer.random(configuration: tinyCogVideoX15(), seed: 1, steps: 10)
+        let t2v = try CogVideoXFamily.random(tinyCogVideoX15(), seed: 1, steps: 10)
         var x = good
         x.ofs = try Tensor(shape: [1], repeating: 2)
         #expect(throws: TensorError.self) { try t2v(x) }
         // Positional-table models need max_text_seq_length text tokens; learned tables the sample size.
-        let sincos = try CogVideoXTransformer.random(configuration: tinyCogVideoX2B(), seed: 1, steps: 10)
+        let sincos = try CogVideoXFamily.random(tinyCogVideoX2B(), seed: 1, steps: 10)
         #expect(try sincos(cogInput(tinyCogVideoX2B(), text: 5)).shape == [1, 2, 4, 4, 4])
         #expect(throws: TensorError.self) { try sincos(cogInput(tinyCogVideoX2B(), text: 4)) }
         var learned = tinyCogVideoX2B()
         learned.useRotaryPositionalEmbeddings = true
         learned.useLearnedPositionalEmbeddings = true
-        let lm = try CogVideoXTransformer.random(configuration: learned, seed: 1, steps: 10)
+        let lm = try CogVideoXFamily.random(learned, seed: 1, steps: 10)
         #expect(try lm(cogInput(learned, frames: 2, height: 8, width: 8, text: 5)).shape == [1, 2, 4, 8, 8])
         #expect(throws: TensorError.self) { try lm(cogInput(learned, frames: 2, height: 4, width: 8, text: 5)) }
     }
@@ -182,7 +182,7 @@ struct CogVideoXModelTests {
     /// A timestep (and ofs) of shape [1] is broadcast over the batch, as diffusers' broadcasting does.
     @Test func scalarTimestepAndOfsBroadcast() throws {
         let c = tinyCogVideoX15(ofs: 24)
-        let model = try CogVideoXTransformer.random(configuration: c, seed: 1, steps: 10)
+        let model = try CogVideoXFamily.random(c, seed: 1, steps: 10)
         var x = cogInput(c, batch: 2, text: 3)
         x.timestep = try Tensor(shape: [1], repeating: 400)
         let a = try model(x)
@@ -222,7 +222,7 @@ struct CogVideoXModelTests {
     /// max(exp(−0.5·(u·f/0.1)²), 0.02), u = 1000/steps.
     @Test func randomInitTapersTheTimestepColumns() throws {
         let c = tinyCogVideoX15(ofs: 24)
-        let tapered = try CogVideoXTransformer.random(configuration: c, seed: 9, steps: 12)
+        let tapered = try CogVideoXFamily.random(c, seed: 9, steps: 12)
         let raw = WeightLoader(randomSeed: 9)
         _ = try CogVideoXFamily.build(c, raw).model
         for (name, weight, dim) in [("time_embedding.linear_1.weight", tapered.timeEmbedding.linear1.weight, c.innerDim),
@@ -235,6 +235,6 @@ struct CogVideoXModelTests {
                 for row in 0..<weight.shape[0] { #expect(abs(weight[row, col] - r[row, col] * k) <= 1e-7) }
             }
         }
-        #expect(throws: ModelLoadError.self) { try CogVideoXTransformer.random(configuration: c, seed: 1, steps: 0) }
+        #expect(throws: ModelLoadError.self) { try CogVideoXFamily.random(c, seed: 1, steps: 0) }
     }
 }

@@ -15,22 +15,22 @@ struct CogVideoXVerifyTests {
         let loader = WeightLoader(randomSeed: 1)
         _ = try CogVideoXFamily.build(c, loader)
         let (b, s, l) = (2, 8, 5)
+        // The rows each weight is applied to, by the start of its name (first match wins).
+        let rowsByPrefix: [(String, Int)] = [
+            ("patch_embed.proj.", b * s), ("proj_out.", b * s), ("patch_embed.text_proj.", b * l),
+            ("time_embedding.", b), ("ofs_embedding.", b), ("norm_out.linear.", b),
+        ]
         var expected = 0.0
         for (name, w) in loader.supplied where name.hasSuffix(".weight") && w.rank >= 2 {
-            let rows: Int
-            if name.hasPrefix("patch_embed.proj") || name.hasPrefix("proj_out") {
-                rows = b * s
-            } else if name.hasPrefix("patch_embed.text_proj") {
-                rows = b * l
+            if let rows = rowsByPrefix.first(where: { name.hasPrefix($0.0) })?.1 {
+                expected += 2 * Double(rows * w.count)
+            } else if name.hasSuffix("norm1.linear.weight") || name.hasSuffix("norm2.linear.weight") {
+                expected += 2 * Double(b * w.count)
             } else if name.contains(".attn1.") || name.contains(".ff.") {
-                rows = b * (s + l)
-            } else if name.contains("time_embedding") || name.contains("ofs_embedding") || name.contains("norm1.linear")
-                        || name.contains("norm2.linear") || name.hasPrefix("norm_out.linear") {
-                rows = b
+                expected += 2 * Double(b * (s + l) * w.count)  // the joint sequence
             } else {
-                Issue.record("unclassified weight \(name)"); continue
+                Issue.record("unclassified weight \(name)")
             }
-            expected += 2 * Double(rows) * Double(w.count)
         }
         expected += Double(c.numLayers) * 4 * Double(b * (s + l) * (s + l) * c.innerDim)
         #expect(c.forwardFLOPs(batch: b, videoTokens: s, textTokens: l) == expected)
