@@ -13,6 +13,7 @@ public struct CogVideoXAttention: Sendable {
     public let normQ: (weight: Tensor, bias: Tensor)
     /// `norm_k` weight and bias `[Dh]`.
     public let normK: (weight: Tensor, bias: Tensor)
+    /// Attention heads.
     public let heads: Int
     /// The q/k LayerNorm epsilon (fixed by `CogVideoXBlock`).
     public static let eps: Float = 1e-6

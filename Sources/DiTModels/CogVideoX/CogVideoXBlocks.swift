@@ -55,9 +55,11 @@ public struct CogVideoXFeedForward: Sendable {
 public struct CogVideoXLayerNormZero: Sendable {
     /// `linear` `[6D, time_embed_dim]` (with bias).
     public let linear: Linear
-    /// `norm.weight`, `norm.bias` `[D]`, or nil without elementwise affine.
+    /// `norm.weight` `[D]`, or nil without elementwise affine.
     public let weight: Tensor?
+    /// `norm.bias` `[D]`, or nil without elementwise affine.
     public let bias: Tensor?
+    /// The LayerNorm epsilon (`norm_eps`).
     public let eps: Float
 
     /// Chunk indices of the projection: video (shift 0, scale 1, gate 2), text (3, 4, 5).
@@ -95,9 +97,13 @@ public struct CogVideoXLayerNormZero: Sendable {
 /// diffusers keeps the two streams apart and concatenates them for the attention and the feed-forward;
 /// every row gets the same values either way, so the stack runs on the joint tensor throughout.
 public struct CogVideoXBlock: Sendable {
+    /// The attention branch's adaptive norm.
     public let norm1: CogVideoXLayerNormZero
+    /// The joint attention.
     public let attn1: CogVideoXAttention
+    /// The feed-forward branch's adaptive norm.
     public let norm2: CogVideoXLayerNormZero
+    /// The feed-forward, shared by both streams.
     public let ff: CogVideoXFeedForward
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
