@@ -4,22 +4,22 @@ import Tensors
 /// set of q/k/v projections for both streams (run as one sgemm), a LayerNorm over each head of q and k
 /// (learned scale and bias, ε = 1e-6), the rotary embedding on the video rows of q and k only,
 /// scaled-dot-product attention over all tokens, and `to_out.0`.
-public struct CogVideoXAttention: Sendable {
+struct CogVideoXAttention: Sendable {
     /// `to_q`, `to_k`, `to_v` stacked into one `[3D, D]` projection (biases when `attention_bias`).
-    public let qkv: Linear
+    let qkv: Linear
     /// `to_out.0` (always with a bias).
-    public let toOut: Linear
+    let toOut: Linear
     /// `norm_q` weight and bias `[Dh]`.
-    public let normQ: (weight: Tensor, bias: Tensor)
+    let normQ: (weight: Tensor, bias: Tensor)
     /// `norm_k` weight and bias `[Dh]`.
-    public let normK: (weight: Tensor, bias: Tensor)
+    let normK: (weight: Tensor, bias: Tensor)
     /// Attention heads.
-    public let heads: Int
+    let heads: Int
     /// The q/k LayerNorm epsilon (fixed by `CogVideoXBlock`).
-    public static let eps: Float = 1e-6
+    static let eps: Float = 1e-6
 
     /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope (`attn1`).
-    public init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, bias: Bool) {
+    init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, bias: Bool) {
         let parts = ["to_q", "to_k", "to_v"].map { Linear(w[$0], in: dim, out: dim, bias: bias) }
         let weight = (try? Tensor.concatenate(parts.map(\.weight), axis: 0)) ?? Tensor(scalar: 0)
         let biases = bias ? (try? Tensor.concatenate(parts.compactMap(\.bias), axis: 0)) : nil
@@ -32,7 +32,7 @@ public struct CogVideoXAttention: Sendable {
 
     /// Attends the joint sequence `x` `[B, L + S, D]` (text first, `textLength` = L) with the video
     /// rotary tables `[S, Dh]` (or none); returns `[B, L + S, D]` after `to_out.0`.
-    public func callAsFunction(
+    func callAsFunction(
         _ x: Tensor, textLength: Int, rope: (cos: Tensor, sin: Tensor)?
     ) throws(TensorError) -> Tensor {
         let (q, k, v) = try JointSequence.splitQKV(qkv(x), heads: heads, leadingRows: textLength,

@@ -41,9 +41,15 @@ extension CogVideoXConfiguration {
     /// projection (`10·D` per token), the feed-forward's first projection and its activation, plus one
     /// query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Int {
-        let n = s + l
-        let scores = attentionQueryBlock * n * Parallelism.threadCount
-        return 4 * (b * n * (10 * innerDim + feedForwardProjectionWidth + 4 * innerDim) + scores)
+        Int(min(activationBytes(batch: b, videoTokens: s, textTokens: l), Double(Int.max / 2)))
+    }
+
+    /// ``activationBytesEstimate(batch:videoTokens:textTokens:)`` in Double (no overflow for any sizes).
+    func activationBytes(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Double {
+        let n = Double(s) + Double(l)
+        let perToken = Double(14 * innerDim + feedForwardProjectionWidth)
+        let scores = Double(attentionQueryBlock) * n * Double(Parallelism.threadCount)
+        return 4 * (Double(b) * n * perToken + scores)
     }
 }
 

@@ -2,14 +2,14 @@ import Tensors
 
 /// The feed-forward activation of diffusers' `FeedForward` (`activation_fn`), including
 /// `"geglu-approximate"`, which diffusers maps to `ApproximateGELU` (`x·σ(1.702·x)`, not gated).
-public enum CogVideoXFeedForwardActivation: Sendable, Equatable {
+enum CogVideoXFeedForwardActivation: Sendable, Equatable {
     /// One of the activations of the shared ``FeedForward``.
     case standard(FeedForwardActivation)
     /// `"geglu-approximate"`: `ApproximateGELU`, `net.0.proj` `[inner, dim]`.
     case quickGELU
 
     /// The activation diffusers names `name`, or nil for one its `FeedForward` cannot build.
-    public init?(diffusersName name: String) {
+    init?(diffusersName name: String) {
         if name == "geglu-approximate" {
             self = .quickGELU
         } else if let a = FeedForwardActivation(diffusersName: name) {
@@ -21,14 +21,14 @@ public enum CogVideoXFeedForwardActivation: Sendable, Equatable {
 }
 
 /// diffusers' `FeedForward(dim, activation_fn=…)` with the default `4·dim` hidden width.
-public struct CogVideoXFeedForward: Sendable {
+struct CogVideoXFeedForward: Sendable {
     /// The shared feed-forward for every activation it implements.
-    public let standard: FeedForward?
+    let standard: FeedForward?
     /// `net.0.proj` and `net.2` for `ApproximateGELU`.
-    public let quick: (projIn: Linear, projOut: Linear)?
+    let quick: (projIn: Linear, projOut: Linear)?
 
     /// Takes `net.0.proj` and `net.2` of the scope (`ff`).
-    public init(_ w: WeightScope, dim: Int, activation: CogVideoXFeedForwardActivation) {
+    init(_ w: WeightScope, dim: Int, activation: CogVideoXFeedForwardActivation) {
         let inner = 4 * dim
         switch activation {
         case .standard(let a):
@@ -41,7 +41,7 @@ public struct CogVideoXFeedForward: Sendable {
     }
 
     /// Applies the feed-forward to `[..., dim]`.
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         if let standard { return try standard(x) }
         guard let quick else { throw .invalidArgument(operation: "CogVideoX feed-forward", reason: "no layers") }
         let h = try quick.projIn(x).mapVector { $0 * VectorMath.sigmoid(1.702 * $0) }
@@ -52,22 +52,22 @@ public struct CogVideoXFeedForward: Sendable {
 /// diffusers' `CogVideoXLayerNormZero`: `linear(silu(temb))` → (shift, scale, gate, enc_shift,
 /// enc_scale, enc_gate), one LayerNorm (affine when `norm_elementwise_affine`) for both streams,
 /// `x̂ = LN(x)·(1 + scale) + shift` for the video tokens and the `enc_*` version for the text tokens.
-public struct CogVideoXLayerNormZero: Sendable {
+struct CogVideoXLayerNormZero: Sendable {
     /// `linear` `[6D, time_embed_dim]` (with bias).
-    public let linear: Linear
+    let linear: Linear
     /// `norm.weight` `[D]`, or nil without elementwise affine.
-    public let weight: Tensor?
+    let weight: Tensor?
     /// `norm.bias` `[D]`, or nil without elementwise affine.
-    public let bias: Tensor?
+    let bias: Tensor?
     /// The LayerNorm epsilon (`norm_eps`).
-    public let eps: Float
+    let eps: Float
 
     /// Chunk indices of the projection: video (shift 0, scale 1, gate 2), text (3, 4, 5).
     static let video = JointSequence.Chunks(shift: 0, scale: 1), text = JointSequence.Chunks(shift: 3, scale: 4)
     static let videoGate = 2, textGate = 5
 
     /// Takes `linear` and `norm` of the scope (`norm1`, `norm2`).
-    public init(_ w: WeightScope, conditioningDim: Int, dim: Int, affine: Bool, eps: Float) {
+    init(_ w: WeightScope, conditioningDim: Int, dim: Int, affine: Bool, eps: Float) {
         linear = Linear(w["linear"], in: conditioningDim, out: 6 * dim)
         weight = affine ? w["norm"].tensor("weight", shape: [dim]) : nil
         bias = affine ? w["norm"].tensor("bias", shape: [dim]) : nil
@@ -75,16 +75,16 @@ public struct CogVideoXLayerNormZero: Sendable {
     }
 
     /// The six modulation vectors `[B, 6D]` for the activated conditioning `silu(temb)` `[B, T]`.
-    public func modulation(_ activatedEmb: Tensor) throws(TensorError) -> Tensor { try linear(activatedEmb) }
+    func modulation(_ activatedEmb: Tensor) throws(TensorError) -> Tensor { try linear(activatedEmb) }
 
     /// The modulated norm of the joint sequence `[B, L + S, D]` (text rows first).
-    public func normalized(_ x: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) -> Tensor {
+    func normalized(_ x: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) -> Tensor {
         try JointSequence.layerNormModulated(x, leadingRows: l, eps: eps, weight: weight, bias: bias,
                                              modulation: m, leading: Self.text, trailing: Self.video)
     }
 
     /// `x += gate · y` with the video gate on the video rows and the text gate on the text rows.
-    public func addGated(_ x: inout Tensor, _ y: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) {
+    func addGated(_ x: inout Tensor, _ y: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) {
         try JointSequence.addGated(&x, y, leadingRows: l, modulation: m, leadingGate: Self.textGate, trailingGate: Self.videoGate)
     }
 }
@@ -96,18 +96,18 @@ public struct CogVideoXLayerNormZero: Sendable {
 ///
 /// diffusers keeps the two streams apart and concatenates them for the attention and the feed-forward;
 /// every row gets the same values either way, so the stack runs on the joint tensor throughout.
-public struct CogVideoXBlock: Sendable {
+struct CogVideoXBlock: Sendable {
     /// The attention branch's adaptive norm.
-    public let norm1: CogVideoXLayerNormZero
+    let norm1: CogVideoXLayerNormZero
     /// The joint attention.
-    public let attn1: CogVideoXAttention
+    let attn1: CogVideoXAttention
     /// The feed-forward branch's adaptive norm.
-    public let norm2: CogVideoXLayerNormZero
+    let norm2: CogVideoXLayerNormZero
     /// The feed-forward, shared by both streams.
-    public let ff: CogVideoXFeedForward
+    let ff: CogVideoXFeedForward
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
+    init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
         let d = c.innerDim
         norm1 = CogVideoXLayerNormZero(w["norm1"], conditioningDim: c.timeEmbedDim, dim: d,
                                        affine: c.normElementwiseAffine, eps: c.normEps)
@@ -119,7 +119,7 @@ public struct CogVideoXBlock: Sendable {
     }
 
     /// Runs the block on the joint sequence `h` with `silu(emb)` `[B, time_embed_dim]`.
-    public func callAsFunction(
+    func callAsFunction(
         _ h: inout Tensor, textLength l: Int, activatedEmb: Tensor, rope: (cos: Tensor, sin: Tensor)?
     ) throws(TensorError) {
         let m1 = try norm1.modulation(activatedEmb)

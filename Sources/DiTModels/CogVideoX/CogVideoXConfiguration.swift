@@ -139,13 +139,13 @@ public struct CogVideoXConfiguration: DiTConfiguration {
     /// The latent frames of the configured positional table: `(sample_frames − 1) // ratio + 1`.
     public var sampleLatentFrames: Int { Self.floorDivide(sampleFrames - 1, temporalCompressionRatio) + 1 }
     /// The feed-forward activation.
-    public var feedForwardActivation: CogVideoXFeedForwardActivation? { .init(diffusersName: activationFn) }
+    var feedForwardActivation: CogVideoXFeedForwardActivation? { .init(diffusersName: activationFn) }
     /// The time-embedding activation.
-    public var timeActivation: CogVideoXTimestepActivation? { .init(diffusersName: timestepActivationFn) }
+    var timeActivation: CogVideoXTimestepActivation? { .init(diffusersName: timestepActivationFn) }
 
     /// The rotary dimensions per axis (frames, height, width) as diffusers' `get_3d_rotary_pos_embed`
     /// splits the head: `D // 4`, `D // 8 · 3`, `D // 8 · 3`.
-    public var rotaryAxesDims: [Int] {
+    var rotaryAxesDims: [Int] {
         [attentionHeadDim / 4, attentionHeadDim / 8 * 3, attentionHeadDim / 8 * 3]
     }
 

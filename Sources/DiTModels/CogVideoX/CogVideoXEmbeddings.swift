@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The time-embedding activation of diffusers' `get_activation` (`timestep_activation_fn`).
-public enum CogVideoXTimestepActivation: Sendable, Equatable {
+enum CogVideoXTimestepActivation: Sendable, Equatable {
     /// `silu` / `swish`.
     case silu
     /// `mish`: `x · tanh(softplus(x))`.
@@ -13,7 +13,7 @@ public enum CogVideoXTimestepActivation: Sendable, Equatable {
     case relu
 
     /// The activation diffusers names `name`, or nil for one `get_activation` rejects.
-    public init?(diffusersName name: String) {
+    init?(diffusersName name: String) {
         switch name {
         case "silu", "swish": self = .silu
         case "mish": self = .mish
@@ -24,7 +24,7 @@ public enum CogVideoXTimestepActivation: Sendable, Equatable {
     }
 
     /// Applies the activation to every element.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    func callAsFunction(_ x: Tensor) -> Tensor {
         switch self {
         case .silu: return Tensors.silu(x)
         case .gelu: return Tensors.gelu(x, approximation: .none)
@@ -44,22 +44,22 @@ public enum CogVideoXTimestepActivation: Sendable, Equatable {
 /// diffusers' `Timesteps` + `TimestepEmbedding` as CogVideoX uses them for the time (and `ofs`) value:
 /// sinusoidal features of `channels` channels (`flip_sin_to_cos`, `freq_shift`), then
 /// `linear_2(act(linear_1(features)))`.
-public struct CogVideoXTimestepEmbedding: Sendable {
+struct CogVideoXTimestepEmbedding: Sendable {
     /// Sinusoidal feature channels (`inner_dim` for the time, `ofs_embed_dim` for ofs).
-    public let channels: Int
+    let channels: Int
     /// Whether cosines come first.
-    public let flipSinToCos: Bool
+    let flipSinToCos: Bool
     /// `downscale_freq_shift`.
-    public let freqShift: Float
+    let freqShift: Float
     /// `linear_1` `[out, channels]`.
-    public let linear1: Linear
+    let linear1: Linear
     /// `linear_2` `[out, out]`.
-    public let linear2: Linear
+    let linear2: Linear
     /// The activation between them.
-    public let activation: CogVideoXTimestepActivation
+    let activation: CogVideoXTimestepActivation
 
     /// Takes `linear_1` and `linear_2` of the scope (`time_embedding`, `ofs_embedding`).
-    public init(_ w: WeightScope, channels: Int, out: Int, flipSinToCos: Bool, freqShift: Float,
+    init(_ w: WeightScope, channels: Int, out: Int, flipSinToCos: Bool, freqShift: Float,
                 activation: CogVideoXTimestepActivation) {
         self.channels = channels
         self.flipSinToCos = flipSinToCos
@@ -70,7 +70,7 @@ public struct CogVideoXTimestepEmbedding: Sendable {
     }
 
     /// The embedding `[values.count, out]` of one value per row.
-    public func callAsFunction(_ values: [Float]) throws(TensorError) -> Tensor {
+    func callAsFunction(_ values: [Float]) throws(TensorError) -> Tensor {
         let features = try sinusoidalTimestepEmbedding(values, dim: channels, flipSinToCos: flipSinToCos,
                                                        downscaleFreqShift: freqShift)
         return try linear2(activation(linear1(features)))
@@ -78,7 +78,7 @@ public struct CogVideoXTimestepEmbedding: Sendable {
 }
 
 /// The positional table of `CogVideoXPatchEmbed` (the 2B sincos table, or the 5B-I2V learned one).
-public enum CogVideoXPositionalTable: Sendable {
+enum CogVideoXPositionalTable: Sendable {
     /// Rotary models without learned positions: nothing is added.
     case none
     /// `get_3d_sincos_pos_embed`, computed for the input's grid.
@@ -94,9 +94,9 @@ public enum CogVideoXPositionalTable: Sendable {
 /// `[sin(t·ω), cos(t·ω)]` of `t / temporal_scale`, the other `3D/4` the spatial one of the *column*
 /// then the *row* (`[sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]`, positions `/ spatial_scale` in float32),
 /// `ω_i = 10000^(−i/half)`; tokens in (frame, row, column) order.
-public enum CogVideoXSincosPositionEmbedding {
+enum CogVideoXSincosPositionEmbedding {
     /// The table `[frames · height · width, dim]`.
-    public static func table(dim: Int, frames: Int, height: Int, width: Int, spatialScale: Double,
+    static func table(dim: Int, frames: Int, height: Int, width: Int, spatialScale: Double,
                              temporalScale: Double) throws(TensorError) -> Tensor {
         guard dim % 16 == 0, dim > 0 else {
             throw .invalidArgument(operation: "CogVideoX sincos table", reason: "width \(dim) must be a positive multiple of 16")
@@ -134,18 +134,18 @@ public enum CogVideoXSincosPositionEmbedding {
 /// diffusers' `CogVideoXPatchEmbed`: the text projection, the video patch projection (1.0: a `Conv2d`
 /// per frame, kernel = stride = `patch_size`; 1.5: a linear layer over `(c, p_t, p, p)` patches), and
 /// the positional table added to the joint `[text; video]` sequence.
-public struct CogVideoXPatchEmbedding: Sendable {
+struct CogVideoXPatchEmbedding: Sendable {
     /// `text_proj`.
-    public let textProjection: Linear
+    let textProjection: Linear
     /// `proj` as a matrix `[D, C·p_t·p·p]` (a `Conv2d` weight `[D, C, p, p]` flattened in the same order).
-    public let projection: Linear
+    let projection: Linear
     /// The positional table.
-    public let positions: CogVideoXPositionalTable
+    let positions: CogVideoXPositionalTable
     /// The configuration.
-    public let configuration: CogVideoXConfiguration
+    let configuration: CogVideoXConfiguration
 
     /// Takes `text_proj`, `proj` and, for learned positions, `pos_embedding` of the scope (`patch_embed`).
-    public init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
+    init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
         configuration = c
         let d = c.innerDim
         textProjection = Linear(w["text_proj"], in: c.textEmbedDim, out: d)
@@ -166,7 +166,7 @@ public struct CogVideoXPatchEmbedding: Sendable {
 
     /// Embeds `text` `[B, L, text_embed_dim]` and `video` `[B, F, C, H, W]` (shapes already checked):
     /// `[B, L, D]` text tokens and `[B, (F/p_t)(H/p)(W/p), D]` video tokens with the positional table added.
-    public func callAsFunction(text: Tensor, video: Tensor) throws(TensorError) -> (text: Tensor, video: Tensor) {
+    func callAsFunction(text: Tensor, video: Tensor) throws(TensorError) -> (text: Tensor, video: Tensor) {
         let c = configuration
         let (f, h, w) = (video.shape[1], video.shape[3], video.shape[4])
         // [B, F, C, H, W] → [B, C, F, H, W] → patches with (c, p_t, p, p) inside, tokens in (f, h, w) order.

@@ -86,8 +86,11 @@ public enum CogVideoXFamily: DiTFamily {
 
     public static func cost(_ c: CogVideoXConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {
         let (b, l) = (try sizes.positive("batch"), try sizes.positive("text_tokens"))
-        let s = try c.videoTokens(frames: sizes.positive("latent_frames"), height: sizes.positive("latent_height"),
-                                  width: sizes.positive("latent_width"))
+        let (f, h, w) = (try sizes.positive("latent_frames"), try sizes.positive("latent_height"), try sizes.positive("latent_width"))
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, f, c.inChannels, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, max(c.textEmbedDim, c.innerDim)])
+        let s = try c.videoTokens(frames: f, height: h, width: w)
         return ForwardCost(
             summary: "CogVideoX \(c.patchSizeT == nil ? "1.0" : "1.5") \(c.innerDim)-wide, \(c.numLayers) blocks, "
                 + "\(s) video + \(l) text tokens, batch \(b)",

@@ -17,10 +17,10 @@ import Tensors
 /// Everything is float32, as the pipeline computes it (`freqs_dtype` float32): the frequencies, the
 /// position·frequency products and their cosines and sines, so the table matches the pipeline's to a
 /// few float32 ulps (torch's vectorised `linspace`/`pow` may round a last bit differently).
-public enum CogVideoXRotaryEmbedding {
+enum CogVideoXRotaryEmbedding {
     /// `get_resize_crop_region_for_grid((h, w), base_width, base_height)`: the region `(top, left)` to
     /// `(bottom, right)` a `h × w` grid resized to fit the base occupies, centred.
-    public static func resizeCropRegion(
+    static func resizeCropRegion(
         grid: (h: Int, w: Int), baseWidth tw: Int, baseHeight th: Int
     ) -> (top: Int, left: Int, bottom: Int, right: Int) {
         let r = Double(grid.h) / Double(grid.w)
@@ -39,7 +39,7 @@ public enum CogVideoXRotaryEmbedding {
 
     /// `torch.linspace(start, end, steps, dtype=float32)`: step `(end − start)/(steps − 1)` in float32,
     /// the first half counted up from `start`, the second half down from `end`.
-    public static func linspace(start: Float, end: Float, steps: Int) -> [Float] {
+    static func linspace(start: Float, end: Float, steps: Int) -> [Float] {
         guard steps > 1 else { return steps == 1 ? [start] : [] }
         let step = (end - start) / Float(steps - 1)
         let halfway = steps / 2
@@ -48,7 +48,7 @@ public enum CogVideoXRotaryEmbedding {
 
     /// The positions of each axis for a latent grid of `frames × height × width` (before patching).
     /// - Throws: ``TensorError/invalidArgument(operation:reason:)`` when a 1.5 grid exceeds the base.
-    public static func positions(
+    static func positions(
         configuration c: CogVideoXConfiguration, frames: Int, height: Int, width: Int
     ) throws(TensorError) -> (frames: [Float], rows: [Float], columns: [Float]) {
         let p = c.patchSize
@@ -71,7 +71,7 @@ public enum CogVideoXRotaryEmbedding {
     }
 
     /// The cos/sin tables `[t·h·w, D]` of the given axis positions, tokens in (frame, row, column) order.
-    public static func tables(
+    static func tables(
         headDim d: Int, frames: [Float], rows: [Float], columns: [Float]
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let dims = [d / 4, d / 8 * 3, d / 8 * 3]
@@ -103,7 +103,7 @@ public enum CogVideoXRotaryEmbedding {
     }
 
     /// The pipeline's tables for a latent `[B, F, C, H, W]` of `frames × height × width`.
-    public static func tables(
+    static func tables(
         configuration c: CogVideoXConfiguration, frames: Int, height: Int, width: Int
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let p = try positions(configuration: c, frames: frames, height: height, width: width)
@@ -131,7 +131,7 @@ public enum CogVideoXRotaryEmbedding {
 
     /// Tables for the joint `[text; video]` sequence: identity rows (cos 1, sin 0) for the `textLength`
     /// text tokens, which diffusers leaves unrotated, then the video tables.
-    public static func jointTables(
+    static func jointTables(
         _ video: (cos: Tensor, sin: Tensor), textLength: Int
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let d = video.cos.shape[1]

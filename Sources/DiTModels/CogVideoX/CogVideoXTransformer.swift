@@ -57,22 +57,26 @@ public struct CogVideoXState: Sendable {
 public struct CogVideoXTransformer: Sendable {
     /// The validated configuration.
     public let configuration: CogVideoXConfiguration
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``CogVideoXConfiguration/activationBytesEstimate(batch:videoTokens:textTokens:)``) and refuses
+    /// inputs beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// `patch_embed`.
-    public let patchEmbed: CogVideoXPatchEmbedding
+    let patchEmbed: CogVideoXPatchEmbedding
     /// `time_proj` + `time_embedding`.
-    public let timeEmbedding: CogVideoXTimestepEmbedding
+    let timeEmbedding: CogVideoXTimestepEmbedding
     /// `ofs_proj` + `ofs_embedding` (CogVideoX1.5 I2V), or nil.
-    public let ofsEmbedding: CogVideoXTimestepEmbedding?
+    let ofsEmbedding: CogVideoXTimestepEmbedding?
     /// `transformer_blocks`.
-    public let blocks: [CogVideoXBlock]
+    let blocks: [CogVideoXBlock]
     /// `norm_final` weight and bias (nil without elementwise affine).
-    public let normFinal: (weight: Tensor?, bias: Tensor?)
+    let normFinal: (weight: Tensor?, bias: Tensor?)
     /// `norm_out.linear` `[2D, time_embed_dim]`: (shift, scale) — shift first (`chunk_dim=1`).
-    public let normOutLinear: Linear
+    let normOutLinear: Linear
     /// `norm_out.norm` weight and bias (nil without elementwise affine).
-    public let normOutNorm: (weight: Tensor?, bias: Tensor?)
+    let normOutNorm: (weight: Tensor?, bias: Tensor?)
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
 
     /// Builds the model, taking every parameter from `weights` (called by ``CogVideoXFamily``'s loading
     /// functions, which check the weights afterwards).
@@ -190,6 +194,9 @@ public struct CogVideoXTransformer: Sendable {
             throw fail("this model adds a joint positional table of max_text_seq_length = \(c.maxTextSeqLength) text rows: "
                        + "pass exactly that many text tokens (got \(text.shape[1]))")
         }
+        let tokens = (f / c.temporalPatch) * (h / c.patchSize) * (w / c.patchSize)
+        try memoryBudget.check("CogVideoX forward of batch \(b), \(tokens) video + \(text.shape[1]) text tokens",
+                               bytes: c.activationBytes(batch: b, videoTokens: tokens, textTokens: text.shape[1]))
         if c.useLearnedPositionalEmbeddings, h != c.sampleHeight || w != c.sampleWidth {
             throw fail("learned positional embeddings only cover the configured latent size "
                        + "\(c.sampleHeight)×\(c.sampleWidth) (sample_height × sample_width), got \(h)×\(w)")

@@ -179,6 +179,19 @@ struct CogVideoXModelTests {
         #expect(throws: TensorError.self) { try lm(cogInput(learned, frames: 2, height: 4, width: 8, text: 5)) }
     }
 
+    /// A forward whose activation estimate exceeds the model's memory budget is refused before anything
+    /// is computed, with the estimate and the budget in the error.
+    @Test func forwardBeyondTheMemoryBudgetIsRefused() throws {
+        var model = try CogVideoXFixtures.model("cogvideox")
+        let x = try CogVideoXFixtures.input(CogVideoXFixtures.tensors("cogvideox", "forward.safetensors"))
+        _ = try model(x)
+        model.memoryBudget = MemoryBudget(bytes: 1000)
+        #expect { try model(x) } throws: { e in
+            guard case TensorError.memoryBudgetExceeded(_, let bytes, let budget)? = e as? TensorError else { return false }
+            return bytes > 1000 && budget == 1000
+        }
+    }
+
     /// A timestep (and ofs) of shape [1] is broadcast over the batch, as diffusers' broadcasting does.
     @Test func scalarTimestepAndOfsBroadcast() throws {
         let c = tinyCogVideoX15(ofs: 24)
