@@ -97,14 +97,10 @@ struct CogVideoXLayerNormZero: Sendable {
 /// diffusers keeps the two streams apart and concatenates them for the attention and the feed-forward;
 /// every row gets the same values either way, so the stack runs on the joint tensor throughout.
 struct CogVideoXBlock: Sendable {
-    /// The attention branch's adaptive norm.
-    let norm1: CogVideoXLayerNormZero
-    /// The joint attention.
-    let attn1: CogVideoXAttention
-    /// The feed-forward branch's adaptive norm.
-    let norm2: CogVideoXLayerNormZero
-    /// The feed-forward, shared by both streams.
-    let ff: CogVideoXFeedForward
+    /// The adaptive norms of the attention and the feed-forward branch.
+    let norm1: CogVideoXLayerNormZero, norm2: CogVideoXLayerNormZero
+    /// The joint attention, and the feed-forward shared by both streams.
+    let attn1: CogVideoXAttention, ff: CogVideoXFeedForward
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
     init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {

@@ -45,34 +45,24 @@ enum CogVideoXTimestepActivation: Sendable, Equatable {
 /// sinusoidal features of `channels` channels (`flip_sin_to_cos`, `freq_shift`), then
 /// `linear_2(act(linear_1(features)))`.
 struct CogVideoXTimestepEmbedding: Sendable {
-    /// Sinusoidal feature channels (`inner_dim` for the time, `ofs_embed_dim` for ofs).
-    let channels: Int
-    /// Whether cosines come first.
-    let flipSinToCos: Bool
-    /// `downscale_freq_shift`.
-    let freqShift: Float
-    /// `linear_1` `[out, channels]`.
-    let linear1: Linear
-    /// `linear_2` `[out, out]`.
-    let linear2: Linear
-    /// The activation between them.
-    let activation: CogVideoXTimestepActivation
+    /// `Timesteps(channels, flip_sin_to_cos, freq_shift)`: `inner_dim` channels for the time,
+    /// `ofs_embed_dim` for ofs.
+    let sinusoid: (channels: Int, flipSinToCos: Bool, freqShift: Float)
+    /// `linear_1` `[out, channels]`, `linear_2` `[out, out]` and the activation between them.
+    let linear1: Linear, linear2: Linear, activation: CogVideoXTimestepActivation
 
     /// Takes `linear_1` and `linear_2` of the scope (`time_embedding`, `ofs_embedding`).
-    init(_ w: WeightScope, channels: Int, out: Int, flipSinToCos: Bool, freqShift: Float,
-                activation: CogVideoXTimestepActivation) {
-        self.channels = channels
-        self.flipSinToCos = flipSinToCos
-        self.freqShift = freqShift
+    init(_ w: WeightScope, channels: Int, out: Int, configuration c: CogVideoXConfiguration) {
+        sinusoid = (channels, c.flipSinToCos, Float(c.freqShift))
         linear1 = Linear(w["linear_1"], in: channels, out: out)
         linear2 = Linear(w["linear_2"], in: out, out: out)
-        self.activation = activation
+        activation = c.timeActivation ?? .silu
     }
 
     /// The embedding `[values.count, out]` of one value per row.
     func callAsFunction(_ values: [Float]) throws(TensorError) -> Tensor {
-        let features = try sinusoidalTimestepEmbedding(values, dim: channels, flipSinToCos: flipSinToCos,
-                                                       downscaleFreqShift: freqShift)
+        let features = try sinusoidalTimestepEmbedding(values, dim: sinusoid.channels, flipSinToCos: sinusoid.flipSinToCos,
+                                                       downscaleFreqShift: sinusoid.freqShift)
         return try linear2(activation(linear1(features)))
     }
 }
@@ -135,14 +125,11 @@ enum CogVideoXSincosPositionEmbedding {
 /// per frame, kernel = stride = `patch_size`; 1.5: a linear layer over `(c, p_t, p, p)` patches), and
 /// the positional table added to the joint `[text; video]` sequence.
 struct CogVideoXPatchEmbedding: Sendable {
-    /// `text_proj`.
-    let textProjection: Linear
-    /// `proj` as a matrix `[D, C·p_t·p·p]` (a `Conv2d` weight `[D, C, p, p]` flattened in the same order).
-    let projection: Linear
-    /// The positional table.
-    let positions: CogVideoXPositionalTable
-    /// The configuration.
-    let configuration: CogVideoXConfiguration
+    /// `text_proj`, and `proj` as a matrix `[D, C·p_t·p·p]` (a `Conv2d` weight `[D, C, p, p]` flattened
+    /// in the same order).
+    let textProjection: Linear, projection: Linear
+    /// The positional table, and the configuration that sizes it.
+    let positions: CogVideoXPositionalTable, configuration: CogVideoXConfiguration
 
     /// Takes `text_proj`, `proj` and, for learned positions, `pos_embedding` of the scope (`patch_embed`).
     init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {

@@ -1,25 +1,22 @@
 import Foundation
 import Tensors
 
-/// The arguments of one `CogVideoXTransformer3DModel.forward` call. The rotary table is not an argument:
-/// the model builds it from the latent size as the CogVideoX pipelines do (``CogVideoXRotaryEmbedding``).
+/// The arguments of one `CogVideoXTransformer3DModel.forward` call, by their diffusers names:
+/// `hidden_states` — the latent video `[B, F, C, H, W]`, frames before channels —,
+/// `encoder_hidden_states` `[B, L, text_embed_dim]`, `timestep` `[B]` or `[1]` (0…1000 scale), and `ofs`
+/// `[B]` or `[1]`, required exactly when the model has an ofs embedding (the I2V pipelines pass 2.0).
+///
+/// The rotary table is not an argument: the model builds it from the latent size as the CogVideoX
+/// pipelines do.
 public struct CogVideoXInput: Sendable {
-    /// The latent video `[B, F, C, H, W]` — frames before channels.
-    public var hiddenStates: Tensor
-    /// Text-encoder features `[B, L, text_embed_dim]`.
-    public var encoderHiddenStates: Tensor
-    /// The timestep per sample `[B]` (or `[1]`, broadcast), on the 0…1000 scale.
-    public var timestep: Tensor
-    /// The `ofs` value `[B]` or `[1]` (the I2V pipelines pass 2.0): required exactly when the model has
-    /// an `ofs` embedding (`ofs_embed_dim`).
+    /// `hidden_states`, `encoder_hidden_states`, `timestep`.
+    public var hiddenStates: Tensor, encoderHiddenStates: Tensor, timestep: Tensor
+    /// `ofs` (ofs models only).
     public var ofs: Tensor?
 
     /// Bundles the arguments.
     public init(hiddenStates: Tensor, encoderHiddenStates: Tensor, timestep: Tensor, ofs: Tensor? = nil) {
-        self.hiddenStates = hiddenStates
-        self.encoderHiddenStates = encoderHiddenStates
-        self.timestep = timestep
-        self.ofs = ofs
+        (self.hiddenStates, self.encoderHiddenStates, self.timestep, self.ofs) = (hiddenStates, encoderHiddenStates, timestep, ofs)
     }
 }
 
@@ -83,15 +80,9 @@ public struct CogVideoXTransformer: Sendable {
     init(configuration c: CogVideoXConfiguration, weights w: WeightScope) {
         configuration = c
         let d = c.innerDim
-        let activation = c.timeActivation ?? .silu
         patchEmbed = CogVideoXPatchEmbedding(w["patch_embed"], configuration: c)
-        timeEmbedding = CogVideoXTimestepEmbedding(w["time_embedding"], channels: d, out: c.timeEmbedDim,
-                                                   flipSinToCos: c.flipSinToCos, freqShift: Float(c.freqShift),
-                                                   activation: activation)
-        ofsEmbedding = c.ofsEmbedDim.map {
-            CogVideoXTimestepEmbedding(w["ofs_embedding"], channels: $0, out: $0, flipSinToCos: c.flipSinToCos,
-                                       freqShift: Float(c.freqShift), activation: activation)
-        }
+        timeEmbedding = CogVideoXTimestepEmbedding(w["time_embedding"], channels: d, out: c.timeEmbedDim, configuration: c)
+        ofsEmbedding = c.ofsEmbedDim.map { CogVideoXTimestepEmbedding(w["ofs_embedding"], channels: $0, out: $0, configuration: c) }
         blocks = (0..<c.numLayers).map { CogVideoXBlock(w["transformer_blocks"][$0], configuration: c) }
         func norm(_ s: WeightScope) -> (Tensor?, Tensor?) {
             c.normElementwiseAffine ? (s.tensor("weight", shape: [d]), s.tensor("bias", shape: [d])) : (nil, nil)
@@ -164,12 +155,9 @@ public struct CogVideoXTransformer: Sendable {
         return try out.permuted([0, 2, 1, 3, 4])
     }
 
-    /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
-    public func callAsFunction(_ input: CogVideoXInput) throws(TensorError) -> Tensor {
-        var state = try prepare(input)
-        try runBlocks(&state)
-        return try outputHead(state)
-    }
+    /// The full forward (``DiffusionTransformer/forward(_:)``): `output` of diffusers'
+    /// `forward(..., return_dict=False)[0]`. Errors are ``TensorError``s.
+    public func callAsFunction(_ input: CogVideoXInput) throws -> Tensor { try forward(input) }
 
     // MARK: - Input checks
 

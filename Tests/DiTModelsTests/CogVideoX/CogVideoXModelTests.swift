@@ -184,12 +184,13 @@ struct CogVideoXModelTests {
     @Test func forwardBeyondTheMemoryBudgetIsRefused() throws {
         var model = try CogVideoXFixtures.model("cogvideox")
         let x = try CogVideoXFixtures.input(CogVideoXFixtures.tensors("cogvideox", "forward.safetensors"))
+        let estimate = model.configuration.activationBytes(batch: 1, videoTokens: 16, textTokens: 6)
+        model.memoryBudget = MemoryBudget(bytes: estimate)
         _ = try model(x)
-        model.memoryBudget = MemoryBudget(bytes: 1000)
-        #expect { try model(x) } throws: { e in
-            guard case TensorError.memoryBudgetExceeded(_, let bytes, let budget)? = e as? TensorError else { return false }
-            return bytes > 1000 && budget == 1000
-        }
+        model.memoryBudget = MemoryBudget(bytes: estimate - 1)
+        let refusal = TensorError.memoryBudgetExceeded(operation: "CogVideoX forward of batch 1, 16 video + 6 text tokens",
+                                                       bytes: estimate, budget: estimate - 1)
+        #expect(throws: refusal) { try model(x) }
     }
 
     /// A timestep (and ofs) of shape [1] is broadcast over the batch, as diffusers' broadcasting does.

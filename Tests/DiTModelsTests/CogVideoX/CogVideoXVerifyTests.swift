@@ -54,9 +54,11 @@ struct CogVideoXVerifyTests {
          "inputs": {"batch": 1, "latent_frames": 2, "latent_height": 4, "latent_width": 4, "text_tokens": 5}}
         """
         let bench = try ForwardBenchmark.make(data: Data(json.utf8))
-        #expect(bench.summary.contains("4 video + 5 text tokens"))
-        #expect(bench.flops > 0 && bench.weightBytes > 0)
         try bench.run()
+        let (className, body) = try ModelConfigFile.parse(Data(json.utf8))
+        let c = try CogVideoXConfiguration.parse(body, className: className)
+        #expect(bench.flops == c.forwardFLOPs(batch: 1, videoTokens: 4, textTokens: 5))
+        #expect(bench.summary == "CogVideoX 1.5 32-wide, 1 blocks, 4 video + 5 text tokens, batch 1")
         let odd = json.replacingOccurrences(of: "\"latent_frames\": 2", with: "\"latent_frames\": 3")
         #expect(throws: ModelLoadError.self) { try ForwardBenchmark.make(data: Data(odd.utf8)) }
         let huge = json.replacingOccurrences(of: "\"latent_height\": 4", with: "\"latent_height\": 4611686018427387904")
