@@ -74,8 +74,9 @@ struct CogVideoXLayerNormZero: Sendable {
         self.eps = eps
     }
 
-    /// The six modulation vectors `[B, 6D]` for the activated conditioning `silu(temb)` `[B, T]`.
-    func modulation(_ activatedEmb: Tensor) throws(TensorError) -> Tensor { try linear(activatedEmb) }
+    /// The six modulation vectors `[B, 6D]` for the activated conditioning `silu(temb)` `[B, T]`
+    /// (matrix-vector products: one row per sample).
+    func modulation(_ activatedEmb: Tensor) throws(TensorError) -> Tensor { try linear.fewRows(activatedEmb) }
 
     /// The modulated norm of the joint sequence `[B, L + S, D]` (text rows first).
     func normalized(_ x: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) -> Tensor {

@@ -63,7 +63,7 @@ struct CogVideoXTimestepEmbedding: Sendable {
     func callAsFunction(_ values: [Float]) throws(TensorError) -> Tensor {
         let features = try sinusoidalTimestepEmbedding(values, dim: sinusoid.channels, flipSinToCos: sinusoid.flipSinToCos,
                                                        downscaleFreqShift: sinusoid.freqShift)
-        return try linear2(activation(linear1(features)))
+        return try linear2.fewRows(activation(linear1.fewRows(features)))
     }
 }
 

@@ -145,7 +145,7 @@ public struct CogVideoXTransformer: Sendable {
     public func outputHead(_ state: CogVideoXState) throws(TensorError) -> Tensor {
         let c = configuration
         let v = try layerNorm(state.video, weight: normFinal.weight, bias: normFinal.bias, eps: c.normEps)
-        let m = try normOutLinear(silu(state.emb))
+        let m = try normOutLinear.fewRows(silu(state.emb))
         let chunks = JointSequence.Chunks(shift: 0, scale: 1)
         let n = try JointSequence.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: normOutNorm.weight,
                                                      bias: normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)

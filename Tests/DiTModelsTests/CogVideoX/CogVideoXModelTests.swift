@@ -123,7 +123,7 @@ struct CogVideoXModelTests {
         #expect(out.shape == [1, 4, 3, 4, 6])
         // Recompute the tokens before unpatchify and check one value of every (t, c, h, w) position.
         let v = try layerNorm(state.video, weight: model.normFinal.weight, bias: model.normFinal.bias, eps: c.normEps)
-        let m = try model.normOutLinear(silu(state.emb))
+        let m = try model.normOutLinear.fewRows(silu(state.emb))
         let chunks = JointSequence.Chunks(shift: 0, scale: 1)
         let n = try JointSequence.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: model.normOutNorm.weight,
                                                      bias: model.normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)
