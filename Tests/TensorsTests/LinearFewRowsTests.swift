@@ -3,8 +3,9 @@ import Testing
 
 @Suite struct LinearFewRowsTests {
     /// Against a naive Double product, for 1…3 rows, with and without bias, widths that split into
-    /// several 64-row panels (and one that does not), and a row count beyond the limit (the sgemm path).
-    @Test(arguments: [(1, 600, 130), (2, 3000, 512), (3, 40, 7), (fewRowsLimit + 1, 70, 33)])
+    /// several 64-row panels (1100 × 500 is large enough to be split over the workers), one that does not,
+    /// and a row count beyond the limit (the sgemm path).
+    @Test(arguments: [(1, 600, 130), (2, 1100, 500), (3, 40, 7), (fewRowsLimit + 1, 70, 33)])
     func matchesNaive(_ shape: (rows: Int, out: Int, inF: Int)) throws {
         let x = rand([shape.rows, shape.inF], seed: 1), w = rand([shape.out, shape.inF], seed: 2), b = rand([shape.out], seed: 3)
         let xd = d(x), wd = d(w), bd = d(b)
@@ -19,7 +20,7 @@ import Testing
             }
             let y = try linearFewRows(x, weight: w, bias: bias ? b : nil)
             #expect(y.shape == [shape.rows, shape.out])
-            // Dot products of ≤ 512 terms of O(1) values: float32 error ~√K·u relative to the largest value.
+            // Dot products of ≤ 500 terms of O(1) values: float32 error ~√K·u relative to the largest value.
             expectClose(y, ref, tol: 2e-5)
         }
     }
