@@ -46,6 +46,7 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
     private struct BlockRunner {
         var count: (Model.State) throws -> Int
         var run: (Int, inout Model.State) throws -> Void
+        var finish: (inout Model.State) throws -> Void
     }
 
     private struct Run {
@@ -122,6 +123,11 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
             run: { i, s in
                 var t = try cast(s, B.State.self)
                 try b.runBlock(i, &t)
+                s = try cast(t, Model.State.self)
+            },
+            finish: { s in
+                var t = try cast(s, B.State.self)
+                try b.finishBlocks(&t)
                 s = try cast(t, Model.State.self)
             })
     }
@@ -246,12 +252,15 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         let decision = configuration.decide(distance: cache.residuals == nil ? nil : distance)
         if decision.skips, let tail = cache.residuals {
             state.streams = try Self.adding(tail, to: head)
+            try runner.finish(&state)
         } else {
             for i in 1..<n { try runner.run(i, &state) }
             run.blockStackRuns += 1
             try Self.checkStreams(state.streams, expected: shapes)
             cache.residuals = try Self.subtracting(head, from: state.streams)
             cache.headResidual = headResidual
+            try runner.finish(&state)
+            try Self.checkStreams(state.streams, expected: shapes)
             try magRatioRecorder?.record(branch: branch, residual: try state.streams[0] - inputs[0])
         }
         return decision

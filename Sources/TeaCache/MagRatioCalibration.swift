@@ -23,6 +23,9 @@ public struct MagRatioRecorder: Sendable {
         previous = [:]
     }
 
+    /// Appends ratio sequences recorded elsewhere (e.g. by other runs' recorders).
+    public mutating func append(sequences other: [[Double]]) { sequences += other }
+
     /// Records the block-stack residual of stream 0 of one call of `branch`.
     /// - Throws: ``TeaCacheError/shapeMismatch(_:)`` when the residual's shape changes within a branch.
     public mutating func record(branch: BranchKey, residual: Tensor) throws(TeaCacheError) {

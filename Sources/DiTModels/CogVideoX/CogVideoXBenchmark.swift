@@ -3,7 +3,7 @@ import Tensors
 extension CogVideoXConfiguration {
     /// The hidden width of the feed-forward's first projection: `8D` for a gated activation, else `4D`.
     var feedForwardProjectionWidth: Int {
-        if case .standard(let a)? = feedForwardActivation, a.isGated { return 8 * innerDim }
+        if feedForwardActivation?.isGated == true { return 8 * innerDim }
         return 4 * innerDim
     }
 

@@ -1,54 +1,5 @@
 import Tensors
 
-/// The feed-forward activation of diffusers' `FeedForward` (`activation_fn`), including
-/// `"geglu-approximate"`, which diffusers maps to `ApproximateGELU` (`x·σ(1.702·x)`, not gated).
-enum CogVideoXFeedForwardActivation: Sendable, Equatable {
-    /// One of the activations of the shared ``FeedForward``.
-    case standard(FeedForwardActivation)
-    /// `"geglu-approximate"`: `ApproximateGELU`, `net.0.proj` `[inner, dim]`.
-    case quickGELU
-
-    /// The activation diffusers names `name`, or nil for one its `FeedForward` cannot build.
-    init?(diffusersName name: String) {
-        if name == "geglu-approximate" {
-            self = .quickGELU
-        } else if let a = FeedForwardActivation(diffusersName: name) {
-            self = .standard(a)
-        } else {
-            return nil
-        }
-    }
-}
-
-/// diffusers' `FeedForward(dim, activation_fn=…)` with the default `4·dim` hidden width.
-struct CogVideoXFeedForward: Sendable {
-    /// The shared feed-forward for every activation it implements.
-    let standard: FeedForward?
-    /// `net.0.proj` and `net.2` for `ApproximateGELU`.
-    let quick: (projIn: Linear, projOut: Linear)?
-
-    /// Takes `net.0.proj` and `net.2` of the scope (`ff`).
-    init(_ w: WeightScope, dim: Int, activation: CogVideoXFeedForwardActivation) {
-        let inner = 4 * dim
-        switch activation {
-        case .standard(let a):
-            standard = FeedForward(w, dim: dim, inner: inner, activation: a)
-            quick = nil
-        case .quickGELU:
-            standard = nil
-            quick = (Linear(w["net.0.proj"], in: dim, out: inner), Linear(w["net.2"], in: inner, out: dim))
-        }
-    }
-
-    /// Applies the feed-forward to `[..., dim]`.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        if let standard { return try standard(x) }
-        guard let quick else { throw .invalidArgument(operation: "CogVideoX feed-forward", reason: "no layers") }
-        let h = try quick.projIn(x).mapVector { $0 * VectorMath.sigmoid(1.702 * $0) }
-        return try quick.projOut(h)
-    }
-}
-
 /// diffusers' `CogVideoXLayerNormZero`: `linear(silu(temb))` → (shift, scale, gate, enc_shift,
 /// enc_scale, enc_gate), one LayerNorm (affine when `norm_elementwise_affine`) for both streams,
 /// `x̂ = LN(x)·(1 + scale) + shift` for the video tokens and the `enc_*` version for the text tokens.
@@ -101,7 +52,7 @@ struct CogVideoXBlock: Sendable {
     /// The adaptive norms of the attention and the feed-forward branch.
     let norm1: CogVideoXLayerNormZero, norm2: CogVideoXLayerNormZero
     /// The joint attention, and the feed-forward shared by both streams.
-    let attn1: CogVideoXAttention, ff: CogVideoXFeedForward
+    let attn1: CogVideoXAttention, ff: FeedForward
 
     /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
     init(_ w: WeightScope, configuration c: CogVideoXConfiguration) {
@@ -112,7 +63,7 @@ struct CogVideoXBlock: Sendable {
                                    bias: c.attentionBias)
         norm2 = CogVideoXLayerNormZero(w["norm2"], conditioningDim: c.timeEmbedDim, dim: d,
                                        affine: c.normElementwiseAffine, eps: c.normEps)
-        ff = CogVideoXFeedForward(w["ff"], dim: d, activation: c.feedForwardActivation ?? .standard(.gelu(.tanh)))
+        ff = FeedForward(w["ff"], dim: d, inner: 4 * d, activation: c.feedForwardActivation ?? .gelu(.tanh))
     }
 
     /// Runs the block on the joint sequence `h` with `silu(emb)` `[B, time_embed_dim]`.

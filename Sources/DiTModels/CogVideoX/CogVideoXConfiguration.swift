@@ -139,7 +139,7 @@ public struct CogVideoXConfiguration: DiTConfiguration {
     /// The latent frames of the configured positional table: `(sample_frames − 1) // ratio + 1`.
     public var sampleLatentFrames: Int { Self.floorDivide(sampleFrames - 1, temporalCompressionRatio) + 1 }
     /// The feed-forward activation.
-    var feedForwardActivation: CogVideoXFeedForwardActivation? { .init(diffusersName: activationFn) }
+    var feedForwardActivation: FeedForwardActivation? { .init(diffusersName: activationFn) }
     /// The time-embedding activation.
     var timeActivation: CogVideoXTimestepActivation? { .init(diffusersName: timestepActivationFn) }
 
@@ -312,34 +312,34 @@ extension CogVideoXConfiguration {
         let c = try decoder.container(keyedBy: Keys.self)
         let d = CogVideoXConfiguration()
         self.init(
-            numAttentionHeads: try c.value(.numAttentionHeads, default: d.numAttentionHeads),
-            attentionHeadDim: try c.value(.attentionHeadDim, default: d.attentionHeadDim),
-            inChannels: try c.value(.inChannels, default: d.inChannels),
-            outChannels: try c.optional(.outChannels, default: d.outChannels),
-            flipSinToCos: try c.value(.flipSinToCos, default: d.flipSinToCos),
-            freqShift: try c.value(.freqShift, default: d.freqShift),
-            timeEmbedDim: try c.value(.timeEmbedDim, default: d.timeEmbedDim),
-            ofsEmbedDim: try c.optional(.ofsEmbedDim, default: d.ofsEmbedDim),
-            textEmbedDim: try c.value(.textEmbedDim, default: d.textEmbedDim),
-            numLayers: try c.value(.numLayers, default: d.numLayers),
-            dropout: try c.value(.dropout, default: d.dropout),
-            attentionBias: try c.value(.attentionBias, default: d.attentionBias),
-            sampleWidth: try c.value(.sampleWidth, default: d.sampleWidth),
-            sampleHeight: try c.value(.sampleHeight, default: d.sampleHeight),
-            sampleFrames: try c.value(.sampleFrames, default: d.sampleFrames),
-            patchSize: try c.value(.patchSize, default: d.patchSize),
-            patchSizeT: try c.optional(.patchSizeT, default: d.patchSizeT),
-            temporalCompressionRatio: try c.value(.temporalCompressionRatio, default: d.temporalCompressionRatio),
-            maxTextSeqLength: try c.value(.maxTextSeqLength, default: d.maxTextSeqLength),
-            activationFn: try c.value(.activationFn, default: d.activationFn),
-            timestepActivationFn: try c.value(.timestepActivationFn, default: d.timestepActivationFn),
-            normElementwiseAffine: try c.value(.normElementwiseAffine, default: d.normElementwiseAffine),
-            normEps: Float(try c.value(.normEps, default: Double(d.normEps))),
-            spatialInterpolationScale: try c.value(.spatialInterpolationScale, default: d.spatialInterpolationScale),
-            temporalInterpolationScale: try c.value(.temporalInterpolationScale, default: d.temporalInterpolationScale),
-            useRotaryPositionalEmbeddings: try c.value(.useRotaryPositionalEmbeddings, default: d.useRotaryPositionalEmbeddings),
-            useLearnedPositionalEmbeddings: try c.value(.useLearnedPositionalEmbeddings, default: d.useLearnedPositionalEmbeddings),
-            patchBias: try c.value(.patchBias, default: d.patchBias)
+            numAttentionHeads: try c.diffusersValue(.numAttentionHeads, default: d.numAttentionHeads),
+            attentionHeadDim: try c.diffusersValue(.attentionHeadDim, default: d.attentionHeadDim),
+            inChannels: try c.diffusersValue(.inChannels, default: d.inChannels),
+            outChannels: try c.diffusersOptional(.outChannels, default: d.outChannels),
+            flipSinToCos: try c.diffusersValue(.flipSinToCos, default: d.flipSinToCos),
+            freqShift: try c.diffusersValue(.freqShift, default: d.freqShift),
+            timeEmbedDim: try c.diffusersValue(.timeEmbedDim, default: d.timeEmbedDim),
+            ofsEmbedDim: try c.diffusersOptional(.ofsEmbedDim, default: d.ofsEmbedDim),
+            textEmbedDim: try c.diffusersValue(.textEmbedDim, default: d.textEmbedDim),
+            numLayers: try c.diffusersValue(.numLayers, default: d.numLayers),
+            dropout: try c.diffusersValue(.dropout, default: d.dropout),
+            attentionBias: try c.diffusersValue(.attentionBias, default: d.attentionBias),
+            sampleWidth: try c.diffusersValue(.sampleWidth, default: d.sampleWidth),
+            sampleHeight: try c.diffusersValue(.sampleHeight, default: d.sampleHeight),
+            sampleFrames: try c.diffusersValue(.sampleFrames, default: d.sampleFrames),
+            patchSize: try c.diffusersValue(.patchSize, default: d.patchSize),
+            patchSizeT: try c.diffusersOptional(.patchSizeT, default: d.patchSizeT),
+            temporalCompressionRatio: try c.diffusersValue(.temporalCompressionRatio, default: d.temporalCompressionRatio),
+            maxTextSeqLength: try c.diffusersValue(.maxTextSeqLength, default: d.maxTextSeqLength),
+            activationFn: try c.diffusersValue(.activationFn, default: d.activationFn),
+            timestepActivationFn: try c.diffusersValue(.timestepActivationFn, default: d.timestepActivationFn),
+            normElementwiseAffine: try c.diffusersValue(.normElementwiseAffine, default: d.normElementwiseAffine),
+            normEps: Float(try c.diffusersValue(.normEps, default: Double(d.normEps))),
+            spatialInterpolationScale: try c.diffusersValue(.spatialInterpolationScale, default: d.spatialInterpolationScale),
+            temporalInterpolationScale: try c.diffusersValue(.temporalInterpolationScale, default: d.temporalInterpolationScale),
+            useRotaryPositionalEmbeddings: try c.diffusersValue(.useRotaryPositionalEmbeddings, default: d.useRotaryPositionalEmbeddings),
+            useLearnedPositionalEmbeddings: try c.diffusersValue(.useLearnedPositionalEmbeddings, default: d.useLearnedPositionalEmbeddings),
+            patchBias: try c.diffusersValue(.patchBias, default: d.patchBias)
         )
     }
 }

@@ -43,3 +43,13 @@ extension CogVideoXTransformer: DiffusionTransformer {
     /// `emb` `[B, time_embed_dim]`.
     public func modulatedInput(_ state: CogVideoXState) throws -> Tensor { state.emb }
 }
+
+/// CogVideoX block by block (First-Block Cache): each block joins the two streams, runs on the joint
+/// sequence and splits it again, so the streams read `[video, text]` after every block, as diffusers'
+/// block hooks see `(hidden_states, encoder_hidden_states)`. `norm_final` lies outside the blocks, as in
+/// diffusers, so ``finishBlocks(_:)`` does nothing.
+extension CogVideoXTransformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: CogVideoXState) -> Int { blocks.count }
+}
+
+extension CogVideoXTransformer: MemoryBudgeted {}

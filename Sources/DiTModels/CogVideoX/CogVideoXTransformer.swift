@@ -128,13 +128,28 @@ public struct CogVideoXTransformer: Sendable {
         return CogVideoXState(video: videoTokens, text: textTokens, emb: emb, rope: rope, latentShape: x.shape)
     }
 
-    /// Runs every block on the joint `[text; video]` sequence and splits it back into the two streams.
+    /// Runs every block on the joint `[text; video]` sequence (joined once) and splits it back into the
+    /// two streams; the same numbers as ``runBlock(_:_:)`` for every index in order.
     public func runBlocks(_ state: inout CogVideoXState) throws(TensorError) {
-        guard !blocks.isEmpty else { return }
+        try runJoint(blocks.indices, &state)
+    }
+
+    /// Runs block `index` (`0 ..< configuration.numLayers`) on the state's two streams.
+    /// - Throws: ``TensorError`` for an index outside the stack.
+    public func runBlock(_ index: Int, _ state: inout CogVideoXState) throws(TensorError) {
+        guard blocks.indices.contains(index) else {
+            throw .invalidArgument(operation: "CogVideoX block", reason: "block \(index) is outside 0..<\(blocks.count)")
+        }
+        try runJoint(index..<(index + 1), &state)
+    }
+
+    /// Joins `[text; video]`, runs the blocks `range`, splits the result back into the streams.
+    private func runJoint(_ range: Range<Int>, _ state: inout CogVideoXState) throws(TensorError) {
+        guard !range.isEmpty else { return }
         let l = state.text.shape[1]
         var h = try Tensor.concatenate([state.text, state.video], axis: 1)
         let activated = silu(state.emb)
-        for block in blocks { try block(&h, textLength: l, activatedEmb: activated, rope: state.rope) }
+        for i in range { try blocks[i](&h, textLength: l, activatedEmb: activated, rope: state.rope) }
         let parts = try h.split(sizes: [l, h.shape[1] - l], axis: 1)
         state.text = parts[0]
         state.video = parts[1]

@@ -1,14 +1,14 @@
-/// Reading a diffusers `config.json` field the way the constructor sees it: an absent key takes the
-/// constructor's default, and `null` means `None`.
+/// Decoding of diffusers `config.json` fields with the constructor's defaults: an absent key takes the
+/// default, and for an optional field an explicit `null` means None (nil), as `register_to_config`
+/// records it.
 extension KeyedDecodingContainer {
-    /// The value of `key`, or `fallback` when the key is absent or `null` (a field whose `None` means
-    /// the default).
-    func value<T: Decodable>(_ key: Key, default fallback: T) throws -> T {
+    /// The value at `key`; the default when the key is absent (or null, for a non-optional field).
+    func diffusersValue<T: Decodable>(_ key: Key, default fallback: T) throws -> T {
         try decodeIfPresent(T.self, forKey: key) ?? fallback
     }
 
-    /// An optional field: `fallback` when the key is absent, nil when it is `null`, else its value.
-    func optional<T: Decodable>(_ key: Key, default fallback: T?) throws -> T? {
+    /// An optional field: the default when the key is absent, nil when it is `null`.
+    func diffusersOptional<T: Decodable>(_ key: Key, default fallback: T?) throws -> T? {
         guard contains(key) else { return fallback }
         return try decodeIfPresent(T.self, forKey: key)
     }

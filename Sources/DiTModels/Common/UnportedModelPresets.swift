@@ -14,12 +14,10 @@ extension TeaCachePreset {
         schedule: TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: false, startFraction: 0.1))
 
     /// Presets without a registered family: HiDream-I1, and (until their families land) HunyuanVideo,
-    /// Mochi, LTX-Video, Lumina-Next and Lumina2.
+    /// Lumina-Next and Lumina2.
     public static var unportedModels: [TeaCachePreset] {
         [hiDream,
          hunyuanVideo,
-         mochi,
-         ltxVideo,
          luminaNext, lumina2V1, lumina2V2]
     }
 }

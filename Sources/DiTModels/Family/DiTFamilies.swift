@@ -10,6 +10,8 @@ public enum DiTFamilies {
         FluxFamily.self,
         WanFamily.self,
         CogVideoXFamily.self,
+        LTXVideoFamily.self,
+        MochiFamily.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])
