@@ -13,11 +13,10 @@ extension TeaCachePreset {
         provenance: "TeaCache4HiDream-I1/teacache_hidream_i1.py",
         schedule: TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: false, startFraction: 0.1))
 
-    /// Presets without a registered family: HiDream-I1, and (until their families land) Lumina-Next,
-    /// Lumina2, CogVideoX and ConsisID.
+    /// Presets without a registered family: HiDream-I1, and (until their families land) Lumina-Next and
+    /// Lumina2.
     public static var unportedModels: [TeaCachePreset] {
         [hiDream,
-         luminaNext, lumina2V1, lumina2V2,
-         cogVideoX2B, cogVideoX5B, cogVideoX5BI2V, cogVideoX15_5B, cogVideoX15_5BI2V, consisID]
+         luminaNext, lumina2V1, lumina2V2]
     }
 }

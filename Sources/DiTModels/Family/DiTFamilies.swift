@@ -10,6 +10,7 @@ public enum DiTFamilies {
         FluxFamily.self,
         WanFamily.self,
         HunyuanVideoFamily.self,
+        CogVideoXFamily.self,
         LTXVideoFamily.self,
         MochiFamily.self,
     ]
