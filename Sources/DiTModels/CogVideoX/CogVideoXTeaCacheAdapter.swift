@@ -49,6 +49,7 @@ extension CogVideoXTransformer: DiffusionTransformer {
 /// block hooks see `(hidden_states, encoder_hidden_states)`. `norm_final` lies outside the blocks, as in
 /// diffusers, so ``finishBlocks(_:)`` does nothing.
 extension CogVideoXTransformer: BlockwiseDiffusionTransformer {
+    /// `num_layers` (the same for every state).
     public func blockCount(_ state: CogVideoXState) -> Int { blocks.count }
 }
 

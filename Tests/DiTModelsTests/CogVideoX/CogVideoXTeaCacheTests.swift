@@ -88,4 +88,28 @@ struct CogVideoXTeaCacheTests {
         #expect(!TeaCachePreset.unportedModels.contains { names.contains($0.name) })
         for p in CogVideoXFamily.presets { try p.validate() }
     }
+
+    /// Block by block (First-Block Cache's path) on every layout folder — sincos 2B, rotary crop grid,
+    /// learned positions, 1.5 slice grid with ofs, 3 layers: one block at a time gives the streams of
+    /// the whole stack and of the diffusers fixture's residuals (`teacache.residual` = video after −
+    /// before, `teacache.residual_encoder` = the same for the text), and an index outside the stack is a
+    /// typed error.
+    @Test(arguments: ["cogvideox", "cogvideox_2b", "cogvideox_5b", "cogvideox_5b_i2v_learned", "cogvideox_ofs_i2v",
+                      "cogvideox_l3_grid"])
+    func blockByBlockMatchesTheStackAndDiffusers(_ name: String) throws {
+        let model = try CogVideoXFixtures.model(name)
+        let t = try CogVideoXFixtures.tensors(name, "forward.safetensors")
+        let before = try model.prepare(CogVideoXFixtures.input(t))
+        var whole = before, stepwise = before
+        try model.runBlocks(&whole)
+        #expect(model.blockCount(stepwise) == model.configuration.numLayers)
+        for i in 0..<model.blockCount(stepwise) { try model.runBlock(i, &stepwise) }
+        try model.finishBlocks(&stepwise)
+        for (a, b) in zip(stepwise.streams, whole.streams) { #expect(try Tensor.relativeL2(a, b) == 0) }
+        let video = try stepwise.video - before.video, text = try stepwise.text - before.text
+        #expect(try Tensor.relativeL2(video, #require(t["teacache.residual"])) <= 1e-4)
+        #expect(try Tensor.relativeL2(text, #require(t["teacache.residual_encoder"])) <= 1e-4)
+        #expect(throws: TensorError.self) { try model.runBlock(model.configuration.numLayers, &stepwise) }
+        #expect(throws: TensorError.self) { try model.runBlock(-1, &stepwise) }
+    }
 }
