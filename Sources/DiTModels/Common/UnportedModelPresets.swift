@@ -20,7 +20,7 @@ extension TeaCachePreset {
          hunyuanVideo,
          mochi,
          ltxVideo,
-         luminaNext, lumina2V1, lumina2V2,
+         lumina2V1, lumina2V2,
          cogVideoX2B, cogVideoX5B, cogVideoX5BI2V, cogVideoX15_5B, cogVideoX15_5BI2V, consisID]
     }
 }

@@ -9,6 +9,7 @@ public enum DiTFamilies {
     public static let builtIn: [any DiTFamily.Type] = [
         FluxFamily.self,
         WanFamily.self,
+        LuminaNextFamily.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])

@@ -1,0 +1,49 @@
+import Foundation
+import Tensors
+
+/// diffusers' `LuminaFeedForward`: `linear_2(silu(linear_1(x)) · linear_3(x))`, no biases.
+///
+/// `linear_1` and `linear_3` read the same input and run as one sgemm over their stacked weights
+/// (`[linear_3; linear_1]`, so that ``swiglu(_:)``'s `value · silu(gate)` halves are `linear_3` and
+/// `linear_1`).
+public struct LuminaFeedForward: Sendable {
+    /// `[linear_3; linear_1]`: `[2·inner, D]`.
+    public let projIn: Linear
+    /// `linear_2`: `[D, inner]`.
+    public let projOut: Linear
+
+    /// Takes `linear_1`, `linear_2` and `linear_3` of the scope.
+    public init(_ weights: WeightScope, dim: Int, inner: Int) {
+        let w1 = Linear(weights["linear_1"], in: dim, out: inner, bias: false)
+        let w3 = Linear(weights["linear_3"], in: dim, out: inner, bias: false)
+        projOut = Linear(weights["linear_2"], in: inner, out: dim, bias: false)
+        let stacked = (try? Tensor.concatenate([w3.weight, w1.weight], axis: 0)) ?? Tensor(scalar: 0)
+        projIn = Linear(weight: stacked, bias: nil)
+    }
+
+    /// The hidden width diffusers gives a `LuminaFeedForward` built with `inner_dim = base`:
+    /// `int(ffn_dim_multiplier · base)` when a multiplier is set, then rounded up to a multiple of
+    /// `multiple_of`.
+    ///
+    /// - Returns: nil when the multiplier is not finite, `multiple_of` is not positive, or the width is
+    ///   negative or beyond ``SizeLimits/maximumExtent`` (diffusers fails to build such a layer). A width
+    ///   of 0 (a tiny multiplier) is what diffusers builds too: a feed-forward that outputs zeros.
+    public static func innerDim(base: Int, multipleOf: Int, multiplier: Double?) -> Int? {
+        var inner = Double(base)
+        if let multiplier {
+            let scaled = (multiplier * inner).rounded(.towardZero)
+            guard scaled.isFinite, abs(scaled) <= Double(1 << 40) else { return nil }
+            inner = scaled
+        }
+        guard multipleOf > 0 else { return nil }
+        let m = Double(multipleOf)
+        let rounded = m * ((inner + m - 1) / m).rounded(.down)
+        guard rounded >= 0, rounded <= Double(SizeLimits.maximumExtent) else { return nil }
+        return Int(rounded)
+    }
+
+    /// Applies the feed-forward to `[..., D]`.
+    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+        try projOut(swiglu(projIn(x)))
+    }
+}
