@@ -93,7 +93,9 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         let branch = try model.cacheKey(for: state, branch: requested)
         var cache = run.branches[branch] ?? BranchCache()
         let step = cache.nextStep
-        guard step < run.policy.steps else {
+        // A shared counter (TeaCacheSchedule.sharedCounter) wraps like the reference's, and branches may
+        // share an entry then: only per-entry steps bound the calls.
+        guard step < run.policy.steps || run.policy.configuration.schedule.sharedCounter != nil else {
             throw TeaCacheError.stepOutOfRange(branch: branch, step: step, steps: run.policy.steps)
         }
         let m = try model.modulatedInput(state)

@@ -14,13 +14,12 @@ extension TeaCachePreset {
         schedule: TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: false, startFraction: 0.1))
 
     /// Presets without a registered family: HiDream-I1, and (until their families land) HunyuanVideo,
-    /// Mochi, LTX-Video, Lumina-Next, Lumina2, CogVideoX and ConsisID.
+    /// Mochi, LTX-Video, CogVideoX and ConsisID.
     public static var unportedModels: [TeaCachePreset] {
         [hiDream,
          hunyuanVideo,
          mochi,
          ltxVideo,
-         lumina2V1, lumina2V2,
          cogVideoX2B, cogVideoX5B, cogVideoX5BI2V, cogVideoX15_5B, cogVideoX15_5BI2V, consisID]
     }
 }

@@ -10,6 +10,7 @@ public enum DiTFamilies {
         FluxFamily.self,
         WanFamily.self,
         LuminaNextFamily.self,
+        Lumina2Family.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])

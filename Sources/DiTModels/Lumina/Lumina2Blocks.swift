@@ -1,0 +1,97 @@
+import Tensors
+
+/// diffusers' `Attention` with `Lumina2AttnProcessor2_0`: bias-free q/k/v projections (one sgemm), RMS
+/// norms of every query and key head (`qk_norm="rms_norm"`, learned `[Dh]` scales, ε 1e-5), rotary q and
+/// k, grouped-query attention with scale `1/√Dh` and an optional key mask, `to_out.0` without bias.
+public struct Lumina2Attention: Sendable {
+    /// `to_q`, `to_k`, `to_v`.
+    let projection: StackedProjection
+    /// `norm_q.weight`, `norm_k.weight` `[Dh]`.
+    public let normQ: Tensor
+    public let normK: Tensor
+    /// `to_out.0`.
+    public let toOut: Linear
+    /// The head layout.
+    public let layout: LuminaHeads
+
+    /// The epsilon of the query/key norms (fixed in diffusers).
+    public static let qkEps: Float = 1e-5
+
+    /// Takes `to_q`, `to_k`, `to_v`, `norm_q`, `norm_k`, `to_out.0` of the scope.
+    public init(_ w: WeightScope, dim: Int, layout l: LuminaHeads) {
+        layout = l
+        projection = StackedProjection([(w["to_q"], l.queryWidth), (w["to_k"], l.kvWidth), (w["to_v"], l.kvWidth)], in: dim)
+        normQ = w["norm_q"].tensor("weight", shape: [l.headDim])
+        normK = w["norm_k"].tensor("weight", shape: [l.headDim])
+        toOut = Linear(w["to_out.0"], in: l.queryWidth, out: dim, bias: false)
+    }
+
+    /// Self-attention of `x` `[B, T, D]` with per-sample rotary tables over its T tokens and an optional
+    /// key mask `[B, T]`.
+    public func callAsFunction(_ x: Tensor, rope: PerSampleRotary, keyMask: Tensor?) throws(TensorError) -> Tensor {
+        let p = try projection(x)
+        let q = try rope.apply(headNorm(p[0], normQ, heads: layout.heads), heads: layout.heads)
+        let k = try rope.apply(headNorm(p[1], normK, heads: layout.kvHeads), heads: layout.kvHeads)
+        return try toOut(luminaAttention(q: q, k: k, v: p[2], layout: layout, keyMask: keyMask, scale: nil))
+    }
+
+    private func headNorm(_ t: Tensor, _ w: Tensor, heads: Int) throws(TensorError) -> Tensor {
+        let shape = t.shape
+        return try rmsNorm(t.reshaped(Array(shape.dropLast()) + [heads, layout.headDim]), weight: w, eps: Self.qkEps)
+            .reshaped(shape)
+    }
+}
+
+/// diffusers' `Lumina2TransformerBlock`. With modulation (the noise refiner and the joint layers):
+///
+///     (x̂, g_msa, s_mlp, g_mlp) = norm1(h, temb)                   x̂ = RMSNorm(h)·(1 + s_msa)
+///     h = h + tanh(g_msa)·norm2(attn(x̂))
+///     h = h + tanh(g_mlp)·ffn_norm2(ff(ffn_norm1(h)·(1 + s_mlp)))
+///
+/// without (the context refiner): `norm1` is a plain RMSNorm, `h = h + norm2(attn(norm1(h)))`,
+/// `h = h + ffn_norm2(ff(ffn_norm1(h)))`.
+public struct Lumina2Block: Sendable {
+    /// `norm1` with modulation.
+    public let modulatedNorm: LuminaRMSNormZero?
+    /// `norm1` without modulation.
+    public let plainNorm: RMSNorm?
+    /// `attn`.
+    public let attention: Lumina2Attention
+    /// `norm2`, `ffn_norm1`, `ffn_norm2`.
+    public let norm2: RMSNorm
+    public let ffnNorm1: RMSNorm
+    public let ffnNorm2: RMSNorm
+    /// `feed_forward`.
+    public let feedForward: LuminaFeedForward
+
+    /// Takes every parameter of one block's scope (`layers.<i>`, `noise_refiner.<i>`, `context_refiner.<i>`).
+    public init(_ w: WeightScope, configuration c: Lumina2Configuration, modulation: Bool) {
+        let d = c.hiddenSize
+        modulatedNorm = modulation ? LuminaRMSNormZero(w["norm1"], dim: d, eps: c.normEps) : nil
+        plainNorm = modulation ? nil : RMSNorm(w["norm1"], dim: d, eps: c.normEps)
+        attention = Lumina2Attention(w["attn"], dim: d, layout: c.heads)
+        norm2 = RMSNorm(w["norm2"], dim: d, eps: c.normEps)
+        ffnNorm1 = RMSNorm(w["ffn_norm1"], dim: d, eps: c.normEps)
+        ffnNorm2 = RMSNorm(w["ffn_norm2"], dim: d, eps: c.normEps)
+        feedForward = LuminaFeedForward(w["feed_forward"], dim: d, inner: c.ffnInnerDim)
+    }
+
+    /// Runs the block on `h` `[B, T, D]` (`temb` `[B, min(D, 1024)]` is required with modulation).
+    public func callAsFunction(
+        _ h: Tensor, rope: PerSampleRotary, keyMask: Tensor?, temb: Tensor?
+    ) throws(TensorError) -> Tensor {
+        if let modulatedNorm {
+            guard let temb else {
+                throw .invalidArgument(operation: "Lumina2 block", reason: "a modulated block needs the conditioning")
+            }
+            let n = try modulatedNorm(h, emb: temb)
+            var out = try addingTanhGated(h, norm2(attention(n.normalized, rope: rope, keyMask: keyMask)), gate: n.gateMSA)
+            let mlp = try feedForward(modulate(ffnNorm1(out), scale: n.scaleMLP, shift: nil))
+            out = try addingTanhGated(out, ffnNorm2(mlp), gate: n.gateMLP)
+            return out
+        }
+        guard let plainNorm else { throw .invalidArgument(operation: "Lumina2 block", reason: "the block has no norm1") }
+        let out = try h + norm2(attention(plainNorm(h), rope: rope, keyMask: keyMask))
+        return try out + ffnNorm2(feedForward(ffnNorm1(out)))
+    }
+}
