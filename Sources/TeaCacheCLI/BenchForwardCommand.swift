@@ -26,11 +26,15 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: "Seed of the random weights and inputs.")
     var seed: UInt64 = 0
 
+    @Option(parsing: .unconditional, help: "Memory budget in GB for the forward's activations and the random weights (default: half of this machine's memory).")
+    var memoryBudget: Double?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        try MemoryBudgetOption.validate(memoryBudget)
     }
 
     func run() throws {
@@ -41,7 +45,8 @@ struct BenchForwardCommand: ParsableCommand {
         _ = try matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64]))
         let startRSS = KernelBenchmarks.currentRSSBytes()
         let bench: ForwardBenchmark
-        do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed) } catch {
+        do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed,
+                                                    memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .machineDefault) } catch {
             FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
             throw ExitCode.failure
         }

@@ -28,14 +28,20 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Seed of the random weights (inputs use seed + 1, ...).")
     var seed: UInt64 = 0
 
+    @Option(parsing: .unconditional, help: "Memory budget in GB for a forward's activations and random weights; larger shapes are refused (default: half of this machine's memory).")
+    var memoryBudget: Double?
+
     /// The model source.
     var source: ModelSource {
-        ModelSource(family: model, configPath: config, weightsPath: weights, seed: seed, steps: steps)
+        var s = ModelSource(family: model, configPath: config, weightsPath: weights, seed: seed, steps: steps)
+        if let memoryBudget { s.memoryBudget = MemoryBudget(gigabytes: memoryBudget) }
+        return s
     }
 
     func validate() throws {
         try ThreadsOption.validate(threads)
         if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        try MemoryBudgetOption.validate(memoryBudget)
     }
 
     /// Logs where the model comes from and how it runs (info level).

@@ -51,13 +51,17 @@ public struct DemoFamily: Sendable {
             (configuration, sizes) = (F.benchmarkDefault.configuration, F.benchmarkDefault.inputs)
         }
         let cost: ForwardCost
-        do { cost = try F.cost(configuration, sizes: sizes) } catch { throw DemoError.model("\(error)") }
+        do {
+            cost = try F.cost(configuration, sizes: sizes)
+            try source.memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
+        } catch { throw DemoError.model("\(error)") }
         let model: F.Model
         do {
             if let w = source.weightsPath {
                 model = try F.load(configuration, weightsAt: URL(fileURLWithPath: w))
             } else {
-                model = try F.random(configuration, seed: source.seed, steps: source.steps)
+                model = try F.random(configuration, seed: source.seed, steps: source.steps,
+                                     parameterBudget: Int(min(source.memoryBudget.bytes / 4, Double(Int.max / 8))))
             }
         } catch { throw DemoError.model("\(error)") }
         let sampler: FlowMatchEulerSampler

@@ -1,5 +1,6 @@
 import Foundation
 import TeaCache
+import Tensors
 
 /// Where a demo or calibration model comes from: the family, an optional configuration file, optional
 /// weights, the seed of the random weights and inputs, and the step count (which sets the timestep
@@ -16,6 +17,8 @@ public struct ModelSource: Sendable, Equatable {
     public var seed: UInt64
     /// Sampling steps (also the taper period of random weights, FORMAT.md §6: u = 1000 / steps).
     public var steps: Int
+    /// The memory the model's forward and random weights may plan to use; larger shapes are a typed error.
+    public var memoryBudget: MemoryBudget = .machineDefault
 
     /// A source.
     public init(family: String = "flux", configPath: String? = nil, weightsPath: String? = nil,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Errors raised by tensor construction, shape manipulation and kernels.
 ///
 /// Every case carries enough context to say what to fix: the operation that failed and the
@@ -13,6 +15,9 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
     case axisOutOfRange(operation: String, axis: Int, rank: Int)
     /// An argument other than a shape is invalid (a range, a head count, a split size...).
     case invalidArgument(operation: String, reason: String)
+    /// The operation would need `bytes` bytes of memory, more than the ``MemoryBudget`` of `budget` bytes
+    /// in force (raise the budget, or use smaller inputs).
+    case memoryBudgetExceeded(operation: String, bytes: Double, budget: Double)
 
     public var description: String {
         switch self {
@@ -26,6 +31,10 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(operation): axis \(axis) is out of range for a tensor of rank \(rank)"
         case let .invalidArgument(operation, reason):
             return "\(operation): \(reason)"
+        case let .memoryBudgetExceeded(operation, bytes, budget):
+            let need = bytes.isFinite ? String(format: "%.3g GB", bytes / 1e9) : "more than can be counted"
+            return "\(operation) would need \(need) of memory, over the budget of "
+                + String(format: "%.3g GB", budget / 1e9) + "; use smaller inputs or raise the memory budget"
         }
     }
 }

@@ -24,6 +24,9 @@ import Testing
         (["bench", "forward", "--config", "x.json", "--repeats", "0"], "--repeats must be at least 1"),
         (["bench", "kernels", "--repeats", "0"], "--repeats must be at least 1"),
         (["inspect", "f.safetensors", "--log-level", "loud"], "loud"),
+        (["demo", "--memory-budget", "-1"], "--memory-budget must be a positive number of gigabytes"),
+        (["calibrate", "--memory-budget", "nan"], "--memory-budget must be a positive number of gigabytes"),
+        (["bench", "forward", "--config", "x.json", "--memory-budget", "0"], "--memory-budget must be a positive"),
     ])
     func badOptionsAreRejectedWithAMessage(arguments: [String], expected: String) throws {
         let message = try #require(Self.rejection(arguments), "\(arguments) should be rejected")

@@ -31,10 +31,20 @@ import Tensors
         let dir = try Self.scratch("demo")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out")
+        // An output folder that already holds other files keeps them; a stale report is replaced whole.
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: out.appendingPathComponent("notes.txt"))
+        try Data(String(repeating: "stale ", count: 10_000).utf8).write(to: out.appendingPathComponent("demo-report.txt"))
         let options = DemoOptions(
             source: ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 3, steps: 4),
             thresholds: [0, 0.5], outputDirectory: out.path, overheadRepeats: 2)
         let report = try DemoRunner.run(options, progress: Self.quiet)
+        #expect(try String(contentsOf: out.appendingPathComponent("notes.txt"), encoding: .utf8) == "keep me")
+        let written = try String(contentsOf: out.appendingPathComponent("demo-report.txt"), encoding: .utf8)
+        #expect(written.hasPrefix("model: ") && written.contains("PSNR") && !written.contains("stale"))
+        // Files are written to a temporary name and renamed: nothing else is left in the folder.
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: out.path))
+        #expect(names == Set(report.files.map { URL(fileURLWithPath: $0).lastPathComponent } + ["notes.txt"]))
         #expect(report.calls == 4)
         // 3 pairs from 4 steps are too few for a degree-4 fit, so only the preset set runs.
         #expect(report.calibration == nil && report.calibrationProblem != nil)

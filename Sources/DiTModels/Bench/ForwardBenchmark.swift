@@ -35,28 +35,35 @@ public struct ForwardBenchmark {
     ///
     /// - Throws: ``ModelLoadError`` for an unreadable or malformed file, an unknown class, or an invalid
     ///   configuration or input size.
-    public static func make(data: Data, seed: UInt64 = 0) throws -> ForwardBenchmark {
+    public static func make(data: Data, seed: UInt64 = 0, memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
         let (className, config) = try ModelConfigFile.parse(data)
         let family = try DiTFamilies.family(forClass: className)
-        return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed)
+        return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed,
+                        memoryBudget: memoryBudget)
     }
 
     /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
-    public static func make(url: URL, seed: UInt64 = 0) throws -> ForwardBenchmark {
+    public static func make(url: URL, seed: UInt64 = 0, memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ModelLoadError.unreadableFile(path: url.path, reason: error.localizedDescription)
         }
-        return try make(data: data, seed: seed)
+        return try make(data: data, seed: seed, memoryBudget: memoryBudget)
     }
 
     /// The benchmark of family `F` at a configuration and input sizes.
+    ///
+    /// The forward's analytic activation estimate is checked against `memoryBudget` before the model or
+    /// any input is allocated.
     public static func make<F: DiTFamily>(
-        _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0
+        _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0,
+        memoryBudget: MemoryBudget = .machineDefault
     ) throws -> ForwardBenchmark {
         try configuration.validate()
         let cost = try F.cost(configuration, sizes: inputs)
-        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28)
+        try memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
+        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28,
+                                          parameterBudget: Int(min(memoryBudget.bytes / 4, Double(Int.max / 8))))
         let x = try F.randomInputs(configuration, sizes: inputs, seed: seed &+ 1)
         let input = try x.makeInput(x.latent, F.timestepConvention.timestep(sigma: sigma), .cond)
         let model = loaded.model
@@ -65,10 +72,11 @@ public struct ForwardBenchmark {
     }
 
     private static func make<F: DiTFamily>(
-        _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64
+        _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64, memoryBudget: MemoryBudget
     ) throws -> ForwardBenchmark {
         let configuration = try F.Configuration.parse(config, className: className)
-        return try make(F.self, configuration: configuration, inputs: inputs ?? F.benchmarkDefault.inputs, seed: seed)
+        return try make(F.self, configuration: configuration, inputs: inputs ?? F.benchmarkDefault.inputs, seed: seed,
+                        memoryBudget: memoryBudget)
     }
 
     /// The `inputs` table of a benchmark file, or nil when the file has none (a plain diffusers config).

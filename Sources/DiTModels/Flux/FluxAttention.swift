@@ -4,16 +4,16 @@ import Tensors
 ///
 /// The three projections (and, for single-stream blocks, the MLP input projection that reads the same
 /// normalised tokens) run as one ``FusedLinear``.
-public struct FluxQKVProjection: Sendable {
+struct FluxQKVProjection: Sendable {
     /// q, k, v (and optional extra) projections stacked into one sgemm.
-    public let projection: FusedLinear
+    let projection: FusedLinear
     /// RMSNorm scales `[headDim]` for queries and keys.
-    public let normQ: Tensor
-    public let normK: Tensor
-    public let heads: Int
-    public let headDim: Int
+    let normQ: Tensor
+    let normK: Tensor
+    let heads: Int
+    let headDim: Int
     /// RMSNorm epsilon.
-    public let eps: Float
+    let eps: Float
 
     /// Takes `<normQ>.weight`, `<normK>.weight` and `<q>`, `<k>`, `<v>` (weights `[H·Dh, in]` with
     /// bias) of the scope, then any `extra` layers (their scopes with their output widths) that read the
@@ -56,18 +56,18 @@ func fluxRotaryAttention(
 /// The joint attention of a double-stream block (`FluxAttention` with `added_kv_proj_dim`): text and
 /// image streams are projected separately, attended jointly (text tokens first), and projected out
 /// separately (`to_out.0` for the image, `to_add_out` for the text).
-public struct FluxJointAttention: Sendable {
+struct FluxJointAttention: Sendable {
     /// Image-stream projections (`to_q`, `to_k`, `to_v`, `norm_q`, `norm_k`).
-    public let image: FluxQKVProjection
+    let image: FluxQKVProjection
     /// Text-stream projections (`add_q_proj`, …, `norm_added_q`, `norm_added_k`).
-    public let text: FluxQKVProjection
+    let text: FluxQKVProjection
     /// `to_out.0`.
-    public let toOut: Linear
+    let toOut: Linear
     /// `to_add_out`.
-    public let toAddOut: Linear
+    let toAddOut: Linear
 
     /// Takes the scope's parameters in diffusers' order.
-    public init(_ weights: WeightScope, dim: Int, heads: Int, headDim: Int, eps: Float = 1e-6) {
+    init(_ weights: WeightScope, dim: Int, heads: Int, headDim: Int, eps: Float = 1e-6) {
         let inner = heads * headDim
         image = FluxQKVProjection(weights, names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
                                   inDim: dim, heads: heads, headDim: headDim, eps: eps)
@@ -79,7 +79,7 @@ public struct FluxJointAttention: Sendable {
     }
 
     /// Attends `image` `[B, S, D]` and `text` `[B, L, D]` jointly; returns the projected outputs.
-    public func callAsFunction(
+    func callAsFunction(
         image x: Tensor, text c: Tensor, rope: (cos: Tensor, sin: Tensor)
     ) throws(TensorError) -> (image: Tensor, text: Tensor) {
         let (qi, ki, vi, _) = try image(x)

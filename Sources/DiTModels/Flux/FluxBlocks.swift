@@ -2,20 +2,20 @@ import Tensors
 
 /// A FLUX double-stream block (`FluxTransformerBlock`): separate adaLN-Zero modulation, projections and
 /// feed-forwards for the image and text streams, joint attention across both.
-public struct FluxDoubleStreamBlock: Sendable {
+struct FluxDoubleStreamBlock: Sendable {
     /// `norm1` (image stream) and `norm1_context` (text stream).
-    public let norm1: AdaLayerNormZero
-    public let norm1Context: AdaLayerNormZero
+    let norm1: AdaLayerNormZero
+    let norm1Context: AdaLayerNormZero
     /// `attn`.
-    public let attention: FluxJointAttention
+    let attention: FluxJointAttention
     /// `ff` and `ff_context` (GELU-tanh, 4× width).
-    public let ff: FeedForward
-    public let ffContext: FeedForward
+    let ff: FeedForward
+    let ffContext: FeedForward
     /// Epsilon of the non-affine LayerNorms `norm2` / `norm2_context`.
-    public static let eps: Float = 1e-6
+    static let eps: Float = 1e-6
 
     /// Takes the parameters of one block's scope (e.g. `transformer_blocks.0`).
-    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let d = c.innerDim
         norm1 = AdaLayerNormZero(weights["norm1"], dim: d)
         norm1Context = AdaLayerNormZero(weights["norm1_context"], dim: d)
@@ -25,7 +25,7 @@ public struct FluxDoubleStreamBlock: Sendable {
     }
 
     /// Updates `image` `[B, S, D]` and `text` `[B, L, D]` with conditioning `temb` `[B, D]`.
-    public func callAsFunction(
+    func callAsFunction(
         image: inout Tensor, text: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)
     ) throws(TensorError) {
         let m = try norm1(image, emb: temb)
@@ -49,16 +49,16 @@ public struct FluxDoubleStreamBlock: Sendable {
 ///
 /// `proj_mlp` shares one sgemm with the q/k/v projections (they read the same `x̂`), and `proj_out`
 /// is applied to the two halves without building their concatenation.
-public struct FluxSingleStreamBlock: Sendable {
+struct FluxSingleStreamBlock: Sendable {
     /// `norm`.
-    public let norm: AdaLayerNormZeroSingle
+    let norm: AdaLayerNormZeroSingle
     /// `proj_out` `[D, D + 4D]` over the concatenated attention and MLP outputs.
-    public let projOut: Linear
+    let projOut: Linear
     /// `attn` (no output projection: `pre_only`), fused with `proj_mlp` `[4D, D]`.
-    public let attention: FluxQKVProjection
+    let attention: FluxQKVProjection
 
     /// Takes the parameters of one block's scope (e.g. `single_transformer_blocks.0`).
-    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let d = c.innerDim
         norm = AdaLayerNormZeroSingle(weights["norm"], dim: d)
         projOut = Linear(weights["proj_out"], in: d + c.mlpHiddenDim, out: d)
@@ -68,7 +68,7 @@ public struct FluxSingleStreamBlock: Sendable {
     }
 
     /// Updates the joint sequence `x` `[B, L+S, D]`.
-    public func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
+    func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
         let (n, gate) = try norm(x, emb: temb)
         let (q, k, v, extra) = try attention(n)
         guard let mlpIn = extra.first else {

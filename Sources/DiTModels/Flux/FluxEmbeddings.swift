@@ -5,19 +5,19 @@ import Tensors
 ///
 /// `temb = MLP_t(sin(1000·t)) [+ MLP_g(sin(1000·g))] + MLP_text(pooled)`, where `sin(·)` is the 256-channel
 /// sinusoid with cos first (`flip_sin_to_cos=True`, shift 0) and every MLP is `linear_2(silu(linear_1))`.
-public struct FluxTimeTextEmbedding: Sendable {
+struct FluxTimeTextEmbedding: Sendable {
     /// `time_text_embed.timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `time_text_embed.guidance_embedder`, present when `guidance_embeds` is true.
-    public let guidanceEmbedder: TimestepMLP?
+    let guidanceEmbedder: TimestepMLP?
     /// `time_text_embed.text_embedder` (PixArt-α text projection with SiLU).
-    public let textEmbedder: TimestepMLP
+    let textEmbedder: TimestepMLP
 
     /// The scale FLUX applies to timestep and guidance values before the sinusoid.
-    public static let valueScale: Float = 1000
+    static let valueScale: Float = 1000
 
     /// Takes the parameters of the `time_text_embed` scope.
-    public init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
         let ch = FluxConfiguration.timestepChannels
         timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: ch, hidden: c.innerDim, out: c.innerDim)
         guidanceEmbedder = c.guidanceEmbeds
@@ -32,7 +32,7 @@ public struct FluxTimeTextEmbedding: Sendable {
     ///   - timestep: `[B]` or `[1]` (broadcast over the batch), in FLUX units (sigma, ×1000 here).
     ///   - guidance: like `timestep`; required exactly when the model embeds guidance.
     ///   - pooled: `[B, pooled_projection_dim]`.
-    public func callAsFunction(timestep: Tensor, guidance: Tensor?, pooled: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(timestep: Tensor, guidance: Tensor?, pooled: Tensor) throws(TensorError) -> Tensor {
         var temb = try timestepEmbedder(Self.sinusoid(timestep))
         if let guidanceEmbedder, let guidance {
             temb = try temb + guidanceEmbedder(Self.sinusoid(guidance))
@@ -49,14 +49,14 @@ public struct FluxTimeTextEmbedding: Sendable {
 
 /// FLUX's rotary position embedding (`FluxPosEmbed`): one rotary table per id column, concatenated,
 /// with interleaved pairs and frequencies `θ^(−2i/dim)` evaluated in Double (θ = 10000).
-public enum FluxPositionEmbedding {
+enum FluxPositionEmbedding {
     /// cos/sin tables `[L + S, headDim]` for the joint sequence: text ids first, then image ids.
     ///
     /// - Parameters:
     ///   - textIDs: `[L, n]` (or a deprecated batched `[B, L, n]`, of which element 0 is used, as diffusers does).
     ///   - imageIDs: `[S, n]` (or `[B, S, n]`, element 0).
     ///   - axesDims: `axes_dims_rope`; `n` must equal its count.
-    public static func tables(
+    static func tables(
         textIDs: Tensor, imageIDs: Tensor, axesDims: [Int]
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let txt = try firstElement(textIDs, name: "txt_ids", axes: axesDims.count)

@@ -82,6 +82,9 @@ public enum FluxFamily: DiTFamily {
     public static func cost(_ c: FluxConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {
         let b = try sizes.positive("batch"), l = try sizes.positive("text_tokens")
         let s = (try sizes.positive("latent_height") / 2) * (try sizes.positive("latent_width") / 2)
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, s, c.inChannels])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.jointAttentionDim])
         return ForwardCost(
             summary: "FLUX \(c.innerDim)-wide, \(c.numLayers) double + \(c.numSingleLayers) single blocks, "
                 + "\(s) image + \(l) text tokens, batch \(b)",

@@ -51,20 +51,24 @@ public struct FluxState: Sendable {
 public struct FluxTransformer: Sendable {
     /// The validated configuration.
     public let configuration: FluxConfiguration
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``FluxConfiguration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses inputs
+    /// beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// `time_text_embed`.
-    public let timeTextEmbed: FluxTimeTextEmbedding
+    let timeTextEmbed: FluxTimeTextEmbedding
     /// `context_embedder` and `x_embedder`.
-    public let contextEmbedder: Linear
+    let contextEmbedder: Linear
     /// `x_embedder`: latent tokens → width.
-    public let xEmbedder: Linear
+    let xEmbedder: Linear
     /// `transformer_blocks` and `single_transformer_blocks`.
-    public let doubleBlocks: [FluxDoubleStreamBlock]
+    let doubleBlocks: [FluxDoubleStreamBlock]
     /// `single_transformer_blocks`.
-    public let singleBlocks: [FluxSingleStreamBlock]
+    let singleBlocks: [FluxSingleStreamBlock]
     /// `norm_out` and `proj_out`.
-    public let normOut: AdaLayerNormContinuous
+    let normOut: AdaLayerNormContinuous
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
 
     /// Builds the model, taking every parameter from `weights` by its diffusers name (called by
     /// ``FluxFamily``'s loading functions, which check the weights afterwards).
@@ -172,6 +176,8 @@ public struct FluxTransformer: Sendable {
             throw fail("encoder_hidden_states must be [\(b), L, \(c.jointAttentionDim)], got \(e)")
         }
         let l = e[1]
+        try memoryBudget.check("FLUX forward of batch \(b), \(s) image + \(l) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l)))
         guard x.pooledProjections.shape == [b, c.pooledProjectionDim] else {
             throw fail("pooled_projections must be [\(b), \(c.pooledProjectionDim)], got \(x.pooledProjections.shape)")
         }

@@ -5,23 +5,23 @@ import Tensors
 /// scaled-dot-product attention, output projection. With the image projections (`add_k_proj`,
 /// `add_v_proj`, `norm_added_k`; Wan2.1 I2V) the queries also attend to the image tokens separately and
 /// the two attention outputs are summed before `to_out`.
-public struct WanAttention: Sendable {
-    public let toQ: Linear
-    public let toK: Linear
-    public let toV: Linear
-    public let toOut: Linear
+struct WanAttention: Sendable {
+    let toQ: Linear
+    let toK: Linear
+    let toV: Linear
+    let toOut: Linear
     /// `[D]` scale of the query RMS norm.
-    public let normQ: Tensor
+    let normQ: Tensor
     /// `[D]` scale of the key RMS norm.
-    public let normK: Tensor
+    let normK: Tensor
     /// The image key/value projections and the image-key norm scale, for I2V cross-attention.
-    public let added: (key: Linear, value: Linear, normKey: Tensor)?
-    public let heads: Int
-    public let eps: Float
+    let added: (key: Linear, value: Linear, normKey: Tensor)?
+    let heads: Int
+    let eps: Float
 
     /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope and, when
     /// `addedKVDim` is set, `add_k_proj`, `add_v_proj`, `norm_added_k`.
-    public init(_ w: WeightScope, dim: Int, heads: Int, eps: Float, addedKVDim: Int? = nil) {
+    init(_ w: WeightScope, dim: Int, heads: Int, eps: Float, addedKVDim: Int? = nil) {
         toQ = Linear(w["to_q"], in: dim, out: dim)
         toK = Linear(w["to_k"], in: dim, out: dim)
         toV = Linear(w["to_v"], in: dim, out: dim)
@@ -37,7 +37,7 @@ public struct WanAttention: Sendable {
     }
 
     /// Self-attention of `x` `[B, S, D]` with rotary tables `[S, D/heads]`.
-    public func selfAttention(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
+    func selfAttention(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
         let q = try RotaryEmbedding.apply(rmsNorm(toQ(x), weight: normQ, eps: eps),
                                           cos: rotary.cos, sin: rotary.sin, heads: heads)
         let k = try RotaryEmbedding.apply(rmsNorm(toK(x), weight: normK, eps: eps),
@@ -48,7 +48,7 @@ public struct WanAttention: Sendable {
 
     /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]`, plus, for I2V, to `image` `[B, N, D]`
     /// through the image projections.
-    public func crossAttention(_ x: Tensor, context: Tensor, image: Tensor?) throws(TensorError) -> Tensor {
+    func crossAttention(_ x: Tensor, context: Tensor, image: Tensor?) throws(TensorError) -> Tensor {
         let q = try rmsNorm(toQ(x), weight: normQ, eps: eps)
         let k = try rmsNorm(toK(context), weight: normK, eps: eps)
         let v = try toV(context)
@@ -95,18 +95,18 @@ public struct WanBlockContext: Sendable {
 ///
 /// LN is a LayerNorm without affine parameters (ε from the configuration); each gated update multiplies
 /// first and adds second, as diffusers does.
-public struct WanTransformerBlock: Sendable {
-    public let attn1: WanAttention
-    public let attn2: WanAttention
+struct WanTransformerBlock: Sendable {
+    let attn1: WanAttention
+    let attn2: WanAttention
     /// The cross-attention input norm (`cross_attn_norm`), or nil for identity.
-    public let norm2: AffineLayerNorm?
-    public let ffn: FeedForward
+    let norm2: AffineLayerNorm?
+    let ffn: FeedForward
     /// `[1, 6, D]`.
-    public let scaleShiftTable: Tensor
-    public let eps: Float
+    let scaleShiftTable: Tensor
+    let eps: Float
 
     /// Takes every parameter of one block's scope (`blocks.<i>`).
-    public init(_ w: WeightScope, configuration c: WanConfiguration) {
+    init(_ w: WeightScope, configuration c: WanConfiguration) {
         let d = c.innerDim
         attn1 = WanAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, eps: c.eps)
         attn2 = WanAttention(w["attn2"], dim: d, heads: c.numAttentionHeads, eps: c.eps, addedKVDim: c.addedKVProjDim)
@@ -117,7 +117,7 @@ public struct WanTransformerBlock: Sendable {
     }
 
     /// Runs the block on `h` `[B, S, D]`.
-    public func callAsFunction(_ h: Tensor, _ ctx: WanBlockContext) throws(TensorError) -> Tensor {
+    func callAsFunction(_ h: Tensor, _ ctx: WanBlockContext) throws(TensorError) -> Tensor {
         let m = try (scaleShiftTable + ctx.timestepProjection).chunked(6, axis: 1)  // each [B, 1, D]
         var h = h
         let attnIn = try layerNormModulated(h, eps: eps, scale: m[1], shift: m[0])

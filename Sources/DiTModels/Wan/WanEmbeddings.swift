@@ -5,23 +5,23 @@ import Tensors
 /// The head dimension D is split into frame, height and width parts (`D − 4⌊D/6⌋`, `2⌊D/6⌋`,
 /// `2⌊D/6⌋`); each part rotates by its axis' integer patch index with frequencies
 /// `10000^(−2i/dim)` computed in Double, and the pairs are interleaved (`(x₀, x₁), (x₂, x₃), …`).
-public struct WanRotaryEmbedding: Sendable {
+struct WanRotaryEmbedding: Sendable {
     /// Rotary dimensions per axis (frames, height, width).
-    public let axesDims: [Int]
+    let axesDims: [Int]
     /// Positions covered per axis; grids longer than this are rejected, as diffusers' table is cut there.
-    public let maxSequenceLength: Int
+    let maxSequenceLength: Int
     /// The frequency base.
-    public let theta: Double
+    let theta: Double
 
     /// The embedding of a configuration (theta 10000, as diffusers).
-    public init(configuration c: WanConfiguration, theta: Double = 10000) {
+    init(configuration c: WanConfiguration, theta: Double = 10000) {
         axesDims = c.rotaryAxesDims
         maxSequenceLength = c.ropeMaxSeqLen
         self.theta = theta
     }
 
     /// cos/sin tables `[f·h·w, D]` for a patched grid, tokens in (frame, row, column) raster order.
-    public func tables(frames f: Int, height h: Int, width w: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+    func tables(frames f: Int, height h: Int, width w: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         guard max(f, h, w) <= maxSequenceLength else {
             throw .invalidArgument(operation: "Wan rotary embedding",
                                    reason: "patched grid \(f)×\(h)×\(w) exceeds rope_max_seq_len = \(maxSequenceLength)")
@@ -38,14 +38,14 @@ public struct WanRotaryEmbedding: Sendable {
 ///
 /// The Conv3d weight `[D, C, pt, ph, pw]` is read as a `[D, C·pt·ph·pw]` matrix, whose column order is
 /// the `(c, pt, ph, pw)` order of ``Patches/ChannelOrder/channelsFirst``.
-public struct WanPatchEmbedding: Sendable {
+struct WanPatchEmbedding: Sendable {
     /// The weight as a matrix `[D, C·pt·ph·pw]` and the bias `[D]`.
-    public let projection: Linear
+    let projection: Linear
     /// The patch extent.
-    public let patch: (t: Int, h: Int, w: Int)
+    let patch: (t: Int, h: Int, w: Int)
 
     /// Takes `weight` `[D, C, pt, ph, pw]` and `bias` of the scope (`patch_embedding`).
-    public init(_ weights: WeightScope, configuration c: WanConfiguration) {
+    init(_ weights: WeightScope, configuration c: WanConfiguration) {
         let p = c.patch
         let w = weights.tensor("weight", shape: [c.innerDim, c.inChannels, p.t, p.h, p.w])
         let b = weights.tensor("bias", shape: [c.innerDim])
@@ -55,40 +55,40 @@ public struct WanPatchEmbedding: Sendable {
     }
 
     /// `[B, C, F, H, W]` → tokens `[B, (F/pt)(H/ph)(W/pw), D]`.
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         try projection(Patches.patchify3D(x, patch: patch, order: .channelsFirst))
     }
 }
 
 /// diffusers' `PixArtAlphaTextProjection` with tanh-GELU: `linear_2(gelu_tanh(linear_1(x)))`.
-public struct WanTextProjection: Sendable {
+struct WanTextProjection: Sendable {
     /// The first projection.
-    public let linear1: Linear
+    let linear1: Linear
     /// The second projection.
-    public let linear2: Linear
+    let linear2: Linear
 
     /// Takes `linear_1` `[D, in]` and `linear_2` `[D, D]` of the scope.
-    public init(_ weights: WeightScope, in inFeatures: Int, hidden: Int) {
+    init(_ weights: WeightScope, in inFeatures: Int, hidden: Int) {
         linear1 = Linear(weights["linear_1"], in: inFeatures, out: hidden)
         linear2 = Linear(weights["linear_2"], in: hidden, out: hidden)
     }
 
     /// Applies the projection to `[..., in]`.
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         try linear2(gelu(linear1(x), approximation: .tanh))
     }
 }
 
 /// The outputs of ``WanConditionEmbedder``.
-public struct WanConditionEmbedding: Sendable {
+struct WanConditionEmbedding: Sendable {
     /// The time embedding `temb` `[B, D]` (the original Wan code's `e`).
-    public var temb: Tensor
+    var temb: Tensor
     /// The per-block modulation input `timestep_proj` unflattened to `[B, 6, D]` (the original's `e0`).
-    public var timestepProjection: Tensor
+    var timestepProjection: Tensor
     /// The projected text tokens `[B, L, D]`.
-    public var text: Tensor
+    var text: Tensor
     /// The embedded image tokens `[B, N, D]`, when the model and the call have them.
-    public var image: Tensor?
+    var image: Tensor?
 }
 
 /// diffusers' `WanTimeTextImageEmbedding`: sinusoidal timestep features (cos first, shift 0) →
@@ -96,22 +96,22 @@ public struct WanConditionEmbedding: Sendable {
 /// projection; and, for image-to-video, ``WanImageEmbedding``.
 ///
 /// All of it runs in float32, as diffusers does for float32 weights.
-public struct WanConditionEmbedder: Sendable {
+struct WanConditionEmbedder: Sendable {
     /// Sinusoidal timestep features.
-    public let freqDim: Int
+    let freqDim: Int
     /// The model width.
-    public let innerDim: Int
+    let innerDim: Int
     /// `time_embedder`.
-    public let timeEmbedder: TimestepMLP
+    let timeEmbedder: TimestepMLP
     /// `time_proj`: `temb` → six modulation vectors.
-    public let timeProjection: Linear
+    let timeProjection: Linear
     /// `text_embedder`.
-    public let textEmbedder: WanTextProjection
+    let textEmbedder: WanTextProjection
     /// `image_embedder` (image-to-video only).
-    public let imageEmbedder: WanImageEmbedding?
+    let imageEmbedder: WanImageEmbedding?
 
     /// Takes every parameter of the `condition_embedder` scope.
-    public init(_ w: WeightScope, configuration c: WanConfiguration) {
+    init(_ w: WeightScope, configuration c: WanConfiguration) {
         let d = c.innerDim
         freqDim = c.freqDim
         innerDim = d
@@ -124,7 +124,7 @@ public struct WanConditionEmbedder: Sendable {
     }
 
     /// The time embedding `[B, D]` and the block modulation `[B, 6, D]` for one timestep per sample.
-    public func time(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, projection: Tensor) {
+    func time(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, projection: Tensor) {
         let features = try sinusoidalTimestepEmbedding(timesteps, dim: freqDim, flipSinToCos: true, downscaleFreqShift: 0)
         let temb = try timeEmbedder(features)
         let proj = try timeProjection(silu(temb)).reshaped([timesteps.count, 6, innerDim])
@@ -132,7 +132,7 @@ public struct WanConditionEmbedder: Sendable {
     }
 
     /// Embeds the timesteps, the text tokens `[B, L, text_dim]` and the optional image tokens.
-    public func callAsFunction(
+    func callAsFunction(
         timesteps: [Float], text: Tensor, image: Tensor?
     ) throws(TensorError) -> WanConditionEmbedding {
         let (temb, proj) = try time(timesteps)

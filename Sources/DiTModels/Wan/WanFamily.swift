@@ -93,6 +93,9 @@ public enum WanFamily: DiTFamily {
         let h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
         let l = try sizes.positive("text_tokens")
         let n = try imageTokens(c, sizes)
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, f, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l + n, max(c.textDim, c.innerDim)])
         let p = c.patch
         guard f % p.t == 0, h % p.h == 0, w % p.w == 0 else {
             throw ModelLoadError.malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by patch_size \(c.patchSize)")

@@ -7,21 +7,21 @@ import Tensors
 /// With a position embedding (`pos_embed_seq_len`, Wan FLF2V) the input holds two images per sample,
 /// `[2B, N, E]`; consecutive pairs are joined into `[B, 2N, E]` and `pos_embed` `[1, 2N, E]` is added
 /// before the first norm.
-public struct WanImageEmbedding: Sendable {
+struct WanImageEmbedding: Sendable {
     /// `norm1`.
-    public let norm1: AffineLayerNorm
+    let norm1: AffineLayerNorm
     /// `ff`.
-    public let feedForward: FeedForward
+    let feedForward: FeedForward
     /// `norm2`.
-    public let norm2: AffineLayerNorm
+    let norm2: AffineLayerNorm
     /// `[1, P, E]`, or nil.
-    public let positionEmbedding: Tensor?
+    let positionEmbedding: Tensor?
 
     /// The epsilon of both norms (`torch.nn.LayerNorm`'s default, which diffusers keeps here).
-    public static let eps: Float = 1e-5
+    static let eps: Float = 1e-5
 
     /// Takes `norm1`, `ff.net.{0.proj,2}`, `norm2` and, when `positionCount` is set, `pos_embed` of the scope.
-    public init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
+    init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
         norm1 = AffineLayerNorm(w["norm1"], dim: inFeatures, eps: Self.eps)
         feedForward = FeedForward(w["ff"], dim: inFeatures, inner: inFeatures, out: outFeatures, activation: .gelu(.none))
         norm2 = AffineLayerNorm(w["norm2"], dim: outFeatures, eps: Self.eps)
@@ -29,10 +29,10 @@ public struct WanImageEmbedding: Sendable {
     }
 
     /// The input width E.
-    public var inFeatures: Int { norm1.weight.count }
+    var inFeatures: Int { norm1.weight.count }
 
     /// Embeds `[B, N, E]` (or `[2B, N, E]` with a position embedding) into `[B, N', D]`.
-    public func callAsFunction(_ image: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ image: Tensor) throws(TensorError) -> Tensor {
         guard image.rank == 3, image.shape[2] == inFeatures else {
             throw .shapeMismatch(operation: "Wan image embedding", shapes: [image.shape],
                                  reason: "encoder_hidden_states_image must be [B, N, image_dim = \(inFeatures)]")

@@ -58,20 +58,24 @@ public struct WanTransformer: Sendable {
     /// The validated configuration.
     public let configuration: WanConfiguration
     /// The 3-D rotary embedding.
-    public let rotary: WanRotaryEmbedding
+    let rotary: WanRotaryEmbedding
     /// `patch_embedding` (Conv3d as a matmul).
-    public let patchEmbedding: WanPatchEmbedding
+    let patchEmbedding: WanPatchEmbedding
     /// `condition_embedder` (time, text and image).
-    public let conditionEmbedder: WanConditionEmbedder
+    let conditionEmbedder: WanConditionEmbedder
     /// `blocks`.
-    public let blocks: [WanTransformerBlock]
+    let blocks: [WanTransformerBlock]
     /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
-    public let scaleShiftTable: Tensor
+    let scaleShiftTable: Tensor
     /// `proj_out`.
-    public let projOut: Linear
+    let projOut: Linear
     /// Which tensor TeaCache compares (``DiffusionTransformer/modulatedInput(_:)``): `temb` in the
     /// script's default mode, `timestep_proj` with retention steps. It changes nothing else.
     public var teaCacheMode: WanTeaCacheMode = .standard
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``WanConfiguration/activationBytesEstimate(batch:videoTokens:textTokens:imageTokens:)``) and refuses
+    /// inputs beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
 
     /// Stored tensors diffusers 0.42.1 ignores when loading a `WanTransformer3DModel` (its
     /// `_keys_to_ignore_on_load_unexpected`): no Wan layer has them, and old checkpoints carry them.
@@ -150,6 +154,12 @@ public struct WanTransformer: Sendable {
             throw .shapeMismatch(operation: "Wan forward", shapes: [x.shape, text.shape],
                                  reason: "encoder_hidden_states must be [B = \(b), L, text_dim = \(c.textDim)]")
         }
+        let tokenCount = (f / p.t) * (h / p.h) * (w / p.w)
+        let imageTokens = input.encoderHiddenStatesImage.map { $0.shape.count == 3 ? $0.shape[1] : 0 } ?? 0
+        try memoryBudget.check(
+            "Wan forward of batch \(b), \(tokenCount) video + \(text.shape[1]) text tokens",
+            bytes: Double(c.activationBytesEstimate(batch: b, videoTokens: tokenCount, textTokens: text.shape[1],
+                                                    imageTokens: imageTokens)))
         let rope = try rotary.tables(frames: f / p.t, height: h / p.h, width: w / p.w)
         let tokens = try patchEmbedding(x)
         let cond = try conditionEmbedder(timesteps: timesteps, text: text, image: input.encoderHiddenStatesImage)

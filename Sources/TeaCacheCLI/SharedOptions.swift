@@ -11,3 +11,14 @@ enum ThreadsOption {
         }
     }
 }
+
+/// Validation of the `--memory-budget` option (gigabytes).
+enum MemoryBudgetOption {
+    /// Throws a `ValidationError` unless `gigabytes` is nil or a finite positive number.
+    static func validate(_ gigabytes: Double?) throws {
+        guard let gigabytes else { return }
+        guard gigabytes.isFinite, gigabytes > 0 else {
+            throw ValidationError("--memory-budget must be a positive number of gigabytes, got \(gigabytes)")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+/// A limit on the memory one operation may plan to use, so that an input too large for the machine is
+/// refused with a typed error that names the size instead of being attempted (and killed by the system).
+///
+/// Models estimate the activations of a forward from the input shapes before computing anything, and
+/// loaders the size of what they are about to allocate; both compare with a budget the caller may raise.
+public struct MemoryBudget: Sendable, Equatable, CustomStringConvertible {
+    /// The limit in bytes.
+    public var bytes: Double
+
+    /// A budget of `bytes`.
+    public init(bytes: Double) { self.bytes = bytes }
+
+    /// A budget of `gigabytes` × 10⁹ bytes.
+    public init(gigabytes: Double) { self.bytes = gigabytes * 1e9 }
+
+    /// Half of this machine's physical memory (the rest is left to the weights, the caller's tensors and
+    /// other processes).
+    public static let machineDefault = MemoryBudget(bytes: Double(ProcessInfo.processInfo.physicalMemory) / 2)
+
+    /// No limit.
+    public static let unlimited = MemoryBudget(bytes: .infinity)
+
+    /// Throws ``TensorError/memoryBudgetExceeded(operation:bytes:budget:)`` when `bytes` (which may be
+    /// non-finite, for an estimate that overflowed) exceeds the budget.
+    public func check(_ operation: String, bytes needed: Double) throws(TensorError) {
+        guard needed.isFinite, needed <= bytes else {
+            throw .memoryBudgetExceeded(operation: operation, bytes: needed, budget: bytes)
+        }
+    }
+
+    public var description: String { String(format: "%.3g GB", bytes / 1e9) }
+}
