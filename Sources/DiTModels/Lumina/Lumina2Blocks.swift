@@ -3,22 +3,22 @@ import Tensors
 /// diffusers' `Attention` with `Lumina2AttnProcessor2_0`: bias-free q/k/v projections (one sgemm), RMS
 /// norms of every query and key head (`qk_norm="rms_norm"`, learned `[Dh]` scales, ε 1e-5), rotary q and
 /// k, grouped-query attention with scale `1/√Dh` and an optional key mask, `to_out.0` without bias.
-public struct Lumina2Attention: Sendable {
+struct Lumina2Attention: Sendable {
     /// `to_q`, `to_k`, `to_v`.
     let projection: StackedProjection
     /// `norm_q.weight`, `norm_k.weight` `[Dh]`.
-    public let normQ: Tensor
-    public let normK: Tensor
+    let normQ: Tensor
+    let normK: Tensor
     /// `to_out.0`.
-    public let toOut: Linear
+    let toOut: Linear
     /// The head layout.
-    public let layout: LuminaHeads
+    let layout: LuminaHeads
 
     /// The epsilon of the query/key norms (fixed in diffusers).
-    public static let qkEps: Float = 1e-5
+    static let qkEps: Float = 1e-5
 
     /// Takes `to_q`, `to_k`, `to_v`, `norm_q`, `norm_k`, `to_out.0` of the scope.
-    public init(_ w: WeightScope, dim: Int, layout l: LuminaHeads) {
+    init(_ w: WeightScope, dim: Int, layout l: LuminaHeads) {
         layout = l
         projection = StackedProjection([(w["to_q"], l.queryWidth), (w["to_k"], l.kvWidth), (w["to_v"], l.kvWidth)], in: dim)
         normQ = w["norm_q"].tensor("weight", shape: [l.headDim])
@@ -28,7 +28,7 @@ public struct Lumina2Attention: Sendable {
 
     /// Self-attention of `x` `[B, T, D]` with per-sample rotary tables over its T tokens and an optional
     /// key mask `[B, T]`.
-    public func callAsFunction(_ x: Tensor, rope: PerSampleRotary, keyMask: Tensor?) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor, rope: PerSampleRotary, keyMask: Tensor?) throws(TensorError) -> Tensor {
         let p = try projection(x)
         let q = try rope.apply(headNorm(p[0], normQ, heads: layout.heads), heads: layout.heads)
         let k = try rope.apply(headNorm(p[1], normK, heads: layout.kvHeads), heads: layout.kvHeads)
@@ -50,22 +50,22 @@ public struct Lumina2Attention: Sendable {
 ///
 /// without (the context refiner): `norm1` is a plain RMSNorm, `h = h + norm2(attn(norm1(h)))`,
 /// `h = h + ffn_norm2(ff(ffn_norm1(h)))`.
-public struct Lumina2Block: Sendable {
+struct Lumina2Block: Sendable {
     /// `norm1` with modulation.
-    public let modulatedNorm: LuminaRMSNormZero?
+    let modulatedNorm: LuminaRMSNormZero?
     /// `norm1` without modulation.
-    public let plainNorm: RMSNorm?
+    let plainNorm: RMSNorm?
     /// `attn`.
-    public let attention: Lumina2Attention
+    let attention: Lumina2Attention
     /// `norm2`, `ffn_norm1`, `ffn_norm2`.
-    public let norm2: RMSNorm
-    public let ffnNorm1: RMSNorm
-    public let ffnNorm2: RMSNorm
+    let norm2: RMSNorm
+    let ffnNorm1: RMSNorm
+    let ffnNorm2: RMSNorm
     /// `feed_forward`.
-    public let feedForward: LuminaFeedForward
+    let feedForward: LuminaFeedForward
 
     /// Takes every parameter of one block's scope (`layers.<i>`, `noise_refiner.<i>`, `context_refiner.<i>`).
-    public init(_ w: WeightScope, configuration c: Lumina2Configuration, modulation: Bool) {
+    init(_ w: WeightScope, configuration c: Lumina2Configuration, modulation: Bool) {
         let d = c.hiddenSize
         modulatedNorm = modulation ? LuminaRMSNormZero(w["norm1"], dim: d, eps: c.normEps) : nil
         plainNorm = modulation ? nil : RMSNorm(w["norm1"], dim: d, eps: c.normEps)
@@ -77,7 +77,7 @@ public struct Lumina2Block: Sendable {
     }
 
     /// Runs the block on `h` `[B, T, D]` (`temb` `[B, min(D, 1024)]` is required with modulation).
-    public func callAsFunction(
+    func callAsFunction(
         _ h: Tensor, rope: PerSampleRotary, keyMask: Tensor?, temb: Tensor?
     ) throws(TensorError) -> Tensor {
         if let modulatedNorm {

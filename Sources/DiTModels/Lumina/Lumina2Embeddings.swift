@@ -2,16 +2,16 @@ import Tensors
 
 /// diffusers' `Lumina2CombinedTimestepCaptionEmbedding`: `temb = MLP_t(sin(t))` `[B, min(D, 1024)]`, and
 /// every caption token through `caption_embedder` = `Linear(RMSNorm(x))` `[B, L, D]`.
-public struct Lumina2TimeCaptionEmbedding: Sendable {
+struct Lumina2TimeCaptionEmbedding: Sendable {
     /// `timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `caption_embedder.0`.
-    public let captionNorm: RMSNorm
+    let captionNorm: RMSNorm
     /// `caption_embedder.1`.
-    public let captionProjection: Linear
+    let captionProjection: Linear
 
     /// Takes `timestep_embedder` and `caption_embedder` of the scope.
-    public init(_ weights: WeightScope, configuration c: Lumina2Configuration) {
+    init(_ weights: WeightScope, configuration c: Lumina2Configuration) {
         let ch = LuminaNextTimeCaptionEmbedding.frequencyChannels, dt = c.conditioningDim
         timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: ch, hidden: dt, out: dt)
         captionNorm = RMSNorm(weights["caption_embedder.0"], dim: c.capFeatDim, eps: c.normEps)
@@ -19,13 +19,13 @@ public struct Lumina2TimeCaptionEmbedding: Sendable {
     }
 
     /// `temb` for one timestep per sample (256-channel sinusoid, cos first, shift 0).
-    public func time(_ timesteps: [Float]) throws(TensorError) -> Tensor {
+    func time(_ timesteps: [Float]) throws(TensorError) -> Tensor {
         try timestepEmbedder(sinusoidalTimestepEmbedding(
             timesteps, dim: LuminaNextTimeCaptionEmbedding.frequencyChannels, flipSinToCos: true, downscaleFreqShift: 0))
     }
 
     /// The embedded caption `[B, L, D]`.
-    public func caption(_ x: Tensor) throws(TensorError) -> Tensor {
+    func caption(_ x: Tensor) throws(TensorError) -> Tensor {
         try captionProjection(captionNorm(x))
     }
 }
@@ -39,21 +39,21 @@ public struct Lumina2TimeCaptionEmbedding: Sendable {
 /// frequencies in Double), pairs interleaved, axes one after the other. The caption refiner's table
 /// keeps the first `c_i` rows and is zero beyond (diffusers zero-fills it, so padded caption queries and
 /// keys vanish); the image refiner's table is the image part.
-public struct Lumina2RotaryTables: Sendable {
+struct Lumina2RotaryTables: Sendable {
     /// cos/sin over the padded joint sequence, `[B, P, Dh]` each.
-    public let joint: PerSampleRotary
+    let joint: PerSampleRotary
     /// cos/sin over the caption tokens, `[B, L, Dh]`.
-    public let caption: PerSampleRotary
+    let caption: PerSampleRotary
     /// cos/sin over the image tokens, `[B, S, Dh]`.
-    public let image: PerSampleRotary
+    let image: PerSampleRotary
 
     /// The rotary base.
-    public static let theta: Double = 10000
+    static let theta: Double = 10000
 
     /// Tables for `captionLengths` (per sample), a caption of `captionTokens` tokens and a `rows × cols`
     /// patch grid.
     /// - Throws: `invalidArgument` when a position falls outside `axes_lens` (diffusers' tables end there).
-    public init(configuration c: Lumina2Configuration, captionLengths: [Int], captionTokens l: Int,
+    init(configuration c: Lumina2Configuration, captionLengths: [Int], captionTokens l: Int,
                 rows: Int, cols: Int) throws(TensorError) {
         let n = c.axesDimRope.count
         let s = rows * cols

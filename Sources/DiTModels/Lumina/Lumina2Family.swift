@@ -95,6 +95,9 @@ public enum Lumina2Family: DiTFamily {
             throw ModelLoadError.malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
         }
         let s = (h / c.patchSize) * (w / c.patchSize)
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.capFeatDim])
         return ForwardCost(
             summary: "Lumina2 \(c.hiddenSize)-wide, \(c.numRefinerLayers)+\(c.numRefinerLayers) refiner + \(c.numLayers) joint blocks, "
                 + "\(s) image + \(l) text tokens, batch \(b)",

@@ -63,16 +63,20 @@ public struct Lumina2Transformer: Sendable {
     /// The validated configuration.
     public let configuration: Lumina2Configuration
     /// `x_embedder`: `[D, p²·C]` over `(ph, pw, c)`-ordered patches.
-    public let xEmbedder: Linear
+    let xEmbedder: Linear
     /// `time_caption_embed`.
-    public let timeCaptionEmbed: Lumina2TimeCaptionEmbedding
+    let timeCaptionEmbed: Lumina2TimeCaptionEmbedding
     /// `noise_refiner` (modulated) and `context_refiner` (not modulated).
-    public let noiseRefiner: [Lumina2Block]
-    public let contextRefiner: [Lumina2Block]
+    let noiseRefiner: [Lumina2Block]
+    let contextRefiner: [Lumina2Block]
     /// `layers`.
-    public let layers: [Lumina2Block]
+    let layers: [Lumina2Block]
     /// `norm_out`.
-    public let normOut: LuminaLayerNormContinuous
+    let normOut: LuminaLayerNormContinuous
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``Lumina2Configuration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses inputs
+    /// beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
     /// How TeaCache keys its cache entries (``DiffusionTransformer/cacheKey(for:branch:)``); changes nothing else.
     public var teaCacheKeying: Lumina2TeaCacheKeying = .branch
 
@@ -225,6 +229,9 @@ public struct Lumina2Transformer: Sendable {
         guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.capFeatDim else {
             throw fail("encoder_hidden_states must be [B = \(b), L > 0, cap_feat_dim = \(c.capFeatDim)], got \(e)")
         }
+        let tokens = (h / c.patchSize) * (w / c.patchSize)
+        try memoryBudget.check("Lumina2 forward of batch \(b), \(tokens) image + \(e[1]) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: tokens, textTokens: e[1])))
         try LuminaInputChecks.binaryMask(x.encoderAttentionMask, batch: b, length: e[1], name: "encoder_attention_mask",
                                          operation: "Lumina2 forward", requireToken: false)
         let t = try LuminaInputChecks.timesteps(x.timestep, batch: b, operation: "Lumina2 forward")

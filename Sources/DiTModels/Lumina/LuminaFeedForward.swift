@@ -6,14 +6,14 @@ import Tensors
 /// `linear_1` and `linear_3` read the same input and run as one sgemm over their stacked weights
 /// (`[linear_3; linear_1]`, so that ``swiglu(_:)``'s `value · silu(gate)` halves are `linear_3` and
 /// `linear_1`).
-public struct LuminaFeedForward: Sendable {
+struct LuminaFeedForward: Sendable {
     /// `[linear_3; linear_1]`: `[2·inner, D]`.
-    public let projIn: Linear
+    let projIn: Linear
     /// `linear_2`: `[D, inner]`.
-    public let projOut: Linear
+    let projOut: Linear
 
     /// Takes `linear_1`, `linear_2` and `linear_3` of the scope.
-    public init(_ weights: WeightScope, dim: Int, inner: Int) {
+    init(_ weights: WeightScope, dim: Int, inner: Int) {
         let w1 = Linear(weights["linear_1"], in: dim, out: inner, bias: false)
         let w3 = Linear(weights["linear_3"], in: dim, out: inner, bias: false)
         projOut = Linear(weights["linear_2"], in: inner, out: dim, bias: false)
@@ -28,7 +28,7 @@ public struct LuminaFeedForward: Sendable {
     /// - Returns: nil when the multiplier is not finite, `multiple_of` is not positive, or the width is
     ///   negative or beyond ``SizeLimits/maximumExtent`` (diffusers fails to build such a layer). A width
     ///   of 0 (a tiny multiplier) is what diffusers builds too: a feed-forward that outputs zeros.
-    public static func innerDim(base: Int, multipleOf: Int, multiplier: Double?) -> Int? {
+    static func innerDim(base: Int, multipleOf: Int, multiplier: Double?) -> Int? {
         var inner = Double(base)
         if let multiplier {
             let scaled = (multiplier * inner).rounded(.towardZero)
@@ -43,7 +43,7 @@ public struct LuminaFeedForward: Sendable {
     }
 
     /// Applies the feed-forward to `[..., D]`.
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         try projOut(swiglu(projIn(x)))
     }
 }

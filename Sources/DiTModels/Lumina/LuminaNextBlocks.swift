@@ -26,31 +26,31 @@ public struct LuminaNextBlockContext: Sendable {
 /// Both attentions have `heads` query heads over `kv_heads` key/value heads, optional LayerNorms of the
 /// full query/key widths (`qk_norm`), no biases; `attn1` has no output projection, `attn2`'s `to_out.0`
 /// projects their gated sum. The four projections that read `x̂` run as one sgemm.
-public struct LuminaNextBlock: Sendable {
+struct LuminaNextBlock: Sendable {
     /// `norm1`.
-    public let norm1: LuminaRMSNormZero
+    let norm1: LuminaRMSNormZero
     /// `attn1.to_q`, `attn1.to_k`, `attn1.to_v`, `attn2.to_q` (all read `x̂`).
     let imageProjection: StackedProjection
     /// `attn2.to_k`, `attn2.to_v` (read the normalised caption).
     let captionProjection: StackedProjection
     /// `attn1.norm_q`, `attn1.norm_k`, `attn2.norm_q`, `attn2.norm_k` (with `qk_norm`).
-    public let qkNorms: (q1: AffineLayerNorm, k1: AffineLayerNorm, q2: AffineLayerNorm, k2: AffineLayerNorm)?
+    let qkNorms: (q1: AffineLayerNorm, k1: AffineLayerNorm, q2: AffineLayerNorm, k2: AffineLayerNorm)?
     /// `attn2.to_out.0`.
-    public let toOut: Linear
+    let toOut: Linear
     /// `tanh(gate)` repeated over each head's channels, `[heads·Dh]`.
-    public let crossGate: Tensor
+    let crossGate: Tensor
     /// `norm1_context`, `norm2`, `ffn_norm1`, `ffn_norm2`.
-    public let norm1Context: RMSNorm
-    public let norm2: RMSNorm
-    public let ffnNorm1: RMSNorm
-    public let ffnNorm2: RMSNorm
+    let norm1Context: RMSNorm
+    let norm2: RMSNorm
+    let ffnNorm1: RMSNorm
+    let ffnNorm2: RMSNorm
     /// `feed_forward`.
-    public let feedForward: LuminaFeedForward
+    let feedForward: LuminaFeedForward
     /// The head layout.
-    public let layout: LuminaHeads
+    let layout: LuminaHeads
 
     /// Takes every parameter of one block's scope (`layers.<i>`).
-    public init(_ w: WeightScope, configuration c: LuminaNextConfiguration) {
+    init(_ w: WeightScope, configuration c: LuminaNextConfiguration) {
         let d = c.hiddenSize, l = c.heads
         let (qw, kvw) = (l.queryWidth, l.kvWidth)
         layout = l
@@ -75,7 +75,7 @@ public struct LuminaNextBlock: Sendable {
     }
 
     /// Runs the block on the image tokens `h` `[B, S, D]`.
-    public func callAsFunction(_ h: Tensor, _ ctx: LuminaNextBlockContext) throws(TensorError) -> Tensor {
+    func callAsFunction(_ h: Tensor, _ ctx: LuminaNextBlockContext) throws(TensorError) -> Tensor {
         let n = try norm1(h, emb: ctx.temb)
         let p = try imageProjection(n.normalized)
         var (q1, k1, q2) = (p[0], p[1], p[3])

@@ -3,20 +3,20 @@ import Tensors
 
 /// diffusers' `LuminaPatchEmbed`: `[B, C, H, W]` → `[B, (H/p)(W/p), D]`, each token the `(c, ph, pw)`
 /// flattening of its patch through `proj`.
-public struct LuminaNextPatchEmbedding: Sendable {
+struct LuminaNextPatchEmbedding: Sendable {
     /// `proj`: `[D, C·p²]` with bias.
-    public let proj: Linear
+    let proj: Linear
     /// The patch side.
-    public let patch: Int
+    let patch: Int
 
     /// Takes `proj` of the scope.
-    public init(_ weights: WeightScope, configuration c: LuminaNextConfiguration) {
+    init(_ weights: WeightScope, configuration c: LuminaNextConfiguration) {
         proj = Linear(weights["proj"], in: c.patchSize * c.patchSize * c.inChannels, out: c.hiddenSize)
         patch = c.patchSize
     }
 
     /// Embeds `[B, C, H, W]` (H and W multiples of the patch side).
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         try proj(Patches.patchify2D(x, patch: patch, order: .channelsFirst))
     }
 }
@@ -26,19 +26,19 @@ public struct LuminaNextPatchEmbedding: Sendable {
 ///
 /// `sin(t)` is the 256-channel sinusoid with cos first and shift 0 of the raw timestep (Lumina's t is in
 /// 0…1); the caption is averaged over the tokens its mask selects.
-public struct LuminaNextTimeCaptionEmbedding: Sendable {
+struct LuminaNextTimeCaptionEmbedding: Sendable {
     /// `timestep_embedder`.
-    public let timestepEmbedder: TimestepMLP
+    let timestepEmbedder: TimestepMLP
     /// `caption_embedder.0`: LayerNorm over the caption width (ε 1e-5).
-    public let captionNorm: AffineLayerNorm
+    let captionNorm: AffineLayerNorm
     /// `caption_embedder.1`.
-    public let captionProjection: Linear
+    let captionProjection: Linear
 
     /// Width of the sinusoidal timestep features.
-    public static let frequencyChannels = 256
+    static let frequencyChannels = 256
 
     /// Takes `timestep_embedder` and `caption_embedder` of the scope.
-    public init(_ weights: WeightScope, configuration c: LuminaNextConfiguration) {
+    init(_ weights: WeightScope, configuration c: LuminaNextConfiguration) {
         let dt = c.conditioningDim
         timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: Self.frequencyChannels, hidden: dt, out: dt)
         captionNorm = AffineLayerNorm(weights["caption_embedder.0"], dim: c.crossAttentionDim, eps: 1e-5)
@@ -47,7 +47,7 @@ public struct LuminaNextTimeCaptionEmbedding: Sendable {
 
     /// `temb` for one timestep per sample, captions `[B, L, E]` and their 0/1 masks `[B, L]` (each
     /// selecting at least one token).
-    public func callAsFunction(timesteps: [Float], caption: Tensor, mask: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(timesteps: [Float], caption: Tensor, mask: Tensor) throws(TensorError) -> Tensor {
         let features = try sinusoidalTimestepEmbedding(timesteps, dim: Self.frequencyChannels, flipSinToCos: true,
                                                        downscaleFreqShift: 0)
         let time = try timestepEmbedder(features)

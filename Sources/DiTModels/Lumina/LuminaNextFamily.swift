@@ -98,6 +98,9 @@ public enum LuminaNextFamily: DiTFamily {
             throw ModelLoadError.malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
         }
         let s = (h / c.patchSize) * (w / c.patchSize)
+        // Bounded before the estimates multiply them further.
+        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.crossAttentionDim])
         return ForwardCost(
             summary: "Lumina-Next \(c.hiddenSize)-wide, \(c.numLayers) blocks, \(s) image + \(l) text tokens, batch \(b)",
             flops: c.forwardFLOPs(batch: b, imageTokens: s, textTokens: l),

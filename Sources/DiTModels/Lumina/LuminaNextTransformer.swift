@@ -67,15 +67,19 @@ public struct LuminaNextTransformer: Sendable {
     /// The validated configuration.
     public let configuration: LuminaNextConfiguration
     /// `patch_embedder`.
-    public let patchEmbedder: LuminaNextPatchEmbedding
+    let patchEmbedder: LuminaNextPatchEmbedding
     /// `pad_token` `[D]` (unused by the forward, as in diffusers).
-    public let padToken: Tensor
+    let padToken: Tensor
     /// `time_caption_embed`.
-    public let timeCaptionEmbed: LuminaNextTimeCaptionEmbedding
+    let timeCaptionEmbed: LuminaNextTimeCaptionEmbedding
     /// `layers`.
-    public let layers: [LuminaNextBlock]
+    let layers: [LuminaNextBlock]
     /// `norm_out`.
-    public let normOut: LuminaLayerNormContinuous
+    let normOut: LuminaLayerNormContinuous
+    /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
+    /// (``LuminaNextConfiguration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses
+    /// inputs beyond it with `TensorError.memoryBudgetExceeded`.
+    public var memoryBudget = MemoryBudget.machineDefault
 
     /// Builds the model, taking every parameter from `weights` (called by ``LuminaNextFamily``'s loading
     /// functions, which check the weights afterwards).
@@ -201,6 +205,9 @@ public struct LuminaNextTransformer: Sendable {
         guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.crossAttentionDim else {
             throw fail("encoder_hidden_states must be [B = \(b), L > 0, cross_attention_dim = \(c.crossAttentionDim)], got \(e)")
         }
+        let tokens = (h / c.patchSize) * (w / c.patchSize)
+        try memoryBudget.check("Lumina-Next forward of batch \(b), \(tokens) image + \(e[1]) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: tokens, textTokens: e[1])))
         try LuminaInputChecks.binaryMask(x.encoderMask, batch: b, length: e[1], name: "encoder_mask",
                                          operation: "Lumina-Next forward", requireToken: true)
         let t = try LuminaInputChecks.timesteps(x.timestep, batch: b, operation: "Lumina-Next forward")

@@ -5,32 +5,32 @@ import Tensors
 /// (no shift).
 ///
 /// The conditioning is `min(D, 1024)` wide, as in diffusers.
-public struct LuminaRMSNormZero: Sendable {
+struct LuminaRMSNormZero: Sendable {
     /// `linear`: `[4D, min(D, 1024)]`.
-    public let linear: Linear
+    let linear: Linear
     /// `norm` (RMSNorm with weight `[D]`).
-    public let norm: RMSNorm
+    let norm: RMSNorm
 
     /// The modulated input and the remaining modulation parameters (each `[B, D]`).
-    public struct Output: Sendable {
+    struct Output: Sendable {
         /// `RMSNorm(x)·(1 + scale_msa)`, `[B, S, D]`.
-        public let normalized: Tensor
+        let normalized: Tensor
         /// Gate of the attention branch (before its tanh).
-        public let gateMSA: Tensor
+        let gateMSA: Tensor
         /// Scale of the feed-forward branch's norm.
-        public let scaleMLP: Tensor
+        let scaleMLP: Tensor
         /// Gate of the feed-forward branch (before its tanh).
-        public let gateMLP: Tensor
+        let gateMLP: Tensor
     }
 
     /// Takes `linear` and `norm` of the scope.
-    public init(_ weights: WeightScope, dim: Int, eps: Float) {
+    init(_ weights: WeightScope, dim: Int, eps: Float) {
         linear = Linear(weights["linear"], in: LuminaWidths.conditioning(dim), out: 4 * dim)
         norm = RMSNorm(weights["norm"], dim: dim, eps: eps)
     }
 
     /// Applies the norm to `x` `[B, S, D]` with conditioning `emb` `[B, min(D, 1024)]`.
-    public func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
+    func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
         let c = try modulationChunks(linear, emb, count: 4)
         return Output(normalized: try modulate(norm(x), scale: c[0], shift: nil),
                       gateMSA: c[1], scaleMLP: c[2], gateMLP: c[3])
@@ -39,23 +39,23 @@ public struct LuminaRMSNormZero: Sendable {
 
 /// diffusers' `LuminaLayerNormContinuous` as both Lumina models build it (`elementwise_affine=False`,
 /// `eps=1e-6`, bias, `out_dim` set): `linear_2(LayerNorm(x)·(1 + linear_1(silu(c))))`.
-public struct LuminaLayerNormContinuous: Sendable {
+struct LuminaLayerNormContinuous: Sendable {
     /// `linear_1`: `[D, conditioning]`.
-    public let linear1: Linear
+    let linear1: Linear
     /// `linear_2`: `[out, D]`.
-    public let linear2: Linear
+    let linear2: Linear
     /// The LayerNorm epsilon.
-    public let eps: Float
+    let eps: Float
 
     /// Takes `linear_1` and `linear_2` of the scope.
-    public init(_ weights: WeightScope, dim: Int, conditioningDim: Int, outDim: Int, eps: Float = 1e-6) {
+    init(_ weights: WeightScope, dim: Int, conditioningDim: Int, outDim: Int, eps: Float = 1e-6) {
         linear1 = Linear(weights["linear_1"], in: conditioningDim, out: dim)
         linear2 = Linear(weights["linear_2"], in: dim, out: outDim)
         self.eps = eps
     }
 
     /// `[B, S, D]` with conditioning `[B, conditioning]` → `[B, S, out]`.
-    public func callAsFunction(_ x: Tensor, conditioning: Tensor) throws(TensorError) -> Tensor {
+    func callAsFunction(_ x: Tensor, conditioning: Tensor) throws(TensorError) -> Tensor {
         let scale = try linear1(silu(conditioning))
         return try linear2(layerNormModulated(x, eps: eps, scale: scale, shift: nil))
     }
