@@ -1,11 +1,11 @@
 import Tensors
 
-/// diffusers' `Attention` with `Lumina2AttnProcessor2_0`: bias-free q/k/v projections (one sgemm), RMS
+/// diffusers' `Attention` with `Lumina2AttnProcessor2_0`: bias-free q/k/v projections, RMS
 /// norms of every query and key head (`qk_norm="rms_norm"`, learned `[Dh]` scales, ε 1e-5), rotary q and
 /// k, grouped-query attention with scale `1/√Dh` and an optional key mask, `to_out.0` without bias.
 struct Lumina2Attention: Sendable {
     /// `to_q`, `to_k`, `to_v`.
-    let projection: StackedProjection
+    let toQ: Linear, toK: Linear, toV: Linear
     /// `norm_q.weight`, `norm_k.weight` `[Dh]`.
     let normQ: Tensor
     let normK: Tensor
@@ -20,7 +20,9 @@ struct Lumina2Attention: Sendable {
     /// Takes `to_q`, `to_k`, `to_v`, `norm_q`, `norm_k`, `to_out.0` of the scope.
     init(_ w: WeightScope, dim: Int, layout l: LuminaHeads) {
         layout = l
-        projection = StackedProjection([(w["to_q"], l.queryWidth), (w["to_k"], l.kvWidth), (w["to_v"], l.kvWidth)], in: dim)
+        toQ = Linear(w["to_q"], in: dim, out: l.queryWidth, bias: false)
+        toK = Linear(w["to_k"], in: dim, out: l.kvWidth, bias: false)
+        toV = Linear(w["to_v"], in: dim, out: l.kvWidth, bias: false)
         normQ = w["norm_q"].tensor("weight", shape: [l.headDim])
         normK = w["norm_k"].tensor("weight", shape: [l.headDim])
         toOut = Linear(w["to_out.0"], in: l.queryWidth, out: dim, bias: false)
@@ -29,10 +31,9 @@ struct Lumina2Attention: Sendable {
     /// Self-attention of `x` `[B, T, D]` with per-sample rotary tables over its T tokens and an optional
     /// key mask `[B, T]`.
     func callAsFunction(_ x: Tensor, rope: PerSampleRotary, keyMask: Tensor?) throws(TensorError) -> Tensor {
-        let p = try projection(x)
-        let q = try rope.apply(headNorm(p[0], normQ, heads: layout.heads), heads: layout.heads)
-        let k = try rope.apply(headNorm(p[1], normK, heads: layout.kvHeads), heads: layout.kvHeads)
-        return try toOut(luminaAttention(q: q, k: k, v: p[2], layout: layout, keyMask: keyMask, scale: nil))
+        let q = try rope.apply(headNorm(toQ(x), normQ, heads: layout.heads), heads: layout.heads)
+        let k = try rope.apply(headNorm(toK(x), normK, heads: layout.kvHeads), heads: layout.kvHeads)
+        return try toOut(luminaAttention(q: q, k: k, v: toV(x), layout: layout, keyMask: keyMask, scale: nil))
     }
 
     private func headNorm(_ t: Tensor, _ w: Tensor, heads: Int) throws(TensorError) -> Tensor {
@@ -85,13 +86,16 @@ struct Lumina2Block: Sendable {
                 throw .invalidArgument(operation: "Lumina2 block", reason: "a modulated block needs the conditioning")
             }
             let n = try modulatedNorm(h, emb: temb)
-            var out = try addingTanhGated(h, norm2(attention(n.normalized, rope: rope, keyMask: keyMask)), gate: n.gateMSA)
-            let mlp = try feedForward(modulate(ffnNorm1(out), scale: n.scaleMLP, shift: nil))
-            out = try addingTanhGated(out, ffnNorm2(mlp), gate: n.gateMLP)
+            let a = try attention(n.normalized, rope: rope, keyMask: keyMask)
+            var out = try LuminaKernels.addingGatedRMSNorm(h, a, weight: norm2.weight, eps: norm2.eps, gate: n.gateMSA)
+            let mlp = try feedForward(LuminaKernels.rmsNormScaled(out, weight: ffnNorm1.weight, eps: ffnNorm1.eps, scale: n.scaleMLP))
+            out = try LuminaKernels.addingGatedRMSNorm(out, mlp, weight: ffnNorm2.weight, eps: ffnNorm2.eps, gate: n.gateMLP)
             return out
         }
         guard let plainNorm else { throw .invalidArgument(operation: "Lumina2 block", reason: "the block has no norm1") }
-        let out = try h + norm2(attention(plainNorm(h), rope: rope, keyMask: keyMask))
-        return try out + ffnNorm2(feedForward(ffnNorm1(out)))
+        let a = try attention(plainNorm(h), rope: rope, keyMask: keyMask)
+        let out = try LuminaKernels.addingGatedRMSNorm(h, a, weight: norm2.weight, eps: norm2.eps, gate: nil)
+        let mlp = try feedForward(ffnNorm1(out))
+        return try LuminaKernels.addingGatedRMSNorm(out, mlp, weight: ffnNorm2.weight, eps: ffnNorm2.eps, gate: nil)
     }
 }

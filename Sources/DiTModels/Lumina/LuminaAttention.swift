@@ -87,24 +87,3 @@ func proportionalAttentionScale(
     return Float(ratio.squareRoot() * attnScale)
 }
 
-/// Bias-free linear layers that read the same input, evaluated as one sgemm over their stacked
-/// weights and split afterwards (the Lumina attention projections have no biases, which
-/// ``FusedLinear`` requires).
-struct StackedProjection: Sendable {
-    /// `[Σ outᵢ, in]`, no bias.
-    let stacked: Linear
-    /// The output width of each part, in order.
-    let widths: [Int]
-
-    /// Takes `weight` `[outᵢ, in]` of every scope, in order.
-    init(_ parts: [(scope: WeightScope, out: Int)], in inFeatures: Int) {
-        let layers = parts.map { Linear($0.scope, in: inFeatures, out: $0.out, bias: false) }
-        widths = parts.map(\.out)
-        stacked = Linear(weight: (try? Tensor.concatenate(layers.map(\.weight), axis: 0)) ?? Tensor(scalar: 0), bias: nil)
-    }
-
-    /// Every part's output `[..., outᵢ]`.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> [Tensor] {
-        try stacked(x).split(sizes: widths, axis: -1)
-    }
-}

@@ -3,22 +3,20 @@ import Tensors
 
 /// diffusers' `LuminaFeedForward`: `linear_2(silu(linear_1(x)) · linear_3(x))`, no biases.
 ///
-/// `linear_1` and `linear_3` read the same input and run as one sgemm over their stacked weights
-/// (`[linear_3; linear_1]`, so that ``swiglu(_:)``'s `value · silu(gate)` halves are `linear_3` and
-/// `linear_1`).
+/// The SiLU runs in place on `linear_1`'s output and the product in place on it too, so the hidden layer
+/// costs two `[..., inner]` tensors; the weights are used as loaded (not stacked into a copy).
 struct LuminaFeedForward: Sendable {
-    /// `[linear_3; linear_1]`: `[2·inner, D]`.
-    let projIn: Linear
+    /// `linear_1`, `linear_3`: `[inner, D]`.
+    let linear1: Linear
+    let linear3: Linear
     /// `linear_2`: `[D, inner]`.
-    let projOut: Linear
+    let linear2: Linear
 
     /// Takes `linear_1`, `linear_2` and `linear_3` of the scope.
     init(_ weights: WeightScope, dim: Int, inner: Int) {
-        let w1 = Linear(weights["linear_1"], in: dim, out: inner, bias: false)
-        let w3 = Linear(weights["linear_3"], in: dim, out: inner, bias: false)
-        projOut = Linear(weights["linear_2"], in: inner, out: dim, bias: false)
-        let stacked = (try? Tensor.concatenate([w3.weight, w1.weight], axis: 0)) ?? Tensor(scalar: 0)
-        projIn = Linear(weight: stacked, bias: nil)
+        linear1 = Linear(weights["linear_1"], in: dim, out: inner, bias: false)
+        linear2 = Linear(weights["linear_2"], in: inner, out: dim, bias: false)
+        linear3 = Linear(weights["linear_3"], in: dim, out: inner, bias: false)
     }
 
     /// The hidden width diffusers gives a `LuminaFeedForward` built with `inner_dim = base`:
@@ -44,6 +42,8 @@ struct LuminaFeedForward: Sendable {
 
     /// Applies the feed-forward to `[..., D]`.
     func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try projOut(swiglu(projIn(x)))
+        var hidden = try linear(x, weight: linear1.weight, bias: nil, activation: .silu)
+        try LuminaKernels.multiply(&hidden, by: linear3(x))
+        return try linear2(hidden)
     }
 }

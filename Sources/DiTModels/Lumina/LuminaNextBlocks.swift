@@ -25,14 +25,15 @@ public struct LuminaNextBlockContext: Sendable {
 ///
 /// Both attentions have `heads` query heads over `kv_heads` key/value heads, optional LayerNorms of the
 /// full query/key widths (`qk_norm`), no biases; `attn1` has no output projection, `attn2`'s `to_out.0`
-/// projects their gated sum. The four projections that read `x̂` run as one sgemm.
+/// projects their gated sum. The norms are fused with their modulation and gated residual updates
+/// (``LuminaKernels``).
 struct LuminaNextBlock: Sendable {
     /// `norm1`.
     let norm1: LuminaRMSNormZero
     /// `attn1.to_q`, `attn1.to_k`, `attn1.to_v`, `attn2.to_q` (all read `x̂`).
-    let imageProjection: StackedProjection
+    let toQ1: Linear, toK1: Linear, toV1: Linear, toQ2: Linear
     /// `attn2.to_k`, `attn2.to_v` (read the normalised caption).
-    let captionProjection: StackedProjection
+    let toK2: Linear, toV2: Linear
     /// `attn1.norm_q`, `attn1.norm_k`, `attn2.norm_q`, `attn2.norm_k` (with `qk_norm`).
     let qkNorms: (q1: AffineLayerNorm, k1: AffineLayerNorm, q2: AffineLayerNorm, k2: AffineLayerNorm)?
     /// `attn2.to_out.0`.
@@ -55,9 +56,12 @@ struct LuminaNextBlock: Sendable {
         let (qw, kvw) = (l.queryWidth, l.kvWidth)
         layout = l
         norm1 = LuminaRMSNormZero(w["norm1"], dim: d, eps: c.normEps)
-        imageProjection = StackedProjection([(w["attn1.to_q"], qw), (w["attn1.to_k"], kvw), (w["attn1.to_v"], kvw),
-                                             (w["attn2.to_q"], qw)], in: d)
-        captionProjection = StackedProjection([(w["attn2.to_k"], kvw), (w["attn2.to_v"], kvw)], in: c.crossAttentionDim)
+        toQ1 = Linear(w["attn1.to_q"], in: d, out: qw, bias: false)
+        toK1 = Linear(w["attn1.to_k"], in: d, out: kvw, bias: false)
+        toV1 = Linear(w["attn1.to_v"], in: d, out: kvw, bias: false)
+        toQ2 = Linear(w["attn2.to_q"], in: d, out: qw, bias: false)
+        toK2 = Linear(w["attn2.to_k"], in: c.crossAttentionDim, out: kvw, bias: false)
+        toV2 = Linear(w["attn2.to_v"], in: c.crossAttentionDim, out: kvw, bias: false)
         qkNorms = c.qkNorm
             ? (AffineLayerNorm(w["attn1.norm_q"], dim: qw, eps: 1e-5), AffineLayerNorm(w["attn1.norm_k"], dim: kvw, eps: 1e-5),
                AffineLayerNorm(w["attn2.norm_q"], dim: qw, eps: 1e-5), AffineLayerNorm(w["attn2.norm_k"], dim: kvw, eps: 1e-5))
@@ -77,11 +81,12 @@ struct LuminaNextBlock: Sendable {
     /// Runs the block on the image tokens `h` `[B, S, D]`.
     func callAsFunction(_ h: Tensor, _ ctx: LuminaNextBlockContext) throws(TensorError) -> Tensor {
         let n = try norm1(h, emb: ctx.temb)
-        let p = try imageProjection(n.normalized)
-        var (q1, k1, q2) = (p[0], p[1], p[3])
-        let v1 = p[2]
-        let kv = try captionProjection(norm1Context(ctx.caption))
-        var k2 = kv[0]
+        let x = n.normalized
+        var (q1, k1, q2) = (try toQ1(x), try toK1(x), try toQ2(x))
+        let v1 = try toV1(x)
+        let caption = try norm1Context(ctx.caption)
+        var k2 = try toK2(caption)
+        let v2 = try toV2(caption)
         if let qk = qkNorms {
             (q1, k1, q2, k2) = (try qk.q1(q1), try qk.k1(k1), try qk.q2(q2), try qk.k2(k2))
         }
@@ -90,11 +95,11 @@ struct LuminaNextBlock: Sendable {
         k1 = try RotaryEmbedding.apply(k1, cos: cos, sin: sin, heads: layout.kvHeads)
         q2 = try RotaryEmbedding.apply(q2, cos: cos, sin: sin, heads: layout.heads)
         let selfOut = try luminaAttention(q: q1, k: k1, v: v1, layout: layout, keyMask: nil, scale: ctx.selfAttentionScale)
-        let crossOut = try luminaAttention(q: q2, k: k2, v: kv[1], layout: layout, keyMask: ctx.captionMask, scale: nil)
-        let mixed = try selfOut + crossOut * crossGate
-        var out = try addingTanhGated(h, norm2(toOut(mixed)), gate: n.gateMSA)
-        let mlp = try feedForward(modulate(ffnNorm1(out), scale: n.scaleMLP, shift: nil))
-        out = try addingTanhGated(out, ffnNorm2(mlp), gate: n.gateMLP)
+        let crossOut = try luminaAttention(q: q2, k: k2, v: v2, layout: layout, keyMask: ctx.captionMask, scale: nil)
+        let mixed = try LuminaKernels.addingScaledColumns(selfOut, crossOut, columns: crossGate)
+        var out = try LuminaKernels.addingGatedRMSNorm(h, toOut(mixed), weight: norm2.weight, eps: norm2.eps, gate: n.gateMSA)
+        let mlp = try feedForward(LuminaKernels.rmsNormScaled(out, weight: ffnNorm1.weight, eps: ffnNorm1.eps, scale: n.scaleMLP))
+        out = try LuminaKernels.addingGatedRMSNorm(out, mlp, weight: ffnNorm2.weight, eps: ffnNorm2.eps, gate: n.gateMLP)
         return out
     }
 }

@@ -32,7 +32,7 @@ struct LuminaRMSNormZero: Sendable {
     /// Applies the norm to `x` `[B, S, D]` with conditioning `emb` `[B, min(D, 1024)]`.
     func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
         let c = try modulationChunks(linear, emb, count: 4)
-        return Output(normalized: try modulate(norm(x), scale: c[0], shift: nil),
+        return Output(normalized: try LuminaKernels.rmsNormScaled(x, weight: norm.weight, eps: norm.eps, scale: c[0]),
                       gateMSA: c[1], scaleMLP: c[2], gateMLP: c[3])
     }
 }
@@ -59,11 +59,6 @@ struct LuminaLayerNormContinuous: Sendable {
         let scale = try linear1(silu(conditioning))
         return try linear2(layerNormModulated(x, eps: eps, scale: scale, shift: nil))
     }
-}
-
-/// `h + tanh(gate)·x` with a per-sample gate `[B, D]` (the gated residual updates of the Lumina blocks).
-func addingTanhGated(_ h: Tensor, _ x: Tensor, gate: Tensor) throws(TensorError) -> Tensor {
-    try addingGated(h, x, gate: tanh(gate))
 }
 
 /// Widths both Lumina models derive from the model width.

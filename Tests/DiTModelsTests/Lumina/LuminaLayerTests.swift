@@ -31,6 +31,35 @@ import Tensors
         #expect(relL2(try norm(x), try Self.tensor(expected, [3, 4, 7])) <= 1e-6)
     }
 
+    /// The fused norm passes: `RMSNorm(x)·w·(1 + s)`, `h + tanh(g)·RMSNorm(x)·w` (and without scale or
+    /// gate), `a + b·g` per column; rows of 37 channels exercise the 16-lane loop and its tail.
+    @Test func fusedNormPassesMatchNaive() throws {
+        let (b, s, d) = (2, 3, 37)
+        let x = randomTensor([b, s, d], seed: 21), h = randomTensor([b, s, d], seed: 22)
+        let w = try Tensor(shape: [d], scalars: doubles(randomTensor([d], seed: 23)).map { Float(1 + 0.1 * $0) })
+        let p = randomTensor([b, d], seed: 24)
+        let normed = Self.naiveRMSNorm(doubles(x), dim: d, weight: doubles(w), eps: 1e-5)
+        let pv = doubles(p), hv = doubles(h)
+        var scaled = normed, gated = normed, plain = normed
+        for r in 0..<(b * s) {
+            for j in 0..<d {
+                let k = r * d + j, q = (r / s) * d + j
+                scaled[k] = normed[k] * (1 + pv[q])
+                gated[k] = hv[k] + Foundation.tanh(pv[q]) * normed[k]
+                plain[k] = hv[k] + normed[k]
+            }
+        }
+        #expect(relL2(try LuminaKernels.rmsNormScaled(x, weight: w, eps: 1e-5, scale: p), try Self.tensor(scaled, [b, s, d])) <= 1e-6)
+        #expect(relL2(try LuminaKernels.rmsNormScaled(x, weight: w, eps: 1e-5, scale: nil), try Self.tensor(normed, [b, s, d])) <= 1e-6)
+        #expect(relL2(try LuminaKernels.addingGatedRMSNorm(h, x, weight: w, eps: 1e-5, gate: p), try Self.tensor(gated, [b, s, d])) <= 1e-6)
+        #expect(relL2(try LuminaKernels.addingGatedRMSNorm(h, x, weight: w, eps: 1e-5, gate: nil), try Self.tensor(plain, [b, s, d])) <= 1e-6)
+        let g = randomTensor([d], seed: 25), gv = doubles(g), xv = doubles(x)
+        let sum = (0..<(b * s * d)).map { hv[$0] + xv[$0] * gv[$0 % d] }
+        #expect(relL2(try LuminaKernels.addingScaledColumns(h, x, columns: g), try Self.tensor(sum, [b, s, d])) <= 1e-6)
+        #expect(throws: TensorError.self) { try LuminaKernels.rmsNormScaled(x, weight: w, eps: 1e-5, scale: randomTensor([b, s, d], seed: 1)) }
+        #expect(throws: TensorError.self) { try LuminaKernels.addingGatedRMSNorm(x.slice(axis: 0, 0..<1), x, weight: w, eps: 1e-5, gate: nil) }
+    }
+
     /// `norm1`: `linear(silu(emb))` chunked (scale_msa, gate_msa, scale_mlp, gate_mlp), `RMSNorm(x)·(1 + scale_msa)`.
     @Test func rmsNormZeroMatchesNaive() throws {
         let (b, s, d) = (2, 3, 6)
