@@ -48,14 +48,8 @@ extension Lumina2Transformer {
         configuration c: Lumina2Configuration, batch b: Int, latentHeight h: Int, latentWidth w: Int,
         textTokens l: Int, validTokens: Int? = nil, seed: UInt64
     ) throws(ModelLoadError) -> Lumina2Input {
-        for (field, v) in [("batch", b), ("latent_height", h), ("latent_width", w), ("text_tokens", l)] {
-            try SizeLimits.checkInput(field, v)
-        }
-        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
-        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.capFeatDim])
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw .malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
-        }
+        _ = try LuminaInputChecks.benchmarkSizes(batch: b, height: h, width: w, textTokens: l, patch: c.patchSize,
+                                                 channels: c.inChannels, captionWidth: c.capFeatDim)
         let valid = min(validTokens ?? l, l)
         var g = SeededGenerator(seed: seed)
         do {

@@ -64,34 +64,23 @@ public struct Lumina2Configuration: DiTConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = Lumina2Configuration()
-        func required<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
-            guard c.contains(key) else { return fallback }
-            guard let v = try c.decodeIfPresent(T.self, forKey: key) else {
-                throw DecodingError.valueNotFound(T.self, .init(codingPath: [key],
-                    debugDescription: "\(key.stringValue) cannot be null: diffusers cannot build the model with None"))
-            }
-            return v
-        }
-        func optional<T: Decodable>(_ key: CodingKeys, _ fallback: T?) throws -> T? {
-            c.contains(key) ? try c.decodeIfPresent(T.self, forKey: key) : fallback
-        }
-        sampleSize = try optional(.sampleSize, d.sampleSize)
-        patchSize = try required(.patchSize, d.patchSize)
-        inChannels = try required(.inChannels, d.inChannels)
-        let out: Int? = try optional(.outChannelsSetting, d.outChannelsSetting)
+        sampleSize = try c.diffusersOptional(.sampleSize, d.sampleSize)
+        patchSize = try c.diffusersRequired(.patchSize, d.patchSize)
+        inChannels = try c.diffusersRequired(.inChannels, d.inChannels)
+        let out: Int? = try c.diffusersOptional(.outChannelsSetting, d.outChannelsSetting)
         outChannelsSetting = out == 0 ? nil : out
-        hiddenSize = try required(.hiddenSize, d.hiddenSize)
-        numLayers = try required(.numLayers, d.numLayers)
-        numRefinerLayers = try required(.numRefinerLayers, d.numRefinerLayers)
-        numAttentionHeads = try required(.numAttentionHeads, d.numAttentionHeads)
-        numKVHeads = try optional(.numKVHeads, d.numKVHeads)
-        multipleOf = try required(.multipleOf, d.multipleOf)
-        ffnDimMultiplier = try optional(.ffnDimMultiplier, d.ffnDimMultiplier)
-        normEps = Float(try required(.normEps, Double(d.normEps)))
-        scalingFactor = try optional(.scalingFactor, d.scalingFactor) ?? d.scalingFactor
-        axesDimRope = try required(.axesDimRope, d.axesDimRope)
-        axesLens = try required(.axesLens, d.axesLens)
-        capFeatDim = try required(.capFeatDim, d.capFeatDim)
+        hiddenSize = try c.diffusersRequired(.hiddenSize, d.hiddenSize)
+        numLayers = try c.diffusersRequired(.numLayers, d.numLayers)
+        numRefinerLayers = try c.diffusersRequired(.numRefinerLayers, d.numRefinerLayers)
+        numAttentionHeads = try c.diffusersRequired(.numAttentionHeads, d.numAttentionHeads)
+        numKVHeads = try c.diffusersOptional(.numKVHeads, d.numKVHeads)
+        multipleOf = try c.diffusersRequired(.multipleOf, d.multipleOf)
+        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, d.ffnDimMultiplier)
+        normEps = Float(try c.diffusersRequired(.normEps, Double(d.normEps)))
+        scalingFactor = try c.diffusersOptional(.scalingFactor, d.scalingFactor) ?? d.scalingFactor
+        axesDimRope = try c.diffusersRequired(.axesDimRope, d.axesDimRope)
+        axesLens = try c.diffusersRequired(.axesLens, d.axesLens)
+        capFeatDim = try c.diffusersRequired(.capFeatDim, d.capFeatDim)
     }
 
     /// Channels per head (diffusers' `hidden_size // num_attention_heads`).
@@ -113,33 +102,16 @@ public struct Lumina2Configuration: DiTConfiguration {
     /// Throws ``ModelLoadError/unsupportedConfig(field:value:reason:)`` for the first value the model
     /// cannot run with.
     public func validate() throws(ModelLoadError) {
-        let positive: [(String, Int)] = [
-            ("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannels),
-            ("hidden_size", hiddenSize), ("num_attention_heads", numAttentionHeads), ("num_kv_heads", kvHeads),
-            ("multiple_of", multipleOf), ("cap_feat_dim", capFeatDim),
-        ]
-        for (field, v) in positive where v <= 0 {
-            throw .unsupportedConfig(field: field, value: "\(v)", reason: "must be a positive integer")
-        }
-        for (field, v) in [("num_layers", numLayers), ("num_refiner_layers", numRefinerLayers)] where v < 0 {
-            throw .unsupportedConfig(field: field, value: "\(v)", reason: "must be 0 or more")
-        }
-        for (field, v) in positive + [("num_layers", numLayers), ("num_refiner_layers", numRefinerLayers),
-                                      ("sample_size", sampleSize ?? 1)] {
-            try SizeLimits.checkConfig(field, v)
-        }
-        guard Double(patchSize) * Double(patchSize) * Double(max(inChannels, outChannels)) <= Double(SizeLimits.maximumExtent) else {
-            throw .unsupportedConfig(field: "patch_size", value: "\(patchSize)",
-                                     reason: "the patch width patch_size²·channels exceeds \(SizeLimits.maximumExtent)")
-        }
+        try LuminaConfigChecks.validate(
+            positive: [("patch_size", patchSize), ("in_channels", inChannels), ("out_channels", outChannels),
+                       ("hidden_size", hiddenSize), ("num_attention_heads", numAttentionHeads), ("num_kv_heads", kvHeads),
+                       ("multiple_of", multipleOf), ("cap_feat_dim", capFeatDim), ("sample_size", sampleSize ?? 1)],
+            layers: [("num_layers", numLayers), ("num_refiner_layers", numRefinerLayers)], patch: patchSize,
+            channels: max(inChannels, outChannels), heads: numAttentionHeads, kvHeads: kvHeads, ffnBase: 4 * hiddenSize,
+            multipleOf: multipleOf, ffnMultiplier: ffnDimMultiplier, normEps: normEps)
         guard headDim > 0 else {
             throw .unsupportedConfig(field: "num_attention_heads", value: "\(numAttentionHeads)",
                                      reason: "hidden_size // num_attention_heads must be at least 1")
-        }
-        guard numAttentionHeads % kvHeads == 0 else {
-            throw .unsupportedConfig(field: "num_kv_heads", value: "\(kvHeads)",
-                                     reason: "num_attention_heads = \(numAttentionHeads) must be a multiple of it "
-                                        + "(diffusers repeats each key/value head heads // kv_heads times)")
         }
         let axes = "\(axesDimRope)"
         guard (1...3).contains(axesDimRope.count) else {
@@ -161,16 +133,6 @@ public struct Lumina2Configuration: DiTConfiguration {
         for l in axesLens {
             guard l > 0 else { throw .unsupportedConfig(field: "axes_lens", value: "\(axesLens)", reason: "lengths must be positive") }
             try SizeLimits.checkConfig("axes_lens", l)
-        }
-        if let m = ffnDimMultiplier, !m.isFinite {
-            throw .unsupportedConfig(field: "ffn_dim_multiplier", value: "\(m)", reason: "must be finite or null")
-        }
-        guard LuminaFeedForward.innerDim(base: 4 * hiddenSize, multipleOf: multipleOf, multiplier: ffnDimMultiplier) != nil else {
-            throw .unsupportedConfig(field: "ffn_dim_multiplier", value: ffnDimMultiplier.map { "\($0)" } ?? "null",
-                                     reason: "the feed-forward width must be between 0 and \(SizeLimits.maximumExtent)")
-        }
-        guard normEps.isFinite, normEps > 0 else {
-            throw .unsupportedConfig(field: "norm_eps", value: "\(normEps)", reason: "must be a finite positive number")
         }
     }
 }

@@ -74,35 +74,22 @@ public enum Lumina2Family: DiTFamily {
     /// `.uncond` branch another caption with half of them (a shorter negative prompt, so the two joint
     /// sequences differ in length as in the pipeline).
     public static func randomInputs(_ c: Lumina2Configuration, sizes: BenchmarkInputs, seed: UInt64) throws -> SamplingInputs<Lumina2Input> {
-        let b = try sizes.positive("batch"), h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
-        let l = try sizes.positive("text_tokens")
+        let z = try LuminaInputChecks.benchmarkSizes(sizes, patch: c.patchSize, channels: c.inChannels, captionWidth: c.capFeatDim)
+        let (b, h, w, l) = (z.batch, z.height, z.width, z.textTokens)
         let cond = try Lumina2Transformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                        textTokens: l, seed: seed)
         let uncond = try Lumina2Transformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                          textTokens: l, validTokens: max(1, l / 2), seed: seed &+ 0x5EED)
-        return SamplingInputs(latent: cond.hiddenStates) { latent, t, branch in
-            var x = branch == .uncond ? uncond : cond
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
-            return x
-        }
+        return luminaSamplingInputs(cond: cond, uncond: uncond, latent: \.hiddenStates, timestep: \.timestep, batch: b)
     }
 
     public static func cost(_ c: Lumina2Configuration, sizes: BenchmarkInputs) throws -> ForwardCost {
-        let b = try sizes.positive("batch"), h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
-        let l = try sizes.positive("text_tokens")
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw ModelLoadError.malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
-        }
-        let s = (h / c.patchSize) * (w / c.patchSize)
-        // Bounded before the estimates multiply them further.
-        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
-        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.capFeatDim])
+        let z = try LuminaInputChecks.benchmarkSizes(sizes, patch: c.patchSize, channels: c.inChannels, captionWidth: c.capFeatDim)
         return ForwardCost(
             summary: "Lumina2 \(c.hiddenSize)-wide, \(c.numRefinerLayers)+\(c.numRefinerLayers) refiner + \(c.numLayers) joint blocks, "
-                + "\(s) image + \(l) text tokens, batch \(b)",
-            flops: c.forwardFLOPs(batch: b, imageTokens: s, textTokens: l),
-            activationBytes: c.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l))
+                + "\(z.imageTokens) image + \(z.textTokens) text tokens, batch \(z.batch)",
+            flops: c.forwardFLOPs(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens),
+            activationBytes: c.activationBytesEstimate(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens))
     }
 
     // MARK: Fixtures

@@ -216,28 +216,15 @@ public struct Lumina2Transformer: Sendable {
     /// Checks every argument; returns the batch, latent size, caption length and the timestep values.
     private func validate(_ x: Lumina2Input) throws(TensorError) -> (Int, Int, Int, Int, [Float]) {
         let c = configuration
-        func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "Lumina2 forward", reason: reason) }
-        let s = x.hiddenStates.shape
-        guard s.count == 4, s[1] == c.inChannels, s[0] > 0, s[2] > 0, s[3] > 0 else {
-            throw fail("hidden_states must be [B, in_channels = \(c.inChannels), H, W] with B, H, W > 0, got \(s)")
-        }
-        let (b, h, w) = (s[0], s[2], s[3])
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw fail("the latent \(h)×\(w) is not divisible by patch_size = \(c.patchSize)")
-        }
-        let e = x.encoderHiddenStates.shape
-        guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.capFeatDim else {
-            throw fail("encoder_hidden_states must be [B = \(b), L > 0, cap_feat_dim = \(c.capFeatDim)], got \(e)")
-        }
-        let tokens = (h / c.patchSize) * (w / c.patchSize)
-        try memoryBudget.check("Lumina2 forward of batch \(b), \(tokens) image + \(e[1]) text tokens",
-                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: tokens, textTokens: e[1])))
-        try LuminaInputChecks.binaryMask(x.encoderAttentionMask, batch: b, length: e[1], name: "encoder_attention_mask",
-                                         operation: "Lumina2 forward", requireToken: false)
-        let t = try LuminaInputChecks.timesteps(x.timestep, batch: b, operation: "Lumina2 forward")
-        for (name, v) in [("hidden_states", x.hiddenStates), ("encoder_hidden_states", x.encoderHiddenStates)] where !v.isFinite {
-            throw fail("\(name) holds NaN or infinite values")
-        }
-        return (b, h, w, e[1], t)
+        let op = "Lumina2 forward"
+        let z = try LuminaInputChecks.latentAndCaption(x.hiddenStates, x.encoderHiddenStates, inChannels: c.inChannels,
+                                                       patch: c.patchSize, captionWidth: (c.capFeatDim, "cap_feat_dim"),
+                                                       operation: op)
+        try memoryBudget.check("\(op) of batch \(z.batch), \(z.imageTokens) image + \(z.textTokens) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens)))
+        try LuminaInputChecks.binaryMask(x.encoderAttentionMask, batch: z.batch, length: z.textTokens,
+                                         name: "encoder_attention_mask", operation: op, requireToken: false)
+        let t = try LuminaInputChecks.timesteps(x.timestep, batch: z.batch, operation: op)
+        return (z.batch, z.height, z.width, z.textTokens, t)
     }
 }

@@ -46,14 +46,8 @@ extension LuminaNextTransformer {
         configuration c: LuminaNextConfiguration, batch b: Int, latentHeight h: Int, latentWidth w: Int,
         textTokens l: Int, seed: UInt64
     ) throws(ModelLoadError) -> LuminaNextInput {
-        for (field, v) in [("batch", b), ("latent_height", h), ("latent_width", w), ("text_tokens", l)] {
-            try SizeLimits.checkInput(field, v)
-        }
-        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
-        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.crossAttentionDim])
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw .malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
-        }
+        _ = try LuminaInputChecks.benchmarkSizes(batch: b, height: h, width: w, textTokens: l, patch: c.patchSize,
+                                                 channels: c.inChannels, captionWidth: c.crossAttentionDim)
         let settings = try pipelineSettings(configuration: c, latentHeight: h, latentWidth: w, timestep: 0.5)
         var g = SeededGenerator(seed: seed)
         do {

@@ -60,32 +60,20 @@ public struct LuminaNextConfiguration: DiTConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = LuminaNextConfiguration()
-        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        func required<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
-            guard c.contains(key) else { return fallback }
-            guard let v = try c.decodeIfPresent(T.self, forKey: key) else {
-                throw DecodingError.valueNotFound(T.self, .init(codingPath: [key],
-                    debugDescription: "\(key.stringValue) cannot be null: diffusers cannot build the model with None"))
-            }
-            return v
-        }
-        sampleSize = c.contains(.sampleSize) ? try c.decodeIfPresent(Int.self, forKey: .sampleSize) : d.sampleSize
-        patchSize = try required(.patchSize, d.patchSize)
-        inChannels = try required(.inChannels, d.inChannels)
-        hiddenSize = try required(.hiddenSize, d.hiddenSize)
-        numLayers = try required(.numLayers, d.numLayers)
-        numAttentionHeads = try required(.numAttentionHeads, d.numAttentionHeads)
-        numKVHeads = try c.decodeIfPresent(Int.self, forKey: .numKVHeads)
-        multipleOf = try required(.multipleOf, d.multipleOf)
-        ffnDimMultiplier = try c.decodeIfPresent(Double.self, forKey: .ffnDimMultiplier)
-        normEps = Float(try required(.normEps, Double(d.normEps)))
-        // diffusers tests these for truth: null means False.
-        learnSigma = c.contains(.learnSigma) ? try c.decodeIfPresent(Bool.self, forKey: .learnSigma) ?? false : d.learnSigma
-        qkNorm = c.contains(.qkNorm) ? try c.decodeIfPresent(Bool.self, forKey: .qkNorm) ?? false : d.qkNorm
-        crossAttentionDim = try required(.crossAttentionDim, d.crossAttentionDim)
-        scalingFactor = try value(.scalingFactor, d.scalingFactor)
+        sampleSize = try c.diffusersOptional(.sampleSize, d.sampleSize)
+        patchSize = try c.diffusersRequired(.patchSize, d.patchSize)
+        inChannels = try c.diffusersRequired(.inChannels, d.inChannels)
+        hiddenSize = try c.diffusersRequired(.hiddenSize, d.hiddenSize)
+        numLayers = try c.diffusersRequired(.numLayers, d.numLayers)
+        numAttentionHeads = try c.diffusersRequired(.numAttentionHeads, d.numAttentionHeads)
+        numKVHeads = try c.diffusersOptional(.numKVHeads, d.numKVHeads)
+        multipleOf = try c.diffusersRequired(.multipleOf, d.multipleOf)
+        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, d.ffnDimMultiplier)
+        normEps = Float(try c.diffusersRequired(.normEps, Double(d.normEps)))
+        learnSigma = try c.diffusersFlag(.learnSigma, d.learnSigma)
+        qkNorm = try c.diffusersFlag(.qkNorm, d.qkNorm)
+        crossAttentionDim = try c.diffusersRequired(.crossAttentionDim, d.crossAttentionDim)
+        scalingFactor = try c.diffusersOptional(.scalingFactor, d.scalingFactor) ?? d.scalingFactor
     }
 
     /// Channels per head (diffusers' `hidden_size // num_attention_heads`).
@@ -108,22 +96,13 @@ public struct LuminaNextConfiguration: DiTConfiguration {
     /// Throws ``ModelLoadError/unsupportedConfig(field:value:reason:)`` for the first value the model
     /// cannot run with.
     public func validate() throws(ModelLoadError) {
-        let positive: [(String, Int)] = [
-            ("sample_size", sampleSize ?? 1), ("patch_size", patchSize), ("in_channels", inChannels),
-            ("hidden_size", hiddenSize), ("num_attention_heads", numAttentionHeads), ("num_kv_heads", kvHeads),
-            ("multiple_of", multipleOf), ("cross_attention_dim", crossAttentionDim),
-        ]
-        for (field, v) in positive where v <= 0 {
-            throw .unsupportedConfig(field: field, value: "\(v)", reason: "must be a positive integer")
-        }
-        guard numLayers >= 0 else {
-            throw .unsupportedConfig(field: "num_layers", value: "\(numLayers)", reason: "must be 0 or more")
-        }
-        for (field, v) in positive + [("num_layers", numLayers)] { try SizeLimits.checkConfig(field, v) }
-        guard Double(patchSize) * Double(patchSize) * Double(2 * inChannels) <= Double(SizeLimits.maximumExtent) else {
-            throw .unsupportedConfig(field: "patch_size", value: "\(patchSize)",
-                                     reason: "the patch width patch_size²·out_channels exceeds \(SizeLimits.maximumExtent)")
-        }
+        try LuminaConfigChecks.validate(
+            positive: [("sample_size", sampleSize ?? 1), ("patch_size", patchSize), ("in_channels", inChannels),
+                       ("hidden_size", hiddenSize), ("num_attention_heads", numAttentionHeads), ("num_kv_heads", kvHeads),
+                       ("multiple_of", multipleOf), ("cross_attention_dim", crossAttentionDim)],
+            layers: [("num_layers", numLayers)], patch: patchSize, channels: 2 * inChannels, heads: numAttentionHeads,
+            kvHeads: kvHeads, ffnBase: Int((Double(8 * hiddenSize) / 3).rounded(.towardZero)), multipleOf: multipleOf,
+            ffnMultiplier: ffnDimMultiplier, normEps: normEps)
         guard headDim > 0, headDim % 4 == 0 else {
             throw .unsupportedConfig(field: "num_attention_heads", value: "\(numAttentionHeads)",
                                      reason: "the head dimension hidden_size // num_attention_heads = \(headDim) must be "
@@ -133,22 +112,6 @@ public struct LuminaNextConfiguration: DiTConfiguration {
             throw .unsupportedConfig(field: "num_kv_heads", value: "null",
                                      reason: "with qk_norm: true diffusers builds the key norm as LayerNorm(head_dim · "
                                         + "num_kv_heads) and fails for None; give the number of key/value heads")
-        }
-        guard numAttentionHeads % kvHeads == 0 else {
-            throw .unsupportedConfig(field: "num_kv_heads", value: "\(kvHeads)",
-                                     reason: "num_attention_heads = \(numAttentionHeads) must be a multiple of it "
-                                        + "(diffusers repeats each key/value head heads // kv_heads times)")
-        }
-        if let m = ffnDimMultiplier, !m.isFinite {
-            throw .unsupportedConfig(field: "ffn_dim_multiplier", value: "\(m)", reason: "must be finite or null")
-        }
-        let base = Int((Double(8 * hiddenSize) / 3).rounded(.towardZero))
-        guard LuminaFeedForward.innerDim(base: base, multipleOf: multipleOf, multiplier: ffnDimMultiplier) != nil else {
-            throw .unsupportedConfig(field: "ffn_dim_multiplier", value: ffnDimMultiplier.map { "\($0)" } ?? "null",
-                                     reason: "the feed-forward width must be between 0 and \(SizeLimits.maximumExtent)")
-        }
-        guard normEps.isFinite, normEps > 0 else {
-            throw .unsupportedConfig(field: "norm_eps", value: "\(normEps)", reason: "must be a finite positive number")
         }
         guard scalingFactor.isFinite else {
             throw .unsupportedConfig(field: "scaling_factor", value: "\(scalingFactor)", reason: "must be finite")

@@ -70,16 +70,13 @@ public enum LuminaNextFamily: DiTFamily {
     /// Each call gets the pipeline's rotary scaling for its timestep and the pipeline's proportional
     /// attention base (none without a `sample_size`).
     public static func randomInputs(_ c: LuminaNextConfiguration, sizes: BenchmarkInputs, seed: UInt64) throws -> SamplingInputs<LuminaNextInput> {
-        let b = try sizes.positive("batch"), h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
-        let l = try sizes.positive("text_tokens")
+        let z = try LuminaInputChecks.benchmarkSizes(sizes, patch: c.patchSize, channels: c.inChannels, captionWidth: c.crossAttentionDim)
+        let (b, h, w, l) = (z.batch, z.height, z.width, z.textTokens)
         let cond = try LuminaNextTransformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                           textTokens: l, seed: seed)
         let uncond = try LuminaNextTransformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                             textTokens: l, seed: seed &+ 0x5EED)
-        return SamplingInputs(latent: cond.hiddenStates) { latent, t, branch in
-            var x = branch == .uncond ? uncond : cond
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
+        return luminaSamplingInputs(cond: cond, uncond: uncond, latent: \.hiddenStates, timestep: \.timestep, batch: b) { x, t in
             if c.sampleSize != nil {
                 let s = try LuminaNextTransformer.pipelineSettings(configuration: c, latentHeight: h, latentWidth: w,
                                                                    timestep: Double(t))
@@ -87,24 +84,15 @@ public enum LuminaNextFamily: DiTFamily {
             } else {
                 (x.rotary, x.baseSequenceLength) = (.unscaled, nil)
             }
-            return x
         }
     }
 
     public static func cost(_ c: LuminaNextConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {
-        let b = try sizes.positive("batch"), h = try sizes.positive("latent_height"), w = try sizes.positive("latent_width")
-        let l = try sizes.positive("text_tokens")
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw ModelLoadError.malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patchSize)")
-        }
-        let s = (h / c.patchSize) * (w / c.patchSize)
-        // Bounded before the estimates multiply them further.
-        try SizeLimits.checkInputElements("hidden_states", [b, c.inChannels, h, w])
-        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, c.crossAttentionDim])
+        let z = try LuminaInputChecks.benchmarkSizes(sizes, patch: c.patchSize, channels: c.inChannels, captionWidth: c.crossAttentionDim)
         return ForwardCost(
-            summary: "Lumina-Next \(c.hiddenSize)-wide, \(c.numLayers) blocks, \(s) image + \(l) text tokens, batch \(b)",
-            flops: c.forwardFLOPs(batch: b, imageTokens: s, textTokens: l),
-            activationBytes: c.activationBytesEstimate(batch: b, imageTokens: s, textTokens: l))
+            summary: "Lumina-Next \(c.hiddenSize)-wide, \(c.numLayers) blocks, \(z.imageTokens) image + \(z.textTokens) text tokens, batch \(z.batch)",
+            flops: c.forwardFLOPs(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens),
+            activationBytes: c.activationBytesEstimate(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens))
     }
 
     // MARK: Fixtures

@@ -192,63 +192,19 @@ public struct LuminaNextTransformer: Sendable {
     /// Checks every argument; returns the batch, the latent size and the timestep values.
     private func validate(_ x: LuminaNextInput) throws(TensorError) -> (Int, Int, Int, [Float]) {
         let c = configuration
-        func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "Lumina-Next forward", reason: reason) }
-        let s = x.hiddenStates.shape
-        guard s.count == 4, s[1] == c.inChannels, s[0] > 0, s[2] > 0, s[3] > 0 else {
-            throw fail("hidden_states must be [B, in_channels = \(c.inChannels), H, W] with B, H, W > 0, got \(s)")
+        let op = "Lumina-Next forward"
+        let z = try LuminaInputChecks.latentAndCaption(x.hiddenStates, x.encoderHiddenStates, inChannels: c.inChannels,
+                                                       patch: c.patchSize, captionWidth: (c.crossAttentionDim, "cross_attention_dim"),
+                                                       operation: op)
+        try memoryBudget.check("\(op) of batch \(z.batch), \(z.imageTokens) image + \(z.textTokens) text tokens",
+                               bytes: Double(c.activationBytesEstimate(batch: z.batch, imageTokens: z.imageTokens, textTokens: z.textTokens)))
+        try LuminaInputChecks.binaryMask(x.encoderMask, batch: z.batch, length: z.textTokens, name: "encoder_mask",
+                                         operation: op, requireToken: true)
+        let t = try LuminaInputChecks.timesteps(x.timestep, batch: z.batch, operation: op)
+        if case let .table(table) = x.rotary, !table.isFinite {
+            throw .invalidArgument(operation: op, reason: "image_rotary_emb holds NaN or infinite values")
         }
-        let (b, h, w) = (s[0], s[2], s[3])
-        guard h % c.patchSize == 0, w % c.patchSize == 0 else {
-            throw fail("the latent \(h)×\(w) is not divisible by patch_size = \(c.patchSize)")
-        }
-        let e = x.encoderHiddenStates.shape
-        guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.crossAttentionDim else {
-            throw fail("encoder_hidden_states must be [B = \(b), L > 0, cross_attention_dim = \(c.crossAttentionDim)], got \(e)")
-        }
-        let tokens = (h / c.patchSize) * (w / c.patchSize)
-        try memoryBudget.check("Lumina-Next forward of batch \(b), \(tokens) image + \(e[1]) text tokens",
-                               bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: tokens, textTokens: e[1])))
-        try LuminaInputChecks.binaryMask(x.encoderMask, batch: b, length: e[1], name: "encoder_mask",
-                                         operation: "Lumina-Next forward", requireToken: true)
-        let t = try LuminaInputChecks.timesteps(x.timestep, batch: b, operation: "Lumina-Next forward")
-        for (name, v) in [("hidden_states", x.hiddenStates), ("encoder_hidden_states", x.encoderHiddenStates)] where !v.isFinite {
-            throw fail("\(name) holds NaN or infinite values")
-        }
-        if case let .table(table) = x.rotary, !table.isFinite { throw fail("image_rotary_emb holds NaN or infinite values") }
-        return (b, h, w, t)
+        return (z.batch, z.height, z.width, t)
     }
 }
 
-/// Argument checks shared by both Lumina models.
-enum LuminaInputChecks {
-    /// A `[B, L]` mask of zeros and ones; with `requireToken`, every sample has at least one 1.
-    static func binaryMask(
-        _ m: Tensor, batch b: Int, length l: Int, name: String, operation: String, requireToken: Bool
-    ) throws(TensorError) {
-        guard m.shape == [b, l] else {
-            throw .shapeMismatch(operation: operation, shapes: [m.shape], reason: "\(name) must be [B, L] = [\(b), \(l)]")
-        }
-        let v = m.scalars
-        guard v.allSatisfy({ $0 == 0 || $0 == 1 }) else {
-            throw .invalidArgument(operation: operation, reason: "\(name) must hold only 0 (padding) and 1 (token)")
-        }
-        if requireToken {
-            for i in 0..<b where !v[(i * l)..<((i + 1) * l)].contains(1) {
-                throw .invalidArgument(operation: operation,
-                                       reason: "\(name) of sample \(i) selects no token (diffusers would divide by zero)")
-            }
-        }
-    }
-
-    /// The timestep values: `[B]`, or `[1]` for every sample; finite.
-    static func timesteps(_ t: Tensor, batch b: Int, operation: String) throws(TensorError) -> [Float] {
-        guard t.rank == 1, t.shape[0] == b || t.shape[0] == 1 else {
-            throw .shapeMismatch(operation: operation, shapes: [t.shape], reason: "timestep must be [B = \(b)] or [1]")
-        }
-        let v = t.scalars
-        guard v.allSatisfy(\.isFinite) else {
-            throw .invalidArgument(operation: operation, reason: "timestep holds NaN or infinite values: \(v)")
-        }
-        return v.count == b ? v : Array(repeating: v[0], count: b)
-    }
-}

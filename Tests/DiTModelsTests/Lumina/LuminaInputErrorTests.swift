@@ -13,8 +13,6 @@ import Tensors
         return (model, try LuminaNextFamily.forwardInput(args, configuration: model.configuration))
     }
 
-    static func typed(_ e: any Error) -> Bool { e is TensorError }
-
     @Test func luminaNextRejectsBadInputs() throws {
         var (model, good) = try Self.next()
         _ = try model(good)
@@ -37,11 +35,7 @@ import Tensors
             ("base 1", { $0.baseSequenceLength = 1 }),
         ]
         cases.append(("budget", { _ in model.memoryBudget = MemoryBudget(bytes: 1000) }))
-        for (label, edit) in cases {
-            var x = good
-            try edit(&x)
-            #expect("\(label)", performing: { try model(x) }, throws: Self.typed)
-        }
+        try LuminaTestSupport.expectEveryCaseThrows(good, cases) { _ = try model($0) }
         model.memoryBudget = .machineDefault
         good.baseSequenceLength = nil
         _ = try model(good)
@@ -63,11 +57,7 @@ import Tensors
             ("grid beyond axes_lens", { $0.hiddenStates = try Tensor(zeros: [1, 4, 2, 1026]) }),
         ]
         cases.append(("budget", { _ in model.memoryBudget = MemoryBudget(bytes: 1000) }))
-        for (label, edit) in cases {
-            var x = good
-            try edit(&x)
-            #expect("\(label)", performing: { try model(x) }, throws: Self.typed)
-        }
+        try LuminaTestSupport.expectEveryCaseThrows(good, cases) { _ = try model($0) }
         // An all-zero caption mask is valid (no caption token enters the joint sequence), as in diffusers.
         model.memoryBudget = .machineDefault
         good.encoderAttentionMask = try Tensor(zeros: [1, 8])

@@ -49,13 +49,10 @@ struct LuminaVerifyTests {
         let (b, s, l) = (2, 12, 5)
         let loader = WeightLoader(randomSeed: 1)
         _ = try LuminaNextFamily.build(n, loader)
-        var expected = 0.0
-        for (name, w) in loader.supplied where name.hasSuffix(".weight") && w.rank == 2 {
-            let rows: Int
-            if name.contains("attn2.to_k") || name.contains("attn2.to_v") { rows = b * l }
-            else if name.contains("time_caption_embed") || name.contains("norm1.linear") || name.contains("norm_out.linear_1") { rows = b }
-            else { rows = b * s }
-            expected += 2 * Double(rows) * Double(w.count)
+        var expected = LuminaTestSupport.weightFLOPs(loader) { name in
+            if name.contains("attn2.to_k") || name.contains("attn2.to_v") { return b * l }
+            if name.contains("time_caption_embed") || name.contains("norm1.linear") || name.contains("norm_out.linear_1") { return b }
+            return b * s
         }
         let q = Double(n.heads.queryWidth)
         expected += Double(n.numLayers) * (4 * Double(b * s * s) * q + 4 * Double(b * s * l) * q)
@@ -66,14 +63,11 @@ struct LuminaVerifyTests {
         (c.axesDimRope, c.capFeatDim, c.multipleOf, c.inChannels, c.outChannelsSetting) = ([4, 4, 4], 10, 8, 3, 5)
         let loader2 = WeightLoader(randomSeed: 2)
         _ = try Lumina2Family.build(c, loader2)
-        var expected2 = 0.0
-        for (name, w) in loader2.supplied where name.hasSuffix(".weight") && w.rank == 2 {
-            let rows: Int
-            if name.hasPrefix("context_refiner") || name.contains("caption_embedder") { rows = b * l }
-            else if name.contains("timestep_embedder") || name.contains("norm1.linear") || name.contains("norm_out.linear_1") { rows = b }
-            else if name.hasPrefix("layers") { rows = b * (s + l) }
-            else { rows = b * s }   // x_embedder, noise_refiner, norm_out.linear_2
-            expected2 += 2 * Double(rows) * Double(w.count)
+        var expected2 = LuminaTestSupport.weightFLOPs(loader2) { name in
+            if name.hasPrefix("context_refiner") || name.contains("caption_embedder") { return b * l }
+            if name.contains("timestep_embedder") || name.contains("norm1.linear") || name.contains("norm_out.linear_1") { return b }
+            if name.hasPrefix("layers") { return b * (s + l) }
+            return b * s   // x_embedder, noise_refiner, norm_out.linear_2
         }
         let q2 = Double(c.heads.queryWidth)
         expected2 += 4 * q2 * Double(b) * (Double(c.numRefinerLayers) * Double(l * l + s * s) + Double(c.numLayers * (s + l) * (s + l)))
