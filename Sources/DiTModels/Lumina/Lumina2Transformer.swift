@@ -41,8 +41,6 @@ public struct Lumina2State: Sendable {
     /// The latent height and width.
     public var grid: (h: Int, w: Int)
 
-    /// Image tokens per sample.
-    public var imageTokens: Int { joint.shape[1] - (captionLengths.max() ?? 0) }
     /// The padded joint length `P` = `max_seq_len` (TeaCache4Lumina2's cache key).
     public var maxSequenceLength: Int { joint.shape[1] }
 }

@@ -111,7 +111,7 @@ enum LuminaKernels {
         var i = 0
         while i + 16 <= n {
             let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
-            lanes.addProduct(v, v)
+            lanes += v * v
             i += 16
         }
         var total = lanes.sum()

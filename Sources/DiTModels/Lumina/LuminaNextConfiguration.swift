@@ -89,7 +89,9 @@ public struct LuminaNextConfiguration: DiTConfiguration {
     /// The feed-forward hidden width: diffusers' `int(4·2·D/3)`, times the multiplier, rounded up to
     /// `multiple_of` (0 when the configuration is invalid; ``validate()`` reports it).
     public var ffnInnerDim: Int {
-        let base = Int((Double(8 * hiddenSize) / 3).rounded(.towardZero))
+        let scaled = (Double(hiddenSize) * 8 / 3).rounded(.towardZero)
+        guard scaled >= 0, scaled <= Double(SizeLimits.maximumExtent) else { return 0 }
+        let base = Int(scaled)
         return LuminaFeedForward.innerDim(base: base, multipleOf: multipleOf, multiplier: ffnDimMultiplier) ?? 0
     }
 
@@ -101,7 +103,7 @@ public struct LuminaNextConfiguration: DiTConfiguration {
                        ("hidden_size", hiddenSize), ("num_attention_heads", numAttentionHeads), ("num_kv_heads", kvHeads),
                        ("multiple_of", multipleOf), ("cross_attention_dim", crossAttentionDim)],
             layers: [("num_layers", numLayers)], patch: patchSize, channels: 2 * inChannels, heads: numAttentionHeads,
-            kvHeads: kvHeads, ffnBase: Int((Double(8 * hiddenSize) / 3).rounded(.towardZero)), multipleOf: multipleOf,
+            kvHeads: kvHeads, ffnBase: Int((Double(hiddenSize) * 8 / 3).rounded(.towardZero)), multipleOf: multipleOf,
             ffnMultiplier: ffnDimMultiplier, normEps: normEps)
         guard headDim > 0, headDim % 4 == 0 else {
             throw .unsupportedConfig(field: "num_attention_heads", value: "\(numAttentionHeads)",

@@ -52,6 +52,18 @@ struct Lumina2ForwardTests {
         }
     }
 
+    /// `out_channels` other than `in_channels` sets the width of `norm_out.linear_2` and the output
+    /// channels (a sampling loop needs them equal, so no fixture has it).
+    @Test func outChannelsSetTheOutputWidth() throws {
+        var c = try Lumina2Configuration.load(Fixtures.folder("lumina2").appendingPathComponent("config.json"))
+        c.outChannelsSetting = 6
+        let model = try Lumina2Family.random(c, seed: 3, steps: 4)
+        let x = try Lumina2Transformer.randomInputs(configuration: c, batch: 2, latentHeight: 4, latentWidth: 6, textTokens: 5,
+                                                    validTokens: 3, seed: 4)
+        #expect(try model(x).shape == [2, 6, 4, 6])
+        #expect(model.normOut.linear2.weight.shape == [2 * 2 * 6, 32])
+    }
+
     /// diffusers' position ids: caption token j at (j, 0, 0), image token (r, c) at (c_i, r, c), padding
     /// at (0, 0, 0); the caption table is zero beyond the caption and the image table is the image part.
     @Test func rotaryPositionsFollowDiffusers() throws {
