@@ -1,6 +1,7 @@
 import Tensors
 
-/// A ``DiffusionTransformer`` wrapped with TeaCache.
+/// A ``DiffusionTransformer`` wrapped with a step cache: TeaCache, First-Block Cache or MagCache
+/// (``CachePolicy``).
 ///
 /// A final class because it is stateful across calls (previous modulated inputs, residuals,
 /// accumulators) and is meant to be shared by reference between a sampler's closure and the code
@@ -13,9 +14,11 @@ import Tensors
 /// than `steps` times throws ``TeaCacheError/stepOutOfRange(branch:step:steps:)``. If the shapes of
 /// a branch change within a run, that branch's cache is reset automatically (its next call computes).
 ///
-/// One call: `prepare` → modulated input `m` → decision → either `runBlocks` (storing
+/// One TeaCache call: `prepare` → modulated input `m` → decision → either `runBlocks` (storing
 /// `residual = out − in` per stream) or `in + residual` per stream → `outputHead`. The previous
-/// modulated input of the branch is updated on every call, computed or skipped.
+/// modulated input of the branch is updated on every call, computed or skipped. First-Block Cache runs
+/// block 0 first and decides from its residual (``FirstBlockCacheConfiguration``); MagCache decides from
+/// the step's calibrated ratio (``MagCacheConfiguration``).
 ///
 /// In per-sample mode (``TeaCacheConfiguration/perSample``; the state must be a
 /// ``BatchSelectableState``), each batch element gets its own distance and decision; only the
@@ -24,13 +27,31 @@ import Tensors
 public final class CachedTransformer<Model: DiffusionTransformer> {
     private struct BranchCache {
         var previousModulated: Tensor?
+        /// TeaCache: the block-stack residual per stream; First-Block Cache: the residual of blocks 1… per
+        /// stream; MagCache: `[stream 0's block-stack residual]`.
         var residuals: [Tensor]?
+        /// First-Block Cache: block 0's residual of stream 0 at the last computed call.
+        var headResidual: Tensor?
         var streamShapes: [[Int]]?
         var nextStep = 0
     }
 
+    private enum Engine {
+        case teaCache(TeaCachePolicy)
+        case firstBlock(FirstBlockCacheConfiguration, BlockRunner)
+        case magCache(MagCachePolicy)
+    }
+
+    /// Block-by-block access to a ``BlockwiseDiffusionTransformer`` model, opened once.
+    private struct BlockRunner {
+        var count: (Model.State) throws -> Int
+        var run: (Int, inout Model.State) throws -> Void
+        var finish: (inout Model.State) throws -> Void
+    }
+
     private struct Run {
-        var policy: TeaCachePolicy
+        var engine: Engine
+        var steps: Int
         var branches: [BranchKey: BranchCache] = [:]
         var trace: TeaCacheTrace
         var calls = 0
@@ -39,29 +60,76 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
 
     /// The wrapped model.
     public let model: Model
-    /// The configuration; a new one takes effect at the next ``beginRun(steps:)``.
-    public var configuration: TeaCacheConfiguration
+    /// The cache policy; a new one takes effect at the next ``beginRun(steps:)``.
+    public var policy: CachePolicy
+    /// The TeaCache configuration, when the policy is ``CachePolicy/teaCache(_:)``.
+    public var configuration: TeaCacheConfiguration? {
+        if case .teaCache(let c) = policy { return c }
+        return nil
+    }
     /// When set, every call records a (modulated-input distance, output distance) pair per branch.
     public var calibrationRecorder: CalibrationRecorder?
+    /// When set, every computed call records stream 0's block-stack residual (MagCache ratio calibration).
+    public var magRatioRecorder: MagRatioRecorder?
     private var run: Run?
 
-    /// Wraps `model`. Call ``beginRun(steps:)`` before the first call.
+    /// Wraps `model` with TeaCache. Call ``beginRun(steps:)`` before the first call.
     public init(model: Model, configuration: TeaCacheConfiguration) {
         self.model = model
-        self.configuration = configuration
+        self.policy = .teaCache(configuration)
+    }
+
+    /// Wraps `model` with any policy. Call ``beginRun(steps:)`` before the first call.
+    public init(model: Model, policy: CachePolicy) {
+        self.model = model
+        self.policy = policy
     }
 
     /// Starts a run of `steps` steps per branch and clears every cache, accumulator and the trace.
     /// If it throws, no run is active afterwards (calls throw ``TeaCacheError/runNotStarted``).
-    /// - Throws: ``TeaCacheError/invalidStepCount(_:)``, or ``TeaCacheError/replayMismatch(_:)`` when
-    ///   replaying a schedule recorded for another step count.
+    /// - Throws: ``TeaCacheError/invalidStepCount(_:)``, ``TeaCacheError/replayMismatch(_:)`` when
+    ///   replaying a schedule recorded for another step count, ``TeaCacheError/policyUnsupported(_:)`` for
+    ///   First-Block Cache on a model that is not a ``BlockwiseDiffusionTransformer``.
     public func beginRun(steps: Int) throws(TeaCacheError) {
         // A failed start must not leave the previous run active: end it first.
         run = nil
-        try configuration.validate()
-        let policy = try TeaCachePolicy(configuration: configuration, steps: steps)
-        run = Run(policy: policy, trace: TeaCacheTrace(steps: steps))
+        try policy.validate()
+        guard steps >= 1 else { throw .invalidStepCount(steps) }
+        let engine: Engine
+        switch policy {
+        case .teaCache(let c): engine = .teaCache(try TeaCachePolicy(configuration: c, steps: steps))
+        case .magCache(let c): engine = .magCache(try MagCachePolicy(configuration: c, steps: steps))
+        case .firstBlock(let c):
+            guard let blockwise = model as? any BlockwiseDiffusionTransformer, let runner = Self.runner(blockwise) else {
+                throw .policyUnsupported("First-Block Cache runs block 0 on its own: \(Model.self) must conform to "
+                                         + "BlockwiseDiffusionTransformer (blockCount and runBlock)")
+            }
+            engine = .firstBlock(c, runner)
+        }
+        run = Run(engine: engine, steps: steps, trace: TeaCacheTrace(steps: steps))
         calibrationRecorder?.beginRun()
+        magRatioRecorder?.beginRun()
+    }
+
+    /// The block runner of a blockwise model whose dynamic type is `Model`.
+    private static func runner<B: BlockwiseDiffusionTransformer>(_ b: B) -> BlockRunner? {
+        guard Model.State.self == B.State.self else { return nil }
+        func cast<T, U>(_ x: T, _: U.Type) throws -> U {
+            guard let y = x as? U else { throw TeaCacheError.policyUnsupported("state type \(T.self) is not \(U.self)") }
+            return y
+        }
+        return BlockRunner(
+            count: { s in b.blockCount(try cast(s, B.State.self)) },
+            run: { i, s in
+                var t = try cast(s, B.State.self)
+                try b.runBlock(i, &t)
+                s = try cast(t, Model.State.self)
+            },
+            finish: { s in
+                var t = try cast(s, B.State.self)
+                try b.finishBlocks(&t)
+                s = try cast(t, Model.State.self)
+            })
     }
 
     /// Ends the run, frees the cached tensors and returns its trace (nil when no run was active).
@@ -95,34 +163,59 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         let step = cache.nextStep
         // A shared counter (TeaCacheSchedule.sharedCounter) wraps like the reference's, and branches may
         // share an entry then: only per-entry steps bound the calls.
-        guard step < run.policy.steps || run.policy.configuration.schedule.sharedCounter != nil else {
-            throw TeaCacheError.stepOutOfRange(branch: branch, step: step, steps: run.policy.steps)
+        var sharesCounter = false
+        if case .teaCache(let p) = run.engine, p.configuration.schedule.sharedCounter != nil { sharesCounter = true }
+        guard step < run.steps || sharesCounter else {
+            throw TeaCacheError.stepOutOfRange(branch: branch, step: step, steps: run.steps)
         }
-        let m = try model.modulatedInput(state)
+        let needsModulated: Bool
+        if case .teaCache = run.engine { needsModulated = true } else { needsModulated = calibrationRecorder != nil }
+        let m = needsModulated ? try model.modulatedInput(state) : nil
         let shapes = state.streams.map(\.shape)
         guard !shapes.isEmpty else { throw TeaCacheError.shapeMismatch("the model state has no streams to cache") }
 
-        if let previous = cache.previousModulated, previous.shape != m.shape || cache.streamShapes != shapes {
+        if cache.streamShapes != nil, cache.streamShapes != shapes || (m != nil && cache.previousModulated?.shape != m?.shape) {
             // Shapes changed within the run: this branch's cached tensors no longer apply.
             let oldBatch = cache.streamShapes?.first?.first ?? 0
-            run.policy.reset(TeaCacheSlot(branch: branch))
-            for b in 0..<oldBatch { run.policy.reset(TeaCacheSlot(branch: branch, sample: b)) }
+            switch run.engine {
+            case .teaCache(var policy):
+                policy.reset(TeaCacheSlot(branch: branch))
+                for b in 0..<oldBatch { policy.reset(TeaCacheSlot(branch: branch, sample: b)) }
+                run.engine = .teaCache(policy)
+            case .magCache(var policy):
+                policy.reset(branch)
+                run.engine = .magCache(policy)
+            case .firstBlock: break
+            }
             cache.previousModulated = nil
             cache.residuals = nil
+            cache.headResidual = nil
         }
 
         let decisions: [(sample: Int?, decision: TeaCacheDecision)]
-        if run.policy.configuration.perSample {
-            decisions = try perSampleStep(&state, m: m, shapes: shapes, step: step, branch: branch,
-                                          cache: &cache, run: &run)
-        } else {
-            decisions = try wholeBatchStep(&state, m: m, shapes: shapes, step: step, branch: branch,
-                                           cache: &cache, run: &run)
+        switch run.engine {
+        case .teaCache(var policy):
+            guard let m else { throw TeaCacheError.shapeMismatch("no modulated input") }
+            if policy.configuration.perSample {
+                decisions = try perSampleStep(&state, m: m, shapes: shapes, step: step, branch: branch,
+                                              cache: &cache, policy: &policy, run: &run)
+            } else {
+                decisions = try wholeBatchStep(&state, m: m, shapes: shapes, step: step, branch: branch,
+                                               cache: &cache, policy: &policy, run: &run)
+            }
+            run.engine = .teaCache(policy)
+        case .firstBlock(let configuration, let runner):
+            decisions = [(nil, try firstBlockStep(&state, shapes: shapes, branch: branch, cache: &cache,
+                                                  configuration: configuration, runner: runner, run: &run))]
+        case .magCache(var policy):
+            decisions = [(nil, try magCacheStep(&state, shapes: shapes, step: step, branch: branch, cache: &cache,
+                                                policy: &policy, run: &run))]
+            run.engine = .magCache(policy)
         }
         let output = try model.outputHead(state)
-        try calibrationRecorder?.record(branch: branch, modulatedInput: m, output: output)
+        if let m { try calibrationRecorder?.record(branch: branch, modulatedInput: m, output: output) }
 
-        cache.previousModulated = m
+        if let m { cache.previousModulated = m }
         cache.streamShapes = shapes
         cache.nextStep = step + 1
         for (sample, d) in decisions {
@@ -134,25 +227,84 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         return output
     }
 
+    /// Runs the whole stack, records stream 0's residual for MagCache calibration, and returns every
+    /// stream's residual.
+    private func computeStack(_ state: inout Model.State, shapes: [[Int]], branch: BranchKey, run: inout Run) throws -> [Tensor] {
+        let inputs = state.streams
+        try model.runBlocks(&state)
+        run.blockStackRuns += 1
+        try Self.checkStreams(state.streams, expected: shapes)
+        let residuals = try Self.subtracting(inputs, from: state.streams)
+        try magRatioRecorder?.record(branch: branch, residual: residuals[0])
+        return residuals
+    }
+
+    // MARK: - First-Block Cache
+
+    private func firstBlockStep(
+        _ state: inout Model.State, shapes: [[Int]], branch: BranchKey, cache: inout BranchCache,
+        configuration: FirstBlockCacheConfiguration, runner: BlockRunner, run: inout Run
+    ) throws -> TeaCacheDecision {
+        let n = try runner.count(state)
+        guard n >= 1 else { throw TeaCacheError.policyUnsupported("First-Block Cache needs at least one block") }
+        let inputs = state.streams
+        try runner.run(0, &state)
+        let head = state.streams
+        try Self.checkStreams(head, expected: shapes)
+        let headResidual = try head[0] - inputs[0]
+        let distance = try cache.headResidual.map { p throws(TeaCacheError) in try RelativeL1.distance(headResidual, previous: p) }
+        let decision = configuration.decide(distance: cache.residuals == nil ? nil : distance)
+        if decision.skips, let tail = cache.residuals {
+            state.streams = try Self.adding(tail, to: head)
+            try runner.finish(&state)
+        } else {
+            for i in 1..<n { try runner.run(i, &state) }
+            run.blockStackRuns += 1
+            try Self.checkStreams(state.streams, expected: shapes)
+            cache.residuals = try Self.subtracting(head, from: state.streams)
+            cache.headResidual = headResidual
+            try runner.finish(&state)
+            try Self.checkStreams(state.streams, expected: shapes)
+            try magRatioRecorder?.record(branch: branch, residual: try state.streams[0] - inputs[0])
+        }
+        return decision
+    }
+
+    // MARK: - MagCache
+
+    private func magCacheStep(
+        _ state: inout Model.State, shapes: [[Int]], step: Int, branch: BranchKey, cache: inout BranchCache,
+        policy: inout MagCachePolicy, run: inout Run
+    ) throws -> TeaCacheDecision {
+        let decision = try policy.decide(step: step, branch: branch, hasResidual: cache.residuals != nil)
+        if decision.skips, let residual = cache.residuals?.first {
+            var streams = state.streams
+            guard streams[0].shape == residual.shape else {
+                throw TeaCacheError.shapeMismatch("cached residual \(residual.shape) does not match stream 0 \(streams[0].shape)")
+            }
+            streams[0] = try streams[0] + residual
+            state.streams = streams
+        } else {
+            cache.residuals = [try computeStack(&state, shapes: shapes, branch: branch, run: &run)[0]]
+        }
+        return decision
+    }
+
     // MARK: - Whole-batch decisions (the reference behaviour)
 
     private func wholeBatchStep(
         _ state: inout Model.State, m: Tensor, shapes: [[Int]], step: Int, branch: BranchKey,
-        cache: inout BranchCache, run: inout Run
+        cache: inout BranchCache, policy: inout TeaCachePolicy, run: inout Run
     ) throws -> [(sample: Int?, decision: TeaCacheDecision)] {
         let distance = try cache.previousModulated.map { p throws(TeaCacheError) in try RelativeL1.distance(m, previous: p) }
-        let decision = try run.policy.decide(step: step, branch: branch, distance: distance)
+        let decision = try policy.decide(step: step, branch: branch, distance: distance)
         if decision.skips {
             guard let residuals = cache.residuals else {
                 throw TeaCacheError.replayMismatch("branch '\(branch)' is told to skip step \(step) but has no cached residual")
             }
             state.streams = try Self.adding(residuals, to: state.streams)
         } else {
-            let inputs = state.streams
-            try model.runBlocks(&state)
-            run.blockStackRuns += 1
-            try Self.checkStreams(state.streams, expected: shapes)
-            cache.residuals = try Self.subtracting(inputs, from: state.streams)
+            cache.residuals = try computeStack(&state, shapes: shapes, branch: branch, run: &run)
         }
         return [(nil, decision)]
     }
@@ -161,7 +313,7 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
 
     private func perSampleStep(
         _ state: inout Model.State, m: Tensor, shapes: [[Int]], step: Int, branch: BranchKey,
-        cache: inout BranchCache, run: inout Run
+        cache: inout BranchCache, policy: inout TeaCachePolicy, run: inout Run
     ) throws -> [(sample: Int?, decision: TeaCacheDecision)] {
         guard let selectable = state as? any BatchSelectableState else {
             throw TeaCacheError.perSampleUnsupported("\(Model.State.self) does not conform to BatchSelectableState")
@@ -176,8 +328,8 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         } ?? Array(repeating: nil, count: batch)
         var decisions: [(sample: Int?, decision: TeaCacheDecision)] = []
         for b in 0..<batch {
-            decisions.append((b, try run.policy.decide(step: step, slot: TeaCacheSlot(branch: branch, sample: b),
-                                                       distance: distances[b])))
+            decisions.append((b, try policy.decide(step: step, slot: TeaCacheSlot(branch: branch, sample: b),
+                                                   distance: distances[b])))
         }
         let computing = decisions.compactMap { $0.decision.skips ? nil : $0.sample }
         if computing.count < batch && cache.residuals == nil {
@@ -185,11 +337,7 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         }
 
         if computing.count == batch {
-            let inputs = state.streams
-            try model.runBlocks(&state)
-            run.blockStackRuns += 1
-            try Self.checkStreams(state.streams, expected: shapes)
-            cache.residuals = try Self.subtracting(inputs, from: state.streams)
+            cache.residuals = try computeStack(&state, shapes: shapes, branch: branch, run: &run)
         } else if let residuals = cache.residuals, computing.isEmpty {
             state.streams = try Self.adding(residuals, to: state.streams)
         } else if let residuals = cache.residuals {

@@ -20,6 +20,8 @@ public enum TeaCacheError: Error, Equatable, Sendable, CustomStringConvertible {
     case replayMismatch(String)
     /// Per-sample mode was requested but the model's state cannot select batch elements.
     case perSampleUnsupported(String)
+    /// The cache policy cannot run with this model (First-Block Cache needs a blockwise model).
+    case policyUnsupported(String)
     /// Calibration was given too few (input, output) pairs to fit the polynomial.
     case insufficientCalibrationSamples(count: Int, needed: Int)
     /// A calibration sample holds a NaN or infinite distance.
@@ -58,6 +60,8 @@ public enum TeaCacheError: Error, Equatable, Sendable, CustomStringConvertible {
             return "shape mismatch: \(reason)"
         case let .replayMismatch(reason):
             return "the replayed schedule does not match this run: \(reason)"
+        case let .policyUnsupported(reason):
+            return "unsupported cache policy for this model: \(reason)"
         case let .perSampleUnsupported(reason):
             return "per-sample decisions are unavailable: \(reason)"
         case let .insufficientCalibrationSamples(count, needed):

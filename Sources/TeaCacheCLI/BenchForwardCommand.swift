@@ -53,6 +53,7 @@ struct BenchForwardCommand: ParsableCommand {
         log.info("random-weight model built", metadata: ["config": "\(config)", "elapsed": "\(secondsSince(start))"])
         print(bench.summary)
         print("threads \(Parallelism.threadCount)")
+        for line in BLASKernel.reportLines { print(line) }
         // Measure the peak of the forwards, not of the random initialisation before them.
         let peakReset = KernelBenchmarks.resetPeakRSS()
         let before = KernelBenchmarks.currentRSSBytes()

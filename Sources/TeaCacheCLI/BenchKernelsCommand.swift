@@ -27,6 +27,7 @@ struct BenchKernelsCommand: ParsableCommand {
         if let threads { Parallelism.threadCount = threads }
         logging.logger("bench.kernels").info("timing kernels", metadata: ["repeats": "\(repeats)"])
         print("threads \(Parallelism.threadCount)")
+        for line in BLASKernel.reportLines { print(line) }
         let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: repeats)
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))
         let att = try KernelBenchmarks.attentionGFLOPS(repeats: repeats)

@@ -17,6 +17,9 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "Number of input seeds (uncached runs).")
     var seeds: Int = 3
 
+    @Option(help: "What to calibrate: teacache (rescaling coefficients) or magcache (magnitude ratios).")
+    var policy: String = "teacache"
+
     @Flag(help: "Accept a fit whose R² is below the floor.")
     var force = false
 
@@ -44,9 +47,18 @@ struct CalibrateCommand: ParsableCommand {
             try options.validate()
             modelOptions.applyThreads()
             modelOptions.logSource(log)
-            let report = try CalibrationRunner.run(options) { ProgressBar.standardError(label: $0) }
-            print(report.render())
-            log.info("calibration done", metadata: ["elapsed": "\(secondsSince(start))", "preset": "\(report.outputPath)"])
+            switch policy {
+            case "teacache":
+                let report = try CalibrationRunner.run(options) { ProgressBar.standardError(label: $0) }
+                print(report.render())
+                log.info("calibration done", metadata: ["elapsed": "\(secondsSince(start))", "preset": "\(report.outputPath)"])
+            case "magcache":
+                let report = try CalibrationRunner.runMagCache(options) { ProgressBar.standardError(label: $0) }
+                print(report.render())
+                log.info("calibration done", metadata: ["elapsed": "\(secondsSince(start))", "preset": "\(report.outputPath)"])
+            default:
+                throw DemoError.invalidOption("--policy \(policy) is not teacache or magcache")
+            }
         } catch {
             CLIErrors.exit(error, log: log)
         }

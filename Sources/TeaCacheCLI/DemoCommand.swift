@@ -27,6 +27,15 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")
     var preset: String?
 
+    @Option(help: "Cache policies side by side: teacache, first-block, magcache, a comma list of them, or all.")
+    var policy: String = "teacache"
+
+    @Option(parsing: .unconditional, help: "Comma-separated First-Block Cache thresholds (default 0.05,0.1,0.2; diffusers' default is 0.05).")
+    var firstBlockThresholds: String?
+
+    @Option(parsing: .unconditional, help: "Comma-separated MagCache thresholds (default 0.06,0.12,0.24; diffusers' default is 0.06).")
+    var magcacheThresholds: String?
+
     @Option(help: "Output folder for charts, traces and the report.")
     var output: String = "teacache-output"
 
@@ -39,9 +48,12 @@ struct DemoCommand: ParsableCommand {
         let log = logging.logger("demo")
         let start = Date()
         do {
-            let options = DemoOptions(
+            var options = DemoOptions(
                 source: modelOptions.source, thresholds: try thresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) },
                 presetPath: preset, outputDirectory: output, repeats: repeats)
+            options.policies = try DemoPolicy.parse(policy)
+            options.firstBlockThresholds = try firstBlockThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
+            options.magCacheThresholds = try magcacheThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
             try options.validate()
             modelOptions.applyThreads()
             modelOptions.logSource(log)

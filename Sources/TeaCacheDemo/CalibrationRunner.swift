@@ -124,3 +124,65 @@ public enum CalibrationRunner {
                                  minimumRSquared: options.minimumRSquared)
     }
 }
+
+/// What `teacache calibrate --policy magcache` found.
+public struct MagCacheCalibrationReport: Sendable {
+    /// The model description.
+    public var summary: String
+    /// The preset written (per-step mean ratios over every run and branch).
+    public var preset: MagCachePreset
+    /// Where it was written.
+    public var outputPath: String
+    /// Uncached runs done.
+    public var runs: Int
+    /// Ratio sequences averaged (runs × CFG branches).
+    public var sequences: Int
+    /// Sampling steps per run.
+    public var steps: Int
+
+    /// The text printed on stdout.
+    public func render() -> String {
+        [
+            "model: \(summary)",
+            "runs: \(runs) seeds × \(steps) steps → \(sequences) ratio sequences (runs × branches)",
+            "largest per-step standard deviation across them = \(String(format: "%.4g", preset.maxStandardDeviation ?? 0))",
+            "mag ratios = [\(preset.magRatios.map { String(format: "%.5f", $0) }.joined(separator: ", "))]",
+            "wrote MagCache preset '\(preset.name)' to \(outputPath)",
+        ].joined(separator: "\n")
+    }
+}
+
+extension CalibrationRunner {
+    /// Calibrates MagCache's magnitude ratios: the model uncached over several input seeds, stream 0's
+    /// block-stack residual of every call recorded (``MagRatioRecorder``), the per-step mean over runs and
+    /// branches written as a ``MagCachePreset`` JSON (with the largest per-step spread across them).
+    public static func runMagCache(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> MagCacheCalibrationReport {
+        try options.validate()
+        let family = try DemoFamily(named: options.source.family)
+        let workload = try family.makeWorkload(options.source)
+        var sequences: [[Double]] = []
+        for k in 1...options.seeds {
+            let seed = options.source.seed &+ UInt64(k)
+            var r = try DemoRunner.run("seed \(seed)", steps: workload.steps, progress: progress) { p throws(DemoError) in
+                try workload.runUncached(inputSeed: seed, progress: p)
+            } wall: { $0.wallSeconds }
+            r.magRatios.beginRun()
+            sequences += r.magRatios.sequences
+        }
+        var all = MagRatioRecorder()
+        all.append(sequences: sequences)
+        let ratios: (ratios: [Double], maxStandardDeviation: Double)
+        do { ratios = try all.ratios() } catch { throw .teaCache(error) }
+        let preset = MagCachePreset(
+            name: options.name ?? "\(family.name)-magcache-calibrated", magRatios: ratios.ratios,
+            provenance: "teacache calibrate --policy magcache: \(workload.summary); \(options.seeds) input seeds, \(workload.steps) steps",
+            maxStandardDeviation: ratios.maxStandardDeviation)
+        let url = URL(fileURLWithPath: options.outputPath)
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try preset.jsonData().write(to: url, options: .atomic)
+        } catch { throw .io("cannot write \(url.path): \(error)") }
+        return MagCacheCalibrationReport(summary: workload.summary, preset: preset, outputPath: url.path, runs: options.seeds,
+                                         sequences: sequences.count, steps: workload.steps)
+    }
+}

@@ -1,5 +1,38 @@
 import Foundation
 
+/// A cache policy the demo can put in its table.
+public enum DemoPolicy: String, Sendable, Equatable, CaseIterable {
+    /// TeaCache with the family's preset and calibrated coefficients.
+    case teaCache = "teacache"
+    /// First-Block Cache.
+    case firstBlock = "first-block"
+    /// MagCache with the family's published ratios and ratios calibrated on the uncached run.
+    case magCache = "magcache"
+
+    /// Parses `teacache`, `first-block`, `magcache`, a comma list of them, or `all`.
+    public static func parse(_ text: String) throws(DemoError) -> [DemoPolicy] {
+        if text == "all" { return allCases }
+        var out: [DemoPolicy] = []
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let p = DemoPolicy(rawValue: part) else {
+                throw .invalidOption("--policy \(part) is not one of teacache, first-block, magcache, all")
+            }
+            if !out.contains(p) { out.append(p) }
+        }
+        guard !out.isEmpty else { throw .invalidOption("--policy is empty; give teacache, first-block, magcache or all") }
+        return out
+    }
+
+    /// The thresholds run when none are given: diffusers' defaults ×1, ×2, ×4 for the hooks.
+    public var defaultThresholds: [Double]? {
+        switch self {
+        case .teaCache: return nil
+        case .firstBlock: return [0.05, 0.1, 0.2]
+        case .magCache: return [0.06, 0.12, 0.24]
+        }
+    }
+}
+
 /// Everything `teacache demo` takes.
 public struct DemoOptions: Sendable, Equatable {
     /// The model (family, config, weights, seed, steps).
@@ -14,6 +47,12 @@ public struct DemoOptions: Sendable, Equatable {
     public var overheadRepeats: Int
     /// How many times each sampling run is repeated; the fastest wall time is reported.
     public var repeats: Int
+    /// The policies of the table, in order.
+    public var policies: [DemoPolicy] = [.teaCache]
+    /// First-Block Cache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var firstBlockThresholds: [Double]?
+    /// MagCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var magCacheThresholds: [Double]?
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
@@ -31,6 +70,9 @@ public struct DemoOptions: Sendable, Equatable {
         _ = try DemoFamily(named: source.family)
         try source.validate()
         if let thresholds { try Self.validate(thresholds) }
+        if let firstBlockThresholds { try Self.validate(firstBlockThresholds) }
+        if let magCacheThresholds { try Self.validate(magCacheThresholds) }
+        guard !policies.isEmpty else { throw .invalidOption("no policy to run") }
         guard !outputDirectory.isEmpty else { throw .invalidOption("--output is empty; give a folder") }
         guard repeats >= 1 else { throw .invalidOption("--repeats is \(repeats); use at least 1") }
         guard overheadRepeats >= 1 else { throw .invalidOption("overhead repeats is \(overheadRepeats); use at least 1") }

@@ -130,35 +130,75 @@ public enum DemoRunner {
         } catch { problem = "\(error)" }
         if let userPreset { sets.append(CoefficientSet(label: "preset \(userPreset.name)", preset: userPreset)) }
 
-        var rows: [DemoRow] = []
-        for set in sets {
-            for threshold in thresholds {
-                let configuration: TeaCacheConfiguration
-                do { configuration = try .faithful(set.preset, threshold: threshold) } catch { throw .teaCache(error) }
-                let label = "\(set.label) δ=\(String(format: "%.3g", threshold))"
-                var cached = try run(label, steps: workload.steps, progress: progress) { p throws(DemoError) in
-                    try workload.runCached(configuration, progress: p)
-                } wall: { $0.wallSeconds }
-                for k in 1..<options.repeats {
-                    let again = try run("\(label) (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
-                        try workload.runCached(configuration, progress: p)
-                    } wall: { $0.wallSeconds }
-                    cached.wallSeconds = min(cached.wallSeconds, again.wallSeconds)
+        // Every (policy, parameter set, threshold) run of the table, in order.
+        var plan: [(label: String, threshold: Double, policy: CachePolicy)] = []
+        for p in options.policies {
+            switch p {
+            case .teaCache:
+                for set in sets {
+                    for threshold in thresholds {
+                        do { plan.append((set.label, threshold, .teaCache(try .faithful(set.preset, threshold: threshold)))) } catch {
+                            throw .teaCache(error)
+                        }
+                    }
                 }
-                let cmp = try LatentComparison(cached.latent, reference: uncached.latent)
-                let s = cached.trace.summary
-                rows.append(DemoRow(coefficients: set.label, threshold: threshold, computed: s.computed, calls: s.calls,
-                                    wallSeconds: cached.wallSeconds, uncachedWallSeconds: uncached.wallSeconds,
-                                    relativeL1: cmp.relativeL1, psnr: cmp.psnr))
-                let stem = slug(set.label) + "-t" + String(format: "%.3g", threshold)
-                let title = "\(family.name): \(set.label), threshold \(String(format: "%.3g", threshold)) — "
-                    + "\(s.computed)/\(s.calls) computed"
-                files.append(try write(Data(TraceChart.svg(trace: cached.trace, threshold: threshold, title: title).utf8),
-                                       to: folder.appendingPathComponent(stem + ".svg")))
-                let trace: Data
-                do { trace = try cached.trace.jsonData() } catch { throw DemoError.wrap(error) }
-                files.append(try write(trace, to: folder.appendingPathComponent(stem + ".trace.json")))
+            case .firstBlock:
+                guard workload.blockCount != nil else {
+                    throw .invalidOption("--policy first-block needs a model that runs block by block; \(family.name) does not")
+                }
+                for threshold in options.firstBlockThresholds ?? p.defaultThresholds ?? [] {
+                    do { plan.append(("first-block", threshold, .firstBlock(try FirstBlockCacheConfiguration(threshold: threshold)))) } catch {
+                        throw .teaCache(error)
+                    }
+                }
+            case .magCache:
+                var ratioSets = family.family.magCachePresets.map { ("magcache \($0.name) ratios", $0.magRatios) }
+                if let calibrated = try? uncached.magRatios.ratios() {
+                    ratioSets.append(("magcache calibrated", calibrated.ratios))
+                    let preset = MagCachePreset(name: "\(family.name)-demo-calibrated", magRatios: calibrated.ratios,
+                                                provenance: "teacache demo: the uncached run of \(workload.summary)",
+                                                maxStandardDeviation: calibrated.maxStandardDeviation)
+                    do { files.append(try write(try preset.jsonData(), to: folder.appendingPathComponent("calibrated-magcache.json"))) } catch {
+                        throw DemoError.wrap(error)
+                    }
+                }
+                for (label, ratios) in ratioSets {
+                    for threshold in options.magCacheThresholds ?? p.defaultThresholds ?? [] {
+                        do { plan.append((label, threshold, .magCache(try MagCacheConfiguration(magRatios: ratios, threshold: threshold)))) } catch {
+                            throw .teaCache(error)
+                        }
+                    }
+                }
             }
+        }
+
+        var rows: [DemoRow] = []
+        for (setLabel, threshold, policy) in plan {
+            let label = "\(setLabel) δ=\(String(format: "%.3g", threshold))"
+            var cached = try run(label, steps: workload.steps, progress: progress) { p throws(DemoError) in
+                try workload.runCached(policy, progress: p)
+            } wall: { $0.wallSeconds }
+            for k in 1..<options.repeats {
+                let again = try run("\(label) (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
+                    try workload.runCached(policy, progress: p)
+                } wall: { $0.wallSeconds }
+                cached.wallSeconds = min(cached.wallSeconds, again.wallSeconds)
+            }
+            let cmp = try LatentComparison(cached.latent, reference: uncached.latent)
+            let s = cached.trace.summary
+            var row = DemoRow(coefficients: setLabel, threshold: threshold, computed: s.computed, calls: s.calls,
+                              wallSeconds: cached.wallSeconds, uncachedWallSeconds: uncached.wallSeconds,
+                              relativeL1: cmp.relativeL1, psnr: cmp.psnr)
+            if case .firstBlock = policy, let n = workload.blockCount, n > 0 { row.firstBlockShare = 1 / Double(n) }
+            rows.append(row)
+            let stem = slug(setLabel) + "-t" + String(format: "%.3g", threshold)
+            let title = "\(family.name): \(setLabel), threshold \(String(format: "%.3g", threshold)) — "
+                + "\(s.computed)/\(s.calls) computed"
+            files.append(try write(Data(TraceChart.svg(trace: cached.trace, threshold: threshold, title: title).utf8),
+                                   to: folder.appendingPathComponent(stem + ".svg")))
+            let trace: Data
+            do { trace = try cached.trace.jsonData() } catch { throw DemoError.wrap(error) }
+            files.append(try write(trace, to: folder.appendingPathComponent(stem + ".trace.json")))
         }
 
         let overhead = try workload.measureDecisionOverhead(

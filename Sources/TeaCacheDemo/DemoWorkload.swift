@@ -14,6 +14,8 @@ public struct UncachedRun: Sendable {
     public var forwardSeconds: [Double]
     /// Calibration pairs recorded from the run (consecutive calls of each branch).
     public var samples: [CalibrationSample]
+    /// MagCache magnitude ratios recorded from the run (stream 0's block-stack residual of every call).
+    public var magRatios: MagRatioRecorder
 }
 
 /// The result of a sampling run through ``CachedTransformer``.
@@ -64,8 +66,11 @@ public protocol DemoWorkload {
     /// Runs the sampler with plain forwards, recording calibration pairs. `inputSeed` replaces the
     /// seed of the random latent and conditioning (for calibration over several inputs).
     func runUncached(inputSeed: UInt64?, progress: StepProgress?) throws(DemoError) -> UncachedRun
-    /// Runs the sampler through a ``CachedTransformer`` with `configuration`.
-    func runCached(_ configuration: TeaCacheConfiguration, progress: StepProgress?) throws(DemoError) -> CachedRun
+    /// Runs the sampler through a ``CachedTransformer`` with `policy`.
+    func runCached(_ policy: CachePolicy, progress: StepProgress?) throws(DemoError) -> CachedRun
+    /// The number of blocks a First-Block Cache run can skip beyond block 0 (nil when the model is not a
+    /// ``BlockwiseDiffusionTransformer``).
+    var blockCount: Int? { get }
     /// Times the skip-path extra work (median of `repeats`) against `forwardSeconds` (or, when nil,
     /// the median of `repeats` forwards).
     func measureDecisionOverhead(
@@ -99,6 +104,17 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
 
     public var steps: Int { sampler.steps }
 
+    public var blockCount: Int? {
+        guard let blockwise = model as? any BlockwiseDiffusionTransformer, let x = try? inputs(inputSeed),
+              let input = try? x.makeInput(x.latent, sampler.timesteps[0], .cond) else { return nil }
+        return Self.count(blockwise, input)
+    }
+
+    private static func count<B: BlockwiseDiffusionTransformer>(_ b: B, _ input: Model.Input) -> Int? {
+        guard let i = input as? B.Input, let s = try? b.prepare(i) else { return nil }
+        return b.blockCount(s)
+    }
+
     public func runUncached(inputSeed seed: UInt64?, progress: StepProgress?) throws(DemoError) -> UncachedRun {
         do {
             let x = try inputs(seed ?? inputSeed)
@@ -107,6 +123,7 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
             // Pairs are recorded on the fly (only the previous call per branch is kept), so the run's
             // memory stays flat; computing m and recording are timed and excluded from the wall.
             var recorder = CalibrationRecorder()
+            var magRatios = MagRatioRecorder()
             let start = DispatchTime.now().uptimeNanoseconds
             let latent = try sampler.sample(from: x.latent, model: { latent, t, branch, _ in
                 let input = try x.makeInput(latent, t, branch)
@@ -114,25 +131,28 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
                 var state = try model.prepare(input)
                 let m0 = DispatchTime.now().uptimeNanoseconds
                 let m = try model.modulatedInput(state)
+                let h0 = state.streams[0]
                 let m1 = DispatchTime.now().uptimeNanoseconds
                 try model.runBlocks(&state)
                 let out = try model.outputHead(state)
                 let c1 = DispatchTime.now().uptimeNanoseconds
                 try recorder.record(branch: branch, modulatedInput: m, output: out)
+                try magRatios.record(branch: branch, residual: state.streams[0] - h0)
                 let c2 = DispatchTime.now().uptimeNanoseconds
                 excluded += (m1 - m0) + (c2 - c1)
                 forwardSeconds.append(Double(c1 - c0 - (m1 - m0)) / 1e9)
                 return out
             }, progress: progress.map { p in { p($0.step, $0.total, $0.elapsed); return .proceed } })
             let wall = Double(DispatchTime.now().uptimeNanoseconds - start - excluded) / 1e9
-            return UncachedRun(latent: latent, wallSeconds: wall, forwardSeconds: forwardSeconds, samples: recorder.samples)
+            return UncachedRun(latent: latent, wallSeconds: wall, forwardSeconds: forwardSeconds, samples: recorder.samples,
+                               magRatios: magRatios)
         } catch { throw DemoError.wrap(error) }
     }
 
-    public func runCached(_ configuration: TeaCacheConfiguration, progress: StepProgress?) throws(DemoError) -> CachedRun {
+    public func runCached(_ policy: CachePolicy, progress: StepProgress?) throws(DemoError) -> CachedRun {
         do {
             let x = try inputs(inputSeed)
-            let cached = CachedTransformer(model: model, configuration: configuration)
+            let cached = CachedTransformer(model: model, policy: policy)
             try cached.beginRun(steps: sampler.steps)
             let start = DispatchTime.now().uptimeNanoseconds
             let latent = try sampler.sample(from: x.latent, model: { latent, t, branch, _ in

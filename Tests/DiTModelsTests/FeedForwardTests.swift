@@ -7,7 +7,7 @@ import Tensors
 @Suite struct FeedForwardTests {
     static func naiveSiLU(_ x: Double) -> Double { x / (1 + Foundation.exp(-x)) }
 
-    @Test(arguments: ["gelu", "gelu-approximate", "geglu", "swiglu", "linear-silu"])
+    @Test(arguments: ["gelu", "gelu-approximate", "geglu", "swiglu", "linear-silu", "geglu-approximate"])
     func activationMatchesNaive(_ name: String) throws {
         let activation = try #require(FeedForwardActivation(diffusersName: name))
         let (dim, inner, out) = (5, 3, 4)
@@ -31,6 +31,7 @@ import Tensors
                     a.append(0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v))))
                 case "geglu": a.append(row[j] * naiveGELU(row[inner + j]))
                 case "swiglu": a.append(row[j] * Self.naiveSiLU(row[inner + j]))
+                case "geglu-approximate": a.append(row[j] / (1 + Foundation.exp(-1.702 * row[j])))
                 default: a.append(Self.naiveSiLU(row[j]))
                 }
             }

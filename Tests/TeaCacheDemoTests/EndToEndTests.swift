@@ -164,3 +164,45 @@ import Tensors
         #expect(report.render().contains("runs: 2 seeds × 6 steps → 20 (input, output) pairs"))
     }
 }
+
+/// The three policies side by side in one demo table, and MagCache ratio calibration.
+@Suite(.serialized) struct PolicyDemoTests {
+    @Test func everyPolicyRunsInOneTable() throws {
+        let dir = try EndToEndTests.scratch("policies")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = DemoOptions(
+            source: ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 3, steps: 6),
+            thresholds: [0.3], outputDirectory: dir.appendingPathComponent("out").path, overheadRepeats: 1, repeats: 1)
+        options.policies = try DemoPolicy.parse("all")
+        options.firstBlockThresholds = [0, 1e9]
+        options.magCacheThresholds = [0, 10]
+        let report = try DemoRunner.run(options, progress: EndToEndTests.quiet)
+        let labels = report.rows.map(\.coefficients)
+        #expect(labels.contains("first-block") && labels.contains("magcache flux ratios") && labels.contains("magcache calibrated"))
+        // First-Block Cache at 0 never skips (distances are positive); at 1e9 it skips every call after the first.
+        let fb = report.rows.filter { $0.coefficients == "first-block" }
+        #expect(fb.map(\.computed) == [6, 1] && fb.allSatisfy { $0.firstBlockShare == 0.5 })
+        #expect(fb[0].relativeL1 == 0)
+        // MagCache retains int(0.2·6 + 0.5) = 1 step and skips at most 3 in a row; at threshold 0 only a step
+        // whose interpolated ratio is exactly 1 can skip (diffusers compares with ≤).
+        let mag = report.rows.filter { $0.coefficients == "magcache flux ratios" }
+        #expect(mag[0].computed >= 5 && mag[1].computed < mag[0].computed && mag[1].computed >= 2)
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/calibrated-magcache.json").path))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/first-block-t1e+09.svg").path))
+        #expect(throws: DemoError.self) { try DemoPolicy.parse("fast") }
+        #expect(try DemoPolicy.parse("magcache,teacache") == [.magCache, .teaCache])
+    }
+
+    @Test func magCacheRatiosCalibrateIntoAPreset() throws {
+        let dir = try EndToEndTests.scratch("magcal")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("mag.json").path
+        let report = try CalibrationRunner.runMagCache(
+            CalibrationOptions(source: ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 1, steps: 5),
+                               seeds: 2, outputPath: path), progress: EndToEndTests.quiet)
+        #expect(report.sequences == 2 && report.preset.magRatios.count == 5 && report.preset.magRatios[0] == 1)
+        let loaded = try MagCachePreset(jsonData: Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(loaded == report.preset)
+        #expect((loaded.maxStandardDeviation ?? -1) >= 0)
+    }
+}

@@ -48,7 +48,7 @@ import TeaCache
     }
 
     @Test func registryListsBothFamilies() throws {
-        #expect(Array(DiTFamilies.names.prefix(2)) == ["flux", "wan21"])
+        #expect(Array(DiTFamilies.builtIn.map { $0.name }.prefix(2)) == ["flux", "wan21"])
         #expect(try DemoFamily(named: "wan21").builtInPreset == .wan21T2V1_3B)
     }
 }

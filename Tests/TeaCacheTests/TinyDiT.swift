@@ -123,3 +123,26 @@ struct TinyDiT: DiffusionTransformer {
 }
 
 import Foundation
+
+extension TinyDiT: BlockwiseDiffusionTransformer {
+    func blockCount(_ state: State) -> Int { blocks.count }
+
+    /// Block `index` alone (``runBlocks(_:)`` is the same computation, block by block, plus the counter).
+    func runBlock(_ index: Int, _ state: inout State) throws {
+        let block = blocks[index]
+        let h = state.streams[0]
+        let p = try modulation(block, state.temb)
+        let x = try modulate(try layerNorm(h, eps: 1e-6), scale: p[1], shift: p[0])
+        let y = try linear(gelu(try linear(x, weight: block.w1, bias: block.b1)), weight: block.w2, bias: block.b2)
+        state.streams[0] = try h + (try y * (try p[2].unsqueezed(1)))
+    }
+}
+
+/// TinyDiT without block access: only the coarse protocol.
+struct CoarseTinyDiT: DiffusionTransformer {
+    let inner: TinyDiT
+    func prepare(_ input: TinyDiT.Input) throws -> TinyDiT.State { try inner.prepare(input) }
+    func modulatedInput(_ state: TinyDiT.State) throws -> Tensor { try inner.modulatedInput(state) }
+    func runBlocks(_ state: inout TinyDiT.State) throws { try inner.runBlocks(&state) }
+    func outputHead(_ state: TinyDiT.State) throws -> Tensor { try inner.outputHead(state) }
+}

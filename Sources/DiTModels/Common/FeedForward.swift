@@ -10,6 +10,9 @@ public enum FeedForwardActivation: Sendable, Equatable {
     case swiglu
     /// `"linear-silu"`: `silu(net.0.proj(x))`.
     case silu
+    /// `"geglu-approximate"`: diffusers' `ApproximateGELU`, which despite the name is not gated:
+    /// `h·σ(1.702·h)` of `h = net.0.proj(x)` (`[inner, dim]`).
+    case approximateGELU
 
     /// The activation diffusers names `name`, or nil for one this package does not implement.
     public init?(diffusersName name: String) {
@@ -19,6 +22,7 @@ public enum FeedForwardActivation: Sendable, Equatable {
         case "geglu": self = .geglu(.none)
         case "swiglu": self = .swiglu
         case "linear-silu": self = .silu
+        case "geglu-approximate": self = .approximateGELU
         default: return nil
         }
     }
@@ -27,7 +31,7 @@ public enum FeedForwardActivation: Sendable, Equatable {
     public var isGated: Bool {
         switch self {
         case .geglu, .swiglu: return true
-        case .gelu, .silu: return false
+        case .gelu, .silu, .approximateGELU: return false
         }
     }
 }
@@ -49,6 +53,11 @@ public struct FeedForward: Sendable {
         self.activation = activation
     }
 
+    /// `x·σ(1.702·x)` element-wise (diffusers' `ApproximateGELU` after its projection).
+    public static func approximateGELU(_ x: Tensor) -> Tensor {
+        x.mapVector { $0 * VectorMath.sigmoid(1.702 * $0) }
+    }
+
     /// Applies the feed-forward to `[..., dim]`.
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         let hidden: Tensor
@@ -57,6 +66,7 @@ public struct FeedForward: Sendable {
         case .silu: hidden = try linear(x, weight: projIn.weight, bias: projIn.bias, activation: .silu)
         case .geglu(let a): hidden = try geglu(projIn(x), approximation: a)
         case .swiglu: hidden = try swiglu(projIn(x))
+        case .approximateGELU: hidden = Self.approximateGELU(try projIn(x))
         }
         return try projOut(hidden)
     }

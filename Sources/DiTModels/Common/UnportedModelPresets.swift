@@ -14,12 +14,10 @@ extension TeaCachePreset {
         schedule: TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: false, startFraction: 0.1))
 
     /// Presets without a registered family: HiDream-I1, and (until their families land) HunyuanVideo,
-    /// Mochi, LTX-Video, CogVideoX and ConsisID.
+    /// CogVideoX and ConsisID.
     public static var unportedModels: [TeaCachePreset] {
         [hiDream,
          hunyuanVideo,
-         mochi,
-         ltxVideo,
          cogVideoX2B, cogVideoX5B, cogVideoX5BI2V, cogVideoX15_5B, cogVideoX15_5BI2V, consisID]
     }
 }

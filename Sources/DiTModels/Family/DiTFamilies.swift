@@ -9,6 +9,8 @@ public enum DiTFamilies {
     public static let builtIn: [any DiTFamily.Type] = [
         FluxFamily.self,
         WanFamily.self,
+        LTXVideoFamily.self,
+        MochiFamily.self,
         LuminaNextFamily.self,
         Lumina2Family.self,
     ]
@@ -53,8 +55,12 @@ public enum DiTFamilies {
     }
 
     /// Every preset of every family, then the presets of models this package has no port of
-    /// (``TeaCachePreset/unportedModels``).
-    public static var presets: [TeaCachePreset] { all.flatMap { $0.presets } + TeaCachePreset.unportedModels }
+    /// (``TeaCachePreset/unportedModels``); a name listed twice (a registered family re-listing a
+    /// built-in preset) appears once, first occurrence kept.
+    public static var presets: [TeaCachePreset] {
+        var seen = Set<String>()
+        return (all.flatMap { $0.presets } + TeaCachePreset.unportedModels).filter { seen.insert($0.name).inserted }
+    }
 
     /// The preset called `name` among ``presets``, or nil.
     public static func preset(named name: String) -> TeaCachePreset? { presets.first { $0.name == name } }

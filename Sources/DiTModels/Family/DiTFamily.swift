@@ -31,8 +31,8 @@ import Tensors
 public protocol DiTFamily: SendableMetatype {
     /// The decoded `config.json`.
     associatedtype Configuration: DiTConfiguration
-    /// The model, split for TeaCache.
-    associatedtype Model: DiffusionTransformer & Sendable
+    /// The model, split for TeaCache, with the memory budget its `prepare` checks.
+    associatedtype Model: DiffusionTransformer & MemoryBudgeted & Sendable
 
     // MARK: Identity
 
@@ -74,6 +74,9 @@ public protocol DiTFamily: SendableMetatype {
     static var defaultPreset: TeaCachePreset { get }
     /// Thresholds that show a useful range of skip rates on the demo's default model.
     static var demoThresholds: [Double] { get }
+    /// Published MagCache ratios for this family (default none: calibrate them with `teacache calibrate
+    /// --policy magcache`).
+    static var magCachePresets: [MagCachePreset] { get }
 
     // MARK: Benchmark and demo shape
 
@@ -124,6 +127,7 @@ extension DiTFamily {
     public static func velocity(_ configuration: Configuration) -> VelocityConvention { .identity }
     public static var guidanceScale: Float? { nil }
     public static var defaultPreset: TeaCachePreset { presets[0] }
+    public static var magCachePresets: [MagCachePreset] { [] }
     public static func fixtureName(configuration: Configuration) -> String? { fixtureNames.first }
     public static var residualNames: [String] { ["teacache.residual", "teacache.residual_encoder"] }
     public static func model(_ model: Model, for record: SamplingRecord) throws -> Model { model }
@@ -155,6 +159,14 @@ extension DiTFamily {
         }
         return try .faithful(coefficients: record.coefficients, threshold: record.threshold, schedule: .standard)
     }
+}
+
+/// A model whose forward refuses inputs whose estimated activations exceed ``memoryBudget`` (with
+/// `TensorError.memoryBudgetExceeded`, before computing anything), so that an input too large for the
+/// machine is a typed error, not an out-of-memory kill.
+public protocol MemoryBudgeted {
+    /// The memory one forward may plan to use (default: ``MemoryBudget/machineDefault``).
+    var memoryBudget: MemoryBudget { get set }
 }
 
 /// A benchmark shape: a family's configuration and the integer sizes of a benchmark file's `inputs`

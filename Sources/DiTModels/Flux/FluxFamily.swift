@@ -39,6 +39,7 @@ public enum FluxFamily: DiTFamily {
     /// The distilled guidance value FLUX.1-dev pipelines embed.
     public static let embeddedGuidance: Float = 3.5
     public static var presets: [TeaCachePreset] { [.flux, .tangoFlux] }
+    public static var magCachePresets: [MagCachePreset] { [.flux] }
     /// Measured on the default model (28 steps, seed 0): see the README's demo section.
     public static let demoThresholds = [0.05, 0.2, 0.3, 0.6]
 

@@ -19,3 +19,16 @@ extension TeaCachePreset {
         modulatedInput: adaLNZeroModulatedInput + " (audio tokens)",
         provenance: "TeaCache4TangoFlux/teacache_tango_flux.py")
 }
+
+/// The MagCache ratios diffusers 0.42.1 ships for FLUX.1 (`diffusers.hooks.mag_cache.FLUX_MAG_RATIOS`,
+/// from Zehong-Ma/MagCache), calibrated on 28 steps; ``MagCacheConfiguration/ratios(forSteps:)``
+/// interpolates them for other step counts as diffusers does.
+extension MagCachePreset {
+    /// FLUX.1-dev / schnell.
+    public static let flux = MagCachePreset(
+        name: "flux",
+        magRatios: [1.0, 1.21094, 1.11719, 1.07812, 1.0625, 1.03906, 1.03125, 1.03906, 1.02344, 1.03125, 1.02344,
+                    0.98047, 1.01562, 1.00781, 1.0, 1.00781, 1.0, 1.00781, 1.0, 1.0, 0.99609, 0.99609, 0.98047,
+                    0.98828, 0.96484, 0.95703, 0.93359, 0.89062],
+        provenance: "diffusers 0.42.1 hooks/mag_cache.py FLUX_MAG_RATIOS (Zehong-Ma/MagCache)")
+}

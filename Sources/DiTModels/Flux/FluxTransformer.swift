@@ -41,6 +41,9 @@ public struct FluxState: Sendable {
     public var temb: Tensor
     /// Rotary tables over the joint (text, image) sequence, `[L + S, headDim]` each.
     public var rope: (cos: Tensor, sin: Tensor)
+    /// Between single-stream blocks run one at a time (``FluxTransformer/runBlock(_:_:)``): the joint
+    /// (text, image) sequence they transform; nil otherwise.
+    var joint: Tensor? = nil
 }
 
 /// diffusers' `FluxTransformer2DModel` (FLUX.1, TangoFlux), float32 on the CPU.

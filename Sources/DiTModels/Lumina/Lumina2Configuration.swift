@@ -64,20 +64,20 @@ public struct Lumina2Configuration: DiTConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = Lumina2Configuration()
-        sampleSize = try c.diffusersOptional(.sampleSize, d.sampleSize)
+        sampleSize = try c.diffusersOptional(.sampleSize, default: d.sampleSize)
         patchSize = try c.diffusersRequired(.patchSize, d.patchSize)
         inChannels = try c.diffusersRequired(.inChannels, d.inChannels)
-        let out: Int? = try c.diffusersOptional(.outChannelsSetting, d.outChannelsSetting)
+        let out: Int? = try c.diffusersOptional(.outChannelsSetting, default: d.outChannelsSetting)
         outChannelsSetting = out == 0 ? nil : out
         hiddenSize = try c.diffusersRequired(.hiddenSize, d.hiddenSize)
         numLayers = try c.diffusersRequired(.numLayers, d.numLayers)
         numRefinerLayers = try c.diffusersRequired(.numRefinerLayers, d.numRefinerLayers)
         numAttentionHeads = try c.diffusersRequired(.numAttentionHeads, d.numAttentionHeads)
-        numKVHeads = try c.diffusersOptional(.numKVHeads, d.numKVHeads)
+        numKVHeads = try c.diffusersOptional(.numKVHeads, default: d.numKVHeads)
         multipleOf = try c.diffusersRequired(.multipleOf, d.multipleOf)
-        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, d.ffnDimMultiplier)
+        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, default: d.ffnDimMultiplier)
         normEps = Float(try c.diffusersRequired(.normEps, Double(d.normEps)))
-        scalingFactor = try c.diffusersOptional(.scalingFactor, d.scalingFactor) ?? d.scalingFactor
+        scalingFactor = try c.diffusersOptional(.scalingFactor, default: d.scalingFactor) ?? d.scalingFactor
         axesDimRope = try c.diffusersRequired(.axesDimRope, d.axesDimRope)
         axesLens = try c.diffusersRequired(.axesLens, d.axesLens)
         capFeatDim = try c.diffusersRequired(.capFeatDim, d.capFeatDim)

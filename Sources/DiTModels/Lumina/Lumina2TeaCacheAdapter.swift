@@ -67,3 +67,14 @@ extension Lumina2Transformer: DiffusionTransformer {
         }
     }
 }
+
+/// Lumina2 block by block (First-Block Cache): `layers` (the refiners run in `prepare`), nothing after
+/// them (`norm_out` lies outside the cached span, as diffusers' hooks see it).
+extension Lumina2Transformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: Lumina2State) -> Int { layers.count }
+    public func runBlock(_ index: Int, _ state: inout Lumina2State) throws {
+        state.joint = try layers[index](state.joint, rope: state.rope, keyMask: state.keyMask, temb: state.temb)
+    }
+}
+
+extension Lumina2Transformer: MemoryBudgeted {}

@@ -1,5 +1,6 @@
-/// diffusers' `config.json` semantics for the Lumina configurations: an absent key takes the
-/// constructor's default, `null` means Python's None.
+/// diffusers' `config.json` semantics the Lumina configurations add to Common/DiffusersConfigDecoding
+/// (whose `diffusersOptional(_:default:)` they use for the optional fields): a required field that is
+/// `null` is an error, and a flag that is `null` is false (Python tests it for truth).
 extension KeyedDecodingContainer {
     /// The value of `key`, or `fallback` when absent; `null` is an error, for the fields diffusers cannot
     /// build a model with None.
@@ -10,11 +11,6 @@ extension KeyedDecodingContainer {
                 debugDescription: "\(key.stringValue) cannot be null: diffusers cannot build the model with None"))
         }
         return v
-    }
-
-    /// The value of `key` (nil for `null`), or `fallback` when absent.
-    func diffusersOptional<T: Decodable>(_ key: Key, _ fallback: T?) throws -> T? {
-        contains(key) ? try decodeIfPresent(T.self, forKey: key) : fallback
     }
 
     /// A flag diffusers tests for truth: `fallback` when absent, false for `null`.

@@ -60,20 +60,20 @@ public struct LuminaNextConfiguration: DiTConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = LuminaNextConfiguration()
-        sampleSize = try c.diffusersOptional(.sampleSize, d.sampleSize)
+        sampleSize = try c.diffusersOptional(.sampleSize, default: d.sampleSize)
         patchSize = try c.diffusersRequired(.patchSize, d.patchSize)
         inChannels = try c.diffusersRequired(.inChannels, d.inChannels)
         hiddenSize = try c.diffusersRequired(.hiddenSize, d.hiddenSize)
         numLayers = try c.diffusersRequired(.numLayers, d.numLayers)
         numAttentionHeads = try c.diffusersRequired(.numAttentionHeads, d.numAttentionHeads)
-        numKVHeads = try c.diffusersOptional(.numKVHeads, d.numKVHeads)
+        numKVHeads = try c.diffusersOptional(.numKVHeads, default: d.numKVHeads)
         multipleOf = try c.diffusersRequired(.multipleOf, d.multipleOf)
-        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, d.ffnDimMultiplier)
+        ffnDimMultiplier = try c.diffusersOptional(.ffnDimMultiplier, default: d.ffnDimMultiplier)
         normEps = Float(try c.diffusersRequired(.normEps, Double(d.normEps)))
         learnSigma = try c.diffusersFlag(.learnSigma, d.learnSigma)
         qkNorm = try c.diffusersFlag(.qkNorm, d.qkNorm)
         crossAttentionDim = try c.diffusersRequired(.crossAttentionDim, d.crossAttentionDim)
-        scalingFactor = try c.diffusersOptional(.scalingFactor, d.scalingFactor) ?? d.scalingFactor
+        scalingFactor = try c.diffusersOptional(.scalingFactor, default: d.scalingFactor) ?? d.scalingFactor
     }
 
     /// Channels per head (diffusers' `hidden_size // num_attention_heads`).

@@ -34,3 +34,14 @@ extension LuminaNextTransformer: DiffusionTransformer {
     public typealias Input = LuminaNextInput
     public typealias State = LuminaNextState
 }
+
+/// Lumina-Next block by block (First-Block Cache): `layers`, nothing after them (`norm_out` lies outside
+/// the cached span, as diffusers' hooks see it).
+extension LuminaNextTransformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: LuminaNextState) -> Int { layers.count }
+    public func runBlock(_ index: Int, _ state: inout LuminaNextState) throws {
+        state.tokens = try layers[index](state.tokens, state.context)
+    }
+}
+
+extension LuminaNextTransformer: MemoryBudgeted {}

@@ -97,9 +97,11 @@ public enum FixtureVerifier {
 
     // MARK: - Sampling
 
-    private static func samplingChecks<F: DiTFamily>(
-        _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
-    ) throws -> [VerifyCheck] {
+    /// The sampler of a fixture folder's loop (FORMAT.md §2: its step count, timestep convention,
+    /// velocity convention and CFG).
+    public static func sampler<F: DiTFamily>(
+        _ folder: FixtureFolder, _: F.Type, configuration: F.Configuration
+    ) throws -> FlowMatchEulerSampler {
         let s = folder.sampling
         let timesteps = try folder.samplingTensor("timesteps")
         guard let convention = TimestepConvention(rawValue: s.timestepConvention) else {
@@ -108,37 +110,47 @@ public enum FixtureVerifier {
         if let cfg = s.cfg, cfg.callOrder != ["cond", "uncond"] {
             throw VerifyError.unsupported("CFG call order \(cfg.callOrder) (only cond, then uncond)")
         }
-        let sampler = try FlowMatchEulerSampler(steps: timesteps.count, timestepConvention: convention,
-                                                velocity: velocity(s.velocity, family: F.velocity(configuration)),
-                                                guidanceScale: s.cfg?.guidanceScale)
-        var checks = [try scheduleCheck(folder, sampler, tol)]
+        return try FlowMatchEulerSampler(steps: timesteps.count, timestepConvention: convention,
+                                         velocity: velocity(s.velocity, family: F.velocity(configuration)),
+                                         guidanceScale: s.cfg?.guidanceScale)
+    }
 
+    /// Runs a fixture folder's sampling loop from `latent.initial` with its stored conditioning: with plain
+    /// forwards when `policy` is nil, else through a ``CachedTransformer`` with that policy (the trace
+    /// is returned).
+    public static func sample<F: DiTFamily>(
+        _ folder: FixtureFolder, _: F.Type, model: F.Model, configuration: F.Configuration, policy: CachePolicy?
+    ) throws -> (latent: Tensor, trace: TeaCacheTrace?) {
+        let sampler = try sampler(folder, F.self, configuration: configuration)
         var conditioning: [BranchKey: FixtureArguments] = [.cond: folder.samplingArguments(branch: "cond")]
-        if s.cfg != nil { conditioning[.uncond] = folder.samplingArguments(branch: "uncond") }
-        func arguments(_ branch: BranchKey) throws -> FixtureArguments {
+        if folder.sampling.cfg != nil { conditioning[.uncond] = folder.samplingArguments(branch: "uncond") }
+        func input(_ latent: Tensor, _ t: Float, _ branch: BranchKey) throws -> F.Model.Input {
             guard let a = conditioning[branch] else { throw VerifyError.unsupported("no conditioning for branch \(branch)") }
-            return a
+            return try F.samplingInput(latent: latent, timestep: t, conditioning: a, configuration: configuration)
         }
         let initial = try folder.samplingTensor("latent.initial")
-
-        let uncached = try sampler.sample(from: initial) { latent, t, branch, _ in
-            try model.forward(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch),
-                                              configuration: configuration))
+        guard let policy else {
+            return (try sampler.sample(from: initial) { latent, t, branch, _ in try model.forward(input(latent, t, branch)) }, nil)
         }
+        let cached = CachedTransformer(model: model, policy: policy)
+        try cached.beginRun(steps: sampler.steps)
+        let final = try sampler.sample(from: initial) { latent, t, branch, _ in try cached(input(latent, t, branch), branch: branch) }
+        return (final, cached.endRun())
+    }
+
+    private static func samplingChecks<F: DiTFamily>(
+        _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
+    ) throws -> [VerifyCheck] {
+        let steps = try sampler(folder, F.self, configuration: configuration).steps
+        var checks = [try scheduleCheck(folder, sampler(folder, F.self, configuration: configuration), tol)]
+        let uncached = try sample(folder, F.self, model: model, configuration: configuration, policy: nil).latent
         checks.append(compare("sampling final uncached", uncached, try folder.samplingTensor("latent.final_uncached"),
                               tol.latentRelativeL2))
-
-        for record in s.records {
-            let cached = CachedTransformer(model: try F.model(model, for: record),
-                                           configuration: try F.teaCacheConfiguration(record: record, steps: sampler.steps))
-            try cached.beginRun(steps: sampler.steps)
-            let final = try sampler.sample(from: initial) { latent, t, branch, _ in
-                try cached(F.samplingInput(latent: latent, timestep: t, conditioning: arguments(branch),
-                                           configuration: configuration), branch: branch)
-            }
-            let trace = cached.endRun() ?? TeaCacheTrace(steps: sampler.steps)
-            checks += decisionChecks(record, trace, F.recordedCacheKey, tol)
-            checks.append(compare("sampling \(record.name) final cached", final,
+        for record in folder.sampling.records {
+            let run = try sample(folder, F.self, model: try F.model(model, for: record), configuration: configuration,
+                                 policy: .teaCache(try F.teaCacheConfiguration(record: record, steps: steps)))
+            checks += decisionChecks(record, run.trace ?? TeaCacheTrace(steps: steps), F.recordedCacheKey, tol)
+            checks.append(compare("sampling \(record.name) final cached", run.latent,
                                   try folder.samplingTensor(record.finalCachedTensor), tol.latentRelativeL2))
         }
         return checks
@@ -217,7 +229,8 @@ public enum FixtureVerifier {
         return VelocityConvention(sign: d.sign, channels: family.channels)
     }
 
-    private static func compare(_ name: String, _ got: Tensor, _ expected: Tensor, _ tolerance: Double) -> VerifyCheck {
+    /// A relative-L2 check of `got` against `expected` (shapes first).
+    public static func compare(_ name: String, _ got: Tensor, _ expected: Tensor, _ tolerance: Double) -> VerifyCheck {
         guard got.shape == expected.shape else {
             return VerifyCheck(name: name, measurement: "shape \(got.shape), expected \(expected.shape)", passed: false)
         }

@@ -178,13 +178,8 @@ extension WanConfiguration {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let d = WanConfiguration()
-        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T {
-            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
-        }
-        func optional<T: Decodable>(_ key: Keys, _ fallback: T?) throws -> T? {
-            guard c.contains(key) else { return fallback }
-            return try c.decodeIfPresent(T.self, forKey: key)
-        }
+        func value<T: Decodable>(_ key: Keys, _ fallback: T) throws -> T { try c.diffusersValue(key, default: fallback) }
+        func optional<T: Decodable>(_ key: Keys, _ fallback: T?) throws -> T? { try c.diffusersOptional(key, default: fallback) }
         self.init(
             patchSize: try value(.patchSize, d.patchSize),
             numAttentionHeads: try value(.numAttentionHeads, d.numAttentionHeads),

@@ -60,25 +60,6 @@ struct WanPatchEmbedding: Sendable {
     }
 }
 
-/// diffusers' `PixArtAlphaTextProjection` with tanh-GELU: `linear_2(gelu_tanh(linear_1(x)))`.
-struct WanTextProjection: Sendable {
-    /// The first projection.
-    let linear1: Linear
-    /// The second projection.
-    let linear2: Linear
-
-    /// Takes `linear_1` `[D, in]` and `linear_2` `[D, D]` of the scope.
-    init(_ weights: WeightScope, in inFeatures: Int, hidden: Int) {
-        linear1 = Linear(weights["linear_1"], in: inFeatures, out: hidden)
-        linear2 = Linear(weights["linear_2"], in: hidden, out: hidden)
-    }
-
-    /// Applies the projection to `[..., in]`.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try linear2(gelu(linear1(x), approximation: .tanh))
-    }
-}
-
 /// The outputs of ``WanConditionEmbedder``.
 struct WanConditionEmbedding: Sendable {
     /// The time embedding `temb` `[B, D]` (the original Wan code's `e`).
@@ -106,7 +87,7 @@ struct WanConditionEmbedder: Sendable {
     /// `time_proj`: `temb` → six modulation vectors.
     let timeProjection: Linear
     /// `text_embedder`.
-    let textEmbedder: WanTextProjection
+    let textEmbedder: PixArtAlphaTextProjection
     /// `image_embedder` (image-to-video only).
     let imageEmbedder: WanImageEmbedding?
 
@@ -117,7 +98,7 @@ struct WanConditionEmbedder: Sendable {
         innerDim = d
         timeEmbedder = TimestepMLP(w["time_embedder"], in: c.freqDim, hidden: d, out: d)
         timeProjection = Linear(w["time_proj"], in: d, out: 6 * d)
-        textEmbedder = WanTextProjection(w["text_embedder"], in: c.textDim, hidden: d)
+        textEmbedder = PixArtAlphaTextProjection(w["text_embedder"], in: c.textDim, hidden: d, activation: .gelu(.tanh))
         imageEmbedder = c.imageDim.map { dim in
             WanImageEmbedding(w["image_embedder"], in: dim, out: d, positionCount: c.posEmbedSeqLen)
         }

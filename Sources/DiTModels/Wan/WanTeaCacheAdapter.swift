@@ -133,6 +133,18 @@ extension WanTransformer: DiffusionTransformer {
     }
 }
 
+/// Wan block by block (First-Block Cache).
+extension WanTransformer: BlockwiseDiffusionTransformer {
+    public func blockCount(_ state: WanState) -> Int { blocks.count }
+
+    public func runBlock(_ index: Int, _ state: inout WanState) throws {
+        guard blocks.indices.contains(index) else {
+            throw TensorError.invalidArgument(operation: "Wan block", reason: "block \(index) is outside 0..<\(blocks.count)")
+        }
+        state.tokens = try blocks[index](state.tokens, state.blocks)
+    }
+}
+
 /// A latency table of the TeaCache4Wan2.1 README (spec §3), verbatim: the uncached time and the time at
 /// each threshold, in seconds.
 public struct WanPublishedLatency: Sendable, Equatable {
@@ -182,3 +194,5 @@ public struct WanPublishedLatency: Sendable, Equatable {
         ]
     }()
 }
+
+extension WanTransformer: MemoryBudgeted {}

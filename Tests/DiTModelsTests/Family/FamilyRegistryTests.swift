@@ -89,12 +89,14 @@ struct ScaleState: TransformerState {
 }
 
 /// `y = W₂·(W₁x + b)·(1 − t/1000)` with one "block" `W₂`.
-struct ScaleModel: DiffusionTransformer, Sendable {
+struct ScaleModel: DiffusionTransformer, MemoryBudgeted, Sendable {
     let projIn: Linear
     let block: Tensor
+    var memoryBudget = MemoryBudget.machineDefault
 
     func prepare(_ input: ScaleInput) throws -> ScaleState {
-        ScaleState(streams: [try projIn(input.latent)], timestep: input.timestep)
+        try memoryBudget.check("scale forward", bytes: Double(4 * input.latent.count))
+        return ScaleState(streams: [try projIn(input.latent)], timestep: input.timestep)
     }
     func modulatedInput(_ s: ScaleState) throws -> Tensor { s.streams[0] * (1 - s.timestep / 1000) }
     func runBlocks(_ s: inout ScaleState) throws { s.streams[0] = try linear(s.streams[0], weight: block) }

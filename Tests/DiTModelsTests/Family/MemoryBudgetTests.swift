@@ -58,3 +58,25 @@ import Tensors
         }
     }
 }
+
+/// Every built-in family's forward refuses its own fixture input under a 1 kB budget, before computing.
+@Suite struct FamilyMemoryBudgetTests {
+    @Test(arguments: BlockwiseTests.cases)
+    func fixtureForwardIsRefusedUnderATinyBudget(_ name: String) throws {
+        let folder = try FixtureFolder(Fixtures.folder(name))
+        let (family, _) = try FixtureVerifier.resolve(folder)
+        try Self.check(family, folder)
+    }
+
+    static func check<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder) throws {
+        let configuration = try F.Configuration.parse(folder.config, className: folder.className)
+        var model = try F.load(configuration, weightsAt: folder.weightsURL)
+        let input = try F.forwardInput(folder.forwardArguments(), configuration: configuration)
+        _ = try model.forward(input)
+        model.memoryBudget = MemoryBudget(bytes: 1000)
+        #expect { try model.prepare(input) } throws: { e in
+            guard case TensorError.memoryBudgetExceeded(_, let bytes, 1000)? = e as? TensorError else { return false }
+            return bytes > 1000
+        }
+    }
+}
