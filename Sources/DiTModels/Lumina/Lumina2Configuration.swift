@@ -88,7 +88,7 @@ public struct Lumina2Configuration: DiTConfiguration {
     /// Key/value heads in effect.
     public var kvHeads: Int { numKVHeads ?? numAttentionHeads }
     /// The attention head layout.
-    public var heads: LuminaHeads { LuminaHeads(heads: numAttentionHeads, kvHeads: kvHeads, headDim: headDim) }
+    var heads: LuminaHeads { LuminaHeads(heads: numAttentionHeads, kvHeads: kvHeads, headDim: headDim) }
     /// Output channels per token before patch expansion (`out_channels or in_channels`).
     public var outChannels: Int { outChannelsSetting ?? inChannels }
     /// The conditioning width `min(hidden_size, 1024)`.

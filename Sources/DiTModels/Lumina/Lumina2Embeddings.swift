@@ -104,7 +104,7 @@ struct Lumina2RotaryTables: Sendable {
 }
 
 /// Rotary tables that may differ per sample: cos and sin `[B, T, Dh]`.
-public struct PerSampleRotary: Sendable {
+struct PerSampleRotary: Sendable {
     /// `[B, T, Dh]`.
     public var cos: Tensor
     /// `[B, T, Dh]`.

@@ -32,7 +32,7 @@ public struct Lumina2State: Sendable {
     /// The conditioning `temb` `[B, min(D, 1024)]`.
     public var temb: Tensor
     /// Rotary tables over the joint sequence.
-    public var rope: PerSampleRotary
+    var rope: PerSampleRotary
     /// The key mask `[B, P]` of the joint attention (1 up to each sample's length), nil when no sample
     /// is padded (diffusers passes a mask exactly when the lengths differ).
     public var keyMask: Tensor?

@@ -3,7 +3,7 @@ import Tensors
 
 /// The head layout of a Lumina attention layer: `heads` query heads of `headDim` channels sharing
 /// `kvHeads` key/value heads (grouped-query attention; `heads` is a multiple of `kvHeads`).
-public struct LuminaHeads: Sendable, Equatable {
+struct LuminaHeads: Sendable, Equatable {
     /// Query heads.
     public let heads: Int
     /// Key/value heads.

@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// What every Lumina-Next block of one call reads besides the image tokens.
-public struct LuminaNextBlockContext: Sendable {
+struct LuminaNextBlockContext: Sendable {
     /// The conditioning `temb` `[B, min(D, 1024)]`.
     public var temb: Tensor
     /// The raw caption features `[B, L, cross_attention_dim]` (each block normalises them itself).

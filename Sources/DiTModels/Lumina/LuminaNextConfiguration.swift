@@ -81,7 +81,7 @@ public struct LuminaNextConfiguration: DiTConfiguration {
     /// Key/value heads in effect.
     public var kvHeads: Int { numKVHeads ?? numAttentionHeads }
     /// The attention head layout.
-    public var heads: LuminaHeads { LuminaHeads(heads: numAttentionHeads, kvHeads: kvHeads, headDim: headDim) }
+    var heads: LuminaHeads { LuminaHeads(heads: numAttentionHeads, kvHeads: kvHeads, headDim: headDim) }
     /// Output channels: `2·in_channels` with `learn_sigma`, else `in_channels`.
     public var outChannels: Int { learnSigma ? 2 * inChannels : inChannels }
     /// The conditioning width `min(hidden_size, 1024)`.

@@ -85,7 +85,7 @@ struct LuminaNextTimeCaptionEmbedding: Sendable {
 /// `(row, col)` alternate between the axes: `[row·f₀, col·f₀, row·f₁, col·f₁, …]`. Rotation k turns the
 /// channel pair `(2k, 2k+1)`. Everything is computed in Float32 as diffusers does (frequencies, the
 /// angle product), with each cos/sin correctly rounded.
-public enum LuminaNextRotaryEmbedding {
+enum LuminaNextRotaryEmbedding {
     /// The rotary base.
     public static let theta: Float = 10000
 

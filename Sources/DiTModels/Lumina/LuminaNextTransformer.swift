@@ -3,7 +3,7 @@ import Tensors
 
 /// Where the rotary embedding of a Lumina-Next call comes from.
 public enum LuminaNextRotary: Sendable {
-    /// Computed here from the token grid (``LuminaNextRotaryEmbedding``) with the pipeline's scaling
+    /// Computed here from the token grid (`get_2d_rotary_pos_embed_lumina`) with the pipeline's scaling
     /// factors (see ``LuminaNextTransformer/pipelineSettings(configuration:latentHeight:latentWidth:timestep:scalingWatershed:)``).
     case computed(linearFactor: Double, ntkFactor: Double)
     /// diffusers' `image_rotary_emb` argument as `(real, imaginary)` pairs, `[R, C, Dh/2, 2]` with
@@ -47,7 +47,7 @@ public struct LuminaNextState: Sendable {
     /// The image tokens `[B, S, D]`: the patch embedding after `prepare`, the block output after `runBlocks`.
     public var tokens: Tensor
     /// What every block reads (conditioning, caption, rotary tables, attention scale).
-    public var context: LuminaNextBlockContext
+    var context: LuminaNextBlockContext
     /// The latent height and width.
     public var grid: (h: Int, w: Int)
 }
