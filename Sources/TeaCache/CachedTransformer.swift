@@ -161,7 +161,11 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         let branch = try model.cacheKey(for: state, branch: requested)
         var cache = run.branches[branch] ?? BranchCache()
         let step = cache.nextStep
-        guard step < run.steps else {
+        // A shared counter (TeaCacheSchedule.sharedCounter) wraps like the reference's, and branches may
+        // share an entry then: only per-entry steps bound the calls.
+        var sharesCounter = false
+        if case .teaCache(let p) = run.engine, p.configuration.schedule.sharedCounter != nil { sharesCounter = true }
+        guard step < run.steps || sharesCounter else {
             throw TeaCacheError.stepOutOfRange(branch: branch, step: step, steps: run.steps)
         }
         let needsModulated: Bool

@@ -42,6 +42,9 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     public func validate() throws(TeaCacheError) {
         guard threshold.isFinite, threshold >= 0 else { throw .invalidThreshold(threshold) }
         try schedule.validate()
+        if perSample && schedule.sharedCounter != nil {
+            throw .invalidSchedule("a shared counter (\(schedule.sharedCounter!.rawValue)) counts calls: use whole-batch decisions")
+        }
         if let r = guards.calibratedRange, !(r.lowerBound.isFinite && r.upperBound.isFinite) {
             throw .invalidSchedule("calibratedRange \(r) must have finite bounds")
         }

@@ -20,6 +20,8 @@ public struct TeaCachePolicy: Sendable {
     /// The number of steps per branch in this run.
     public let steps: Int
     private var slots: [TeaCacheSlot: SlotState] = [:]
+    /// With a ``TeaCacheSchedule/sharedCounter``: its value and the run's first branch.
+    private var shared: (counter: Int, first: BranchKey?) = (0, nil)
 
     /// A fresh policy (all accumulators 0) for a run of `steps` steps.
     /// - Throws: ``TeaCacheError/invalidStepCount(_:)`` when `steps < 1`;
@@ -42,6 +44,9 @@ public struct TeaCachePolicy: Sendable {
     /// The last action taken for `slot`, or nil when it has not been called yet.
     public func lastAction(for slot: TeaCacheSlot) -> TeaCacheDecision.Action? { slots[slot]?.lastAction }
 
+    /// The value of the schedule's ``TeaCacheSchedule/sharedCounter`` the next call sees, or nil without one.
+    public var sharedCounter: Int? { configuration.schedule.sharedCounter == nil ? nil : shared.counter }
+
     /// Forgets the state of `slot` (used when its cached tensors become invalid).
     public mutating func reset(_ slot: TeaCacheSlot) { slots[slot] = nil }
 
@@ -54,6 +59,10 @@ public struct TeaCachePolicy: Sendable {
 
     /// Decides one call for `slot` at per-branch `step`.
     ///
+    /// With a ``TeaCacheSchedule/sharedCounter`` the forced-step rules read that counter instead of
+    /// `step` (which then only has to be non-negative: several branches may share one slot), and every
+    /// call advances it.
+    ///
     /// - Parameters:
     ///   - step: the per-branch step, `0 ..< steps`.
     ///   - slot: the branch (and batch element in per-sample mode) being decided.
@@ -64,7 +73,8 @@ public struct TeaCachePolicy: Sendable {
     public mutating func decide(
         step: Int, slot: TeaCacheSlot, distance: Double?
     ) throws(TeaCacheError) -> TeaCacheDecision {
-        guard step >= 0, step < steps else {
+        let counterRule = configuration.schedule.sharedCounter
+        guard step >= 0, step < steps || counterRule != nil else {
             throw .stepOutOfRange(branch: slot.branch, step: step, steps: steps)
         }
         var state = slots[slot] ?? SlotState()
@@ -75,10 +85,14 @@ public struct TeaCachePolicy: Sendable {
             }
             decision = Self.replayed(entry, distance: distance, polynomial: configuration.polynomial, state: &state)
         } else {
-            decision = decideAdaptively(step: step, distance: distance, state: &state)
+            decision = decideAdaptively(step: counterRule == nil ? step : shared.counter, distance: distance, state: &state)
         }
         state.lastAction = decision.action
         slots[slot] = state
+        if let counterRule {
+            let first = shared.first ?? slot.branch
+            shared = (counterRule.advanced(shared.counter, after: slot.branch, first: first, steps: steps), first)
+        }
         return decision
     }
 

@@ -21,11 +21,16 @@ public struct TeaCacheSchedule: Codable, Sendable, Equatable {
     /// After this many consecutive skips of a slot the next call is computed (nil: unlimited).
     /// Not part of the reference algorithm; a quality guard.
     public var maxConsecutiveSkips: Int?
+    /// When set, the rules above apply to one counter shared by every branch instead of each branch's
+    /// own step (nil: per-branch steps, the default). See ``TeaCacheSharedCounter``; needs whole-batch
+    /// decisions.
+    public var sharedCounter: TeaCacheSharedCounter?
 
     /// A schedule; the defaults are the reference's standard rule (first and last step computed).
     public init(
         retainFirstSteps: Int = 1, forceLastStep: Bool = true, cutoffStep: Int? = nil,
-        startFraction: Double = 0, endFraction: Double = 1, maxConsecutiveSkips: Int? = nil
+        startFraction: Double = 0, endFraction: Double = 1, maxConsecutiveSkips: Int? = nil,
+        sharedCounter: TeaCacheSharedCounter? = nil
     ) {
         self.retainFirstSteps = retainFirstSteps
         self.forceLastStep = forceLastStep
@@ -33,6 +38,7 @@ public struct TeaCacheSchedule: Codable, Sendable, Equatable {
         self.startFraction = startFraction
         self.endFraction = endFraction
         self.maxConsecutiveSkips = maxConsecutiveSkips
+        self.sharedCounter = sharedCounter
     }
 
     /// The reference's standard rule: first and last step computed.

@@ -13,10 +13,8 @@ extension TeaCachePreset {
         provenance: "TeaCache4HiDream-I1/teacache_hidream_i1.py",
         schedule: TeaCacheSchedule(retainFirstSteps: 1, forceLastStep: false, startFraction: 0.1))
 
-    /// Presets without a registered family: HiDream-I1, and (until their families land) Lumina-Next and
-    /// Lumina2.
+    /// Presets without a registered family: HiDream-I1 (no diffusers port here).
     public static var unportedModels: [TeaCachePreset] {
-        [hiDream,
-         luminaNext, lumina2V1, lumina2V2]
+        [hiDream]
     }
 }

@@ -13,6 +13,8 @@ public enum DiTFamilies {
         CogVideoXFamily.self,
         LTXVideoFamily.self,
         MochiFamily.self,
+        LuminaNextFamily.self,
+        Lumina2Family.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])
