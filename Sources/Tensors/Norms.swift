@@ -45,7 +45,7 @@ public func rmsNorm(_ x: Tensor, weight: Tensor? = nil, eps: Float) throws(Tenso
             Parallelism.forEachChunk(rows, costPerItem: 3 * d) { range in
                 for r in range {
                     let s = src.baseAddress! + r * d, o = dst.baseAddress! + r * d
-                    let ms = rowCenteredSquares(s, d, 0) / Float(d)
+                    let ms = rowSumOfSquares(s, d) / Float(d)
                     let inv = 1 / (ms + eps).squareRoot()
                     if let w { for j in 0..<d { o[j] = (s[j] * inv) * w[j] } } else { for j in 0..<d { o[j] = s[j] * inv } }
                 }
@@ -62,6 +62,21 @@ func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     while i + 16 <= n { acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self); i += 16 }
     var s = acc.sum()
     while i < n { s += p[i]; i += 1 }
+    return s
+}
+
+/// Sum of x² over a row with 16-lane accumulators.
+@inlinable @inline(__always)
+func rowSumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= n {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+        acc += v * v
+        i += 16
+    }
+    var s = acc.sum()
+    while i < n { s += p[i] * p[i]; i += 1 }
     return s
 }
 

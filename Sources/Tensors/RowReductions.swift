@@ -11,4 +11,14 @@ public enum RowReductions {
     public static func centeredSquares(_ p: UnsafePointer<Float>, _ n: Int, centre: Float) -> Float {
         rowCenteredSquares(p, n, centre)
     }
+
+    /// `Σ pᵢ²` over `n` values.
+    @inlinable
+    public static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float { rowSumOfSquares(p, n) }
+
+    /// `1 / √(mean(p²) + eps)` over `n` values: the scale an RMS norm applies to the row.
+    @inlinable
+    public static func inverseRMS(_ p: UnsafePointer<Float>, _ n: Int, eps: Float) -> Float {
+        1 / (rowSumOfSquares(p, n) / Float(n) + eps).squareRoot()
+    }
 }

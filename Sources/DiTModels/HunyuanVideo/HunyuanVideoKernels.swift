@@ -98,7 +98,7 @@ extension HunyuanVideoHeadNorm {
         case .identity:
             dst.update(from: src, count: n)
         case .rms:
-            let ss = RowReductions.centeredSquares(src, n, centre: 0)
+            let ss = RowReductions.sumOfSquares(src, n)
             let inv = 1 / (ss / Float(n) + Self.eps).squareRoot()
             weight!.withUnsafeBufferPointer { w in for j in 0..<n { dst[j] = (src[j] * inv) * w[j] } }
         case .layer, .plainLayer:
@@ -112,7 +112,7 @@ extension HunyuanVideoHeadNorm {
                 }
             }
         case .l2:
-            let ss = RowReductions.centeredSquares(src, n, centre: 0)
+            let ss = RowReductions.sumOfSquares(src, n)
             let norm = Swift.max(ss.squareRoot(), Self.eps)
             for j in 0..<n { dst[j] = src[j] / norm }
         }

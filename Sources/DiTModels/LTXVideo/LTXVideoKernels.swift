@@ -64,7 +64,7 @@ enum LTXVideoKernels {
                             Parallelism.forEachChunk(b * s, costPerItem: 6 * d) { rows in
                                 for r in rows {
                                     let x = pp.baseAddress! + r * w + part * d, o = out.baseAddress! + r * d
-                                    let inv = 1 / (sumOfSquares(x, d) / Float(d) + eps).squareRoot()
+                                    let inv = RowReductions.inverseRMS(x, d, eps: eps)
                                     let wt = pw.baseAddress!
                                     if rotate {
                                         let t = (sharedTables ? r % s : r) * d
@@ -103,18 +103,4 @@ enum LTXVideoKernels {
         }
     }
 
-    /// Σ x² over a row with 16-lane accumulators.
-    @inline(__always)
-    static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD16<Float>(repeating: 0)
-        var i = 0
-        while i + 16 <= n {
-            let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
-            acc += v * v
-            i += 16
-        }
-        var total = acc.sum()
-        while i < n { total += p[i] * p[i]; i += 1 }
-        return total
-    }
 }

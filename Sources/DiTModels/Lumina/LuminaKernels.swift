@@ -16,7 +16,7 @@ enum LuminaKernels {
                         Parallelism.forEachChunk(b * s, costPerItem: 4 * d) { rows in
                             for r in rows {
                                 let xi = px.baseAddress! + r * d, o = out.baseAddress! + r * d
-                                let inv = inverseRMS(xi, d, eps)
+                                let inv = RowReductions.inverseRMS(xi, d, eps: eps)
                                 if let ps {
                                     let sc = ps + (r / s) * d
                                     for j in 0..<d { o[j] = ((xi[j] * inv) * pw[j]) * (1 + sc[j]) }
@@ -48,7 +48,7 @@ enum LuminaKernels {
                             Parallelism.forEachChunk(b * s, costPerItem: 5 * d) { rows in
                                 for r in rows {
                                     let xi = px.baseAddress! + r * d, hi = ph.baseAddress! + r * d, o = out.baseAddress! + r * d
-                                    let inv = inverseRMS(xi, d, eps)
+                                    let inv = RowReductions.inverseRMS(xi, d, eps: eps)
                                     if let pg {
                                         let gr = pg + (r / s) * d
                                         for j in 0..<d { o[j] = hi[j] + gr[j] * ((xi[j] * inv) * pw[j]) }
@@ -104,20 +104,6 @@ enum LuminaKernels {
         }
     }
 
-    /// `1/√(mean(x²) + ε)` of one row, the squares summed in 16 float lanes.
-    @inline(__always)
-    static func inverseRMS(_ p: UnsafePointer<Float>, _ n: Int, _ eps: Float) -> Float {
-        var lanes = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= n {
-            let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
-            lanes += v * v
-            i += 16
-        }
-        var total = lanes.sum()
-        for k in i..<n { total += p[k] * p[k] }
-        return 1 / (total / Float(n) + eps).squareRoot()
-    }
 
     /// `[B, S, D]` with a `[D]` weight and an optional `[B, D]` per-sample parameter.
     private static func shape(_ x: Tensor, weight: Tensor, perSample p: Tensor?, name: String) throws(TensorError) -> (Int, Int, Int) {

@@ -60,7 +60,7 @@ func mochiNormRotateSplit(
                                                 for h in 0..<heads {
                                                     let x = src + part * d + h * dh, o = out + r * d + h * dh
                                                     let ch = c + h * dh, sh = sn + h * dh
-                                                    let inv = mochiInverseRMS(x, dh, eps: eps)
+                                                    let inv = RowReductions.inverseRMS(x, dh, eps: eps)
                                                     var i = 0
                                                     while i < dh {
                                                         let a = (x[i] * inv) * weight[i], bb = (x[i + 1] * inv) * weight[i + 1]

@@ -1,20 +1,5 @@
 import Tensors
 
-/// `1 / √(mean(x²) + ε)` of a row of `n` values (16-lane partial sums, then the scalar tail).
-@inline(__always)
-func mochiInverseRMS(_ x: UnsafePointer<Float>, _ n: Int, eps: Float) -> Float {
-    var acc = SIMD16<Float>(repeating: 0)
-    var j = 0
-    while j + 16 <= n {
-        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-        acc += v * v
-        j += 16
-    }
-    var sum = acc.sum()
-    while j < n { sum += x[j] * x[j]; j += 1 }
-    return 1 / (sum / Float(n) + eps).squareRoot()
-}
-
 /// `h + RMSNorm(x) · tanh(gate)` in one pass over the rows (diffusers' `h + norm2(x, tanh(gate)[:, None])`
 /// with `MochiModulatedRMSNorm`: no weight, ε = 1e-6), `gate` `[B, D]` per sample.
 ///
@@ -35,7 +20,7 @@ func mochiGatedRMSResidual(_ h: Tensor, _ x: Tensor, gate: Tensor) throws(Tensor
                         for r in rows {
                             let xi = px.baseAddress! + r * d, hi = ph.baseAddress! + r * d
                             let gi = pg.baseAddress! + (r / max(s, 1)) * d, o = out.baseAddress! + r * d
-                            let inv = mochiInverseRMS(xi, d, eps: eps)
+                            let inv = RowReductions.inverseRMS(xi, d, eps: eps)
                             for j in 0..<d { o[j] = hi[j] + (xi[j] * inv) * gi[j] }
                         }
                     }
