@@ -12,4 +12,20 @@ extension KeyedDecodingContainer {
         guard contains(key) else { return fallback }
         return try decodeIfPresent(T.self, forKey: key)
     }
+
+    /// The value of `key`, or `fallback` when absent; `null` is an error, for the fields diffusers cannot
+    /// build a model with None.
+    func diffusersRequired<T: Decodable>(_ key: Key, _ fallback: T) throws -> T {
+        guard contains(key) else { return fallback }
+        guard let v = try decodeIfPresent(T.self, forKey: key) else {
+            throw DecodingError.valueNotFound(T.self, .init(codingPath: codingPath + [key],
+                debugDescription: "\(key.stringValue) cannot be null: diffusers cannot build the model with None"))
+        }
+        return v
+    }
+
+    /// A flag diffusers tests for truth: `fallback` when absent, false for `null`.
+    func diffusersFlag(_ key: Key, _ fallback: Bool) throws -> Bool {
+        contains(key) ? try decodeIfPresent(Bool.self, forKey: key) ?? false : fallback
+    }
 }
