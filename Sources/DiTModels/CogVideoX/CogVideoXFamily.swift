@@ -76,12 +76,7 @@ public enum CogVideoXFamily: DiTFamily {
         let base = try CogVideoXTransformer.randomInputs(
             configuration: c, batch: b, frames: sizes.positive("latent_frames"), height: sizes.positive("latent_height"),
             width: sizes.positive("latent_width"), textTokens: sizes.positive("text_tokens"), seed: seed)
-        return SamplingInputs(latent: base.hiddenStates) { latent, t, _ in
-            var x = base
-            x.hiddenStates = latent
-            x.timestep = try Tensor(shape: [b], repeating: t)
-            return x
-        }
+        return SamplingInputs(cond: base, batch: b)
     }
 
     public static func cost(_ c: CogVideoXConfiguration, sizes: BenchmarkInputs) throws -> ForwardCost {

@@ -8,7 +8,7 @@ import Tensors
 ///
 /// The rotary table is not an argument: the model builds it from the latent size as the CogVideoX
 /// pipelines do.
-public struct CogVideoXInput: Sendable {
+public struct CogVideoXInput: LatentTimestepInput, Sendable {
     /// `hidden_states`, `encoder_hidden_states`, `timestep`.
     public var hiddenStates: Tensor, encoderHiddenStates: Tensor, timestep: Tensor
     /// `ofs` (ofs models only).

@@ -13,12 +13,14 @@ public protocol LatentTimestepInput {
 extension SamplingInputs where Input: LatentTimestepInput {
     /// A sampling run starting from `cond.hiddenStates`: each call is a copy of `cond` (of `uncond` on
     /// the unconditional CFG branch, when given) with the call's latent and the timestep repeated over the
-    /// `batch` rows.
-    public init(cond: Input, uncond: Input? = nil, batch: Int) {
+    /// `batch` rows; `adjust`, when given, then sets what else depends on the timestep value.
+    public init(cond: Input, uncond: Input? = nil, batch: Int,
+                adjust: ((_ input: inout Input, _ timestep: Float) throws -> Void)? = nil) {
         self.init(latent: cond.hiddenStates) { latent, t, branch in
             var x = branch == .uncond ? (uncond ?? cond) : cond
             x.hiddenStates = latent
             x.timestep = try Tensor(shape: [batch], repeating: t)
+            try adjust?(&x, t)
             return x
         }
     }

@@ -80,7 +80,7 @@ public enum Lumina2Family: DiTFamily {
                                                        textTokens: l, seed: seed)
         let uncond = try Lumina2Transformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                          textTokens: l, validTokens: max(1, l / 2), seed: seed &+ 0x5EED)
-        return luminaSamplingInputs(cond: cond, uncond: uncond, latent: \.hiddenStates, timestep: \.timestep, batch: b)
+        return SamplingInputs(cond: cond, uncond: uncond, batch: b)
     }
 
     public static func cost(_ c: Lumina2Configuration, sizes: BenchmarkInputs) throws -> ForwardCost {

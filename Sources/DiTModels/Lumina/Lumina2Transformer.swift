@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The arguments of one `Lumina2Transformer2DModel.forward` call.
-public struct Lumina2Input: Sendable {
+public struct Lumina2Input: LatentTimestepInput, Sendable {
     /// The latent `[B, in_channels, H, W]` (H and W multiples of `patch_size`).
     public var hiddenStates: Tensor
     /// The timestep per sample `[B]` (or `[1]`, broadcast), Lumina's `t = 1 − sigma` (0 = noise).

@@ -27,19 +27,3 @@ extension LuminaInputChecks {
                            patch: patch, channels: channels, captionWidth: captionWidth)
     }
 }
-
-/// The sampling inputs of both Lumina families' demo and benchmark: each call of a branch gets its
-/// conditioning (`uncond` for ``BranchKey/uncond``), the current latent, the timestep for every sample,
-/// then `adjust` (per-timestep settings).
-func luminaSamplingInputs<Input>(
-    cond: Input, uncond: Input, latent: WritableKeyPath<Input, Tensor>, timestep: WritableKeyPath<Input, Tensor>,
-    batch: Int, adjust: ((inout Input, Float) throws -> Void)? = nil
-) -> SamplingInputs<Input> {
-    SamplingInputs(latent: cond[keyPath: latent]) { current, t, branch in
-        var x = branch == .uncond ? uncond : cond
-        x[keyPath: latent] = current
-        x[keyPath: timestep] = try Tensor(shape: [batch], repeating: t)
-        try adjust?(&x, t)
-        return x
-    }
-}

@@ -78,7 +78,7 @@ public enum LuminaNextFamily: DiTFamily {
                                                           textTokens: l, seed: seed)
         let uncond = try LuminaNextTransformer.randomInputs(configuration: c, batch: b, latentHeight: h, latentWidth: w,
                                                             textTokens: l, seed: seed &+ 0x5EED)
-        return luminaSamplingInputs(cond: cond, uncond: uncond, latent: \.hiddenStates, timestep: \.timestep, batch: b) { x, t in
+        return SamplingInputs(cond: cond, uncond: uncond, batch: b) { x, t in
             if c.sampleSize != nil {
                 let s = try LuminaNextTransformer.pipelineSettings(configuration: c, latentHeight: h, latentWidth: w,
                                                                    timestep: Double(t))

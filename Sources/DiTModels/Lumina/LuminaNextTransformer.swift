@@ -15,7 +15,7 @@ public enum LuminaNextRotary: Sendable {
 }
 
 /// The arguments of one `LuminaNextDiT2DModel.forward` call.
-public struct LuminaNextInput: Sendable {
+public struct LuminaNextInput: LatentTimestepInput, Sendable {
     /// The latent `[B, in_channels, H, W]` (H and W multiples of `patch_size`).
     public var hiddenStates: Tensor
     /// The timestep per sample `[B]` (or `[1]`, broadcast), Lumina's `t = 1 − sigma` (0 = noise).
