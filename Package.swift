@@ -24,13 +24,18 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
 
+        .systemLibrary(
+            name: "CDNNL",
+            providers: [.apt(["libdnnl-dev"])]
+        ),
+
         // MARK: - Implementation details
-        .target(name: "CKernels"),
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dnnl")]),
 
         // MARK: - Libraries
         .target(
             name: "Tensors",
-            dependencies: ["COpenBLAS", "CKernels"]
+            dependencies: ["COpenBLAS", "CDNNL", "CKernels"]
         ),
         .target(
             name: "Safetensors",

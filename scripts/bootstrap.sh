@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs (OpenBLAS and pkg-config) when they are absent.
+# Installs the system packages the build needs (OpenBLAS, oneDNN and pkg-config) when they are absent.
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 need=()
-for pkg in libopenblas-dev pkg-config; do
+for pkg in libopenblas-dev libdnnl-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,7 +3,7 @@
 ///
 /// Foundation's JSON parsers silently drop duplicate keys and coerce `4.0` to an integer, so the
 /// header is parsed by this small strict parser instead.
-indirect enum HeaderJSON {
+indirect enum HeaderJSON: Sendable {
     case object([(key: String, value: HeaderJSON)])
     case array([HeaderJSON])
     case string(String)

@@ -13,6 +13,8 @@ import Tensors
 /// ```
 public struct SafetensorsFile: Sendable {
     private let data: Data
+    /// The file's bytes (mapped), for borrowing views that keep them alive.
+    var mappedData: Data { data }
     private let header: SafetensorsHeader
     private let indexByName: [String: Int]
 
@@ -139,5 +141,29 @@ public struct SafetensorsFile: Sendable {
             }
         }
         return ns.localizedDescription
+    }
+}
+
+/// Keeps mapped file bytes alive for the ``WeightBuffer``s that borrow them.
+private final class MappedData: @unchecked Sendable {
+    let data: Data
+    init(_ data: Data) { self.data = data }
+}
+
+extension SafetensorsFile {
+    /// The named tensor's stored bytes, borrowed from the file's memory mapping (no copy; the mapping
+    /// stays open while the buffer lives). Bytes at an odd address are copied into an aligned
+    /// allocation instead (16-bit weights are read as 16-bit words).
+    public func storedBuffer(named name: String) throws(SafetensorsError) -> WeightBuffer {
+        let range = try fileByteRange(named: name)
+        let alignment = 2  // the widest element a borrowed buffer is read as (16-bit weights)
+        let owner = MappedData(mappedData)
+        let base: UnsafeRawPointer = owner.data.withUnsafeBytes { raw in UnsafeRawPointer(raw.baseAddress!) }
+        let start = base + range.lowerBound
+        if Int(bitPattern: start) % alignment == 0 {
+            return WeightBuffer(borrowing: start, byteCount: range.count, owner: owner)
+        }
+        let count = range.count
+        return WeightBuffer(allocating: count) { (p: UnsafeMutableRawPointer) in p.copyMemory(from: start, byteCount: count) }
     }
 }

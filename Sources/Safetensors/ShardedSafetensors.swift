@@ -143,6 +143,9 @@ public struct ShardedSafetensors: Sendable {
         return result
     }
 
+    /// The shard file holding `name`.
+    func shardFile(for name: String) throws(SafetensorsError) -> SafetensorsFile { try shard(for: name) }
+
     private func shard(for name: String) throws(SafetensorsError) -> SafetensorsFile {
         guard let shardName = location[name], let file = shards[shardName] else { throw .tensorNotFound(name) }
         return file

@@ -25,7 +25,7 @@ import Tensors
         let fused = FusedLinear([loader.root["p"], loader.root["q"]], in: 6, out: [3, 5])
         let x = try Self.random([4, 6], 6)
         let parts = try fused(x)
-        let wp = try fused.stacked.weight.slice(axis: 0, 0..<3), wq = try fused.stacked.weight.slice(axis: 0, 3..<8)
+        let wp = try fused.stacked.weight.float32Tensor().slice(axis: 0, 0..<3), wq = try fused.stacked.weight.float32Tensor().slice(axis: 0, 3..<8)
         let bp = try fused.stacked.bias!.slice(axis: 0, 0..<3), bq = try fused.stacked.bias!.slice(axis: 0, 3..<8)
         #expect(try Tensor.relativeL2(parts[0], linear(x, weight: wp, bias: bp)) <= 1e-6)
         #expect(try Tensor.relativeL2(parts[1], linear(x, weight: wq, bias: bq)) <= 1e-6)

@@ -2,6 +2,7 @@
 #define CKERNELS_H
 
 #include <stddef.h>
+#include "ckprecision.h"  /* weight storages and the oneDNN bridge */
 
 /* Element-wise kernels whose cost is dominated by exp(): the widest version the CPU supports is chosen
    at run time (AVX-512F, else AVX2+FMA, else portable; function-level target attributes, no build

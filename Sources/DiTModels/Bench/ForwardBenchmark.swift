@@ -12,8 +12,10 @@ public struct ForwardBenchmark {
     public let summary: String
     /// Matmul and attention floating-point operations of one forward (2 per multiply-add).
     public let flops: Double
-    /// Bytes of the model parameters (float32).
+    /// Bytes of the model parameters in the benchmark's precision.
     public let weightBytes: Int
+    /// The weight precision.
+    public var precision: WeightPrecision = .float32
     /// Estimated bytes of the largest set of activations alive at once during the forward.
     public let activationBytes: Int
     /// Runs one forward.
@@ -35,48 +37,65 @@ public struct ForwardBenchmark {
     ///
     /// - Throws: ``ModelLoadError`` for an unreadable or malformed file, an unknown class, or an invalid
     ///   configuration or input size.
-    public static func make(data: Data, seed: UInt64 = 0, memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
+    public static func make(data: Data, seed: UInt64 = 0, precision: WeightPrecision = .float32,
+                            memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
         let (className, config) = try ModelConfigFile.parse(data)
         let family = try DiTFamilies.family(forClass: className)
         return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed,
-                        memoryBudget: memoryBudget)
+                        precision: precision, memoryBudget: memoryBudget)
     }
 
     /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
-    public static func make(url: URL, seed: UInt64 = 0, memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
+    public static func make(url: URL, seed: UInt64 = 0, precision: WeightPrecision = .float32,
+                            memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ModelLoadError.unreadableFile(path: url.path, reason: error.localizedDescription)
         }
-        return try make(data: data, seed: seed, memoryBudget: memoryBudget)
+        return try make(data: data, seed: seed, precision: precision, memoryBudget: memoryBudget)
     }
 
     /// The benchmark of family `F` at a configuration and input sizes.
     ///
-    /// The forward's analytic activation estimate is checked against `memoryBudget` before the model or
-    /// any input is allocated.
+    /// The weights at `precision` (counted from the configuration) plus the forward's analytic
+    /// activation estimate are checked against `memoryBudget` before the model or any input is
+    /// allocated; a refusal names the precisions that would fit.
     public static func make<F: DiTFamily>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0,
-        memoryBudget: MemoryBudget = .machineDefault
+        precision: WeightPrecision = .float32, memoryBudget: MemoryBudget = .machineDefault
     ) throws -> ForwardBenchmark {
         try configuration.validate()
         let cost = try F.cost(configuration, sizes: inputs)
-        try memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
-        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28,
-                                          parameterBudget: Int(min(memoryBudget.bytes / 4, Double(Int.max / 8))))
+        let footprint = try F.weightFootprint(configuration, precision: precision)
+        let activations = Double(cost.activationBytes)
+        if footprint.bytes + activations > memoryBudget.bytes {
+            let fitting = WeightPrecision.allCases.filter {
+                Double(footprint.parameters) * $0.bytesPerWeight + activations <= memoryBudget.bytes
+            }.map(\.rawValue)
+            let hint = fitting.isEmpty ? "no weight precision fits: use smaller inputs or a larger --memory-budget"
+                : "--precision \(fitting.joined(separator: " or ")) would fit"
+            throw ModelLoadError.memoryBudgetExceeded(
+                what: "a forward of \(cost.summary) with \(precision) weights (\(footprint.parameters) parameters) and its activations (\(hint))",
+                bytes: footprint.bytes + activations, budget: memoryBudget.bytes)
+        }
+        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28, precision: precision,
+                                          parameterBudget: Int.max)
         let x = try F.randomInputs(configuration, sizes: inputs, seed: seed &+ 1)
         let input = try x.makeInput(x.latent, F.timestepConvention.timestep(sigma: sigma), .cond)
         let model = loaded.model
-        return ForwardBenchmark(summary: cost.summary, flops: cost.flops, weightBytes: 4 * loaded.parameterCount,
-                                activationBytes: cost.activationBytes, run: { _ = try model.forward(input) })
+        var benchmark = ForwardBenchmark(summary: cost.summary, flops: cost.flops, weightBytes: Int(loaded.weightBytes),
+                                         activationBytes: cost.activationBytes, run: { _ = try model.forward(input) })
+        benchmark.precision = precision
+        return benchmark
     }
 
     private static func make<F: DiTFamily>(
-        _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64, memoryBudget: MemoryBudget
+        _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64, precision: WeightPrecision,
+        memoryBudget: MemoryBudget
     ) throws -> ForwardBenchmark {
         let configuration = try F.Configuration.parse(config, className: className)
         return try make(F.self, configuration: configuration, inputs: inputs ?? F.benchmarkDefault.inputs, seed: seed,
-                        memoryBudget: memoryBudget)
+                        precision: precision, memoryBudget: memoryBudget)
     }
 
     /// The `inputs` table of a benchmark file, or nil when the file has none (a plain diffusers config).

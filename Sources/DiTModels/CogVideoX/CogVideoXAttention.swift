@@ -20,10 +20,7 @@ struct CogVideoXAttention: Sendable {
 
     /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope (`attn1`).
     init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, bias: Bool) {
-        let parts = ["to_q", "to_k", "to_v"].map { Linear(w[$0], in: dim, out: dim, bias: bias) }
-        let weight = (try? Tensor.concatenate(parts.map(\.weight), axis: 0)) ?? Tensor(scalar: 0)
-        let biases = bias ? (try? Tensor.concatenate(parts.compactMap(\.bias), axis: 0)) : nil
-        qkv = Linear(weight: weight, bias: biases)
+        qkv = Linear.stacking(["to_q", "to_k", "to_v"].map { Linear(w[$0], in: dim, out: dim, bias: bias) })
         toOut = Linear(w["to_out.0"], in: dim, out: dim)
         normQ = (w["norm_q"].tensor("weight", shape: [headDim]), w["norm_q"].tensor("bias", shape: [headDim]))
         normK = (w["norm_k"].tensor("weight", shape: [headDim]), w["norm_k"].tensor("bias", shape: [headDim]))

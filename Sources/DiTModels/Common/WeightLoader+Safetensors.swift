@@ -134,7 +134,19 @@ enum StoredWeights {
         }
     }
 
-    private var path: String {
+    /// The file or checkpoint as a source of weight matrices (nil for in-memory tensors).
+    var safetensors: (any SafetensorsTensorSource)? {
+        switch self {
+        case .tensors: return nil
+        case .file(let f, _): return f
+        case .sharded(let s, _): return s
+        }
+    }
+
+    /// Whether `name` is the scales tensor of a stored int8 matrix (not a parameter of its own).
+    func isInt8Scales(_ name: String) -> Bool { safetensors?.isInt8Scales(name) ?? false }
+
+    var path: String {
         switch self {
         case .tensors: return "(in-memory tensors)"
         case .file(_, let p), .sharded(_, let p): return p
@@ -165,7 +177,7 @@ extension WeightLoader {
     /// - Throws: ``ModelLoadError/weightsNotFound(path:reason:)`` when nothing loadable is at `url`;
     ///   ``ModelLoadError/invalidWeights(path:error:)`` when a file is malformed or a sharded checkpoint
     ///   is inconsistent.
-    convenience init(safetensorsAt url: URL, rules: WeightRules = .none) throws(ModelLoadError) {
-        self.init(stored: try WeightsLocation.resolve(url).open(), rules: rules)
+    convenience init(safetensorsAt url: URL, rules: WeightRules = .none, precision: WeightPrecision = .float32) throws(ModelLoadError) {
+        self.init(stored: try WeightsLocation.resolve(url).open(), rules: rules, precision: precision)
     }
 }

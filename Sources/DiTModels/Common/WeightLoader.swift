@@ -23,6 +23,8 @@ public final class WeightLoader {
     private enum Source {
         case stored(StoredWeights)
         case random(SeededGenerator, adjust: WeightAdjustment?)
+        /// Hands out placeholders and only counts: the sizes a configuration implies, with nothing allocated.
+        case counting
     }
 
     private var source: Source
@@ -39,20 +41,47 @@ public final class WeightLoader {
     /// The number of scalars handed out so far (the model's parameter count once construction is done).
     public private(set) var parameterCount = 0
 
+    /// The bytes of every parameter handed out so far, in the precision it is held in (matrices at
+    /// ``precision``, everything else float32); saturating.
+    public private(set) var weightBytes: Double = 0
+
+    /// The storage of every weight matrix (``WeightScope/matrix(_:rows:columns:)``, what ``Linear`` takes):
+    /// float32 keeps the fixtures' 1e-4 parity; the other precisions are stated in the README.
+    public let precision: WeightPrecision
+
+    /// Whether ``supplied`` records the parameters (tests read them; a family's load turns it off so a
+    /// model's weights are not held twice).
+    var recordsSupplied = true
+
+    /// This loader with ``supplied`` left empty (a family's public loads: the model holds the weights).
+    func notRecording() -> WeightLoader {
+        recordsSupplied = false
+        return self
+    }
+
     /// Every parameter handed out so far, by name (for a random loader: the generated weights, so a
     /// randomly initialised model can be saved or reloaded).
     public private(set) var supplied: [String: Tensor] = [:]
 
     /// A loader over in-memory tensors (for example, every tensor of a safetensors file).
-    convenience init(tensors: [String: Tensor], rules: WeightRules = .none) {
-        self.init(stored: .tensors(tensors), rules: rules)
+    convenience init(tensors: [String: Tensor], rules: WeightRules = .none, precision: WeightPrecision = .float32) {
+        self.init(stored: .tensors(tensors), rules: rules, precision: precision)
     }
 
     /// A loader over stored weights.
-    init(stored: StoredWeights, rules: WeightRules = .none) {
+    init(stored: StoredWeights, rules: WeightRules = .none, precision: WeightPrecision = .float32) {
         source = .stored(stored)
         parameterBudget = .max
+        self.precision = precision
         apply(rules)
+    }
+
+    /// A loader that allocates nothing: every parameter is a placeholder, and ``parameterCount`` and
+    /// ``weightBytes`` say what a model of the configuration would hold in `precision`.
+    init(countingIn precision: WeightPrecision) {
+        source = .counting
+        parameterBudget = .max
+        self.precision = precision
     }
 
     /// Uses `rules` to match stored names with parameters (before any parameter is taken; the family's
@@ -73,9 +102,10 @@ public final class WeightLoader {
     /// At most `parameterBudget` scalars are drawn; beyond that ``finish()`` throws
     /// ``ModelLoadError/memoryBudgetExceeded(what:bytes:budget:)``.
     init(randomSeed seed: UInt64, adjust: WeightAdjustment? = nil,
-         parameterBudget: Int = SizeLimits.maximumRandomParameters) {
+         parameterBudget: Int = SizeLimits.maximumRandomParameters, precision: WeightPrecision = .float32) {
         source = .random(SeededGenerator(seed: seed), adjust: adjust)
         self.parameterBudget = parameterBudget
+        self.precision = precision
     }
 
     /// The scope of every parameter (no prefix).
@@ -83,24 +113,66 @@ public final class WeightLoader {
 
     /// The parameter `name` (a full diffusers name) with the given shape.
     func take(_ name: String, shape: [Int]) -> Tensor {
+        count(name, shape: shape, bytesPerValue: 4)
+        return draw(name, shape: shape)
+    }
+
+    /// The weight matrix `name` (`[rows, columns]`) in ``precision``: stored 16-bit and int8 weights of
+    /// that precision are used in place from the mapped file; anything else is converted after reading.
+    func takeMatrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix {
+        let shape = [rows, columns]
+        count(name, shape: shape, bytesPerValue: precision.bytesPerWeight)
+        if case .stored(let stored) = source, let file = stored.safetensors {
+            guard let storedName = storedName(for: name, shape: shape, stored: stored) else { return .placeholder }
+            do throws(SafetensorsError) {
+                return try file.weightMatrix(named: storedName, precision: precision)
+            } catch {
+                if unreadable == nil { unreadable = .invalidWeights(path: stored.path, error: error) }
+                return .placeholder
+            }
+        }
+        let t = draw(name, shape: shape)
+        guard t.shape == shape else { return .placeholder }  // a reported placeholder
+        do throws(TensorError) {
+            return try WeightMatrix.make(t, precision: precision)
+        } catch {
+            if unreadable == nil { unreadable = .unsupportedConfig(field: name, value: "\(precision)", reason: "\(error)") }
+            return .placeholder
+        }
+    }
+
+    /// Adds `shape` to the counts (in Double: shapes come from validated configurations, every extent
+    /// ≤ SizeLimits.maximumExtent, but a product of several can still be huge).
+    private func count(_ name: String, shape: [Int], bytesPerValue: Double) {
         used.insert(name)
-        // Shapes come from validated configurations (every extent ≤ SizeLimits.maximumExtent), but a
-        // product of several can still be huge: count in Double.
         let elements = shape.reduce(1.0) { $0 * Double($1) }
         parameterCount = Int(min(Double(parameterCount) + elements, Double(Int.max / 2)))
+        weightBytes += elements * bytesPerValue
+    }
+
+    /// The stored name of parameter `name`, or nil (recorded as missing or mis-shaped).
+    private func storedName(for name: String, shape: [Int], stored: StoredWeights) -> String? {
+        guard let storedName = storedNameByParameter[name], let storedShape = stored.shape(of: storedName) else {
+            missing.append(name)
+            return nil
+        }
+        guard storedShape == shape else {
+            misshaped.append(.init(name: name, expected: shape, found: storedShape))
+            return nil
+        }
+        return storedName
+    }
+
+    /// The float32 value of parameter `name` (already counted).
+    private func draw(_ name: String, shape: [Int]) -> Tensor {
         switch source {
+        case .counting:
+            return Self.placeholder
         case .stored(let stored):
-            guard let storedName = storedNameByParameter[name], let storedShape = stored.shape(of: storedName) else {
-                missing.append(name)
-                return Self.placeholder
-            }
-            guard storedShape == shape else {
-                misshaped.append(.init(name: name, expected: shape, found: storedShape))
-                return Self.placeholder
-            }
+            guard let storedName = storedName(for: name, shape: shape, stored: stored) else { return Self.placeholder }
             do {
                 let t = try stored.load(storedName)
-                supplied[name] = t
+                if recordsSupplied { supplied[name] = t }
                 return t
             } catch {
                 if unreadable == nil { unreadable = error }
@@ -114,15 +186,15 @@ public final class WeightLoader {
             var t = Self.draw(name: name, shape: shape, rng: &rng)
             adjust?(name, &t)
             source = .random(rng, adjust: adjust)
-            supplied[name] = t
+            if recordsSupplied { supplied[name] = t }
             return t
         }
     }
 
     /// Whether a stored tensor supplies `name` (always true for a random loader).
     func contains(_ name: String) -> Bool {
-        if case .random = source { return true }
-        return storedNameByParameter[name] != nil
+        if case .stored = source { return storedNameByParameter[name] != nil }
+        return true
     }
 
     /// Whether any parameter so far was missing, mis-shaped or unreadable.
@@ -136,8 +208,9 @@ public final class WeightLoader {
                                         bytes: Double(parameterCount) * 4, budget: Double(parameterBudget) * 4)
         }
         var unexpected: [String] = []
-        if case .stored = source {
-            unexpected = storedNameByParameter.filter { !used.contains($0.key) }.map(\.value).sorted()
+        if case .stored(let stored) = source {
+            unexpected = storedNameByParameter.filter { !used.contains($0.key) }.map(\.value)
+                .filter { !stored.isInt8Scales($0) }.sorted()
         }
         if !missing.isEmpty || !unexpected.isEmpty || !misshaped.isEmpty {
             throw .weightMismatch(missing: missing, unexpected: unexpected, misshaped: misshaped)
@@ -197,6 +270,12 @@ public struct WeightScope {
     /// The parameter named by this scope itself (e.g. `weights["scale_shift_table"].tensor(shape:)`).
     public func tensor(shape: [Int]) -> Tensor {
         loader.take(prefix, shape: shape)
+    }
+
+    /// The weight matrix `name` of this scope, `[rows, columns]`, in the loader's precision
+    /// (``WeightLoader/precision``); recorded and reported like ``tensor(_:shape:)`` when missing.
+    public func matrix(_ name: String, rows: Int, columns: Int) -> WeightMatrix {
+        loader.takeMatrix(key(name), rows: rows, columns: columns)
     }
 
     /// Whether the weights hold the parameter `name` of this scope (for optional parameters whose

@@ -42,11 +42,8 @@ struct LTXVideoStackedLinear: Sendable {
     let widths: [Int]
 
     init(_ scopes: [WeightScope], in inFeatures: Int, out width: Int, bias: Bool) {
-        let parts = scopes.map { Linear($0, in: inFeatures, out: width, bias: bias) }
-        widths = Array(repeating: width, count: parts.count)
-        let weight = (try? Tensor.concatenate(parts.map(\.weight), axis: 0)) ?? Tensor(scalar: 0)
-        let b = bias ? ((try? Tensor.concatenate(parts.compactMap(\.bias), axis: 0)) ?? Tensor(scalar: 0)) : nil
-        stacked = Linear(weight: weight, bias: b)
+        stacked = Linear.stacking(scopes.map { Linear($0, in: inFeatures, out: width, bias: bias) })
+        widths = Array(repeating: width, count: scopes.count)
     }
 }
 

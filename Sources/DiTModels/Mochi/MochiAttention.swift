@@ -10,9 +10,7 @@ struct MochiStackedProjection: Sendable {
 
     /// Takes `weight` `[out, in]` of every scope (no bias), in order.
     init(_ scopes: [WeightScope], in inFeatures: Int, out: Int) {
-        let parts = scopes.map { Linear($0, in: inFeatures, out: out, bias: false).weight }
-        let weight = (try? Tensor.concatenate(parts, axis: 0)) ?? Tensor(scalar: 0)
-        stacked = Linear(weight: weight, bias: nil)
+        stacked = Linear.stacking(scopes.map { Linear($0, in: inFeatures, out: out, bias: false) })
         widths = Array(repeating: out, count: scopes.count)
     }
 

@@ -239,8 +239,8 @@ struct CogVideoXModelTests {
         let tapered = try CogVideoXFamily.random(c, seed: 9, steps: 12)
         let raw = WeightLoader(randomSeed: 9)
         _ = try CogVideoXFamily.build(c, raw).model
-        for (name, weight, dim) in [("time_embedding.linear_1.weight", tapered.timeEmbedding.linear1.weight, c.innerDim),
-                                    ("ofs_embedding.linear_1.weight", tapered.ofsEmbedding!.linear1.weight, 24)] {
+        for (name, weight, dim) in [("time_embedding.linear_1.weight", tapered.timeEmbedding.linear1.weight.float32Tensor(), c.innerDim),
+                                    ("ofs_embedding.linear_1.weight", tapered.ofsEmbedding!.linear1.weight.float32Tensor(), 24)] {
             let r = try #require(raw.supplied[name])
             let half = dim / 2
             for col in [0, half - 1, dim - 1] {

@@ -59,7 +59,7 @@ import Tensors
     @Test func aMissingTensorIsNeverUsedSilently() throws {
         let c = ScaleConfiguration(width: 3)
         let model = try ScaleFamily.random(c, seed: 1, steps: 4)
-        var weights: [String: Tensor] = ["proj_in.weight": model.projIn.weight, "proj_in.bias": try #require(model.projIn.bias),
+        var weights: [String: Tensor] = ["proj_in.weight": model.projIn.weight.float32Tensor(), "proj_in.bias": try #require(model.projIn.bias),
                                          "blocks.0.weight": model.block]
         #expect(try ScaleFamily.load(c, tensors: weights).block == model.block)
         weights["blocks.0.weight"] = nil

@@ -145,10 +145,10 @@ struct HunyuanVideoModelTests {
         _ = try HunyuanVideoFamily.build(Self.tiny, raw)
         let model = try HunyuanVideoTransformer.random(configuration: Self.tiny, seed: 9, steps: 12)
         let tapered = [
-            ("time_text_embed.timestep_embedder.linear_1.weight", model.timeTextEmbed.timestepEmbedder.linear1.weight),
-            ("time_text_embed.guidance_embedder.linear_1.weight", try #require(model.timeTextEmbed.guidanceEmbedder).linear1.weight),
+            ("time_text_embed.timestep_embedder.linear_1.weight", model.timeTextEmbed.timestepEmbedder.linear1.weight.float32Tensor()),
+            ("time_text_embed.guidance_embedder.linear_1.weight", try #require(model.timeTextEmbed.guidanceEmbedder).linear1.weight.float32Tensor()),
             ("context_embedder.time_text_embed.timestep_embedder.linear_1.weight",
-             model.contextEmbedder.timestepEmbedder.linear1.weight),
+             model.contextEmbedder.timestepEmbedder.linear1.weight.float32Tensor()),
         ]
         for (name, w) in tapered {
             let r = try #require(raw.supplied[name])

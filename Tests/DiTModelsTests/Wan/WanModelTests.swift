@@ -117,7 +117,7 @@ struct WanModelTests {
 
     @Test func randomInitTapersTheTimestepColumns() throws {
         let a = try WanTransformer.random(configuration: Self.t2v, seed: 9, steps: 12)
-        let w = a.conditionEmbedder.timeEmbedder.linear1.weight  // [24, 16]
+        let w = a.conditionEmbedder.timeEmbedder.linear1.weight.float32Tensor()  // [24, 16]
         // Column 0 (frequency 1, cos) is scaled by max(exp(−0.5·(83.3/0.1)²), 0.02) = 0.02; the last
         // frequency 10000^(−7/8) ≈ 3.2e-4 keeps a factor exp(−0.5·(0.265)²) ≈ 0.966.
         let untapered = WeightLoader(randomSeed: 9)

@@ -1,0 +1,92 @@
+/* A thin bridge to oneDNN's matmul (see ckprecision.h). oneDNN keeps its own primitive cache, so
+   describing the same product again finds the compiled kernel instead of generating it anew. */
+#include "ckprecision.h"
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+
+static dnnl_engine_t engine;
+static int engine_ok;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void make_engine(void) { engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success; }
+
+int ck_dnnl_matmul(int type, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                   const void *w, int64_t ldw, const float *bias, float *c, int64_t ldc, int accumulate) {
+    pthread_once(&engine_once, make_engine);
+    if (!engine_ok) return CK_DNNL_FAILED;
+    dnnl_data_type_t dt = type == CK_DNNL_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t a_md, w_md, c_md, b_md;
+    dnnl_dims_t ad = {m, k}, as = {lda, 1};
+    dnnl_dims_t wd = {k, n}, ws = {1, ldw};           /* W^T read in place from W's rows */
+    dnnl_dims_t cd = {m, n}, cs = {ldc, 1};
+    dnnl_dims_t bd = {1, n}, bs = {n, 1};
+    if (dnnl_memory_desc_init_by_strides(&a_md, 2, ad, dt, as) != dnnl_success
+        || dnnl_memory_desc_init_by_strides(&w_md, 2, wd, dt, ws) != dnnl_success
+        || dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success
+        || dnnl_memory_desc_init_by_strides(&b_md, 2, bd, dnnl_f32, bs) != dnnl_success)
+        return CK_DNNL_FAILED;
+    dnnl_matmul_desc_t desc;
+    if (dnnl_matmul_desc_init(&desc, &a_md, &w_md, bias ? &b_md : NULL, &c_md) != dnnl_success) return CK_DNNL_FAILED;
+
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    int result = CK_DNNL_FAILED;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t am = NULL, wm = NULL, cm = NULL, bm = NULL;
+    dnnl_stream_t stream = NULL;
+
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) goto done;
+    if (accumulate) {
+        if (dnnl_post_ops_create(&ops) != dnnl_success || dnnl_post_ops_append_sum(ops, 1.0f) != dnnl_success
+            || dnnl_primitive_attr_set_post_ops(attr, ops) != dnnl_success)
+            goto done;
+    }
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
+    if (st == dnnl_unimplemented) { result = CK_DNNL_UNIMPLEMENTED; goto done; }
+    if (st != dnnl_success) goto done;
+    if (dnnl_primitive_create(&prim, pd) != dnnl_success) goto done;
+    if (dnnl_memory_create(&am, &a_md, engine, (void *)a) != dnnl_success
+        || dnnl_memory_create(&wm, &w_md, engine, (void *)w) != dnnl_success
+        || dnnl_memory_create(&cm, &c_md, engine, c) != dnnl_success)
+        goto done;
+    if (bias && dnnl_memory_create(&bm, &b_md, engine, (void *)bias) != dnnl_success) goto done;
+    if (dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) goto done;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_BIAS, bm}};
+    if (dnnl_primitive_execute(prim, stream, bias ? 4 : 3, args) != dnnl_success) goto done;
+    if (dnnl_stream_wait(stream) != dnnl_success) goto done;
+    result = CK_DNNL_OK;
+done:
+    if (stream) dnnl_stream_destroy(stream);
+    if (bm) dnnl_memory_destroy(bm);
+    if (cm) dnnl_memory_destroy(cm);
+    if (wm) dnnl_memory_destroy(wm);
+    if (am) dnnl_memory_destroy(am);
+    if (prim) dnnl_primitive_destroy(prim);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return result;
+}
+
+const char *ck_dnnl_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    default: return "unknown";
+    }
+}
+
+int ck_dnnl_version(void) {
+    const dnnl_version_t *v = dnnl_version();
+    return v ? v->major * 10000 + v->minor * 100 + v->patch : 0;
+}
