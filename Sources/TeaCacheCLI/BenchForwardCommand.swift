@@ -29,6 +29,8 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Memory budget in GB for the forward's activations and the random weights (default: half of this machine's memory).")
     var memoryBudget: Double?
 
+    @OptionGroup var precision: PrecisionOptions
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -46,7 +48,7 @@ struct BenchForwardCommand: ParsableCommand {
         let startRSS = KernelBenchmarks.currentRSSBytes()
         let bench: ForwardBenchmark
         do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed,
-                                                    memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .machineDefault) } catch {
+                                                    precision: precision.precision, memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .machineDefault) } catch {
             FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
             throw ExitCode.failure
         }
@@ -54,6 +56,7 @@ struct BenchForwardCommand: ParsableCommand {
         print(bench.summary)
         print("threads \(Parallelism.threadCount)")
         for line in BLASKernel.reportLines { print(line) }
+        print(precision.reportLine)
         // Measure the peak of the forwards, not of the random initialisation before them.
         let peakReset = KernelBenchmarks.resetPeakRSS()
         let before = KernelBenchmarks.currentRSSBytes()

@@ -22,3 +22,19 @@ enum MemoryBudgetOption {
         }
     }
 }
+
+extension WeightPrecision: ExpressibleByArgument {
+    /// Parses `float32`, `bfloat16`, `float16`, `int8` and their short forms (`f32`, `bf16`, `f16`, `i8`).
+    public init?(argument: String) { self.init(name: argument) }
+
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+/// The `--precision` option shared by demo, bench, verify and calibrate.
+struct PrecisionOptions: ParsableArguments {
+    @Option(help: "Storage of the weight matrices: float32 (default), bfloat16, float16 or int8 (weight-only, per-row groups of 64).")
+    var precision: WeightPrecision = .float32
+
+    /// One line saying how the products run with this precision on this CPU, and why.
+    var reportLine: String { "products: " + WeightProducts.describe(precision) }
+}
