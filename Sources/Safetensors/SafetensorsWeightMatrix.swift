@@ -108,25 +108,3 @@ extension SafetensorsTensorSource {
         }
     }
 }
-
-extension SafetensorsWriter {
-    /// Adds a weight matrix in its own storage: F32, BF16 or F16 under `name`; int8 as `I8` under `name`
-    /// plus its scales (``Int8WeightFormat``), recording the group size in the metadata.
-    /// - Throws: ``SafetensorsError/invalidWriterInput(tensor:reason:)`` for a reserved or repeated name, or an
-    ///   int8 group size that differs from one already recorded.
-    public mutating func add(_ matrix: WeightMatrix, named name: String) throws(SafetensorsError) {
-        func bytes(_ b: WeightBuffer) -> [UInt8] { Array(UnsafeRawBufferPointer(start: b.baseAddress, count: b.byteCount)) }
-        switch matrix.storage {
-        case .float32(let t): try add(t, named: name)
-        case .bfloat16(let b): try addRaw(named: name, dtype: .bf16, shape: matrix.shape, bytes: bytes(b))
-        case .float16(let b): try addRaw(named: name, dtype: .f16, shape: matrix.shape, bytes: bytes(b))
-        case .int8(let v, let scales, let g):
-            if let recorded = metadata[Int8WeightFormat.groupSizeKey], recorded != String(g) {
-                throw .invalidWriterInput(tensor: name, reason: "int8 group size \(g) differs from the file's \(recorded)")
-            }
-            metadata[Int8WeightFormat.groupSizeKey] = String(g)
-            try addRaw(named: name, dtype: .i8, shape: matrix.shape, bytes: bytes(v))
-            try add(scales, named: name + Int8WeightFormat.scalesSuffix)
-        }
-    }
-}

@@ -80,35 +80,44 @@ public struct SafetensorsWriter: Sendable {
     /// The complete file contents.
     public func serialized() -> Data {
         let order = names
+        let header = Self.header(metadata: metadata, entries: order.compactMap { name in
+            entries[name].map { (name, $0.dtype, $0.shape, $0.bytes.count) }
+        })
+        let total = order.reduce(0) { $0 + (entries[$1]?.bytes.count ?? 0) }
+        var out = Data(capacity: header.count + total)
+        out.append(contentsOf: header)
+        for name in order { if let e = entries[name] { out.append(contentsOf: e.bytes) } }
+        return out
+    }
+
+    /// The 8-byte length and the header (`__metadata__` first with sorted keys, then `entries` in the
+    /// given order with contiguous offsets from 0), padded with spaces to a multiple of 8 bytes.
+    static func header(metadata: [String: String],
+                       entries: [(name: String, dtype: SafetensorsDType, shape: [Int], byteCount: Int)]) -> [UInt8] {
         var json = "{"
         var first = true
         if !metadata.isEmpty {
-            json += Self.quoted(SafetensorsHeader.metadataKey) + ":{"
-            json += metadata.keys.sorted().map { Self.quoted($0) + ":" + Self.quoted(metadata[$0] ?? "") }
-                .joined(separator: ",")
+            json += quoted(SafetensorsHeader.metadataKey) + ":{"
+            json += metadata.keys.sorted().map { quoted($0) + ":" + quoted(metadata[$0] ?? "") }.joined(separator: ",")
             json += "}"
             first = false
         }
         var offset = 0
-        for name in order {
-            guard let e = entries[name] else { continue }
+        for e in entries {
             if !first { json += "," }
             first = false
             let shape = e.shape.map(String.init).joined(separator: ",")
-            json += Self.quoted(name)
-                + ":{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + e.bytes.count)]}"
-            offset += e.bytes.count
+            json += quoted(e.name)
+                + ":{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + e.byteCount)]}"
+            offset += e.byteCount
         }
         json += "}"
         var header = Array(json.utf8)
         let padded = (header.count + 7) / 8 * 8
         header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padded - header.count))
-
-        var out = Data(capacity: 8 + header.count + offset)
+        var out: [UInt8] = []
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: header)
-        for name in order { if let e = entries[name] { out.append(contentsOf: e.bytes) } }
-        return out
+        return out + header
     }
 
     /// Writes the file atomically to `url`.

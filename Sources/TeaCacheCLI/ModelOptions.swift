@@ -31,10 +31,13 @@ struct ModelOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Memory budget in GB for a forward's activations and random weights; larger shapes are refused (default: half of this machine's memory).")
     var memoryBudget: Double?
 
+    @OptionGroup var precision: PrecisionOptions
+
     /// The model source.
     var source: ModelSource {
         var s = ModelSource(family: model, configPath: config, weightsPath: weights, seed: seed, steps: steps)
         if let memoryBudget { s.memoryBudget = MemoryBudget(gigabytes: memoryBudget) }
+        s.precision = precision.precision
         return s
     }
 
@@ -49,7 +52,7 @@ struct ModelOptions: ParsableArguments {
         log.info("model", metadata: [
             "family": "\(model)", "config": "\(config ?? "embedded default")",
             "weights": "\(weights ?? "seeded random (seed \(seed))")", "steps": "\(steps)",
-            "threads": "\(Parallelism.threadCount)",
+            "threads": "\(Parallelism.threadCount)", "products": "\(WeightProducts.describe(precision.precision))",
         ])
     }
 

@@ -17,6 +17,8 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "A fixture family folder.")
     var directory: String
 
+    @OptionGroup var precision: PrecisionOptions
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -25,13 +27,14 @@ struct VerifyCommand: ParsableCommand {
         log.info("verifying fixture folder", metadata: ["folder": "\(directory)"])
         let report: VerifyReport
         do {
-            report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory))
+            report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory), precision: precision.precision)
         } catch {
             log.debug("verification could not start", metadata: ["error": "\(String(reflecting: error))"])
             FileHandle.standardError.write(Data("error: \(directory): \(error)\n".utf8))
             print("verify \(Self.familyHint(URL(fileURLWithPath: directory))): FAIL")
             throw ExitCode.failure
         }
+        if precision.precision != .float32 { print(precision.reportLine) }
         for line in report.lines { print(line) }
         log.info("verify done", metadata: ["passed": "\(report.passed)", "elapsed": "\(secondsSince(start))"])
         if !report.passed { throw ExitCode.failure }

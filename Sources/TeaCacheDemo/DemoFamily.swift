@@ -58,10 +58,10 @@ public struct DemoFamily: Sendable {
         let model: F.Model
         do {
             if let w = source.weightsPath {
-                model = try F.load(configuration, weightsAt: URL(fileURLWithPath: w))
+                model = try F.load(configuration, weightsAt: URL(fileURLWithPath: w), precision: source.precision)
             } else {
-                model = try F.random(configuration, seed: source.seed, steps: source.steps,
-                                     parameterBudget: Int(min(source.memoryBudget.bytes / 4, Double(Int.max / 8))))
+                model = try F.random(configuration, seed: source.seed, steps: source.steps, precision: source.precision,
+                                     memoryBudget: source.memoryBudget)
             }
         } catch { throw DemoError.model("\(error)") }
         let sampler: FlowMatchEulerSampler
@@ -73,6 +73,7 @@ public struct DemoFamily: Sendable {
         let summary = cost.summary + guidance + ", "
             + (source.weightsPath.map { "weights \($0)" }
                ?? "random weights (seed \(source.seed), taper for \(source.steps) steps)")
+            + (source.precision == .float32 ? "" : ", \(source.precision) weights")
         return SampledWorkload(model: model, sampler: sampler, inputSeed: source.seed &+ 1, summary: summary) { seed in
             try F.randomInputs(configuration, sizes: sizes, seed: seed)
         }

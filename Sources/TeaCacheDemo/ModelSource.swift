@@ -19,6 +19,8 @@ public struct ModelSource: Sendable, Equatable {
     public var steps: Int
     /// The memory the model's forward and random weights may plan to use; larger shapes are a typed error.
     public var memoryBudget: MemoryBudget = .machineDefault
+    /// The storage of the model's weight matrices (``WeightPrecision``; float32 by default).
+    public var precision: WeightPrecision = .float32
 
     /// A source.
     public init(family: String = "flux", configPath: String? = nil, weightsPath: String? = nil,

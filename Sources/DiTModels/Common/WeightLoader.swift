@@ -63,6 +63,9 @@ public final class WeightLoader {
     /// randomly initialised model can be saved or reloaded).
     public private(set) var supplied: [String: Tensor] = [:]
 
+    /// Every weight matrix handed out so far, by name, in its storage (recorded like ``supplied``).
+    public private(set) var suppliedMatrices: [String: WeightMatrix] = [:]
+
     /// A loader over in-memory tensors (for example, every tensor of a safetensors file).
     convenience init(tensors: [String: Tensor], rules: WeightRules = .none, precision: WeightPrecision = .float32) {
         self.init(stored: .tensors(tensors), rules: rules, precision: precision)
@@ -125,7 +128,9 @@ public final class WeightLoader {
         if case .stored(let stored) = source, let file = stored.safetensors {
             guard let storedName = storedName(for: name, shape: shape, stored: stored) else { return .placeholder }
             do throws(SafetensorsError) {
-                return try file.weightMatrix(named: storedName, precision: precision)
+                let m = try file.weightMatrix(named: storedName, precision: precision)
+                if recordsSupplied { suppliedMatrices[name] = m }
+                return m
             } catch {
                 if unreadable == nil { unreadable = .invalidWeights(path: stored.path, error: error) }
                 return .placeholder
@@ -134,7 +139,9 @@ public final class WeightLoader {
         let t = draw(name, shape: shape)
         guard t.shape == shape else { return .placeholder }  // a reported placeholder
         do throws(TensorError) {
-            return try WeightMatrix.make(t, precision: precision)
+            let m = try WeightMatrix.make(t, precision: precision)
+            if recordsSupplied { supplied[name] = nil; suppliedMatrices[name] = m }
+            return m
         } catch {
             if unreadable == nil { unreadable = .unsupportedConfig(field: name, value: "\(precision)", reason: "\(error)") }
             return .placeholder
@@ -222,6 +229,10 @@ public final class WeightLoader {
     /// that disagrees with its weights allocates nothing of its size.
     private static let placeholder = Tensor(scalar: 0)
 
+    /// Random tensors of at least this many values (no demo or fixture model has one; full-size
+    /// configurations do) are drawn in parallel by ``Tensor/randomApproximatelyNormal(shape:mean:standardDeviation:seed:)``.
+    static let largeTensorElements = 1 << 22
+
     private static func draw(name: String, shape: [Int], rng: inout SeededGenerator) -> Tensor {
         let std: Float
         var mean: Float = 0
@@ -234,8 +245,15 @@ public final class WeightLoader {
         } else {
             std = 1 / Float(max(shape.last ?? 1, 1)).squareRoot()
         }
-        return (try? Tensor.randomNormal(shape: shape, mean: mean, standardDeviation: std, using: &rng))
-            ?? Tensor(scalar: 0)
+        // Shapes come from validated configurations and the loader's budget (a count that cannot
+        // overflow), so drawing cannot fail; the placeholder is reported by the budget check if it did.
+        let count = shape.reduce(1, *)
+        if count >= largeTensorElements {
+            // Full-size benchmark weights: the parallel approximate-normal draw, from one seed of the stream.
+            return (try? Tensor.randomApproximatelyNormal(shape: shape, mean: mean, standardDeviation: std, seed: rng.next()))
+                ?? placeholder
+        }
+        return (try? Tensor.randomNormal(shape: shape, mean: mean, standardDeviation: std, using: &rng)) ?? placeholder
     }
 }
 

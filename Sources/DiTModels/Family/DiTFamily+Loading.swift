@@ -1,4 +1,5 @@
 import Foundation
+import Safetensors
 import Tensors
 
 /// A built model and the number of parameters it took.
@@ -96,6 +97,28 @@ extension DiTFamily {
         let loader = WeightLoader(randomSeed: seed, adjust: randomWeightAdjustment(configuration, steps: steps),
                                   parameterBudget: parameterBudget, precision: precision)
         return try build(configuration, loader.notRecording())
+    }
+
+    /// Writes the weights at `url` again with their weight matrices stored in `precision` (int8:
+    /// quantised, ``Int8WeightFormat``; other parameters float32), under their diffusers names, so that
+    /// ``load(_:weightsAt:precision:)`` with the same precision later uses them in place: a user
+    /// quantises once. The weights are checked against `configuration` exactly as a load does; the file
+    /// appears at `output` only when complete.
+    /// - Throws: as ``load(_:weightsAt:precision:)``; ``ModelLoadError/invalidWeights(path:error:)`` when
+    ///   `output` cannot be written.
+    public static func convertWeights(_ configuration: Configuration, weightsAt url: URL, precision: WeightPrecision,
+                                      to output: URL) throws(ModelLoadError) {
+        try configuration.validate()
+        let loader = try WeightLoader(safetensorsAt: url, precision: precision)
+        _ = try build(configuration, loader)
+        var writer = SafetensorsStreamWriter(metadata: ["format": "pt", "teacache.precision": precision.rawValue])
+        do throws(SafetensorsError) {
+            for (name, m) in loader.suppliedMatrices { try writer.add(m, named: name) }
+            for (name, t) in loader.supplied where loader.suppliedMatrices[name] == nil { try writer.add(t, named: name) }
+            try writer.write(to: output)
+        } catch {
+            throw .invalidWeights(path: output.path, error: error)
+        }
     }
 
     /// Runs ``makeModel(_:weights:)`` and finishes the load: the only way a model is built from a loader.

@@ -18,9 +18,34 @@ public enum FixtureVerifier {
         public var accumulatorRelative = 1e-3
         /// Relative difference of the sigma/dt/timestep schedule (it is computed the same way in Float32).
         public var scheduleRelative = 1e-6
+        /// The share of TeaCache calls whose decision may differ from the record (0: every one identical).
+        public var decisionMismatchShare = 0.0
 
         /// The FORMAT.md §7 tolerances.
         public init() {}
+
+        /// The tolerances of a model loaded with `precision` weights: FORMAT.md §7 for float32; for the
+        /// others about twice the worst error measured over the 62 public and variant fixture folders
+        /// (README, "Weight precision": forward rel L2 at most 9.5e-3 bf16, 9.4e-4 f16, 2.5e-2 int8; final
+        /// latents 5.7e-3, 7.3e-4, 1.6e-2), and up to 10% of TeaCache decisions may differ: rounding
+        /// perturbs each distance by about the format's precision, which tips a decision only where the
+        /// accumulator sat within that much of the threshold (none of the 2,652 measured calls did).
+        public static func forPrecision(_ precision: WeightPrecision) -> Tolerances {
+            var t = Tolerances()
+            switch precision {
+            case .float32: return t
+            case .float16:
+                t.forwardRelativeL2 = 2e-3; t.latentRelativeL2 = 2e-3
+                t.relL1Absolute = 2e-3; t.accumulatorRelative = 5e-2; t.decisionMismatchShare = 0.1
+            case .bfloat16:
+                t.forwardRelativeL2 = 2e-2; t.latentRelativeL2 = 2e-2
+                t.relL1Absolute = 2e-2; t.accumulatorRelative = 0.5; t.decisionMismatchShare = 0.1
+            case .int8:
+                t.forwardRelativeL2 = 5e-2; t.latentRelativeL2 = 4e-2
+                t.relL1Absolute = 5e-2; t.accumulatorRelative = 0.5; t.decisionMismatchShare = 0.1
+            }
+            return t
+        }
     }
 
     /// Verifies the fixture folder at `url` with the family it resolves to (``resolve(_:)``).
@@ -28,10 +53,15 @@ public enum FixtureVerifier {
     /// - Throws: ``VerifyError`` when the folder is incomplete or malformed or no family handles it;
     ///   ``ModelLoadError`` when the model cannot be built; errors of the model or TeaCache when a call
     ///   fails. Numeric disagreements are not errors: they are failed checks in the report.
-    public static func verify(folder url: URL, tolerances: Tolerances = Tolerances()) throws -> VerifyReport {
+    ///
+    /// With `precision` other than float32 the model's weight matrices are held in it and the checks use
+    /// `tolerances` (by default ``Tolerances/forPrecision(_:)``).
+    public static func verify(folder url: URL, precision: WeightPrecision = .float32,
+                              tolerances: Tolerances? = nil) throws -> VerifyReport {
         let folder = try FixtureFolder(url)
         let (family, name) = try resolve(folder)
-        return try verify(folder, family: family, name: name, tolerances: tolerances)
+        return try verify(folder, family: family, name: name, precision: precision,
+                          tolerances: tolerances ?? .forPrecision(precision))
     }
 
     /// The registered family handling `folder` (``DiTFamilies``, by config.json's class) and the fixture
@@ -67,10 +97,11 @@ public enum FixtureVerifier {
 
     /// Verifies a loaded folder with a given family.
     public static func verify<F: DiTFamily>(
-        _ folder: FixtureFolder, family: F.Type, name: String, tolerances tol: Tolerances = Tolerances()
+        _ folder: FixtureFolder, family: F.Type, name: String, precision: WeightPrecision = .float32,
+        tolerances tol: Tolerances = Tolerances()
     ) throws -> VerifyReport {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
-        let model = try F.load(configuration, weightsAt: folder.weightsURL)
+        let model = try F.load(configuration, weightsAt: folder.weightsURL, precision: precision)
         var checks = try forwardChecks(folder, F.self, configuration, model, tol)
         checks += try samplingChecks(folder, F.self, configuration, model, tol)
         return VerifyReport(family: name, checks: checks)
@@ -207,7 +238,7 @@ public enum FixtureVerifier {
         let mismatch = firstMismatch.map { ", first difference at call \($0)" } ?? ""
         return [
             VerifyCheck(name: "\(prefix) decisions", measurement: "\(identical)/\(expected.count) identical\(mismatch)",
-                        passed: identical == expected.count),
+                        passed: Double(expected.count - identical) <= tol.decisionMismatchShare * Double(expected.count)),
             VerifyCheck(name: "\(prefix) rel_l1", measurement: "max abs diff \(formatError(relL1Diff))"
                             + (valuesMissing ? " (some values not computed)" : ""),
                         passed: !valuesMissing && relL1Diff <= tol.relL1Absolute),
