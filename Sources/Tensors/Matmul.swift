@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// Converts a dimension to BLAS's 32-bit integer type, or throws.
@@ -23,6 +24,21 @@ public func sgemm(
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+          beta: beta, c: c, ldc: ldc, backend: Float32Products.backend)
+}
+
+/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` on a given backend (tests run both).
+func sgemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: Float32Products.Backend
+) {
+    if backend == .oneDNN, m > 0, n > 0, k > 0, 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold {
+        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
+        if ck_dnnl_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda),
+                         b, Int64(ldb), beta, c, Int64(ldc)) == Int32(CK_DNNL_OK) { return }
+    }
     let threads = Parallelism.threadCount
     let panel = 64
     let alongN = n >= m

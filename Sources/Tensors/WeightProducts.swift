@@ -54,10 +54,10 @@ public enum WeightProducts {
     /// "bf16 via oneDNN 2.6.3 on avx512_core_bf16" or "bf16 storage, float32 products: this CPU has no AVX512_BF16".
     public static func describe(_ precision: WeightPrecision) -> String {
         switch (precision, path(for: precision)) {
-        case (.float32, _): return "float32 products (OpenBLAS sgemm)"
-        case (.float16, _): return "float16 storage, float32 products on converted panels (OpenBLAS sgemm)"
+        case (.float32, _): return Float32Products.description
+        case (.float16, _): return "float16 storage, float32 products on converted panels (\(Float32Products.description))"
         case (_, .oneDNNBFloat16): return "\(precision) storage, bf16 products via \(bfloat16Reason)"
-        default: return "\(precision) storage, float32 products on converted panels: \(bfloat16Reason)"
+        default: return "\(precision) storage, float32 products on converted panels (\(Float32Products.description)): \(bfloat16Reason)"
         }
     }
 
@@ -72,6 +72,52 @@ public enum WeightProducts {
         let status = ck_dnnl_matmul(Int32(CK_DNNL_BF16), 3, 2, 4, a16, 4, w16, 4, nil, &c, 2, 0)
         let expected: [Float] = [6, 0.5, -1.5, 1.75, -1.5, -0.75]
         return status == Int32(CK_DNNL_OK) && c == expected
+    }
+}
+
+/// Which library runs the large float32 products (``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``
+/// of at least ``parallelGEMMThreshold`` flops), decided once per process from the CPU.
+///
+/// oneDNN when the CPU has AVX-512, oneDNN dispatches to an AVX-512 kernel, and OpenBLAS runs a kernel
+/// without AVX-512 (this environment pins `OPENBLAS_CORETYPE=Haswell` on AVX-512 CPUs, which halves
+/// OpenBLAS's rate; oneDNN dispatches on the CPU itself): there oneDNN's float32 matmul runs about twice
+/// as fast. Otherwise OpenBLAS, split over this module's workers. Small products, and products inside
+/// work that is already parallel (attention heads), always use single-threaded OpenBLAS.
+public enum Float32Products {
+    /// A float32 product backend.
+    public enum Backend: String, Sendable, CaseIterable {
+        /// OpenBLAS sgemm, split over ``Parallelism`` workers.
+        case openBLAS
+        /// oneDNN's float32 matmul on its own (OpenMP) threads.
+        case oneDNN
+    }
+
+    /// The backend of this process.
+    public static let backend: Backend = {
+        let avx512Cores = ["skylakex", "cooperlake", "sapphirerapids"]
+        guard BLASKernel.cpuVectorFeatures.contains("avx512f"), WeightProducts.oneDNNISA.hasPrefix("avx512"),
+              !avx512Cores.contains(BLASKernel.coreName.lowercased()), probe() else { return .openBLAS }
+        return .oneDNN
+    }()
+
+    /// One line naming the backend and why.
+    public static var description: String {
+        switch backend {
+        case .oneDNN:
+            return "float32 products: oneDNN \(WeightProducts.oneDNNVersion) on \(WeightProducts.oneDNNISA) "
+                + "(OpenBLAS's \(BLASKernel.coreName) kernel has no AVX-512)"
+        case .openBLAS:
+            return "float32 products: OpenBLAS \(BLASKernel.coreName)"
+        }
+    }
+
+    /// A 3 × 4 · (2 × 4)ᵀ product with exact values through oneDNN, checked against its result.
+    private static func probe() -> Bool {
+        let a: [Float] = [1, 2, 3, 4, 0.5, -1, 2, 0, -2, 1, 0, 0.25]
+        let w: [Float] = [1, 0, -1, 2, 0.5, 0.5, 1, -1]
+        var c = [Float](repeating: 0, count: 6)
+        let status = ck_dnnl_sgemm(0, 1, 3, 2, 4, 1, a, 4, w, 4, 0, &c, 2)
+        return status == Int32(CK_DNNL_OK) && c == [6, 0.5, -1.5, 1.75, -1.5, -0.75]
     }
 }
 
@@ -105,6 +151,7 @@ func weightProduct(
                   b: pw.baseAddress! + columnOffset, ldb: weight.columns, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
         }
     case (.bfloat16(let b), .oneDNNBFloat16):
+        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { a16.deallocate() }
         let w = b.baseAddress.assumingMemoryBound(to: UInt16.self) + columnOffset
@@ -113,6 +160,7 @@ func weightProduct(
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
         }
     case (.int8, .oneDNNBFloat16):
+        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { a16.deallocate() }
         if !int8BFloat16Product(m: m, k: k, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,

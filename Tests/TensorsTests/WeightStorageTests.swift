@@ -180,3 +180,40 @@ import Testing
         #expect(WeightProducts.describe(.bfloat16).contains(bf16 ? "oneDNN" : "no AVX512_BF16"))
     }
 }
+
+/// Large float32 products on both backends, with transposes, strides, alpha and beta, against Double.
+@Suite struct Float32BackendTests {
+    @Test(arguments: Float32Products.Backend.allCases)
+    func sgemmMatchesADoubleReference(backend: Float32Products.Backend) throws {
+        let (m, n, k) = (67, 129, 300)  // ≥ the threshold that sends a product to a backend at all
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2
+            let a = rand([(ta ? k : m) * lda], seed: 1).scalars, b = rand([(tb ? n : k) * ldb], seed: 2).scalars
+            let c0 = rand([m * ldc], seed: 3).scalars
+            var c = c0
+            let (alpha, beta): (Float, Float) = (0.75, 0.5)
+            sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: &c, ldc: ldc, backend: backend)
+            var worst = 0.0, scale = 0.0
+            for i in 0..<m { for j in 0..<n {
+                var acc = 0.0
+                for t in 0..<k {
+                    acc += Double(ta ? a[t * lda + i] : a[i * lda + t]) * Double(tb ? b[j * ldb + t] : b[t * ldb + j])
+                }
+                let ref = Double(alpha) * acc + Double(beta) * Double(c0[i * ldc + j])
+                worst = max(worst, abs(Double(c[i * ldc + j]) - ref)); scale = max(scale, abs(ref))
+            } }
+            #expect(worst / scale <= 2e-5, "\(backend) transposes \(ta) \(tb): \(worst / scale)")
+            for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) } }  // padding untouched
+        }
+    }
+
+    @Test func theBackendIsChosenFromTheCPUAndTheBLASKernel() {
+        let avx512 = BLASKernel.cpuVectorFeatures.contains("avx512f")
+        if !avx512 { #expect(Float32Products.backend == .openBLAS) }
+        if ["skylakex", "cooperlake", "sapphirerapids"].contains(BLASKernel.coreName.lowercased()) {
+            #expect(Float32Products.backend == .openBLAS)
+        }
+        #expect(Float32Products.description.contains(Float32Products.backend == .oneDNN ? "oneDNN" : "OpenBLAS"))
+    }
+}

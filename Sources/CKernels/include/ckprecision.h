@@ -60,6 +60,14 @@ enum { CK_DNNL_OK = 0, CK_DNNL_UNIMPLEMENTED = 1, CK_DNNL_FAILED = 2 };
 int ck_dnnl_matmul(int type, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                    const void *w, int64_t ldw, const float *bias, float *c, int64_t ldc, int accumulate);
 
+/* Row-major sgemm through oneDNN's float32 matmul: C = alpha * op(A) * op(B) + beta * C, op() a transpose
+   when the flag is set (read through strides, nothing copied). Same return codes. */
+int ck_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* The number of OpenMP threads oneDNN uses for products started from the calling thread. */
+void ck_dnnl_set_threads(int n);
+
 /* oneDNN's effective ISA name for this process ("avx512_core_bf16", "avx2", ...), or "unavailable". */
 const char *ck_dnnl_isa(void);
 

@@ -129,7 +129,7 @@ public final class WeightLoader {
             guard let storedName = storedName(for: name, shape: shape, stored: stored) else { return .placeholder }
             do throws(SafetensorsError) {
                 let m = try file.weightMatrix(named: storedName, precision: precision)
-                if recordsSupplied { suppliedMatrices[name] = m }
+                record(name, m)
                 return m
             } catch {
                 if unreadable == nil { unreadable = .invalidWeights(path: stored.path, error: error) }
@@ -140,12 +140,20 @@ public final class WeightLoader {
         guard t.shape == shape else { return .placeholder }  // a reported placeholder
         do throws(TensorError) {
             let m = try WeightMatrix.make(t, precision: precision)
-            if recordsSupplied { supplied[name] = nil; suppliedMatrices[name] = m }
+            record(name, m)
             return m
         } catch {
             if unreadable == nil { unreadable = .unsupportedConfig(field: name, value: "\(precision)", reason: "\(error)") }
             return .placeholder
         }
+    }
+
+    /// Records a matrix handed out (with ``recordsSupplied``): in ``suppliedMatrices``, and in ``supplied``
+    /// as its float32 tensor when it is stored in float32 (the same storage, nothing copied).
+    private func record(_ name: String, _ m: WeightMatrix) {
+        guard recordsSupplied else { return }
+        suppliedMatrices[name] = m
+        if case .float32(let t) = m.storage { supplied[name] = t } else { supplied[name] = nil }
     }
 
     /// Adds `shape` to the counts (in Double: shapes come from validated configurations, every extent
