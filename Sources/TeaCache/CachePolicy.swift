@@ -1,5 +1,7 @@
-/// Which cache a ``CachedTransformer`` applies. All three keep the same guarantees: one state per cache
-/// entry (CFG branch), an explicit run lifecycle, and a ``TeaCacheTrace`` of every decision.
+/// Which built-in cache a ``CachedTransformer`` applies, as a Codable configuration. Every policy keeps the
+/// same guarantees: one state per cache entry (CFG branch), an explicit run lifecycle, and a ``CacheTrace`` of
+/// every decision. Each case makes its ``StepCachePolicy`` with ``makeStepPolicy(steps:)``; a policy of your
+/// own goes to ``CachedTransformer/init(model:custom:)``.
 public enum CachePolicy: Codable, Sendable, Equatable {
     /// TeaCache: the modulated input's rescaled relative L1 change, accumulated against a threshold; the
     /// whole block stack is skipped.
@@ -29,11 +31,25 @@ public enum CachePolicy: Codable, Sendable, Equatable {
     }
 
     /// Re-checks the configuration.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         switch self {
         case .teaCache(let c): try c.validate()
         case .firstBlock(let c): try c.validate()
         case .magCache(let c): try c.validate()
+        }
+    }
+
+    /// The policy for a run of `steps` steps per branch, with an empty state.
+    /// - Throws: ``CacheError/invalidStepCount(_:)``, ``CacheError/replayMismatch(_:)`` (TeaCache replaying
+    ///   a schedule of another step count), or the configuration's validation error.
+    public func makeStepPolicy(steps: Int) throws(CacheError) -> any StepCachePolicy {
+        switch self {
+        case .teaCache(let c): return try TeaCachePolicy(configuration: c, steps: steps)
+        case .magCache(let c): return try MagCachePolicy(configuration: c, steps: steps)
+        case .firstBlock(let c):
+            var p = FirstBlockCachePolicy(configuration: c)
+            try p.beginRun(steps: steps)
+            return p
         }
     }
 }

@@ -1,3 +1,5 @@
+import Tensors
+
 /// MagCache (Ma et al.; diffusers `MagCacheConfig`): per-step magnitude ratios of the block-stack residual,
 /// calibrated once per model, decide when the residual of the last computed step can stand in.
 ///
@@ -19,9 +21,9 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     public private(set) var magRatios: [Double]
 
     /// A validated configuration.
-    /// - Throws: ``TeaCacheError/invalidThreshold(_:)`` or ``TeaCacheError/invalidSchedule(_:)``.
+    /// - Throws: ``CacheError/invalidThreshold(_:)`` or ``CacheError/invalidSchedule(_:)``.
     public init(magRatios: [Double], threshold: Double = 0.06, maxSkipSteps: Int = 3,
-                retentionRatio: Double = 0.2) throws(TeaCacheError) {
+                retentionRatio: Double = 0.2) throws(CacheError) {
         self.magRatios = magRatios
         self.threshold = threshold
         self.maxSkipSteps = maxSkipSteps
@@ -30,7 +32,7 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Re-checks every field.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         guard threshold.isFinite, threshold >= 0 else { throw .invalidThreshold(threshold) }
         guard maxSkipSteps >= 0 else { throw .invalidSchedule("maxSkipSteps is \(maxSkipSteps); use 0 or more") }
         guard retentionRatio.isFinite, (0...1).contains(retentionRatio) else {
@@ -43,7 +45,7 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// A copy with another threshold (validated).
-    public func withThreshold(_ threshold: Double) throws(TeaCacheError) -> MagCacheConfiguration {
+    public func withThreshold(_ threshold: Double) throws(CacheError) -> MagCacheConfiguration {
         try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
                                   retentionRatio: retentionRatio)
     }
@@ -72,14 +74,15 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
                           threshold: try c.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.06,
                           maxSkipSteps: try c.decodeIfPresent(Int.self, forKey: .maxSkipSteps) ?? 3,
                           retentionRatio: try c.decodeIfPresent(Double.self, forKey: .retentionRatio) ?? 0.2)
-        } catch let e as TeaCacheError {
+        } catch let e as CacheError {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: e.description))
         }
     }
 }
 
-/// The MagCache decision rule without tensors, per cache entry (see ``MagCacheConfiguration``).
-public struct MagCachePolicy: Sendable {
+/// MagCache as a ``StepCachePolicy`` (see ``MagCacheConfiguration``): the decision rule per cache entry, which
+/// reads no tensor; a skip adds the stored block-stack residual of stream 0.
+public struct MagCachePolicy: StepCachePolicy {
     private struct SlotState: Sendable {
         var ratio: Float = 1
         var error: Float = 0
@@ -95,8 +98,8 @@ public struct MagCachePolicy: Sendable {
     private var slots: [BranchKey: SlotState] = [:]
 
     /// A fresh policy for an `steps`-step run.
-    /// - Throws: ``TeaCacheError/invalidStepCount(_:)`` when `steps < 1`.
-    public init(configuration: MagCacheConfiguration, steps: Int) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidStepCount(_:)`` when `steps < 1`.
+    public init(configuration: MagCacheConfiguration, steps: Int) throws(CacheError) {
         guard steps >= 1 else { throw .invalidStepCount(steps) }
         try configuration.validate()
         self.configuration = configuration
@@ -108,15 +111,22 @@ public struct MagCachePolicy: Sendable {
     public mutating func reset(_ branch: BranchKey) { slots[branch] = nil }
 
     /// Decides per-branch step `step` of `branch`; `hasResidual` tells whether a residual is cached.
-    /// The trace fields: `rescaled` = the step's ratio, `accumulated` = the accumulated error compared
-    /// with the threshold, `accumulatorAfter` = the error kept after the decision.
-    public mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool) throws(TeaCacheError) -> TeaCacheDecision {
+    /// The details: the step's ratio, the accumulated error compared with the threshold, and the error kept
+    /// after the decision.
+    public mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool) throws(CacheError) -> CacheDecision {
+        try decide(step: step, branch: branch, hasResidual: hasResidual, mustCompute: false)
+    }
+
+    private mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool, mustCompute: Bool) throws(CacheError) -> CacheDecision {
         guard step >= 0, step < steps else { throw .stepOutOfRange(branch: branch, step: step, steps: steps) }
         var s = slots[branch] ?? SlotState()
         defer { slots[branch] = s }
         guard step >= configuration.retentionSteps(forSteps: steps) else {
-            return TeaCacheDecision(action: .compute, forced: true, reason: .retainedStep, distance: nil, rescaled: nil,
-                                    accumulated: nil, accumulatorAfter: Double(s.error))
+            return .forcedCompute(.retainedStep, details: .magCache(ratio: nil, accumulatedError: nil, errorAfter: Double(s.error)))
+        }
+        if mustCompute {
+            s = SlotState()
+            return .forcedCompute(.stepMask, details: .magCache(ratio: nil, accumulatedError: nil, errorAfter: 0))
         }
         let scale = step < ratios.count ? ratios[step] : 1
         s.ratio *= scale
@@ -124,13 +134,31 @@ public struct MagCachePolicy: Sendable {
         s.error += abs(1 - s.ratio)
         let compared = Double(s.error)
         if hasResidual && s.error <= Float(configuration.threshold) && s.accumulatedSteps <= configuration.maxSkipSteps {
-            return TeaCacheDecision(action: .skip, forced: false, reason: .threshold, distance: nil, rescaled: Double(scale),
-                                    accumulated: compared, accumulatorAfter: compared)
+            return CacheDecision(action: .skip, forced: false, reason: .threshold,
+                                 details: .magCache(ratio: Double(scale), accumulatedError: compared, errorAfter: compared))
         }
-        let reason: TeaCacheDecision.Reason = !hasResidual ? .noPreviousInput
+        let reason: CacheDecision.Reason = !hasResidual ? .noPreviousInput
             : s.accumulatedSteps > configuration.maxSkipSteps && s.error <= Float(configuration.threshold) ? .maxConsecutiveSkips : .threshold
         s = SlotState()
-        return TeaCacheDecision(action: .compute, forced: reason != .threshold, reason: reason, distance: nil,
-                                rescaled: Double(scale), accumulated: compared, accumulatorAfter: 0)
+        return CacheDecision(action: .compute, forced: reason != .threshold, reason: reason,
+                             details: .magCache(ratio: Double(scale), accumulatedError: compared, errorAfter: 0))
     }
+
+    /// `magcache`.
+    public var name: String { "magcache" }
+    /// Stream 0's residual only.
+    public var storedStreams: CacheStoredStreams { .first }
+
+    /// A fresh state for `steps` steps.
+    public mutating func beginRun(steps: Int) throws(CacheError) {
+        self = try MagCachePolicy(configuration: configuration, steps: steps)
+    }
+
+    /// ``decide(step:branch:hasResidual:)`` for the call.
+    public mutating func decide(_ call: CacheCall) throws(CacheError) -> [CacheDecision] {
+        [try decide(step: call.step, branch: call.branch, hasResidual: call.hasStoredResidual, mustCompute: call.mustCompute)]
+    }
+
+    /// Forgets the accumulators of `branch`.
+    public mutating func reset(_ branch: BranchKey, batch: Int) { reset(branch) }
 }
