@@ -11,22 +11,26 @@ public enum CachePolicy: Codable, Sendable, Equatable {
     case firstBlock(FirstBlockCacheConfiguration)
     /// MagCache: calibrated per-step magnitude ratios decide whether the whole block stack runs.
     case magCache(MagCacheConfiguration)
+    /// TaylorSeer: computes on a fixed interval after a warm-up and forecasts the output in between.
+    case taylorSeer(TaylorSeerConfiguration)
 
-    /// The policy's short name (`teacache`, `first-block`, `magcache`).
+    /// The policy's short name (`teacache`, `first-block`, `magcache`, `taylorseer`).
     public var name: String {
         switch self {
         case .teaCache: return "teacache"
         case .firstBlock: return "first-block"
         case .magCache: return "magcache"
+        case .taylorSeer: return "taylorseer"
         }
     }
 
-    /// The policy's threshold.
+    /// The policy's threshold (0 for TaylorSeer, whose schedule is fixed).
     public var threshold: Double {
         switch self {
         case .teaCache(let c): return c.threshold
         case .firstBlock(let c): return c.threshold
         case .magCache(let c): return c.threshold
+        case .taylorSeer: return 0
         }
     }
 
@@ -36,6 +40,7 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .teaCache(let c): try c.validate()
         case .firstBlock(let c): try c.validate()
         case .magCache(let c): try c.validate()
+        case .taylorSeer(let c): try c.validate()
         }
     }
 
@@ -46,10 +51,14 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         switch self {
         case .teaCache(let c): return try TeaCachePolicy(configuration: c, steps: steps)
         case .magCache(let c): return try MagCachePolicy(configuration: c, steps: steps)
-        case .firstBlock(let c):
-            var p = FirstBlockCachePolicy(configuration: c)
-            try p.beginRun(steps: steps)
-            return p
+        case .firstBlock(let c): return try Self.started(FirstBlockCachePolicy(configuration: c), steps: steps)
+        case .taylorSeer(let c): return try Self.started(TaylorSeerPolicy(configuration: c), steps: steps)
         }
+    }
+
+    private static func started<P: StepCachePolicy>(_ policy: P, steps: Int) throws(CacheError) -> P {
+        var p = policy
+        try p.beginRun(steps: steps)
+        return p
     }
 }

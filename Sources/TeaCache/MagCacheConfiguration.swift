@@ -19,6 +19,18 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     public private(set) var retentionRatio: Double
     /// The calibrated magnitude ratios, one per step of the calibration run (the first is 1).
     public private(set) var magRatios: [Double]
+    /// Which calls advance the step index that picks the ratio (default ``StepIndexRule/everyCall``).
+    public var stepIndex: StepIndexRule = .everyCall
+
+    /// Which calls advance MagCache's step index.
+    public enum StepIndexRule: String, Codable, Sendable {
+        /// Every call: the index is the per-branch step (diffusers on a model with two or more blocks).
+        case everyCall
+        /// Computed calls only: during a run of skips the same ratio is multiplied in again. This is what
+        /// diffusers 0.42.1's hook does on a model with a single block (its head and tail hooks sit on the same
+        /// block and a skip returns before the tail hook advances the index).
+        case computedCallsOnly
+    }
 
     /// A validated configuration.
     /// - Throws: ``CacheError/invalidThreshold(_:)`` or ``CacheError/invalidSchedule(_:)``.
@@ -46,8 +58,10 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
 
     /// A copy with another threshold (validated).
     public func withThreshold(_ threshold: Double) throws(CacheError) -> MagCacheConfiguration {
-        try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
-                                  retentionRatio: retentionRatio)
+        var c = try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
+                                          retentionRatio: retentionRatio)
+        c.stepIndex = stepIndex
+        return c
     }
 
     /// The ratios for an `n`-step run: the calibrated ones, or their nearest-neighbour interpolation
@@ -64,7 +78,17 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     /// The first step that may skip in an `n`-step run.
     public func retentionSteps(forSteps n: Int) -> Int { Int(retentionRatio * Double(n) + 0.5) }
 
-    private enum CodingKeys: String, CodingKey { case threshold, maxSkipSteps, retentionRatio, magRatios }
+    private enum CodingKeys: String, CodingKey { case threshold, maxSkipSteps, retentionRatio, magRatios, stepIndex }
+
+    /// Encodes every field; ``stepIndex`` only when it is not the default.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(threshold, forKey: .threshold)
+        try c.encode(maxSkipSteps, forKey: .maxSkipSteps)
+        try c.encode(retentionRatio, forKey: .retentionRatio)
+        try c.encode(magRatios, forKey: .magRatios)
+        if stepIndex != .everyCall { try c.encode(stepIndex, forKey: .stepIndex) }
+    }
 
     /// Decodes and validates.
     public init(from decoder: any Decoder) throws {
@@ -74,6 +98,7 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
                           threshold: try c.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.06,
                           maxSkipSteps: try c.decodeIfPresent(Int.self, forKey: .maxSkipSteps) ?? 3,
                           retentionRatio: try c.decodeIfPresent(Double.self, forKey: .retentionRatio) ?? 0.2)
+            stepIndex = try c.decodeIfPresent(StepIndexRule.self, forKey: .stepIndex) ?? .everyCall
         } catch let e as CacheError {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: e.description))
         }
@@ -96,6 +121,7 @@ public struct MagCachePolicy: StepCachePolicy {
     /// The ratios interpolated to ``steps``.
     public let ratios: [Float]
     private var slots: [BranchKey: SlotState] = [:]
+    private var computedCalls: [BranchKey: Int] = [:]
 
     /// A fresh policy for an `steps`-step run.
     /// - Throws: ``CacheError/invalidStepCount(_:)`` when `steps < 1`.
@@ -108,7 +134,10 @@ public struct MagCachePolicy: StepCachePolicy {
     }
 
     /// Forgets the accumulators of `branch`.
-    public mutating func reset(_ branch: BranchKey) { slots[branch] = nil }
+    public mutating func reset(_ branch: BranchKey) {
+        slots[branch] = nil
+        computedCalls[branch] = nil
+    }
 
     /// Decides per-branch step `step` of `branch`; `hasResidual` tells whether a residual is cached.
     /// The details: the step's ratio, the accumulated error compared with the threshold, and the error kept
@@ -119,6 +148,13 @@ public struct MagCachePolicy: StepCachePolicy {
 
     private mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool, mustCompute: Bool) throws(CacheError) -> CacheDecision {
         guard step >= 0, step < steps else { throw .stepOutOfRange(branch: branch, step: step, steps: steps) }
+        let index = configuration.stepIndex == .everyCall ? step : computedCalls[branch, default: 0]
+        let decision = decide(index: index, branch: branch, hasResidual: hasResidual, mustCompute: mustCompute)
+        if !decision.skips { computedCalls[branch, default: 0] += 1 }
+        return decision
+    }
+
+    private mutating func decide(index step: Int, branch: BranchKey, hasResidual: Bool, mustCompute: Bool) -> CacheDecision {
         var s = slots[branch] ?? SlotState()
         defer { slots[branch] = s }
         guard step >= configuration.retentionSteps(forSteps: steps) else {

@@ -4,7 +4,8 @@ import Tensors
 
 /// Runs a model family against a fixture folder (FORMAT.md) and compares every number the folder holds:
 /// the forward (`output`, `teacache.*`), the sampling schedule, the uncached loop, and for each TeaCache
-/// record every per-call decision, distance, rescaled and accumulated value and the final latent.
+/// record every per-call decision, distance, rescaled and accumulated value and the final latent; with
+/// policy recordings in the folder (``PolicyRecordingVerifier``) every record it can run.
 public enum FixtureVerifier {
     /// Acceptance tolerances (FORMAT.md §7).
     public struct Tolerances: Sendable {
@@ -73,7 +74,10 @@ public enum FixtureVerifier {
         let model = try F.load(configuration, weightsAt: folder.weightsURL)
         var checks = try forwardChecks(folder, F.self, configuration, model, tol)
         checks += try samplingChecks(folder, F.self, configuration, model, tol)
-        return VerifyReport(family: name, checks: checks)
+        guard PolicyRecordingVerifier.hasRecordings(folder.url) else { return VerifyReport(family: name, checks: checks) }
+        let policies = try PolicyRecordingVerifier.checks(folder, refs: folder.url, F.self, model: model,
+                                                          configuration: configuration, tolerance: tol.latentRelativeL2)
+        return VerifyReport(family: name, checks: checks + policies.checks, notes: policies.unsupported)
     }
 
     // MARK: - Forward
