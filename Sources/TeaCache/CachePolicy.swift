@@ -13,14 +13,18 @@ public enum CachePolicy: Codable, Sendable, Equatable {
     case magCache(MagCacheConfiguration)
     /// TaylorSeer: computes on a fixed interval after a warm-up and forecasts the output in between.
     case taylorSeer(TaylorSeerConfiguration)
+    /// EasyCache: no coefficients; the stack's measured transformation rate turns the input's change into an
+    /// estimate of the output's, accumulated against a threshold.
+    case easyCache(EasyCacheConfiguration)
 
-    /// The policy's short name (`teacache`, `first-block`, `magcache`, `taylorseer`).
+    /// The policy's short name (`teacache`, `first-block`, `magcache`, `taylorseer`, `easycache`).
     public var name: String {
         switch self {
         case .teaCache: return "teacache"
         case .firstBlock: return "first-block"
         case .magCache: return "magcache"
         case .taylorSeer: return "taylorseer"
+        case .easyCache: return "easycache"
         }
     }
 
@@ -31,6 +35,7 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .firstBlock(let c): return c.threshold
         case .magCache(let c): return c.threshold
         case .taylorSeer: return 0
+        case .easyCache(let c): return c.threshold
         }
     }
 
@@ -41,6 +46,7 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .firstBlock(let c): try c.validate()
         case .magCache(let c): try c.validate()
         case .taylorSeer(let c): try c.validate()
+        case .easyCache(let c): try c.validate()
         }
     }
 
@@ -53,6 +59,7 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .magCache(let c): return try MagCachePolicy(configuration: c, steps: steps)
         case .firstBlock(let c): return try Self.started(FirstBlockCachePolicy(configuration: c), steps: steps)
         case .taylorSeer(let c): return try Self.started(TaylorSeerPolicy(configuration: c), steps: steps)
+        case .easyCache(let c): return try Self.started(EasyCachePolicy(configuration: c), steps: steps)
         }
     }
 
