@@ -40,6 +40,8 @@ public struct CacheDecision: Codable, Sendable, Equatable {
         case interval
         /// The step is in the run's ``CacheStepMask`` of steps that must compute.
         case stepMask
+        /// The slot reached its limit of cached steps in the run (DBCache).
+        case maxCachedSteps
     }
 
     /// What one policy measured beyond the shared fields.
@@ -58,6 +60,9 @@ public struct CacheDecision: Codable, Sendable, Equatable {
         /// EasyCache: the transformation rate used (nil before two computed calls), the accumulated
         /// estimate compared with the threshold (nil when not compared) and the estimate kept after the call.
         case easyCache(rate: Double?, accumulated: Double?, accumulatedAfter: Double)
+        /// DBCache: the branch's cached steps so far and in a row, before the decision (the front blocks'
+        /// residual change is ``CacheDecision/distance``).
+        case dbCache(cachedSteps: Int, consecutiveCached: Int)
         /// A policy outside this module: its own numbers, by name.
         case custom([String: Double])
     }

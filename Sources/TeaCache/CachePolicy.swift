@@ -16,8 +16,14 @@ public enum CachePolicy: Codable, Sendable, Equatable {
     /// EasyCache: no coefficients; the stack's measured transformation rate turns the input's change into an
     /// estimate of the output's, accumulated against a threshold.
     case easyCache(EasyCacheConfiguration)
+    /// DBCache (cache-dit's Fn/Bn): the front blocks always run and decide; the back blocks always run; the
+    /// middle is reused. Needs a ``BlockwiseDiffusionTransformer``.
+    case dbCache(DBCacheConfiguration)
+    /// Any residual-reusing policy, with skipped calls adding a Taylor forecast of the residual.
+    indirect case forecasting(CachePolicy, ResidualForecast)
 
-    /// The policy's short name (`teacache`, `first-block`, `magcache`, `taylorseer`, `easycache`).
+    /// The policy's short name (`teacache`, `first-block`, `magcache`, `taylorseer`, `easycache`, `dbcache`;
+    /// a forecasting policy adds `+forecast` and the order).
     public var name: String {
         switch self {
         case .teaCache: return "teacache"
@@ -25,6 +31,8 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .magCache: return "magcache"
         case .taylorSeer: return "taylorseer"
         case .easyCache: return "easycache"
+        case .dbCache: return "dbcache"
+        case .forecasting(let base, let f): return "\(base.name)+forecast\(f.order)"
         }
     }
 
@@ -36,6 +44,8 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .magCache(let c): return c.threshold
         case .taylorSeer: return 0
         case .easyCache(let c): return c.threshold
+        case .dbCache(let c): return c.threshold
+        case .forecasting(let base, _): return base.threshold
         }
     }
 
@@ -47,6 +57,15 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .magCache(let c): try c.validate()
         case .taylorSeer(let c): try c.validate()
         case .easyCache(let c): try c.validate()
+        case .dbCache(let c): try c.validate()
+        case .forecasting(let base, let f):
+            try base.validate()
+            try f.validate()
+            switch base {
+            case .taylorSeer, .forecasting: throw .policyUnsupported("\(base.name) has no stored residual to forecast")
+            case .teaCache(let c) where c.perSample: throw .policyUnsupported("forecast residuals need whole-batch decisions")
+            default: break
+            }
         }
     }
 
@@ -60,6 +79,10 @@ public enum CachePolicy: Codable, Sendable, Equatable {
         case .firstBlock(let c): return try Self.started(FirstBlockCachePolicy(configuration: c), steps: steps)
         case .taylorSeer(let c): return try Self.started(TaylorSeerPolicy(configuration: c), steps: steps)
         case .easyCache(let c): return try Self.started(EasyCachePolicy(configuration: c), steps: steps)
+        case .dbCache(let c): return try Self.started(DBCachePolicy(configuration: c), steps: steps)
+        case .forecasting(let base, let f):
+            try validate()
+            return try ForecastingPolicy(base: try base.makeStepPolicy(steps: steps), forecast: f)
         }
     }
 

@@ -1,4 +1,3 @@
-import Foundation
 import Tensors
 
 /// TaylorSeer (Liu et al., 2025; diffusers 0.42.1 `TaylorSeerCacheConfig` with `use_lite_mode=True`): the
@@ -75,14 +74,9 @@ public struct TaylorSeerConfiguration: Codable, Sendable, Equatable {
 /// TaylorSeer as a ``StepCachePolicy`` (see ``TaylorSeerConfiguration``): one set of Taylor factors per cache
 /// entry; a skip is a forecast of the whole output.
 public struct TaylorSeerPolicy: StepCachePolicy {
-    private struct BranchState: Sendable {
-        var factors: [Tensor] = []
-        var lastUpdate: Int?
-    }
-
     /// The configuration.
     public let configuration: TaylorSeerConfiguration
-    private var branches: [BranchKey: BranchState] = [:]
+    private var branches: [BranchKey: TaylorFactors] = [:]
 
     /// A fresh policy.
     public init(configuration: TaylorSeerConfiguration) { self.configuration = configuration }
@@ -101,7 +95,7 @@ public struct TaylorSeerPolicy: StepCachePolicy {
 
     /// The fixed rule; a branch without factors computes.
     public mutating func decide(_ call: CacheCall) throws(CacheError) -> [CacheDecision] {
-        let state = branches[call.branch] ?? BranchState()
+        let state = branches[call.branch] ?? TaylorFactors()
         let held = state.factors.count
         if call.mustCompute { return [.forcedCompute(.stepMask, details: .taylorSeer(factors: held, stepsSinceUpdate: 0))] }
         if let reason = configuration.computeReason(step: call.step) {
@@ -117,37 +111,17 @@ public struct TaylorSeerPolicy: StepCachePolicy {
 
     /// `Σ_o F_o · Δᵒ / o!`, summed from order 0 up in Float32.
     public mutating func reuse(_ call: CacheCall) throws(CacheError) -> CacheReuse {
-        guard let state = branches[call.branch], let last = state.lastUpdate, let first = state.factors.first else {
+        guard let y = try branches[call.branch]?.forecast(at: call.step) else {
             throw .replayMismatch("TaylorSeer: branch '\(call.branch)' forecasts step \(call.step) without a computed call")
         }
-        let offset = Double(call.step - last)
-        var y = first
-        var factorial = 1.0
-        do {
-            for (order, factor) in state.factors.enumerated().dropFirst() {
-                factorial *= Double(order)
-                y = try y + factor * Float(pow(offset, Double(order)) / factorial)
-            }
-        } catch { throw .tensor(error) }
         return .output(y)
     }
 
     /// Updates the branch's factors from the computed output (divided differences over the steps since the
     /// last update; the expansion restarts from order 0 when the output's shape changed).
     public mutating func didCompute(_ call: CacheCall, residuals: [Tensor], output: Tensor) throws(CacheError) {
-        var state = branches[call.branch] ?? BranchState()
-        var factors = [output]
-        if let last = state.lastUpdate, call.step > last {
-            let delta = Float(call.step - last)
-            do {
-                for j in 0..<min(configuration.maxOrder, state.factors.count) {
-                    guard state.factors[j].shape == factors[j].shape else { break }
-                    factors.append((try factors[j] - state.factors[j]).mapVector { $0 / delta })
-                }
-            } catch { throw .tensor(error) }
-        }
-        state.factors = factors
-        state.lastUpdate = call.step
+        var state = branches[call.branch] ?? TaylorFactors()
+        try state.update(output, at: call.step, maxOrder: configuration.maxOrder)
         branches[call.branch] = state
     }
 

@@ -55,11 +55,57 @@ public struct PolicyRecordings: Decodable, Sendable {
         public var maxOrder: Int?
         /// TaylorSeer: only lite mode (the whole output forecast) is supported.
         public var useLiteMode: Bool?
+        /// DBCache (cache-dit `DBCacheConfig`).
+        public var fnComputeBlocks: Int?
+        /// DBCache.
+        public var bnComputeBlocks: Int?
+        /// DBCache.
+        public var residualDiffThreshold: Double?
+        /// DBCache.
+        public var maxWarmupSteps: Int?
+        /// DBCache: only 1 is supported.
+        public var warmupInterval: Int?
+        /// DBCache (−1: none).
+        public var maxCachedSteps: Int?
+        /// DBCache (−1: none).
+        public var maxContinuousCachedSteps: Int?
+        /// DBCache: must be null here.
+        public var maxAccumulatedResidualDiffThreshold: Double?
+        /// DBCache: must be null here.
+        public var stepsComputationMask: [Int]?
+        /// DBCache: must be null here.
+        public var forceRefreshStepHint: Int?
+        /// DBCache: its TaylorSeer calibrator, or null.
+        public var calibratorConfig: Calibrator?
+
+        /// cache-dit's `TaylorSeerCalibratorConfig`.
+        public struct Calibrator: Decodable, Sendable {
+            /// The Taylor order.
+            public var taylorseerOrder: Int?
+            /// `residual` is supported.
+            public var calibratorCacheType: String?
+            /// Must be true.
+            public var enableCalibrator: Bool?
+            /// Must be true (both streams forecast).
+            public var enableEncoderCalibrator: Bool?
+
+            enum CodingKeys: String, CodingKey {
+                case taylorseerOrder = "taylorseer_order", calibratorCacheType = "calibrator_cache_type"
+                case enableCalibrator = "enable_calibrator", enableEncoderCalibrator = "enable_encoder_calibrator"
+            }
+        }
 
         enum CodingKeys: String, CodingKey {
             case threshold, maxSkipSteps = "max_skip_steps", retentionRatio = "retention_ratio", magRatios = "mag_ratios"
             case cacheInterval = "cache_interval", disableCacheBeforeStep = "disable_cache_before_step"
             case disableCacheAfterStep = "disable_cache_after_step", maxOrder = "max_order", useLiteMode = "use_lite_mode"
+            case fnComputeBlocks = "Fn_compute_blocks", bnComputeBlocks = "Bn_compute_blocks"
+            case residualDiffThreshold = "residual_diff_threshold", maxWarmupSteps = "max_warmup_steps"
+            case warmupInterval = "warmup_interval", maxCachedSteps = "max_cached_steps"
+            case maxContinuousCachedSteps = "max_continuous_cached_steps"
+            case maxAccumulatedResidualDiffThreshold = "max_accumulated_residual_diff_threshold"
+            case stepsComputationMask = "steps_computation_mask", forceRefreshStepHint = "force_refresh_step_hint"
+            case calibratorConfig = "calibrator_config"
         }
     }
 
@@ -143,12 +189,34 @@ public struct PolicyRecordings: Decodable, Sendable {
                 return .success(.taylorSeer(try TaylorSeerConfiguration(
                     cacheInterval: p.cacheInterval ?? 5, disableBeforeStep: p.disableCacheBeforeStep ?? 3,
                     disableAfterStep: p.disableCacheAfterStep, maxOrder: p.maxOrder ?? 1)))
+            case "dbcache":
+                return try dbCache(record)
             default:
                 return .failure(.unsupported("\(record.name): policy \(record.policy) is not implemented"))
             }
         } catch {
             return .failure(.malformedFixture(file: PolicyRecordingVerifier.jsonName, reason: "\(record.name): \(error)"))
         }
+    }
+
+    /// A cache-dit DBCache record (FORMAT.md 7.4): the fields this port implements, the others must be inactive.
+    private func dbCache(_ record: Record) throws -> Result<CachePolicy, VerifyError> {
+        let p = record.params
+        guard p.warmupInterval ?? 1 == 1, p.maxAccumulatedResidualDiffThreshold == nil, p.stepsComputationMask == nil,
+              p.forceRefreshStepHint == nil else {
+            return .failure(.unsupported("\(record.name): DBCache with warmup_interval, accumulated-diff threshold, computation mask or refresh hint"))
+        }
+        func limit(_ v: Int?) -> Int? { v.flatMap { $0 < 0 ? nil : $0 } }
+        let base = CachePolicy.dbCache(try DBCacheConfiguration(
+            frontBlocks: p.fnComputeBlocks ?? 8, backBlocks: p.bnComputeBlocks ?? 0, threshold: p.residualDiffThreshold ?? 0.08,
+            warmupSteps: p.maxWarmupSteps ?? 8, maxCachedSteps: limit(p.maxCachedSteps),
+            maxConsecutiveCachedSteps: limit(p.maxContinuousCachedSteps)))
+        guard let calibrator = p.calibratorConfig else { return .success(base) }
+        guard calibrator.enableCalibrator != false, calibrator.enableEncoderCalibrator != false,
+              calibrator.calibratorCacheType ?? "residual" == "residual" else {
+            return .failure(.unsupported("\(record.name): a DBCache calibrator other than a residual TaylorSeer on both streams"))
+        }
+        return .success(.forecasting(base, try .cacheDitTaylorSeer(order: calibrator.taylorseerOrder ?? 1)))
     }
 }
 

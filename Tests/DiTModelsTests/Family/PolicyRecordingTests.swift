@@ -33,8 +33,8 @@ import Tensors
         let result = try Self.checks(fixture)
         for c in result.checks { #expect(c.passed, "\(fixture): \(c.line)") }
         let run = Set(result.checks.compactMap { c in c.name.hasSuffix(" decisions") ? c.name : nil })
-        // Every TaylorSeer, MagCache and (on the two-block models) First-Block Cache record ran.
-        for r in recordings.records where ["taylorseer", "magcache", "first_block"].contains(r.policy) {
+        // Every record ran: TaylorSeer, MagCache, and on the two-block models First-Block Cache and DBCache.
+        for r in recordings.records {
             #expect(run.contains("policy \(r.name) decisions"), "\(fixture): \(r.name) was not run")
         }
         #expect(recordings.records.contains { $0.policy == "taylorseer" })
@@ -99,9 +99,43 @@ import Tensors
         }
         let report = try FixtureVerifier.verify(folder: dir)
         #expect(report.passed, "\(report.lines.joined(separator: "\n"))")
-        #expect(report.checks.count == 9 + 1 + 2 * 8)   // fixture checks, uncached, 8 records × (decisions, latent)
-        #expect(report.notes.count == 4 && report.notes.allSatisfy { $0.contains("dbcache") })
+        #expect(report.checks.count == 9 + 1 + 2 * 12)   // fixture checks, uncached, 12 records × (decisions, latent)
+        #expect(report.notes.isEmpty)
         #expect(report.lines.last == "verify flux: PASS")
+
+        // A record of a policy this port lacks is named, not run, and does not fail the folder.
+        let json = dir.appendingPathComponent(PolicyRecordingVerifier.jsonName)
+        let edited = try String(contentsOf: json, encoding: .utf8).replacingOccurrences(of: "\"policy\": \"dbcache\"", with: "\"policy\": \"fora\"")
+        try edited.write(to: json, atomically: true, encoding: .utf8)
+        let partial = try FixtureVerifier.verify(folder: dir)
+        #expect(partial.passed && partial.checks.count == 9 + 1 + 2 * 8)
+        #expect(partial.notes.count == 4 && partial.notes.allSatisfy { $0.contains("policy fora is not implemented") })
+    }
+
+    /// cache-dit's TaylorSeer calibrator (dbcache.13) forecasts the middle residual: the same decisions with the
+    /// stale residual end outside the 1e-4 tolerance (flux ~2e-3, tangoflux, with one skip, less), so the forecast is what matches.
+    @Test(arguments: ["flux", "tangoflux"])
+    func dbCacheCalibratorIsAForecast(_ fixture: String) throws {
+        let recordings = try PolicyRecordings(folder: Self.refs(fixture))
+        let record = try #require(recordings.records.first { $0.name == "dbcache.13" })
+        guard case .success(.forecasting(let base, let forecast)) = recordings.policy(record) else {
+            Issue.record("dbcache.13 is not a forecasting DBCache"); return
+        }
+        #expect(forecast == (try ResidualForecast.cacheDitTaylorSeer(order: 1)))
+        let folder = try FixtureFolder(Fixtures.folder(fixture))
+        let (family, _) = try FixtureVerifier.resolve(folder)
+        let expected = try #require(try SafetensorsFile(contentsOf: Self.refs(fixture).appendingPathComponent(PolicyRecordingVerifier.tensorsName))
+            .loadAll()[record.finalTensor])
+        let stale = try Self.sample(family, folder, base)
+        #expect(stale.trace?.entries.map(\.decision.rawValue) == record.calls.map(\.decision))
+        let e = try Tensor.relativeL2(stale.latent, expected)
+        #expect(e > 3e-4, "\(fixture): the stale residual ends \(e) from the recording")
+    }
+
+    static func sample<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder, _ policy: CachePolicy) throws -> (latent: Tensor, trace: CacheTrace?) {
+        let configuration = try F.Configuration.parse(folder.config, className: folder.className)
+        let model = try F.load(configuration, weightsAt: folder.weightsURL)
+        return try FixtureVerifier.sample(folder, F.self, model: model, configuration: configuration, policy: policy)
     }
 
     /// A recorded latent moved by 1e-3 relative fails its check, and only that one.
