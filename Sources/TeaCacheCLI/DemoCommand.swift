@@ -27,7 +27,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")
     var preset: String?
 
-    @Option(help: "Cache policies side by side: teacache, first-block, magcache, a comma list of them, or all.")
+    @Option(help: "Cache policies side by side: teacache, first-block, magcache, taylorseer, easycache, dbcache, forecast (TeaCache and MagCache with forecast residuals beside the stale ones), a comma list of them, or all.")
     var policy: String = "teacache"
 
     @Option(parsing: .unconditional, help: "Comma-separated First-Block Cache thresholds (default 0.05,0.1,0.2; diffusers' default is 0.05).")
