@@ -135,3 +135,17 @@ struct HalfResidualEveryOther: StepCachePolicy {
         #expect(cached.customPolicy == nil)
     }
 }
+
+/// The former public names still compile and name the same types.
+@Suite struct FormerNamesTests {
+    @available(*, deprecated, message: "uses the deprecated names on purpose")
+    @Test func formerNamesAreTheGenericTypes() throws {
+        #expect(TeaCacheError.self == CacheError.self)
+        #expect(TeaCacheTrace.self == CacheTrace.self)
+        #expect(TeaCacheDecision.self == CacheDecision.self)
+        let d = TeaCacheDecision(action: .skip, forced: false, reason: .threshold, distance: 0.1, rescaled: 0.2,
+                                 accumulated: 0.3, accumulatorAfter: 0.3)
+        #expect(d.details == .teaCache(rescaled: 0.2, accumulated: 0.3, accumulatorAfter: 0.3))
+        #expect(d.rescaled == 0.2 && d.accumulated == 0.3 && d.accumulatorAfter == 0.3)
+    }
+}

@@ -124,7 +124,7 @@ public enum FixtureVerifier {
     /// is returned).
     public static func sample<F: DiTFamily>(
         _ folder: FixtureFolder, _: F.Type, model: F.Model, configuration: F.Configuration, policy: CachePolicy?
-    ) throws -> (latent: Tensor, trace: TeaCacheTrace?) {
+    ) throws -> (latent: Tensor, trace: CacheTrace?) {
         let sampler = try sampler(folder, F.self, configuration: configuration)
         var conditioning: [BranchKey: FixtureArguments] = [.cond: folder.samplingArguments(branch: "cond")]
         if folder.sampling.cfg != nil { conditioning[.uncond] = folder.samplingArguments(branch: "uncond") }
@@ -153,7 +153,7 @@ public enum FixtureVerifier {
         for record in folder.sampling.records {
             let run = try sample(folder, F.self, model: try F.model(model, for: record), configuration: configuration,
                                  policy: .teaCache(try F.teaCacheConfiguration(record: record, steps: steps)))
-            checks += decisionChecks(record, run.trace ?? TeaCacheTrace(steps: steps), F.recordedCacheKey, tol)
+            checks += decisionChecks(record, run.trace ?? CacheTrace(steps: steps), F.recordedCacheKey, tol)
             checks.append(compare("sampling \(record.name) final cached", run.latent,
                                   try folder.samplingTensor(record.finalCachedTensor), tol.latentRelativeL2))
         }
@@ -180,7 +180,7 @@ public enum FixtureVerifier {
     }
 
     private static func decisionChecks(
-        _ record: SamplingRecord, _ trace: TeaCacheTrace, _ key: (SamplingRecord.Call) -> BranchKey, _ tol: Tolerances
+        _ record: SamplingRecord, _ trace: CacheTrace, _ key: (SamplingRecord.Call) -> BranchKey, _ tol: Tolerances
     ) -> [VerifyCheck] {
         let prefix = "sampling \(record.name)"
         let expected = record.calls, got = trace.entries
