@@ -222,26 +222,10 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
                 try run.policy.didCompute(call, residuals: residuals, output: output)
             }
         } else {
-            let decision = try Self.single(try run.policy.decide(call), call: call, policy: run.policy)
+            let decision: CacheDecision
+            (decision, output) = try wholeBatchStep(&state, call: call, stackInput: stackInput, blocks: blocks, shapes: shapes,
+                                                    cache: &cache, run: &run)
             decisions = [(nil, decision)]
-            if decision.skips {
-                let reuse = try run.policy.reuse(call)
-                if case .output(let forecast) = reuse {
-                    output = forecast
-                } else {
-                    state.streams = try Self.applying(reuse, stored: cache.residuals, to: call, policy: run.policy)
-                    try finishStack(&state, blocks: blocks, shapes: shapes, run: run)
-                    output = try model.outputHead(state)
-                }
-            } else {
-                let residuals = try computeRegion(&state, shapes: shapes, blocks: blocks, run: &run)
-                cache.residuals = Self.stored(residuals, run.policy.storedStreams)
-                try finishStack(&state, blocks: blocks, shapes: shapes, run: run)
-                try magRatioRecorder?.record(branch: branch, residual: run.split == .wholeStack
-                                             ? residuals[0] : try state.streams[0] - stackInput[0])
-                output = try model.outputHead(state)
-                try run.policy.didCompute(call, residuals: residuals, output: output)
-            }
         }
         if let m { try calibrationRecorder?.record(branch: branch, modulatedInput: m, output: output) }
 
@@ -255,6 +239,30 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         run.branches[branch] = cache
         self.run = run
         return output
+    }
+
+    /// One decision for the whole batch: the policy's reuse (through the one apply path) or the one compute
+    /// path, then the tail blocks and the output head (unless the policy forecast the output).
+    private func wholeBatchStep(
+        _ state: inout Model.State, call: CacheCall, stackInput: [Tensor], blocks: Int?, shapes: [[Int]],
+        cache: inout BranchCache, run: inout Run
+    ) throws -> (CacheDecision, Tensor) {
+        let decision = try Self.single(try run.policy.decide(call), call: call, policy: run.policy)
+        if decision.skips {
+            let reuse = try run.policy.reuse(call)
+            if case .output(let forecast) = reuse { return (decision, forecast) }
+            state.streams = try Self.applying(reuse, stored: cache.residuals, to: call, policy: run.policy)
+            try finishStack(&state, blocks: blocks, shapes: shapes, run: run)
+            return (decision, try model.outputHead(state))
+        }
+        let residuals = try computeRegion(&state, shapes: shapes, blocks: blocks, run: &run)
+        cache.residuals = Self.stored(residuals, run.policy.storedStreams)
+        try finishStack(&state, blocks: blocks, shapes: shapes, run: run)
+        try magRatioRecorder?.record(branch: call.branch, residual: run.split == .wholeStack
+                                     ? residuals[0] : try state.streams[0] - stackInput[0])
+        let output = try model.outputHead(state)
+        try run.policy.didCompute(call, residuals: residuals, output: output)
+        return (decision, output)
     }
 
     /// The one decision of a whole-batch call, with the step mask enforced.

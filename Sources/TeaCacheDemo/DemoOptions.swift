@@ -12,7 +12,7 @@ public enum DemoPolicy: String, Sendable, Equatable, CaseIterable {
     case taylorSeer = "taylorseer"
     /// EasyCache (no coefficients).
     case easyCache = "easycache"
-    /// DBCache with one front block and no back block.
+    /// DBCache with one front block and no back block (no rows on a single-block model, whose middle is empty).
     case dbCache = "dbcache"
     /// TeaCache (built-in preset, its default threshold) and MagCache (first ratio set, first threshold), with first- and
     /// second-order forecast residuals beside the same policy reusing the stale residual.

@@ -173,7 +173,7 @@ public enum DemoRunner {
                 let published = family.family.magCachePresets.first.map { ("magcache \($0.name) ratios", $0.magRatios) }
                 let calibrated = (try? uncached.magRatios.ratios()).map { ("magcache calibrated", $0.ratios) }
                 plan += try Self.newPolicyRows(
-                    p, blockwise: workload.blockCount != nil,
+                    p, blocks: workload.blockCount,
                     teaCache: sets.first.map { ($0.label, $0.preset, $0.preset.defaultThreshold) },
                     magCache: published ?? calibrated,
                     magThreshold: options.magCacheThresholds?.first ?? DemoPolicy.magCache.defaultThresholds?.first ?? 0.06)
@@ -257,8 +257,9 @@ public enum DemoRunner {
 
 extension DemoRunner {
     /// The runs of the TaylorSeer, EasyCache, DBCache and forecast rows: (label, threshold column, policy).
+    /// DBCache (one front block) has no rows on a single-block model, whose middle would be empty.
     static func newPolicyRows(
-        _ p: DemoPolicy, blockwise: Bool, teaCache: (label: String, preset: TeaCachePreset, threshold: Double)?,
+        _ p: DemoPolicy, blocks: Int?, teaCache: (label: String, preset: TeaCachePreset, threshold: Double)?,
         magCache: (label: String, ratios: [Double])?, magThreshold: Double
     ) throws(DemoError) -> [(label: String, threshold: Double, policy: CachePolicy)] {
         do {
@@ -276,7 +277,9 @@ extension DemoRunner {
                     ("easycache", t, CachePolicy.easyCache(try EasyCacheConfiguration(threshold: t)))
                 }
             case .dbCache:
-                guard blockwise else { throw DemoError.invalidOption("--policy dbcache needs a model that runs block by block") }
+                guard let blocks else { throw DemoError.invalidOption("--policy dbcache needs a model that runs block by block") }
+                // One front block and nothing in the middle: computing and reusing would be the same work.
+                guard blocks >= 2 else { return [] }
                 return try (p.defaultThresholds ?? []).map { t throws(CacheError) in
                     ("dbcache F1B0", t, CachePolicy.dbCache(try DBCacheConfiguration(frontBlocks: 1, backBlocks: 0, threshold: t,
                                                                                       warmupSteps: 1)))
