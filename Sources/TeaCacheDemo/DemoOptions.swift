@@ -69,6 +69,10 @@ public struct DemoOptions: Sendable, Equatable {
     public var firstBlockThresholds: [Double]?
     /// MagCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
     public var magCacheThresholds: [Double]?
+    /// EasyCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var easyCacheThresholds: [Double]?
+    /// DBCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var dbCacheThresholds: [Double]?
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
@@ -88,6 +92,8 @@ public struct DemoOptions: Sendable, Equatable {
         if let thresholds { try Self.validate(thresholds) }
         if let firstBlockThresholds { try Self.validate(firstBlockThresholds) }
         if let magCacheThresholds { try Self.validate(magCacheThresholds) }
+        if let easyCacheThresholds { try Self.validate(easyCacheThresholds) }
+        if let dbCacheThresholds { try Self.validate(dbCacheThresholds) }
         guard !policies.isEmpty else { throw .invalidOption("no policy to run") }
         guard !outputDirectory.isEmpty else { throw .invalidOption("--output is empty; give a folder") }
         guard repeats >= 1 else { throw .invalidOption("--repeats is \(repeats); use at least 1") }

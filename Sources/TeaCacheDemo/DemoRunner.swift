@@ -176,7 +176,8 @@ public enum DemoRunner {
                     p, blocks: workload.blockCount,
                     teaCache: sets.first.map { ($0.label, $0.preset, $0.preset.defaultThreshold) },
                     magCache: published ?? calibrated,
-                    magThreshold: options.magCacheThresholds?.first ?? DemoPolicy.magCache.defaultThresholds?.first ?? 0.06)
+                    magThreshold: options.magCacheThresholds?.first ?? DemoPolicy.magCache.defaultThresholds?.first ?? 0.06,
+                    thresholds: p == .easyCache ? options.easyCacheThresholds : p == .dbCache ? options.dbCacheThresholds : nil)
             }
         }
 
@@ -260,7 +261,7 @@ extension DemoRunner {
     /// DBCache (one front block) has no rows on a single-block model, whose middle would be empty.
     static func newPolicyRows(
         _ p: DemoPolicy, blocks: Int?, teaCache: (label: String, preset: TeaCachePreset, threshold: Double)?,
-        magCache: (label: String, ratios: [Double])?, magThreshold: Double
+        magCache: (label: String, ratios: [Double])?, magThreshold: Double, thresholds: [Double]? = nil
     ) throws(DemoError) -> [(label: String, threshold: Double, policy: CachePolicy)] {
         do {
             switch p {
@@ -273,14 +274,14 @@ extension DemoRunner {
                     }
                 }
             case .easyCache:
-                return try (p.defaultThresholds ?? []).map { t throws(CacheError) in
+                return try (thresholds ?? p.defaultThresholds ?? []).map { t throws(CacheError) in
                     ("easycache", t, CachePolicy.easyCache(try EasyCacheConfiguration(threshold: t)))
                 }
             case .dbCache:
                 guard let blocks else { throw DemoError.invalidOption("--policy dbcache needs a model that runs block by block") }
                 // One front block and nothing in the middle: computing and reusing would be the same work.
                 guard blocks >= 2 else { return [] }
-                return try (p.defaultThresholds ?? []).map { t throws(CacheError) in
+                return try (thresholds ?? p.defaultThresholds ?? []).map { t throws(CacheError) in
                     ("dbcache F1B0", t, CachePolicy.dbCache(try DBCacheConfiguration(frontBlocks: 1, backBlocks: 0, threshold: t,
                                                                                       warmupSteps: 1)))
                 }
