@@ -73,6 +73,32 @@ import Tensors
         if threshold == 0.5 { #expect(expected.computed.contains(false)) }
     }
 
+    /// With CFG each branch keeps its own front residual, middle residual and counters (cache-dit's separate
+    /// CFG slots): interleaved cond/uncond calls give each branch exactly its own single-branch naive run.
+    @Test func branchesKeepSeparateSlots() throws {
+        let model = try TinyDiT(seed: 75, depth: 3)
+        let cond = try CachedTransformerTests.inputs(seed: 76, batch: 1, tokens: 6, steps: 10, rates: [0.05])
+        let uncond = try CachedTransformerTests.inputs(seed: 77, batch: 1, tokens: 6, steps: 10, rates: [0.2])
+        let c = try DBCacheConfiguration(frontBlocks: 1, backBlocks: 1, threshold: 0.4, warmupSteps: 1, maxConsecutiveCachedSteps: 2)
+        let cached = CachedTransformer(model: model, policy: .forecasting(.dbCache(c), try .cacheDitTaylorSeer()))
+        try cached.beginRun(steps: 10)
+        var outs: [BranchKey: [Tensor]] = [:]
+        for k in 0..<10 {
+            outs[.cond, default: []].append(try cached(cond[k], branch: .cond))
+            outs[.uncond, default: []].append(try cached(uncond[k], branch: .uncond))
+        }
+        let trace = try #require(cached.endRun())
+        var patterns: [[Bool]] = []
+        for (branch, inputs) in [(BranchKey.cond, cond), (.uncond, uncond)] {
+            let expected = try Self.naive(model, inputs, front: 1, back: 1, threshold: 0.4, warmup: 1, maxCached: nil,
+                                          maxConsecutive: 2, forecastFrom: 3)
+            #expect(trace.entries(for: branch).map { $0.decision == .compute } == expected.computed, "\(branch)")
+            for (a, b) in zip(outs[branch] ?? [], expected.outputs) { #expect(try Tensor.relativeL2(a, b) <= 1e-6, "\(branch)") }
+            patterns.append(expected.computed)
+        }
+        #expect(patterns[0] != patterns[1], "the branches move differently, so a shared state would show")
+    }
+
     /// A linear residual forecast on DBCache (cache-dit's calibrator: differences from step 3) and on MagCache
     /// (from the second computed call): the naive forecasts, the same decisions as without it.
     @Test func forecastResidualsMatchTheNaiveForecast() throws {
