@@ -28,12 +28,12 @@ public enum Calibration {
     ///   - samples: the recorded (input distance, output distance) pairs; at least six.
     ///   - minimumRSquared: fits below this are refused.
     ///   - force: accept a fit below `minimumRSquared`.
-    /// - Throws: ``TeaCacheError/insufficientCalibrationSamples(count:needed:)``,
-    ///   ``TeaCacheError/nonFiniteCalibrationSample(index:)``, ``TeaCacheError/lapackFailure(routine:info:)``,
-    ///   ``TeaCacheError/poorCalibrationFit(rSquared:minimum:)``.
+    /// - Throws: ``CacheError/insufficientCalibrationSamples(count:needed:)``,
+    ///   ``CacheError/nonFiniteCalibrationSample(index:)``, ``CacheError/lapackFailure(routine:info:)``,
+    ///   ``CacheError/poorCalibrationFit(rSquared:minimum:)``.
     public static func fit(
         _ samples: [CalibrationSample], minimumRSquared: Double = 0.9, force: Bool = false
-    ) throws(TeaCacheError) -> Fit {
+    ) throws(CacheError) -> Fit {
         let p = degree + 1
         let n = samples.count
         guard n > p else { throw .insufficientCalibrationSamples(count: n, needed: p + 1) }
@@ -83,7 +83,7 @@ public enum Calibration {
     public static func preset(
         named name: String, from fit: Fit, defaultThreshold: Double, modulatedInput: String,
         provenance: String, schedule: TeaCacheSchedule = .standard
-    ) throws(TeaCacheError) -> TeaCachePreset {
+    ) throws(CacheError) -> TeaCachePreset {
         try TeaCachePreset(
             name: name, coefficients: fit.coefficients, defaultThreshold: defaultThreshold, speedups: [],
             calibratedRange: fit.inputRange, modulatedInput: modulatedInput,
@@ -95,7 +95,7 @@ public enum Calibration {
     /// Returns the first `columns` entries of the overwritten `b`.
     static func solveLeastSquares(
         _ a: inout [Double], rows: Int, columns: Int, rhs b: inout [Double]
-    ) throws(TeaCacheError) -> [Double] {
+    ) throws(CacheError) -> [Double] {
         var trans = CChar(UInt8(ascii: "N"))
         var m = Int32(rows), nn = Int32(columns), nrhs: Int32 = 1
         var lda = Int32(rows), ldb = Int32(rows), info: Int32 = 0

@@ -45,8 +45,8 @@ public struct CalibrationRecorder: Sendable {
     public mutating func beginRun() { previous = [:] }
 
     /// Records one call of `branch`; from the second call of a branch on, appends a sample.
-    /// - Throws: ``TeaCacheError/shapeMismatch(_:)`` when shapes change within a branch.
-    public mutating func record(branch: BranchKey = .cond, modulatedInput: Tensor, output: Tensor) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/shapeMismatch(_:)`` when shapes change within a branch.
+    public mutating func record(branch: BranchKey = .cond, modulatedInput: Tensor, output: Tensor) throws(CacheError) {
         let step = (previous[branch]?.step ?? -1) + 1
         if let p = previous[branch] {
             let x = try RelativeL1.distance(modulatedInput, previous: p.modulated)

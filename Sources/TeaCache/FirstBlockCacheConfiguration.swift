@@ -1,3 +1,5 @@
+import Tensors
+
 /// First-Block Cache (ParaAttention; diffusers `FirstBlockCacheConfig`): block 0 runs on every call; when
 /// its residual moved little since the last *computed* call, the remaining blocks are skipped and their
 /// cached residual is added instead.
@@ -15,14 +17,19 @@ public struct FirstBlockCacheConfiguration: Codable, Sendable, Equatable {
     public private(set) var threshold: Double
 
     /// A validated configuration.
-    /// - Throws: ``TeaCacheError/invalidThreshold(_:)`` for a negative or non-finite threshold.
-    public init(threshold: Double = FirstBlockCacheConfiguration.defaultThreshold) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidThreshold(_:)`` for a negative or non-finite threshold.
+    public init(threshold: Double = FirstBlockCacheConfiguration.defaultThreshold) throws(CacheError) {
         self.threshold = threshold
         try validate()
     }
 
+    /// diffusers' default configuration (threshold ``defaultThreshold``).
+    public static let diffusersDefault = FirstBlockCacheConfiguration(validThreshold: defaultThreshold)
+
+    private init(validThreshold: Double) { threshold = validThreshold }
+
     /// Re-checks the threshold.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         guard threshold.isFinite, threshold >= 0 else { throw .invalidThreshold(threshold) }
     }
 
@@ -39,13 +46,50 @@ public struct FirstBlockCacheConfiguration: Codable, Sendable, Equatable {
 
     /// The decision of one call: compute when there is no residual of a computed call (`distance` nil)
     /// or the distance exceeds the threshold.
-    public func decide(distance: Double?) -> TeaCacheDecision {
-        guard let d = distance else {
-            return TeaCacheDecision(action: .compute, forced: true, reason: .noPreviousInput, distance: nil, rescaled: nil,
-                                    accumulated: nil, accumulatorAfter: 0)
-        }
+    public func decide(distance: Double?) -> CacheDecision {
+        guard let d = distance else { return .forcedCompute(.noPreviousInput, details: .firstBlock) }
         let skip = !(d > threshold)
-        return TeaCacheDecision(action: skip ? .skip : .compute, forced: false, reason: .threshold, distance: d,
-                                rescaled: nil, accumulated: d, accumulatorAfter: 0)
+        return CacheDecision(action: skip ? .skip : .compute, forced: false, reason: .threshold, distance: d,
+                             details: .firstBlock)
     }
+}
+
+/// First-Block Cache as a ``StepCachePolicy`` (see ``FirstBlockCacheConfiguration``): block 0 is the head
+/// block; the region a skip replaces is every later block; the branch keeps block 0's residual of its last
+/// computed call.
+public struct FirstBlockCachePolicy: StepCachePolicy {
+    /// The configuration.
+    public let configuration: FirstBlockCacheConfiguration
+    private var headResiduals: [BranchKey: Tensor] = [:]
+
+    /// A fresh policy.
+    public init(configuration: FirstBlockCacheConfiguration) { self.configuration = configuration }
+
+    /// `first-block`.
+    public var name: String { "first-block" }
+    /// Block 0 runs before the decision.
+    public var blockSplit: CacheBlockSplit { CacheBlockSplit(head: 1, tail: 0) }
+
+    /// Forgets every branch.
+    public mutating func beginRun(steps: Int) throws(CacheError) {
+        guard steps >= 1 else { throw .invalidStepCount(steps) }
+        try configuration.validate()
+        headResiduals = [:]
+    }
+
+    /// Block 0's residual against the branch's last computed one (no distance without a stored tail residual).
+    public mutating func decide(_ call: CacheCall) throws(CacheError) -> [CacheDecision] {
+        guard let r = call.headResidual else { throw .policyUnsupported("First-Block Cache needs block 0's residual") }
+        let distance = try headResiduals[call.branch].map { p throws(CacheError) in try RelativeL1.distance(r, previous: p) }
+        if call.mustCompute { return [.forcedCompute(.stepMask, details: .firstBlock)] }
+        return [configuration.decide(distance: call.hasStoredResidual ? distance : nil)]
+    }
+
+    /// Keeps block 0's residual of this computed call.
+    public mutating func didCompute(_ call: CacheCall, residuals: [Tensor], output: Tensor) throws(CacheError) {
+        headResiduals[call.branch] = call.headResidual
+    }
+
+    /// Forgets the branch's block-0 residual.
+    public mutating func reset(_ branch: BranchKey, batch: Int) { headResiduals[branch] = nil }
 }

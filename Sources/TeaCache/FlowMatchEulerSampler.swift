@@ -26,7 +26,7 @@ public struct FlowMatchEulerSampler: Sendable {
     public enum Control: Sendable {
         /// Keep sampling.
         case proceed
-        /// Stop; ``sample(from:model:progress:)`` throws ``TeaCacheError/cancelled(completedSteps:totalSteps:)``.
+        /// Stop; ``sample(from:model:progress:)`` throws ``CacheError/cancelled(completedSteps:totalSteps:)``.
         case cancel
     }
 
@@ -53,12 +53,12 @@ public struct FlowMatchEulerSampler: Sendable {
     public static let maximumSteps = 1_000_000
 
     /// A sampler.
-    /// - Throws: ``TeaCacheError/invalidSampler(_:)`` for `steps` outside `1 ... maximumSteps`, a sign
+    /// - Throws: ``CacheError/invalidSampler(_:)`` for `steps` outside `1 ... maximumSteps`, a sign
     ///   other than ±1, a non-positive channel count, or a non-finite guidance scale.
     public init(
         steps: Int, timestepConvention: TimestepConvention, velocity: VelocityConvention = .identity,
         guidanceScale: Float? = nil
-    ) throws(TeaCacheError) {
+    ) throws(CacheError) {
         guard steps >= 1 else { throw .invalidSampler("steps is \(steps); use at least 1") }
         guard steps <= Self.maximumSteps else {
             throw .invalidSampler("steps is \(steps); use at most \(Self.maximumSteps)")
@@ -107,7 +107,7 @@ public struct FlowMatchEulerSampler: Sendable {
             if let progress {
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 if case .cancel = progress(Progress(step: i + 1, total: steps, elapsed: elapsed)) {
-                    throw TeaCacheError.cancelled(completedSteps: i + 1, totalSteps: steps)
+                    throw CacheError.cancelled(completedSteps: i + 1, totalSteps: steps)
                 }
             }
         }
@@ -115,7 +115,7 @@ public struct FlowMatchEulerSampler: Sendable {
     }
 
     /// `uncond + scale · (cond − uncond)` in Float32.
-    public static func guided(cond: Tensor, uncond: Tensor, scale: Float) throws(TeaCacheError) -> Tensor {
+    public static func guided(cond: Tensor, uncond: Tensor, scale: Float) throws(CacheError) -> Tensor {
         guard cond.shape == uncond.shape else {
             throw .shapeMismatch("CFG outputs differ in shape: cond \(cond.shape), uncond \(uncond.shape)")
         }
@@ -123,7 +123,7 @@ public struct FlowMatchEulerSampler: Sendable {
     }
 
     /// `latent + dt · v` (one Float multiply, then one Float add per element).
-    public static func eulerStep(_ latent: Tensor, velocity v: Tensor, dt: Float) throws(TeaCacheError) -> Tensor {
+    public static func eulerStep(_ latent: Tensor, velocity v: Tensor, dt: Float) throws(CacheError) -> Tensor {
         guard latent.shape == v.shape else {
             throw .shapeMismatch("velocity \(v.shape) does not match the latent \(latent.shape)")
         }
@@ -131,17 +131,17 @@ public struct FlowMatchEulerSampler: Sendable {
     }
 
     /// Applies the velocity convention to a model output.
-    public func velocity(from output: Tensor, latentShape: [Int]) throws(TeaCacheError) -> Tensor {
+    public func velocity(from output: Tensor, latentShape: [Int]) throws(CacheError) -> Tensor {
         var v = output
         if case let .first(count, axis) = velocity.channels {
             do {
                 let ax = try output.normalizedAxis(axis, operation: "velocity channel selection")
                 guard count <= output.shape[ax] else {
-                    throw TeaCacheError.invalidSampler(
+                    throw CacheError.invalidSampler(
                         "cannot take the first \(count) channels of axis \(ax) of an output shaped \(output.shape)")
                 }
                 v = try output.slice(axis: ax, 0..<count)
-            } catch let e as TensorError { throw .tensor(e) } catch let e as TeaCacheError { throw e } catch {
+            } catch let e as TensorError { throw .tensor(e) } catch let e as CacheError { throw e } catch {
                 throw .invalidSampler("\(error)")
             }
         }

@@ -1,3 +1,5 @@
+import Tensors
+
 /// MagCache (Ma et al.; diffusers `MagCacheConfig`): per-step magnitude ratios of the block-stack residual,
 /// calibrated once per model, decide when the residual of the last computed step can stand in.
 ///
@@ -17,11 +19,23 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     public private(set) var retentionRatio: Double
     /// The calibrated magnitude ratios, one per step of the calibration run (the first is 1).
     public private(set) var magRatios: [Double]
+    /// Which calls advance the step index that picks the ratio (default ``StepIndexRule/everyCall``).
+    public var stepIndex: StepIndexRule = .everyCall
+
+    /// Which calls advance MagCache's step index.
+    public enum StepIndexRule: String, Codable, Sendable {
+        /// Every call: the index is the per-branch step (diffusers on a model with two or more blocks).
+        case everyCall
+        /// Computed calls only: during a run of skips the same ratio is multiplied in again. This is what
+        /// diffusers 0.42.1's hook does on a model with a single block (its head and tail hooks sit on the same
+        /// block and a skip returns before the tail hook advances the index).
+        case computedCallsOnly
+    }
 
     /// A validated configuration.
-    /// - Throws: ``TeaCacheError/invalidThreshold(_:)`` or ``TeaCacheError/invalidSchedule(_:)``.
+    /// - Throws: ``CacheError/invalidThreshold(_:)`` or ``CacheError/invalidSchedule(_:)``.
     public init(magRatios: [Double], threshold: Double = 0.06, maxSkipSteps: Int = 3,
-                retentionRatio: Double = 0.2) throws(TeaCacheError) {
+                retentionRatio: Double = 0.2) throws(CacheError) {
         self.magRatios = magRatios
         self.threshold = threshold
         self.maxSkipSteps = maxSkipSteps
@@ -30,7 +44,7 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Re-checks every field.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         guard threshold.isFinite, threshold >= 0 else { throw .invalidThreshold(threshold) }
         guard maxSkipSteps >= 0 else { throw .invalidSchedule("maxSkipSteps is \(maxSkipSteps); use 0 or more") }
         guard retentionRatio.isFinite, (0...1).contains(retentionRatio) else {
@@ -43,9 +57,11 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// A copy with another threshold (validated).
-    public func withThreshold(_ threshold: Double) throws(TeaCacheError) -> MagCacheConfiguration {
-        try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
-                                  retentionRatio: retentionRatio)
+    public func withThreshold(_ threshold: Double) throws(CacheError) -> MagCacheConfiguration {
+        var c = try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
+                                          retentionRatio: retentionRatio)
+        c.stepIndex = stepIndex
+        return c
     }
 
     /// The ratios for an `n`-step run: the calibrated ones, or their nearest-neighbour interpolation
@@ -62,7 +78,17 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
     /// The first step that may skip in an `n`-step run.
     public func retentionSteps(forSteps n: Int) -> Int { Int(retentionRatio * Double(n) + 0.5) }
 
-    private enum CodingKeys: String, CodingKey { case threshold, maxSkipSteps, retentionRatio, magRatios }
+    private enum CodingKeys: String, CodingKey { case threshold, maxSkipSteps, retentionRatio, magRatios, stepIndex }
+
+    /// Encodes every field; ``stepIndex`` only when it is not the default.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(threshold, forKey: .threshold)
+        try c.encode(maxSkipSteps, forKey: .maxSkipSteps)
+        try c.encode(retentionRatio, forKey: .retentionRatio)
+        try c.encode(magRatios, forKey: .magRatios)
+        if stepIndex != .everyCall { try c.encode(stepIndex, forKey: .stepIndex) }
+    }
 
     /// Decodes and validates.
     public init(from decoder: any Decoder) throws {
@@ -72,14 +98,16 @@ public struct MagCacheConfiguration: Codable, Sendable, Equatable {
                           threshold: try c.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.06,
                           maxSkipSteps: try c.decodeIfPresent(Int.self, forKey: .maxSkipSteps) ?? 3,
                           retentionRatio: try c.decodeIfPresent(Double.self, forKey: .retentionRatio) ?? 0.2)
-        } catch let e as TeaCacheError {
+            stepIndex = try c.decodeIfPresent(StepIndexRule.self, forKey: .stepIndex) ?? .everyCall
+        } catch let e as CacheError {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: e.description))
         }
     }
 }
 
-/// The MagCache decision rule without tensors, per cache entry (see ``MagCacheConfiguration``).
-public struct MagCachePolicy: Sendable {
+/// MagCache as a ``StepCachePolicy`` (see ``MagCacheConfiguration``): the decision rule per cache entry, which
+/// reads no tensor; a skip adds the stored block-stack residual of stream 0.
+public struct MagCachePolicy: StepCachePolicy {
     private struct SlotState: Sendable {
         var ratio: Float = 1
         var error: Float = 0
@@ -93,10 +121,11 @@ public struct MagCachePolicy: Sendable {
     /// The ratios interpolated to ``steps``.
     public let ratios: [Float]
     private var slots: [BranchKey: SlotState] = [:]
+    private var computedCalls: [BranchKey: Int] = [:]
 
     /// A fresh policy for an `steps`-step run.
-    /// - Throws: ``TeaCacheError/invalidStepCount(_:)`` when `steps < 1`.
-    public init(configuration: MagCacheConfiguration, steps: Int) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidStepCount(_:)`` when `steps < 1`.
+    public init(configuration: MagCacheConfiguration, steps: Int) throws(CacheError) {
         guard steps >= 1 else { throw .invalidStepCount(steps) }
         try configuration.validate()
         self.configuration = configuration
@@ -105,18 +134,35 @@ public struct MagCachePolicy: Sendable {
     }
 
     /// Forgets the accumulators of `branch`.
-    public mutating func reset(_ branch: BranchKey) { slots[branch] = nil }
+    public mutating func reset(_ branch: BranchKey) {
+        slots[branch] = nil
+        computedCalls[branch] = nil
+    }
 
     /// Decides per-branch step `step` of `branch`; `hasResidual` tells whether a residual is cached.
-    /// The trace fields: `rescaled` = the step's ratio, `accumulated` = the accumulated error compared
-    /// with the threshold, `accumulatorAfter` = the error kept after the decision.
-    public mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool) throws(TeaCacheError) -> TeaCacheDecision {
+    /// The details: the step's ratio, the accumulated error compared with the threshold, and the error kept
+    /// after the decision.
+    public mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool) throws(CacheError) -> CacheDecision {
+        try decide(step: step, branch: branch, hasResidual: hasResidual, mustCompute: false)
+    }
+
+    private mutating func decide(step: Int, branch: BranchKey, hasResidual: Bool, mustCompute: Bool) throws(CacheError) -> CacheDecision {
         guard step >= 0, step < steps else { throw .stepOutOfRange(branch: branch, step: step, steps: steps) }
+        let index = configuration.stepIndex == .everyCall ? step : computedCalls[branch, default: 0]
+        let decision = decide(index: index, branch: branch, hasResidual: hasResidual, mustCompute: mustCompute)
+        if !decision.skips { computedCalls[branch, default: 0] += 1 }
+        return decision
+    }
+
+    private mutating func decide(index step: Int, branch: BranchKey, hasResidual: Bool, mustCompute: Bool) -> CacheDecision {
         var s = slots[branch] ?? SlotState()
         defer { slots[branch] = s }
         guard step >= configuration.retentionSteps(forSteps: steps) else {
-            return TeaCacheDecision(action: .compute, forced: true, reason: .retainedStep, distance: nil, rescaled: nil,
-                                    accumulated: nil, accumulatorAfter: Double(s.error))
+            return .forcedCompute(.retainedStep, details: .magCache(ratio: nil, accumulatedError: nil, errorAfter: Double(s.error)))
+        }
+        if mustCompute {
+            s = SlotState()
+            return .forcedCompute(.stepMask, details: .magCache(ratio: nil, accumulatedError: nil, errorAfter: 0))
         }
         let scale = step < ratios.count ? ratios[step] : 1
         s.ratio *= scale
@@ -124,13 +170,31 @@ public struct MagCachePolicy: Sendable {
         s.error += abs(1 - s.ratio)
         let compared = Double(s.error)
         if hasResidual && s.error <= Float(configuration.threshold) && s.accumulatedSteps <= configuration.maxSkipSteps {
-            return TeaCacheDecision(action: .skip, forced: false, reason: .threshold, distance: nil, rescaled: Double(scale),
-                                    accumulated: compared, accumulatorAfter: compared)
+            return CacheDecision(action: .skip, forced: false, reason: .threshold,
+                                 details: .magCache(ratio: Double(scale), accumulatedError: compared, errorAfter: compared))
         }
-        let reason: TeaCacheDecision.Reason = !hasResidual ? .noPreviousInput
+        let reason: CacheDecision.Reason = !hasResidual ? .noPreviousInput
             : s.accumulatedSteps > configuration.maxSkipSteps && s.error <= Float(configuration.threshold) ? .maxConsecutiveSkips : .threshold
         s = SlotState()
-        return TeaCacheDecision(action: .compute, forced: reason != .threshold, reason: reason, distance: nil,
-                                rescaled: Double(scale), accumulated: compared, accumulatorAfter: 0)
+        return CacheDecision(action: .compute, forced: reason != .threshold, reason: reason,
+                             details: .magCache(ratio: Double(scale), accumulatedError: compared, errorAfter: 0))
     }
+
+    /// `magcache`.
+    public var name: String { "magcache" }
+    /// Stream 0's residual only.
+    public var storedStreams: CacheStoredStreams { .first }
+
+    /// A fresh state for `steps` steps.
+    public mutating func beginRun(steps: Int) throws(CacheError) {
+        self = try MagCachePolicy(configuration: configuration, steps: steps)
+    }
+
+    /// ``decide(step:branch:hasResidual:)`` for the call.
+    public mutating func decide(_ call: CacheCall) throws(CacheError) -> [CacheDecision] {
+        [try decide(step: call.step, branch: call.branch, hasResidual: call.hasStoredResidual, mustCompute: call.mustCompute)]
+    }
+
+    /// Forgets the accumulators of `branch`.
+    public mutating func reset(_ branch: BranchKey, batch: Int) { reset(branch) }
 }

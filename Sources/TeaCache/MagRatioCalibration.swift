@@ -27,8 +27,8 @@ public struct MagRatioRecorder: Sendable {
     public mutating func append(sequences other: [[Double]]) { sequences += other }
 
     /// Records the block-stack residual of stream 0 of one call of `branch`.
-    /// - Throws: ``TeaCacheError/shapeMismatch(_:)`` when the residual's shape changes within a branch.
-    public mutating func record(branch: BranchKey, residual: Tensor) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/shapeMismatch(_:)`` when the residual's shape changes within a branch.
+    public mutating func record(branch: BranchKey, residual: Tensor) throws(CacheError) {
         var ratio = 1.0
         if let p = previous[branch] {
             guard p.shape == residual.shape, residual.rank >= 1 else {
@@ -64,9 +64,9 @@ public struct MagRatioRecorder: Sendable {
 
     /// The per-step mean over every recorded sequence (runs × branches), and the largest standard deviation
     /// of a step across them (0 with one sequence).
-    /// - Throws: ``TeaCacheError/insufficientCalibrationSamples(count:needed:)`` without a full sequence of at
-    ///   least 2 steps; ``TeaCacheError/shapeMismatch(_:)`` when sequences have different lengths.
-    public func ratios() throws(TeaCacheError) -> (ratios: [Double], maxStandardDeviation: Double) {
+    /// - Throws: ``CacheError/insufficientCalibrationSamples(count:needed:)`` without a full sequence of at
+    ///   least 2 steps; ``CacheError/shapeMismatch(_:)`` when sequences have different lengths.
+    public func ratios() throws(CacheError) -> (ratios: [Double], maxStandardDeviation: Double) {
         let all = sequences + current.keys.sorted().compactMap { current[$0] }
         guard let n = all.first?.count, n >= 2 else { throw .insufficientCalibrationSamples(count: all.first?.count ?? 0, needed: 2) }
         guard all.allSatisfy({ $0.count == n }) else {
@@ -105,20 +105,20 @@ public struct MagCachePreset: Codable, Sendable, Equatable {
 
     /// A MagCache configuration with these ratios.
     public func configuration(threshold: Double = 0.06, maxSkipSteps: Int = 3,
-                              retentionRatio: Double = 0.2) throws(TeaCacheError) -> MagCacheConfiguration {
+                              retentionRatio: Double = 0.2) throws(CacheError) -> MagCacheConfiguration {
         try MagCacheConfiguration(magRatios: magRatios, threshold: threshold, maxSkipSteps: maxSkipSteps,
                                   retentionRatio: retentionRatio)
     }
 
     /// The preset as pretty-printed JSON.
-    public func jsonData() throws(TeaCacheError) -> Data {
+    public func jsonData() throws(CacheError) -> Data {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         do { return try e.encode(self) } catch { throw .io("could not encode MagCache preset \(name): \(error)") }
     }
 
     /// Reads and validates a preset from JSON.
-    public init(jsonData: Data) throws(TeaCacheError) {
+    public init(jsonData: Data) throws(CacheError) {
         do { self = try JSONDecoder().decode(MagCachePreset.self, from: jsonData) } catch {
             throw .invalidPreset("not a valid MagCache preset JSON: \(error)")
         }

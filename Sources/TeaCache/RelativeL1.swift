@@ -7,8 +7,8 @@ import Tensors
 /// Double — the arithmetic of the reference (`(a.mean() / b.mean()).item()` on float32 tensors).
 public enum RelativeL1 {
     /// The distance between `current` and `previous` over all elements.
-    /// - Throws: ``TeaCacheError/shapeMismatch(_:)`` when the shapes differ.
-    public static func distance(_ current: Tensor, previous: Tensor) throws(TeaCacheError) -> Double {
+    /// - Throws: ``CacheError/shapeMismatch(_:)`` when the shapes differ.
+    public static func distance(_ current: Tensor, previous: Tensor) throws(CacheError) -> Double {
         guard current.shape == previous.shape else {
             throw .shapeMismatch("modulated input \(current.shape) differs from the previous one \(previous.shape)")
         }
@@ -20,8 +20,8 @@ public enum RelativeL1 {
 
     /// One distance per element of axis 0 (per batch sample), each computed like ``distance(_:previous:)``
     /// over that sample's elements only.
-    /// - Throws: ``TeaCacheError/shapeMismatch(_:)`` when the shapes differ or the rank is 0.
-    public static func perSample(_ current: Tensor, previous: Tensor) throws(TeaCacheError) -> [Double] {
+    /// - Throws: ``CacheError/shapeMismatch(_:)`` when the shapes differ or the rank is 0.
+    public static func perSample(_ current: Tensor, previous: Tensor) throws(CacheError) -> [Double] {
         guard current.shape == previous.shape, current.rank >= 1 else {
             throw .shapeMismatch("per-sample distance needs equal shapes with a batch axis, got \(current.shape) and \(previous.shape)")
         }

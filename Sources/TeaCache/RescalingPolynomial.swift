@@ -12,14 +12,14 @@ public struct RescalingPolynomial: Codable, Sendable, Equatable {
     public let coefficients: [Double]
 
     /// Validates and stores the coefficients.
-    /// - Throws: ``TeaCacheError/invalidCoefficients(_:)`` unless there are exactly five finite values.
-    public init(coefficients: [Double]) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidCoefficients(_:)`` unless there are exactly five finite values.
+    public init(coefficients: [Double]) throws(CacheError) {
         try Self.validate(coefficients)
         self.coefficients = coefficients
     }
 
     /// Checks that `coefficients` holds exactly five finite numbers.
-    public static func validate(_ coefficients: [Double]) throws(TeaCacheError) {
+    public static func validate(_ coefficients: [Double]) throws(CacheError) {
         guard coefficients.count == coefficientCount else {
             throw .invalidCoefficients(
                 "expected \(coefficientCount) coefficients (degree 4, highest power first), got \(coefficients.count)")

@@ -23,12 +23,12 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     public var coefficients: [Double] { polynomial.coefficients }
 
     /// A validated configuration.
-    /// - Throws: ``TeaCacheError/invalidCoefficients(_:)``, ``TeaCacheError/invalidThreshold(_:)`` or
-    ///   ``TeaCacheError/invalidSchedule(_:)``.
+    /// - Throws: ``CacheError/invalidCoefficients(_:)``, ``CacheError/invalidThreshold(_:)`` or
+    ///   ``CacheError/invalidSchedule(_:)``.
     public init(
         coefficients: [Double], threshold: Double, schedule: TeaCacheSchedule = .standard,
         guards: TeaCacheGuards = .off, perSample: Bool = false, replay: TeaCacheReplaySchedule? = nil
-    ) throws(TeaCacheError) {
+    ) throws(CacheError) {
         self.polynomial = try RescalingPolynomial(coefficients: coefficients)
         self.threshold = threshold
         self.schedule = schedule
@@ -39,7 +39,7 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Re-checks threshold, schedule and guards.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         guard threshold.isFinite, threshold >= 0 else { throw .invalidThreshold(threshold) }
         try schedule.validate()
         if perSample && schedule.sharedCounter != nil {
@@ -53,14 +53,14 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     /// The reference algorithm, bit for bit: no guards, whole-batch decisions.
     public static func faithful(
         coefficients: [Double], threshold: Double, schedule: TeaCacheSchedule = .standard
-    ) throws(TeaCacheError) -> TeaCacheConfiguration {
+    ) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration(coefficients: coefficients, threshold: threshold, schedule: schedule)
     }
 
     /// The reference algorithm from a preset (its recommended schedule; its default threshold unless given).
     public static func faithful(
         _ preset: TeaCachePreset, threshold: Double? = nil
-    ) throws(TeaCacheError) -> TeaCacheConfiguration {
+    ) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration(coefficients: preset.coefficients, threshold: threshold ?? preset.defaultThreshold,
                                   schedule: preset.schedule)
     }
@@ -70,7 +70,7 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     public static func guarded(
         coefficients: [Double], threshold: Double, schedule: TeaCacheSchedule = .standard,
         calibratedRange: ClosedRange<Double>? = nil
-    ) throws(TeaCacheError) -> TeaCacheConfiguration {
+    ) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration(
             coefficients: coefficients, threshold: threshold, schedule: schedule,
             guards: TeaCacheGuards(nonFiniteDistanceComputes: true, calibratedRange: calibratedRange))
@@ -79,7 +79,7 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     /// Follows `schedule` exactly; the polynomial of `base` (if any) is still evaluated for the trace.
     public static func replaying(
         _ schedule: TeaCacheReplaySchedule, basedOn base: TeaCacheConfiguration? = nil
-    ) throws(TeaCacheError) -> TeaCacheConfiguration {
+    ) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration(
             coefficients: base?.coefficients ?? [0, 0, 0, 0, 0], threshold: base?.threshold ?? 0,
             schedule: base?.schedule ?? .standard, guards: base?.guards ?? .off,
@@ -87,7 +87,7 @@ public struct TeaCacheConfiguration: Codable, Sendable, Equatable {
     }
 
     /// A copy with another threshold (validated).
-    public func withThreshold(_ threshold: Double) throws(TeaCacheError) -> TeaCacheConfiguration {
+    public func withThreshold(_ threshold: Double) throws(CacheError) -> TeaCacheConfiguration {
         var c = self
         c.threshold = threshold
         try c.validate()

@@ -1,9 +1,12 @@
-/// The TeaCache decision rule, without tensors: accumulator, forced steps, threshold.
+import Tensors
+
+/// TeaCache as a ``StepCachePolicy``: the modulated input's relative L1 change, rescaled by a polynomial and
+/// accumulated against a threshold; a skip adds the stored block-stack residual of every stream.
 ///
 /// One policy covers one sampling run of `steps` steps. It keeps, per ``TeaCacheSlot`` (branch, and
-/// batch element in per-sample mode), the accumulator, the current skip streak and the last action.
-/// The previous modulated input and the cached residuals are held by ``CachedTransformer``; the
-/// policy only sees the distance.
+/// batch element in per-sample mode), the accumulator, the current skip streak and the last action, and per
+/// branch the previous modulated input (updated on every call, computed or skipped). The decision rule can
+/// also be driven without tensors through ``decide(step:slot:distance:)``.
 ///
 /// ``decide(step:slot:distance:)`` follows the reference exactly (FORMAT.md §3):
 /// a forced step computes and zeroes the accumulator; otherwise `acc += P(d)` in Double (no clamping),
@@ -12,7 +15,7 @@ public struct TeaCachePolicy: Sendable {
     private struct SlotState: Sendable {
         var accumulator = 0.0
         var skipStreak = 0
-        var lastAction: TeaCacheDecision.Action?
+        var lastAction: CacheDecision.Action?
     }
 
     /// The configuration being applied.
@@ -20,13 +23,15 @@ public struct TeaCachePolicy: Sendable {
     /// The number of steps per branch in this run.
     public let steps: Int
     private var slots: [TeaCacheSlot: SlotState] = [:]
+    /// The previous modulated input per branch.
+    private var previous: [BranchKey: Tensor] = [:]
     /// With a ``TeaCacheSchedule/sharedCounter``: its value and the run's first branch.
     private var shared: (counter: Int, first: BranchKey?) = (0, nil)
 
     /// A fresh policy (all accumulators 0) for a run of `steps` steps.
-    /// - Throws: ``TeaCacheError/invalidStepCount(_:)`` when `steps < 1`;
-    ///   ``TeaCacheError/replayMismatch(_:)`` when a replayed schedule has another step count.
-    public init(configuration: TeaCacheConfiguration, steps: Int) throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidStepCount(_:)`` when `steps < 1`;
+    ///   ``CacheError/replayMismatch(_:)`` when a replayed schedule has another step count.
+    public init(configuration: TeaCacheConfiguration, steps: Int) throws(CacheError) {
         guard steps >= 1 else { throw .invalidStepCount(steps) }
         if let replay = configuration.replay, replay.steps != steps {
             throw .replayMismatch("the schedule was recorded for \(replay.steps) steps, the run announces \(steps)")
@@ -42,7 +47,7 @@ public struct TeaCachePolicy: Sendable {
     public func skipStreak(for slot: TeaCacheSlot) -> Int { slots[slot]?.skipStreak ?? 0 }
 
     /// The last action taken for `slot`, or nil when it has not been called yet.
-    public func lastAction(for slot: TeaCacheSlot) -> TeaCacheDecision.Action? { slots[slot]?.lastAction }
+    public func lastAction(for slot: TeaCacheSlot) -> CacheDecision.Action? { slots[slot]?.lastAction }
 
     /// The value of the schedule's ``TeaCacheSchedule/sharedCounter`` the next call sees, or nil without one.
     public var sharedCounter: Int? { configuration.schedule.sharedCounter == nil ? nil : shared.counter }
@@ -53,7 +58,7 @@ public struct TeaCachePolicy: Sendable {
     /// Decides one call of a branch (whole-batch mode).
     public mutating func decide(
         step: Int, branch: BranchKey, sample: Int? = nil, distance: Double?
-    ) throws(TeaCacheError) -> TeaCacheDecision {
+    ) throws(CacheError) -> CacheDecision {
         try decide(step: step, slot: TeaCacheSlot(branch: branch, sample: sample), distance: distance)
     }
 
@@ -68,24 +73,31 @@ public struct TeaCachePolicy: Sendable {
     ///   - slot: the branch (and batch element in per-sample mode) being decided.
     ///   - distance: the relative L1 distance to the slot's previous modulated input, or nil
     ///     when there is none (which forces a compute).
-    /// - Throws: ``TeaCacheError/stepOutOfRange(branch:step:steps:)`` when `step` is outside `0 ..< steps`;
-    ///   ``TeaCacheError/replayMismatch(_:)`` when replaying and the schedule has no entry for the call.
+    /// - Throws: ``CacheError/stepOutOfRange(branch:step:steps:)`` when `step` is outside `0 ..< steps`;
+    ///   ``CacheError/replayMismatch(_:)`` when replaying and the schedule has no entry for the call.
     public mutating func decide(
         step: Int, slot: TeaCacheSlot, distance: Double?
-    ) throws(TeaCacheError) -> TeaCacheDecision {
+    ) throws(CacheError) -> CacheDecision {
+        try decide(step: step, slot: slot, distance: distance, mustCompute: false)
+    }
+
+    private mutating func decide(
+        step: Int, slot: TeaCacheSlot, distance: Double?, mustCompute: Bool
+    ) throws(CacheError) -> CacheDecision {
         let counterRule = configuration.schedule.sharedCounter
         guard step >= 0, step < steps || counterRule != nil else {
             throw .stepOutOfRange(branch: slot.branch, step: step, steps: steps)
         }
         var state = slots[slot] ?? SlotState()
-        let decision: TeaCacheDecision
+        let decision: CacheDecision
         if let replay = configuration.replay {
             guard let entry = replay.entry(for: slot, step: step) else {
                 throw .replayMismatch("the schedule has no decision for \(slot) at step \(step)")
             }
             decision = Self.replayed(entry, distance: distance, polynomial: configuration.polynomial, state: &state)
         } else {
-            decision = decideAdaptively(step: counterRule == nil ? step : shared.counter, distance: distance, state: &state)
+            decision = decideAdaptively(step: counterRule == nil ? step : shared.counter, distance: distance,
+                                        mustCompute: mustCompute, state: &state)
         }
         state.lastAction = decision.action
         slots[slot] = state
@@ -96,15 +108,16 @@ public struct TeaCachePolicy: Sendable {
         return decision
     }
 
-    private func decideAdaptively(step: Int, distance: Double?, state: inout SlotState) -> TeaCacheDecision {
-        func forced(_ reason: TeaCacheDecision.Reason) -> TeaCacheDecision {
+    private func decideAdaptively(step: Int, distance: Double?, mustCompute: Bool, state: inout SlotState) -> CacheDecision {
+        func forced(_ reason: CacheDecision.Reason) -> CacheDecision {
             state.accumulator = 0
             state.skipStreak = 0
-            return TeaCacheDecision(action: .compute, forced: true, reason: reason, distance: distance,
+            return CacheDecision(action: .compute, forced: true, reason: reason, distance: distance,
                                     rescaled: nil, accumulated: nil, accumulatorAfter: 0)
         }
         let c = configuration
         if let reason = c.schedule.forcedReason(step: step, steps: steps) { return forced(reason) }
+        if mustCompute { return forced(.stepMask) }
         if c.threshold == 0 { return forced(.cacheDisabled) }
         guard let d = distance else { return forced(.noPreviousInput) }
         if c.guards.nonFiniteDistanceComputes && !d.isFinite { return forced(.nonFiniteDistance) }
@@ -116,12 +129,12 @@ public struct TeaCachePolicy: Sendable {
         if accumulated < c.threshold {
             state.accumulator = accumulated
             state.skipStreak += 1
-            return TeaCacheDecision(action: .skip, forced: false, reason: .threshold, distance: d,
+            return CacheDecision(action: .skip, forced: false, reason: .threshold, distance: d,
                                     rescaled: rescaled, accumulated: accumulated, accumulatorAfter: accumulated)
         }
         state.accumulator = 0
         state.skipStreak = 0
-        return TeaCacheDecision(action: .compute, forced: false, reason: .threshold, distance: d,
+        return CacheDecision(action: .compute, forced: false, reason: .threshold, distance: d,
                                 rescaled: rescaled, accumulated: accumulated, accumulatorAfter: 0)
     }
 
@@ -129,7 +142,7 @@ public struct TeaCachePolicy: Sendable {
     private static func replayed(
         _ entry: TeaCacheReplaySchedule.Entry, distance: Double?, polynomial: RescalingPolynomial,
         state: inout SlotState
-    ) -> TeaCacheDecision {
+    ) -> CacheDecision {
         var rescaled: Double?, accumulated: Double?
         if !entry.forced, let d = distance {
             let r = polynomial(d)
@@ -143,7 +156,54 @@ public struct TeaCachePolicy: Sendable {
             state.accumulator = accumulated ?? state.accumulator
             state.skipStreak += 1
         }
-        return TeaCacheDecision(action: entry.action, forced: entry.forced, reason: .replayed, distance: distance,
+        return CacheDecision(action: entry.action, forced: entry.forced, reason: .replayed, distance: distance,
                                 rescaled: rescaled, accumulated: accumulated, accumulatorAfter: state.accumulator)
+    }
+}
+
+extension TeaCachePolicy: StepCachePolicy {
+    /// `teacache`.
+    public var name: String { "teacache" }
+    /// True: TeaCache compares modulated inputs.
+    public var needsModulatedInput: Bool { true }
+    /// ``TeaCacheConfiguration/perSample``.
+    public var decidesPerSample: Bool { configuration.perSample }
+    /// True with a ``TeaCacheSchedule/sharedCounter`` (branches may share one entry then).
+    public var callsMayExceedSteps: Bool { configuration.schedule.sharedCounter != nil }
+
+    /// A fresh state for `steps` steps.
+    public mutating func beginRun(steps: Int) throws(CacheError) {
+        self = try TeaCachePolicy(configuration: configuration, steps: steps)
+    }
+
+    /// The distance to the branch's previous modulated input (per batch element in per-sample mode), then
+    /// ``decide(step:slot:distance:)``; the modulated input becomes the previous one.
+    public mutating func decide(_ call: CacheCall) throws(CacheError) -> [CacheDecision] {
+        guard let m = call.modulatedInput else { throw .shapeMismatch("TeaCache needs the model's modulated input") }
+        let p = previous[call.branch]
+        var decisions: [CacheDecision] = []
+        if configuration.perSample {
+            guard m.rank >= 1 else { throw .shapeMismatch("per-sample mode needs a batch axis in the modulated input \(m.shape)") }
+            let distances: [Double?] = try p.map { p throws(CacheError) in
+                try RelativeL1.perSample(m, previous: p).map { Optional($0) }
+            } ?? Array(repeating: nil, count: m.shape[0])
+            for (b, d) in distances.enumerated() {
+                decisions.append(try decide(step: call.step, slot: TeaCacheSlot(branch: call.branch, sample: b), distance: d,
+                                            mustCompute: call.mustCompute))
+            }
+        } else {
+            let d = try p.map { p throws(CacheError) in try RelativeL1.distance(m, previous: p) }
+            decisions = [try decide(step: call.step, slot: TeaCacheSlot(branch: call.branch), distance: d,
+                                    mustCompute: call.mustCompute)]
+        }
+        previous[call.branch] = m
+        return decisions
+    }
+
+    /// Forgets the branch's previous input and the accumulators of its slots.
+    public mutating func reset(_ branch: BranchKey, batch: Int) {
+        previous[branch] = nil
+        reset(TeaCacheSlot(branch: branch))
+        for b in 0..<batch { reset(TeaCacheSlot(branch: branch, sample: b)) }
     }
 }

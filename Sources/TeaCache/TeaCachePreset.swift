@@ -36,12 +36,12 @@ public struct TeaCachePreset: Codable, Sendable, Equatable {
     public var schedule: TeaCacheSchedule
 
     /// A validated preset.
-    /// - Throws: ``TeaCacheError/invalidPreset(_:)`` for bad coefficients, threshold, speedups or range.
+    /// - Throws: ``CacheError/invalidPreset(_:)`` for bad coefficients, threshold, speedups or range.
     public init(
         name: String, coefficients: [Double], defaultThreshold: Double, speedups: [ThresholdSpeedup] = [],
         calibratedRange: ClosedRange<Double>? = nil, modulatedInput: String, provenance: String,
         schedule: TeaCacheSchedule = .standard
-    ) throws(TeaCacheError) {
+    ) throws(CacheError) {
         self.name = name
         self.coefficients = coefficients
         self.defaultThreshold = defaultThreshold
@@ -54,7 +54,7 @@ public struct TeaCachePreset: Codable, Sendable, Equatable {
     }
 
     /// Checks every field.
-    public func validate() throws(TeaCacheError) {
+    public func validate() throws(CacheError) {
         guard !name.isEmpty else { throw .invalidPreset("the name is empty") }
         do { try RescalingPolynomial.validate(coefficients) } catch { throw .invalidPreset("\(name): \(error)") }
         guard defaultThreshold.isFinite, defaultThreshold >= 0 else {
@@ -71,22 +71,22 @@ public struct TeaCachePreset: Codable, Sendable, Equatable {
 
     /// A configuration using this preset (faithful: no guards). Pass `guarded: true` to compute when
     /// the distance is non-finite or outside ``calibratedRange``.
-    public func configuration(threshold: Double? = nil, guarded: Bool = false) throws(TeaCacheError) -> TeaCacheConfiguration {
+    public func configuration(threshold: Double? = nil, guarded: Bool = false) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration(
             coefficients: coefficients, threshold: threshold ?? defaultThreshold, schedule: schedule,
             guards: guarded ? TeaCacheGuards(nonFiniteDistanceComputes: true, calibratedRange: calibratedRange) : .off)
     }
 
     /// The preset as pretty-printed JSON.
-    public func jsonData() throws(TeaCacheError) -> Data {
+    public func jsonData() throws(CacheError) -> Data {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         do { return try e.encode(self) } catch { throw .io("could not encode preset \(name): \(error)") }
     }
 
     /// Reads and validates a preset from JSON.
-    public init(jsonData: Data) throws(TeaCacheError) {
-        do { self = try JSONDecoder().decode(TeaCachePreset.self, from: jsonData) } catch let e as TeaCacheError {
+    public init(jsonData: Data) throws(CacheError) {
+        do { self = try JSONDecoder().decode(TeaCachePreset.self, from: jsonData) } catch let e as CacheError {
             throw e
         } catch {
             throw .invalidPreset("not a valid preset JSON: \(error)")
@@ -95,13 +95,13 @@ public struct TeaCachePreset: Codable, Sendable, Equatable {
     }
 
     /// Writes the preset to `url`.
-    public func save(to url: URL) throws(TeaCacheError) {
+    public func save(to url: URL) throws(CacheError) {
         let data = try jsonData()
         do { try data.write(to: url, options: .atomic) } catch { throw .io("could not write \(url.path): \(error)") }
     }
 
     /// Loads and validates a preset from `url`.
-    public static func load(from url: URL) throws(TeaCacheError) -> TeaCachePreset {
+    public static func load(from url: URL) throws(CacheError) -> TeaCachePreset {
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw .io("could not read \(url.path): \(error)") }
         return try TeaCachePreset(jsonData: data)

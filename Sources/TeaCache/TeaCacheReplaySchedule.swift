@@ -1,4 +1,4 @@
-/// A fixed decision per (branch, sample, step), exported from a ``TeaCacheTrace`` and replayed exactly.
+/// A fixed decision per (branch, sample, step), exported from a ``CacheTrace`` and replayed exactly.
 ///
 /// Replaying makes a run skip and compute the same calls as the recorded one, e.g. to compare a
 /// model port against a reference decision pattern, or to reuse a schedule tuned on one prompt.
@@ -12,12 +12,12 @@ public struct TeaCacheReplaySchedule: Codable, Sendable, Equatable {
         /// The per-branch step.
         public var step: Int
         /// Compute or skip.
-        public var action: TeaCacheDecision.Action
+        public var action: CacheDecision.Action
         /// Whether the recorded call was forced.
         public var forced: Bool
 
         /// An entry.
-        public init(branch: BranchKey, sample: Int? = nil, step: Int, action: TeaCacheDecision.Action, forced: Bool) {
+        public init(branch: BranchKey, sample: Int? = nil, step: Int, action: CacheDecision.Action, forced: Bool) {
             self.branch = branch
             self.sample = sample
             self.step = step
@@ -38,9 +38,9 @@ public struct TeaCacheReplaySchedule: Codable, Sendable, Equatable {
     private let index: [Key: Int]
 
     /// A schedule from explicit entries.
-    /// - Throws: ``TeaCacheError/replayMismatch(_:)`` for a bad step count, a step outside the run,
+    /// - Throws: ``CacheError/replayMismatch(_:)`` for a bad step count, a step outside the run,
     ///   or two entries for the same (branch, sample, step).
-    public init(steps: Int, entries: [Entry]) throws(TeaCacheError) {
+    public init(steps: Int, entries: [Entry]) throws(CacheError) {
         guard steps >= 1 else { throw .invalidStepCount(steps) }
         var index: [Key: Int] = [:]
         for (i, e) in entries.enumerated() {
@@ -59,7 +59,7 @@ public struct TeaCacheReplaySchedule: Codable, Sendable, Equatable {
     }
 
     /// The schedule a trace followed.
-    public init(trace: TeaCacheTrace) throws(TeaCacheError) {
+    public init(trace: CacheTrace) throws(CacheError) {
         try self.init(steps: trace.steps, entries: trace.entries.map {
             Entry(branch: $0.branch, sample: $0.sample, step: $0.step, action: $0.decision, forced: $0.forced)
         })

@@ -45,8 +45,8 @@ public struct TeaCacheSchedule: Codable, Sendable, Equatable {
     public static let standard = TeaCacheSchedule()
 
     /// Checks every field.
-    /// - Throws: ``TeaCacheError/invalidSchedule(_:)`` naming the bad field.
-    public func validate() throws(TeaCacheError) {
+    /// - Throws: ``CacheError/invalidSchedule(_:)`` naming the bad field.
+    public func validate() throws(CacheError) {
         guard retainFirstSteps >= 0 else { throw .invalidSchedule("retainFirstSteps is \(retainFirstSteps); use 0 or more") }
         if let cutoffStep, cutoffStep < 0 { throw .invalidSchedule("cutoffStep is \(cutoffStep); use 0 or more, or nil") }
         guard startFraction.isFinite, endFraction.isFinite,
@@ -59,7 +59,7 @@ public struct TeaCacheSchedule: Codable, Sendable, Equatable {
     }
 
     /// Why `step` of a `steps`-step run must be computed, or nil when it is eligible for skipping.
-    public func forcedReason(step: Int, steps: Int) -> TeaCacheDecision.Reason? {
+    public func forcedReason(step: Int, steps: Int) -> CacheDecision.Reason? {
         if step < retainFirstSteps { return .retainedStep }
         if forceLastStep && step == steps - 1 { return .lastStep }
         if let cutoffStep, step >= cutoffStep { return .cutoff }

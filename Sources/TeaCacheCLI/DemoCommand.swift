@@ -27,7 +27,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")
     var preset: String?
 
-    @Option(help: "Cache policies side by side: teacache, first-block, magcache, a comma list of them, or all.")
+    @Option(help: "Cache policies side by side: teacache, first-block, magcache, taylorseer, easycache, dbcache, forecast (TeaCache and MagCache with forecast residuals beside the stale ones), a comma list of them, or all.")
     var policy: String = "teacache"
 
     @Option(parsing: .unconditional, help: "Comma-separated First-Block Cache thresholds (default 0.05,0.1,0.2; diffusers' default is 0.05).")
@@ -35,6 +35,12 @@ struct DemoCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Comma-separated MagCache thresholds (default 0.06,0.12,0.24; diffusers' default is 0.06).")
     var magcacheThresholds: String?
+
+    @Option(parsing: .unconditional, help: "Comma-separated EasyCache thresholds (default 0.05,0.1,0.2).")
+    var easycacheThresholds: String?
+
+    @Option(parsing: .unconditional, help: "Comma-separated DBCache thresholds (default 0.08,0.16,0.32; cache-dit's default is 0.08).")
+    var dbcacheThresholds: String?
 
     @Option(help: "Output folder for charts, traces and the report.")
     var output: String = "teacache-output"
@@ -54,6 +60,8 @@ struct DemoCommand: ParsableCommand {
             options.policies = try DemoPolicy.parse(policy)
             options.firstBlockThresholds = try firstBlockThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
             options.magCacheThresholds = try magcacheThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
+            options.easyCacheThresholds = try easycacheThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
+            options.dbCacheThresholds = try dbcacheThresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }
             try options.validate()
             modelOptions.applyThreads()
             modelOptions.logSource(log)

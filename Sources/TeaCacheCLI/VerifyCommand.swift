@@ -4,14 +4,17 @@ import Foundation
 import Logging
 
 /// `teacache verify DIR`: runs a model family against a reference fixture folder (fixtures FORMAT.md)
-/// and prints one line per comparison, then `verify FAMILY: PASS|FAIL`. Exits 0 only on PASS.
+/// (and its cache-policy recordings, if any) and prints one line per comparison, then `verify FAMILY: PASS|FAIL`.
+/// Exits 0 only on PASS.
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check the forward pass and TeaCache decisions against a diffusers fixture folder.",
         discussion: "DIR holds config.json, model.safetensors, forward.{json,safetensors} and "
             + "sampling.{json,safetensors} of one model family. The family is taken from the files' "
-            + "\"family\" field, or from config.json's class."
+            + "\"family\" field, or from config.json's class. With policy_refs.{json,safetensors} (a cache-policy "
+            + "recording) every record whose policy is implemented is checked too: identical per-call decisions and "
+            + "the final latent within rel L2 1e-4; the others are named."
     )
 
     @Argument(help: "A fixture family folder.")

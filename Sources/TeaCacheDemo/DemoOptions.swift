@@ -8,27 +8,43 @@ public enum DemoPolicy: String, Sendable, Equatable, CaseIterable {
     case firstBlock = "first-block"
     /// MagCache with the family's published ratios and ratios calibrated on the uncached run.
     case magCache = "magcache"
+    /// TaylorSeer (output forecast on a fixed interval; its rows' threshold column is the interval).
+    case taylorSeer = "taylorseer"
+    /// EasyCache (no coefficients).
+    case easyCache = "easycache"
+    /// DBCache with one front block and no back block (no rows on a single-block model, whose middle is empty).
+    case dbCache = "dbcache"
+    /// TeaCache (built-in preset, its default threshold) and MagCache (first ratio set, first threshold), with first- and
+    /// second-order forecast residuals beside the same policy reusing the stale residual.
+    case forecast = "forecast"
 
-    /// Parses `teacache`, `first-block`, `magcache`, a comma list of them, or `all`.
+    /// Every name `--policy` takes.
+    static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// Parses a policy name (``names``), a comma list of them, or `all`.
     public static func parse(_ text: String) throws(DemoError) -> [DemoPolicy] {
         if text == "all" { return allCases }
         var out: [DemoPolicy] = []
         for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             guard let p = DemoPolicy(rawValue: part) else {
-                throw .invalidOption("--policy \(part) is not one of teacache, first-block, magcache, all")
+                throw .invalidOption("--policy \(part) is not one of \(names), all")
             }
             if !out.contains(p) { out.append(p) }
         }
-        guard !out.isEmpty else { throw .invalidOption("--policy is empty; give teacache, first-block, magcache or all") }
+        guard !out.isEmpty else { throw .invalidOption("--policy is empty; give one of \(names), or all") }
         return out
     }
 
-    /// The thresholds run when none are given: diffusers' defaults ×1, ×2, ×4 for the hooks.
+    /// The thresholds run when none are given: diffusers' defaults ×1, ×2, ×4 for the hooks, cache-dit's for
+    /// DBCache, the paper's 5 % ×1, ×2, ×4 for EasyCache; TaylorSeer's intervals.
     public var defaultThresholds: [Double]? {
         switch self {
-        case .teaCache: return nil
+        case .teaCache, .forecast: return nil
         case .firstBlock: return [0.05, 0.1, 0.2]
         case .magCache: return [0.06, 0.12, 0.24]
+        case .taylorSeer: return [2, 3]
+        case .easyCache: return [0.05, 0.1, 0.2]
+        case .dbCache: return [0.08, 0.16, 0.32]
         }
     }
 }
@@ -53,6 +69,10 @@ public struct DemoOptions: Sendable, Equatable {
     public var firstBlockThresholds: [Double]?
     /// MagCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
     public var magCacheThresholds: [Double]?
+    /// EasyCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var easyCacheThresholds: [Double]?
+    /// DBCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
+    public var dbCacheThresholds: [Double]?
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
@@ -72,6 +92,8 @@ public struct DemoOptions: Sendable, Equatable {
         if let thresholds { try Self.validate(thresholds) }
         if let firstBlockThresholds { try Self.validate(firstBlockThresholds) }
         if let magCacheThresholds { try Self.validate(magCacheThresholds) }
+        if let easyCacheThresholds { try Self.validate(easyCacheThresholds) }
+        if let dbCacheThresholds { try Self.validate(dbCacheThresholds) }
         guard !policies.isEmpty else { throw .invalidOption("no policy to run") }
         guard !outputDirectory.isEmpty else { throw .invalidOption("--output is empty; give a folder") }
         guard repeats >= 1 else { throw .invalidOption("--repeats is \(repeats); use at least 1") }

@@ -169,6 +169,15 @@ public enum DemoRunner {
                         }
                     }
                 }
+            case .taylorSeer, .easyCache, .dbCache, .forecast:
+                let published = family.family.magCachePresets.first.map { ("magcache \($0.name) ratios", $0.magRatios) }
+                let calibrated = (try? uncached.magRatios.ratios()).map { ("magcache calibrated", $0.ratios) }
+                plan += try Self.newPolicyRows(
+                    p, blocks: workload.blockCount,
+                    teaCache: sets.first.map { ($0.label, $0.preset, $0.preset.defaultThreshold) },
+                    magCache: published ?? calibrated,
+                    magThreshold: options.magCacheThresholds?.first ?? DemoPolicy.magCache.defaultThresholds?.first ?? 0.06,
+                    thresholds: p == .easyCache ? options.easyCacheThresholds : p == .dbCache ? options.dbCacheThresholds : nil)
             }
         }
 
@@ -190,6 +199,9 @@ public enum DemoRunner {
                               wallSeconds: cached.wallSeconds, uncachedWallSeconds: uncached.wallSeconds,
                               relativeL1: cmp.relativeL1, psnr: cmp.psnr)
             if case .firstBlock = policy, let n = workload.blockCount, n > 0 { row.firstBlockShare = 1 / Double(n) }
+            if case .dbCache(let c) = policy, let n = workload.blockCount, n > 0 {
+                row.firstBlockShare = Double(min(n, c.frontBlocks + c.backBlocks)) / Double(n)
+            }
             rows.append(row)
             let stem = slug(setLabel) + "-t" + String(format: "%.3g", threshold)
             let title = "\(family.name): \(setLabel), threshold \(String(format: "%.3g", threshold)) — "
@@ -241,5 +253,59 @@ public enum DemoRunner {
             throw .io("cannot write \(url.path): \(error.localizedDescription)")
         }
         return url.path
+    }
+}
+
+extension DemoRunner {
+    /// The runs of the TaylorSeer, EasyCache, DBCache and forecast rows: (label, threshold column, policy).
+    /// DBCache (one front block) has no rows on a single-block model, whose middle would be empty.
+    static func newPolicyRows(
+        _ p: DemoPolicy, blocks: Int?, teaCache: (label: String, preset: TeaCachePreset, threshold: Double)?,
+        magCache: (label: String, ratios: [Double])?, magThreshold: Double, thresholds: [Double]? = nil
+    ) throws(DemoError) -> [(label: String, threshold: Double, policy: CachePolicy)] {
+        do {
+            switch p {
+            case .taylorSeer:
+                return try (p.defaultThresholds ?? []).flatMap { interval throws(CacheError) in
+                    try [1, 2].map { order throws(CacheError) in
+                        ("taylorseer order \(order) (threshold = interval)", interval,
+                         CachePolicy.taylorSeer(try TaylorSeerConfiguration(cacheInterval: Int(interval), disableBeforeStep: 1,
+                                                                            maxOrder: order)))
+                    }
+                }
+            case .easyCache:
+                return try (thresholds ?? p.defaultThresholds ?? []).map { t throws(CacheError) in
+                    ("easycache", t, CachePolicy.easyCache(try EasyCacheConfiguration(threshold: t)))
+                }
+            case .dbCache:
+                guard let blocks else { throw DemoError.invalidOption("--policy dbcache needs a model that runs block by block") }
+                // One front block and nothing in the middle: computing and reusing would be the same work.
+                guard blocks >= 2 else { return [] }
+                return try (thresholds ?? p.defaultThresholds ?? []).map { t throws(CacheError) in
+                    ("dbcache F1B0", t, CachePolicy.dbCache(try DBCacheConfiguration(frontBlocks: 1, backBlocks: 0, threshold: t,
+                                                                                      warmupSteps: 1)))
+                }
+            case .forecast:
+                var bases: [(String, Double, CachePolicy)] = []
+                if let teaCache {
+                    bases.append(("teacache \(teaCache.label)", teaCache.threshold, .teaCache(try .faithful(teaCache.preset, threshold: teaCache.threshold))))
+                }
+                if let magCache {
+                    bases.append((magCache.label, magThreshold, .magCache(try MagCacheConfiguration(magRatios: magCache.ratios, threshold: magThreshold))))
+                }
+                var out: [(label: String, threshold: Double, policy: CachePolicy)] = []
+                for (label, t, base) in bases {
+                    out.append(("\(label) stale", t, base))
+                    for order in [1, 2] { out.append(("\(label) +forecast\(order)", t, .forecasting(base, try ResidualForecast(order: order)))) }
+                }
+                return out
+            case .teaCache, .firstBlock, .magCache:
+                return []
+            }
+        } catch let e as DemoError {
+            throw e
+        } catch {
+            throw DemoError.wrap(error)
+        }
     }
 }

@@ -72,12 +72,12 @@ import Tensors
         let coarse = CoarseTinyDiT(inner: try TinyDiT(seed: 42))
         let cached = CachedTransformer(model: coarse, policy: .firstBlock(try FirstBlockCacheConfiguration()))
         #expect { try cached.beginRun(steps: 4) } throws: { e in
-            guard case TeaCacheError.policyUnsupported? = e as? TeaCacheError else { return false }
+            guard case CacheError.policyUnsupported? = e as? CacheError else { return false }
             return true
         }
-        #expect(throws: TeaCacheError.runNotStarted) { try cached(try Self.inputs(steps: 1)[0]) }
-        #expect(throws: TeaCacheError.self) { try FirstBlockCacheConfiguration(threshold: -1) }
-        #expect(throws: TeaCacheError.self) { try FirstBlockCacheConfiguration(threshold: .nan) }
+        #expect(throws: CacheError.runNotStarted) { try cached(try Self.inputs(steps: 1)[0]) }
+        #expect(throws: CacheError.self) { try FirstBlockCacheConfiguration(threshold: -1) }
+        #expect(throws: CacheError.self) { try FirstBlockCacheConfiguration(threshold: .nan) }
     }
 
     /// diffusers' `nearest_interp`, by hand: 28 ratios onto 12 steps take index round(i·27/11) (halves
@@ -111,10 +111,10 @@ import Tensors
                 if !skip { hasResidual = true }
             }
         }
-        #expect(throws: TeaCacheError.self) { try MagCacheConfiguration(magRatios: []) }
-        #expect(throws: TeaCacheError.self) { try MagCacheConfiguration(magRatios: [1, .nan]) }
-        #expect(throws: TeaCacheError.self) { try MagCacheConfiguration(magRatios: [1], retentionRatio: 2) }
-        #expect(throws: TeaCacheError.self) { try MagCacheConfiguration(magRatios: [1], maxSkipSteps: -1) }
+        #expect(throws: CacheError.self) { try MagCacheConfiguration(magRatios: []) }
+        #expect(throws: CacheError.self) { try MagCacheConfiguration(magRatios: [1, .nan]) }
+        #expect(throws: CacheError.self) { try MagCacheConfiguration(magRatios: [1], retentionRatio: 2) }
+        #expect(throws: CacheError.self) { try MagCacheConfiguration(magRatios: [1], maxSkipSteps: -1) }
     }
 
     /// A MagCache skip adds the cached stack residual to the block input: the output equals a naive loop.
@@ -166,6 +166,6 @@ import Tensors
         for (a, b) in zip(ratios, expected) { #expect(abs(a - b) <= 1e-5 * b) }
         let preset = MagCachePreset(name: "tiny", magRatios: ratios, provenance: "test", maxStandardDeviation: spread)
         #expect(try MagCachePreset(jsonData: preset.jsonData()) == preset)
-        #expect(throws: TeaCacheError.self) { try MagCachePreset(jsonData: Data(#"{"name":"x","magRatios":[],"provenance":""}"#.utf8)) }
+        #expect(throws: CacheError.self) { try MagCachePreset(jsonData: Data(#"{"name":"x","magRatios":[],"provenance":""}"#.utf8)) }
     }
 }

@@ -103,21 +103,21 @@ import Tensors
         let model = try TinyDiT(seed: 7)
         let inputs = try Self.inputs(seed: 8, batch: 1, tokens: 4, steps: 3, rates: [0.05])
         let cached = CachedTransformer(model: model, configuration: try .faithful(coefficients: Self.identity, threshold: 0.1))
-        #expect(throws: TeaCacheError.runNotStarted) { try cached(inputs[0]) }
-        #expect(throws: TeaCacheError.invalidStepCount(0)) { try cached.beginRun(steps: 0) }
+        #expect(throws: CacheError.runNotStarted) { try cached(inputs[0]) }
+        #expect(throws: CacheError.invalidStepCount(0)) { try cached.beginRun(steps: 0) }
         _ = try Self.run(cached, inputs)
-        #expect(throws: TeaCacheError.stepOutOfRange(branch: .cond, step: 3, steps: 3)) { try cached(inputs[0]) }
+        #expect(throws: CacheError.stepOutOfRange(branch: .cond, step: 3, steps: 3)) { try cached(inputs[0]) }
         // Another branch still has its own steps left.
         _ = try cached(inputs[0], branch: .uncond)
         #expect(cached.nextStep(for: .uncond) == 1)
     }
 
     @Test func invalidThresholdsAreTyped() {
-        #expect(throws: TeaCacheError.invalidThreshold(-0.1)) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: -0.1) }
-        #expect(throws: TeaCacheError.self) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: .nan) }
-        #expect(throws: TeaCacheError.self) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: .infinity) }
-        #expect(throws: TeaCacheError.self) { try TeaCacheConfiguration.faithful(coefficients: [1, 2], threshold: 0.1) }
-        #expect(throws: TeaCacheError.self) {
+        #expect(throws: CacheError.invalidThreshold(-0.1)) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: -0.1) }
+        #expect(throws: CacheError.self) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: .nan) }
+        #expect(throws: CacheError.self) { try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: .infinity) }
+        #expect(throws: CacheError.self) { try TeaCacheConfiguration.faithful(coefficients: [1, 2], threshold: 0.1) }
+        #expect(throws: CacheError.self) {
             try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: 0.1,
                                                schedule: TeaCacheSchedule(startFraction: 0.8, endFraction: 0.2))
         }
@@ -210,7 +210,7 @@ import Tensors
         let config = try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: 0.1).withPerSample(true)
         let cached = CachedTransformer(model: Identity(), configuration: config)
         try cached.beginRun(steps: 2)
-        #expect(throws: TeaCacheError.self) { try cached(try Tensor(zeros: [1, 2])) }
+        #expect(throws: CacheError.self) { try cached(try Tensor(zeros: [1, 2])) }
     }
 
     @Test func replayReproducesATrace() throws {
@@ -223,7 +223,7 @@ import Tensors
         #expect(trace.summary.skipped > 0)
 
         // Through JSON, as an exported schedule would travel.
-        let schedule = try TeaCacheReplaySchedule(trace: try TeaCacheTrace(jsonData: try trace.jsonData()))
+        let schedule = try TeaCacheReplaySchedule(trace: try CacheTrace(jsonData: try trace.jsonData()))
         let replay = CachedTransformer(model: model, configuration: try .replaying(schedule, basedOn: config))
         let replayed = try Self.run(replay, inputs)
         #expect(replayed == outs)
@@ -233,10 +233,10 @@ import Tensors
         #expect(again.entries.map(\.accumulated) == trace.entries.map(\.accumulated))
         #expect(again.entries.allSatisfy { $0.reason == .replayed })
 
-        #expect(throws: TeaCacheError.self) { try replay.beginRun(steps: 5) }          // wrong step count
-        #expect(throws: TeaCacheError.runNotStarted) { try replay(inputs[0]) }        // a failed start ends the run
+        #expect(throws: CacheError.self) { try replay.beginRun(steps: 5) }          // wrong step count
+        #expect(throws: CacheError.runNotStarted) { try replay(inputs[0]) }        // a failed start ends the run
         try replay.beginRun(steps: inputs.count)
-        #expect(throws: TeaCacheError.self) { try replay(inputs[0], branch: .uncond) }  // branch not in schedule
+        #expect(throws: CacheError.self) { try replay(inputs[0], branch: .uncond) }  // branch not in schedule
 
         // The schedule overrides the adaptive rule: replayed onto a configuration whose threshold would
         // compute every call (0) or skip every eligible call (1e9), the recorded decisions still hold.
@@ -276,8 +276,8 @@ import Tensors
         let inputs = try Self.inputs(seed: 20, batch: 1, tokens: 4, steps: 3, rates: [0.05])
         let cached = CachedTransformer(model: model, configuration: try .faithful(coefficients: Self.identity, threshold: 0.1))
         _ = try Self.run(cached, Array(inputs.prefix(2)))
-        #expect(throws: TeaCacheError.invalidStepCount(-1)) { try cached.beginRun(steps: -1) }
+        #expect(throws: CacheError.invalidStepCount(-1)) { try cached.beginRun(steps: -1) }
         #expect(cached.trace == nil)
-        #expect(throws: TeaCacheError.runNotStarted) { try cached(inputs[2]) }
+        #expect(throws: CacheError.runNotStarted) { try cached(inputs[2]) }
     }
 }

@@ -50,7 +50,7 @@ import DiTModels
         #expect {
             try Calibration.fit(junk, minimumRSquared: 0.8)
         } throws: { error in
-            guard case let TeaCacheError.poorCalibrationFit(r2, minimum) = error else { return false }
+            guard case let CacheError.poorCalibrationFit(r2, minimum) = error else { return false }
             return r2 < 0.8 && minimum == 0.8
         }
         let forced = try Calibration.fit(junk, minimumRSquared: 0.8, force: true)
@@ -58,15 +58,15 @@ import DiTModels
     }
 
     @Test func badSampleSetsAreTyped() {
-        #expect(throws: TeaCacheError.insufficientCalibrationSamples(count: 3, needed: 6)) {
+        #expect(throws: CacheError.insufficientCalibrationSamples(count: 3, needed: 6)) {
             try Calibration.fit(Array(Self.samples(count: 3, noise: 0, seed: 4)))
         }
         var s = Self.samples(count: 20, noise: 0, seed: 5)
         s[7].outputDistance = .nan
-        #expect(throws: TeaCacheError.nonFiniteCalibrationSample(index: 7)) { try Calibration.fit(s) }
+        #expect(throws: CacheError.nonFiniteCalibrationSample(index: 7)) { try Calibration.fit(s) }
         // All x equal: rank-deficient design matrix.
         let flat = (0..<20).map { CalibrationSample(inputDistance: 0.1, outputDistance: Double($0)) }
-        #expect(throws: TeaCacheError.self) { try Calibration.fit(flat) }
+        #expect(throws: CacheError.self) { try Calibration.fit(flat) }
     }
 
     @Test func presetJSONRoundTrip() throws {
@@ -84,11 +84,11 @@ import DiTModels
         let config = try preset.configuration(guarded: true)
         #expect(config.guards.calibratedRange == fit.inputRange && config.threshold == 0.3)
 
-        #expect(throws: TeaCacheError.self) { try TeaCachePreset(jsonData: Data("not json".utf8)) }
+        #expect(throws: CacheError.self) { try TeaCachePreset(jsonData: Data("not json".utf8)) }
         var broken = String(decoding: try TeaCachePreset.flux.jsonData(), as: UTF8.self)
         broken = broken.replacingOccurrences(of: "\"defaultThreshold\" : 0.6", with: "\"defaultThreshold\" : -1")
-        #expect(throws: TeaCacheError.self) { try TeaCachePreset(jsonData: Data(broken.utf8)) }
-        #expect(throws: TeaCacheError.self) { try TeaCachePreset.load(from: url.appendingPathExtension("missing")) }
+        #expect(throws: CacheError.self) { try TeaCachePreset(jsonData: Data(broken.utf8)) }
+        #expect(throws: CacheError.self) { try TeaCachePreset.load(from: url.appendingPathExtension("missing")) }
     }
 
     @Test func recorderFedByTheWrapperSeesTheSameDistances() throws {

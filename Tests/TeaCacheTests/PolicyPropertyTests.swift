@@ -11,7 +11,7 @@ import DiTModels
         return try #require(flux.sampling.records.first).calls.map(\.relL1)
     }
 
-    static func decide(_ config: TeaCacheConfiguration, _ distances: [Double?]) throws -> [TeaCacheDecision] {
+    static func decide(_ config: TeaCacheConfiguration, _ distances: [Double?]) throws -> [CacheDecision] {
         var policy = try TeaCachePolicy(configuration: config, steps: distances.count)
         return try distances.enumerated().map { k, d in
             try policy.decide(step: k, branch: .cond, distance: k == 0 ? nil : (d ?? 0.05))
@@ -79,23 +79,23 @@ import DiTModels
         #expect(try p.decide(step: 1, branch: .uncond, distance: 0.01).action == .skip)
         #expect(try p.decide(step: 2, branch: .cond, distance: 0.1).action == .compute)   // 0.3 >= 0.25
         #expect(p.accumulator(for: TeaCacheSlot(branch: .uncond)) == 0.01)
-        #expect(throws: TeaCacheError.stepOutOfRange(branch: .cond, step: 6, steps: 6)) {
+        #expect(throws: CacheError.stepOutOfRange(branch: .cond, step: 6, steps: 6)) {
             try p.decide(step: 6, branch: .cond, distance: 0.1)
         }
     }
 }
 
-/// ``TeaCacheTrace`` summary and JSON.
+/// ``CacheTrace`` summary and JSON.
 @Suite struct TraceTests {
-    static func entry(_ call: Int, _ action: TeaCacheDecision.Action, distance: Double? = 0.1) -> TeaCacheTrace.Entry {
-        TeaCacheTrace.Entry(call: call, step: call, branch: .cond, decision: TeaCacheDecision(
+    static func entry(_ call: Int, _ action: CacheDecision.Action, distance: Double? = 0.1) -> CacheTrace.Entry {
+        CacheTrace.Entry(call: call, step: call, branch: .cond, decision: CacheDecision(
             action: action, forced: call == 0, reason: call == 0 ? .retainedStep : .threshold, distance: distance,
             rescaled: distance, accumulated: distance, accumulatorAfter: action == .skip ? 0.1 : 0))
     }
 
     @Test func summaryCountsAndStreaks() {
-        let actions: [TeaCacheDecision.Action] = [.compute, .skip, .skip, .compute, .skip, .compute]
-        let trace = TeaCacheTrace(steps: 6, entries: actions.enumerated().map { Self.entry($0.offset, $0.element) })
+        let actions: [CacheDecision.Action] = [.compute, .skip, .skip, .compute, .skip, .compute]
+        let trace = CacheTrace(steps: 6, entries: actions.enumerated().map { Self.entry($0.offset, $0.element) })
         let s = trace.summary
         #expect(s.calls == 6 && s.computed == 3 && s.skipped == 3)
         #expect(s.longestSkipStreak == 2)
@@ -103,23 +103,23 @@ import DiTModels
     }
 
     @Test func jsonRoundTripKeepsNonFiniteDistances() throws {
-        var trace = TeaCacheTrace(steps: 3, entries: [Self.entry(0, .compute, distance: nil), Self.entry(1, .skip),
+        var trace = CacheTrace(steps: 3, entries: [Self.entry(0, .compute, distance: nil), Self.entry(1, .skip),
                                                       Self.entry(2, .compute, distance: .infinity)])
         trace.entries[1].distance = .nan
-        let back = try TeaCacheTrace(jsonData: try trace.jsonData())
+        let back = try CacheTrace(jsonData: try trace.jsonData())
         #expect(back.entries.count == 3)
         #expect(back.entries[1].distance?.isNaN == true)
         #expect(back.entries[2].distance == .infinity)
         #expect(back.entries[0] == trace.entries[0])
         let text = String(decoding: try trace.jsonData(), as: UTF8.self)
         #expect(text.contains("\"predictedSpeedup\""))
-        #expect(throws: TeaCacheError.self) { try TeaCacheTrace(jsonData: Data("{}".utf8)) }
+        #expect(throws: CacheError.self) { try CacheTrace(jsonData: Data("{}".utf8)) }
     }
 
     @Test func replayScheduleRejectsDuplicatesAndBadSteps() {
         let e = TeaCacheReplaySchedule.Entry(branch: .cond, step: 1, action: .skip, forced: false)
-        #expect(throws: TeaCacheError.self) { try TeaCacheReplaySchedule(steps: 3, entries: [e, e]) }
-        #expect(throws: TeaCacheError.self) {
+        #expect(throws: CacheError.self) { try TeaCacheReplaySchedule(steps: 3, entries: [e, e]) }
+        #expect(throws: CacheError.self) {
             try TeaCacheReplaySchedule(steps: 1, entries: [e])
         }
     }

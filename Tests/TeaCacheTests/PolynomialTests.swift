@@ -12,8 +12,8 @@ import Testing
     }
 
     @Test func invalidCoefficientsAreRejected() {
-        #expect(throws: TeaCacheError.self) { try RescalingPolynomial(coefficients: [1, 2, 3]) }
-        #expect(throws: TeaCacheError.self) { try RescalingPolynomial(coefficients: [1, 2, .nan, 4, 5]) }
-        #expect(throws: TeaCacheError.self) { try RescalingPolynomial(coefficients: [1, 2, .infinity, 4, 5]) }
+        #expect(throws: CacheError.self) { try RescalingPolynomial(coefficients: [1, 2, 3]) }
+        #expect(throws: CacheError.self) { try RescalingPolynomial(coefficients: [1, 2, .nan, 4, 5]) }
+        #expect(throws: CacheError.self) { try RescalingPolynomial(coefficients: [1, 2, .infinity, 4, 5]) }
     }
 }

@@ -81,7 +81,7 @@ import DiTModels
     @Test func progressReportsAndCancels() throws {
         let sampler = try FlowMatchEulerSampler(steps: 6, timestepConvention: .sigma)
         var seen: [Int] = []
-        #expect(throws: TeaCacheError.cancelled(completedSteps: 2, totalSteps: 6)) {
+        #expect(throws: CacheError.cancelled(completedSteps: 2, totalSteps: 6)) {
             try sampler.sample(from: try Tensor(zeros: [1, 2]), model: { x, _, _, _ in x }) { p in
                 seen.append(p.step)
                 #expect(p.total == 6 && p.elapsed >= 0)
@@ -92,15 +92,15 @@ import DiTModels
     }
 
     @Test func invalidSettingsAreTyped() throws {
-        #expect(throws: TeaCacheError.self) { try FlowMatchEulerSampler(steps: 0, timestepConvention: .sigma) }
-        #expect(throws: TeaCacheError.invalidSampler("steps is 1000001; use at most 1000000")) {
+        #expect(throws: CacheError.self) { try FlowMatchEulerSampler(steps: 0, timestepConvention: .sigma) }
+        #expect(throws: CacheError.invalidSampler("steps is 1000001; use at most 1000000")) {
             try FlowMatchEulerSampler(steps: FlowMatchEulerSampler.maximumSteps + 1, timestepConvention: .sigma)
         }
-        #expect(throws: TeaCacheError.self) {
+        #expect(throws: CacheError.self) {
             try FlowMatchEulerSampler(steps: 4, timestepConvention: .sigma, velocity: VelocityConvention(sign: 2))
         }
         let s = try FlowMatchEulerSampler(steps: 2, timestepConvention: .sigma)
-        #expect(throws: TeaCacheError.self) {   // output shape differs from the latent
+        #expect(throws: CacheError.self) {   // output shape differs from the latent
             try s.sample(from: try Tensor(zeros: [1, 2]), model: { _, _, _, _ in try Tensor(zeros: [1, 3]) })
         }
     }

@@ -64,7 +64,7 @@ import Testing
         #expect(policy.sharedCounter == 1)
         // Without a shared counter the usual bound holds.
         var plain = try TeaCachePolicy(configuration: try .faithful(coefficients: Self.identity, threshold: 1), steps: n)
-        #expect(throws: TeaCacheError.stepOutOfRange(branch: "a", step: n, steps: n)) {
+        #expect(throws: CacheError.stepOutOfRange(branch: "a", step: n, steps: n)) {
             try plain.decide(step: n, branch: "a", distance: 0.1)
         }
         #expect(plain.sharedCounter == nil)
@@ -84,11 +84,11 @@ import Testing
 
     @Test func perSampleDecisionsAreRejected() throws {
         let schedule = TeaCacheSchedule(sharedCounter: .advancedByOtherBranchesThanFirst)
-        #expect(throws: TeaCacheError.self) {
+        #expect(throws: CacheError.self) {
             try TeaCacheConfiguration(coefficients: Self.identity, threshold: 0.1, schedule: schedule, perSample: true)
         }
         let c = try TeaCacheConfiguration.faithful(coefficients: Self.identity, threshold: 0.1, schedule: schedule)
-        #expect(throws: TeaCacheError.self) { try c.withPerSample(true).validate() }
+        #expect(throws: CacheError.self) { try c.withPerSample(true).validate() }
     }
 
     /// Schedules written before the field existed decode to per-branch steps; the field round-trips.

@@ -86,7 +86,7 @@ struct TinyDiT: DiffusionTransformer {
 
     func prepare(_ input: Input) throws -> State {
         guard input.latent.rank == 3, input.latent.shape[0] == input.timesteps.count else {
-            throw TeaCacheError.shapeMismatch("latent \(input.latent.shape) vs \(input.timesteps.count) timesteps")
+            throw CacheError.shapeMismatch("latent \(input.latent.shape) vs \(input.timesteps.count) timesteps")
         }
         let h = try linear(input.latent, weight: embed, bias: embedBias)
         let temb = silu(try linear(try timeFeatures(input.timesteps), weight: timeW, bias: timeB))

@@ -4,7 +4,8 @@ import Tensors
 
 /// Runs a model family against a fixture folder (FORMAT.md) and compares every number the folder holds:
 /// the forward (`output`, `teacache.*`), the sampling schedule, the uncached loop, and for each TeaCache
-/// record every per-call decision, distance, rescaled and accumulated value and the final latent.
+/// record every per-call decision, distance, rescaled and accumulated value and the final latent; with
+/// policy recordings in the folder (``PolicyRecordingVerifier``) every record it can run.
 public enum FixtureVerifier {
     /// Acceptance tolerances (FORMAT.md §7).
     public struct Tolerances: Sendable {
@@ -104,7 +105,10 @@ public enum FixtureVerifier {
         let model = try F.load(configuration, weightsAt: folder.weightsURL, precision: precision)
         var checks = try forwardChecks(folder, F.self, configuration, model, tol)
         checks += try samplingChecks(folder, F.self, configuration, model, tol)
-        return VerifyReport(family: name, checks: checks)
+        guard PolicyRecordingVerifier.hasRecordings(folder.url) else { return VerifyReport(family: name, checks: checks) }
+        let policies = try PolicyRecordingVerifier.checks(folder, refs: folder.url, F.self, model: model,
+                                                          configuration: configuration, tolerance: tol.latentRelativeL2)
+        return VerifyReport(family: name, checks: checks + policies.checks, notes: policies.unsupported)
     }
 
     // MARK: - Forward
@@ -151,7 +155,7 @@ public enum FixtureVerifier {
     /// is returned).
     public static func sample<F: DiTFamily>(
         _ folder: FixtureFolder, _: F.Type, model: F.Model, configuration: F.Configuration, policy: CachePolicy?
-    ) throws -> (latent: Tensor, trace: TeaCacheTrace?) {
+    ) throws -> (latent: Tensor, trace: CacheTrace?) {
         let sampler = try sampler(folder, F.self, configuration: configuration)
         var conditioning: [BranchKey: FixtureArguments] = [.cond: folder.samplingArguments(branch: "cond")]
         if folder.sampling.cfg != nil { conditioning[.uncond] = folder.samplingArguments(branch: "uncond") }
@@ -180,7 +184,7 @@ public enum FixtureVerifier {
         for record in folder.sampling.records {
             let run = try sample(folder, F.self, model: try F.model(model, for: record), configuration: configuration,
                                  policy: .teaCache(try F.teaCacheConfiguration(record: record, steps: steps)))
-            checks += decisionChecks(record, run.trace ?? TeaCacheTrace(steps: steps), F.recordedCacheKey, tol)
+            checks += decisionChecks(record, run.trace ?? CacheTrace(steps: steps), F.recordedCacheKey, tol)
             checks.append(compare("sampling \(record.name) final cached", run.latent,
                                   try folder.samplingTensor(record.finalCachedTensor), tol.latentRelativeL2))
         }
@@ -207,7 +211,7 @@ public enum FixtureVerifier {
     }
 
     private static func decisionChecks(
-        _ record: SamplingRecord, _ trace: TeaCacheTrace, _ key: (SamplingRecord.Call) -> BranchKey, _ tol: Tolerances
+        _ record: SamplingRecord, _ trace: CacheTrace, _ key: (SamplingRecord.Call) -> BranchKey, _ tol: Tolerances
     ) -> [VerifyCheck] {
         let prefix = "sampling \(record.name)"
         let expected = record.calls, got = trace.entries

@@ -29,12 +29,14 @@ public struct VerifyReport: Sendable {
     public var family: String
     /// Every comparison, in the order made.
     public var checks: [VerifyCheck]
+    /// What was not checked, and why (e.g. a recorded policy this implementation lacks).
+    public var notes: [String] = []
 
     /// True when every check passed (and there was at least one).
     public var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
 
-    /// One line per check, then `verify FAMILY: PASS|FAIL`.
-    public var lines: [String] { checks.map(\.line) + ["verify \(family): \(passed ? "PASS" : "FAIL")"] }
+    /// One line per check, the notes, then `verify FAMILY: PASS|FAIL`.
+    public var lines: [String] { checks.map(\.line) + notes + ["verify \(family): \(passed ? "PASS" : "FAIL")"] }
 }
 
 /// Formats an error figure for a check line.

@@ -1,10 +1,10 @@
 import Foundation
 
-/// A record of every TeaCache decision of one run, with a summary; Codable to and from JSON.
+/// A record of every decision of one run of any ``StepCachePolicy``, with a summary; Codable to and from JSON.
 ///
 /// Distances can be NaN or infinite, so ``jsonData()`` / ``init(jsonData:)`` write them as the strings
 /// `"nan"`, `"inf"`, `"-inf"`.
-public struct TeaCacheTrace: Codable, Sendable, Equatable {
+public struct CacheTrace: Codable, Sendable, Equatable {
     /// One decision (one call, or one batch element of a call in per-sample mode).
     public struct Entry: Codable, Sendable, Equatable {
         /// The 0-based index of the model call within the run (all branches together).
@@ -15,23 +15,25 @@ public struct TeaCacheTrace: Codable, Sendable, Equatable {
         public var branch: BranchKey
         /// The batch element in per-sample mode, nil otherwise.
         public var sample: Int?
-        /// The raw relative L1 distance (nil when there was no previous input).
+        /// The relative change the policy measured (nil when it measured none).
         public var distance: Double?
-        /// `P(distance)` (nil when not accumulated).
+        /// The accumulated term: TeaCache's `P(distance)`, MagCache's ratio (``CacheDecision/rescaled``).
         public var rescaled: Double?
-        /// The accumulator compared with the threshold (nil when not compared).
+        /// The accumulator compared with the threshold (``CacheDecision/accumulated``; nil when not compared).
         public var accumulated: Double?
-        /// The accumulator after the decision.
+        /// The accumulator after the decision (``CacheDecision/accumulatorAfter``).
         public var accumulatorAfter: Double
         /// Computed or skipped.
-        public var decision: TeaCacheDecision.Action
+        public var decision: CacheDecision.Action
         /// True when computed without comparing with the threshold.
         public var forced: Bool
         /// Why.
-        public var reason: TeaCacheDecision.Reason
+        public var reason: CacheDecision.Reason
+        /// The policy's own numbers (nil in traces written before policies had their own payloads).
+        public var details: CacheDecision.Details?
 
         /// An entry built from a decision.
-        public init(call: Int, step: Int, branch: BranchKey, sample: Int? = nil, decision: TeaCacheDecision) {
+        public init(call: Int, step: Int, branch: BranchKey, sample: Int? = nil, decision: CacheDecision) {
             self.call = call
             self.step = step
             self.branch = branch
@@ -43,6 +45,7 @@ public struct TeaCacheTrace: Codable, Sendable, Equatable {
             self.decision = decision.action
             self.forced = decision.forced
             self.reason = decision.reason
+            self.details = decision.details
         }
     }
 
@@ -91,7 +94,7 @@ public struct TeaCacheTrace: Codable, Sendable, Equatable {
     public func entries(for branch: BranchKey) -> [Entry] { entries.filter { $0.branch == branch } }
 
     /// The trace as JSON (sorted keys, pretty-printed, with the summary included).
-    public func jsonData() throws(TeaCacheError) -> Data {
+    public func jsonData() throws(CacheError) -> Data {
         struct Exported: Encodable {
             var steps: Int
             var summary: Summary
@@ -103,8 +106,8 @@ public struct TeaCacheTrace: Codable, Sendable, Equatable {
     }
 
     /// Reads a trace written by ``jsonData()`` (the summary, if present, is recomputed, not trusted).
-    public init(jsonData: Data) throws(TeaCacheError) {
-        do { self = try Self.decoder().decode(TeaCacheTrace.self, from: jsonData) } catch {
+    public init(jsonData: Data) throws(CacheError) {
+        do { self = try Self.decoder().decode(CacheTrace.self, from: jsonData) } catch {
             throw .io("not a TeaCache trace: \(error)")
         }
     }
@@ -122,3 +125,7 @@ public struct TeaCacheTrace: Codable, Sendable, Equatable {
         return d
     }
 }
+
+/// The former name of ``CacheTrace``.
+@available(*, deprecated, renamed: "CacheTrace")
+public typealias TeaCacheTrace = CacheTrace

@@ -1,7 +1,7 @@
 import Tensors
 
-/// Errors raised by the TeaCache module. Every case says what went wrong and what to change.
-public enum TeaCacheError: Error, Equatable, Sendable, CustomStringConvertible {
+/// Errors raised by the TeaCache module and its cache policies. Every case says what went wrong and what to change.
+public enum CacheError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The rescaling coefficients are unusable (wrong count, NaN or infinite values).
     case invalidCoefficients(String)
     /// The threshold is negative or NaN.
@@ -86,3 +86,7 @@ public enum TeaCacheError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// The former name of ``CacheError``.
+@available(*, deprecated, renamed: "CacheError")
+public typealias TeaCacheError = CacheError
