@@ -34,11 +34,6 @@ func sgemm(
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: Float32Products.Backend
 ) {
-    if backend == .oneDNN, m > 0, n > 0, k > 0, 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold {
-        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
-        if ck_dnnl_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda),
-                         b, Int64(ldb), beta, c, Int64(ldc)) == Int32(CK_DNNL_OK) { return }
-    }
     let threads = Parallelism.threadCount
     let panel = 64
     let alongN = n >= m
@@ -46,7 +41,7 @@ func sgemm(
     let workers = min(threads, panels)
     guard workers > 1, 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold else {
         sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, backend: backend)
         return
     }
     let perWorker = (panels + workers - 1) / workers
@@ -58,12 +53,12 @@ func sgemm(
             // Columns lo..<hi of C: the same columns of op(B).
             sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k, alpha: alpha,
                         a: a, lda: lda, b: b + (transposeB ? lo * ldb : lo), ldb: ldb,
-                        beta: beta, c: c + lo, ldc: ldc)
+                        beta: beta, c: c + lo, ldc: ldc, backend: backend)
         } else {
             // Rows lo..<hi of C: the same rows of op(A).
             sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: hi - lo, n: n, k: k, alpha: alpha,
                         a: a + (transposeA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
-                        beta: beta, c: c + lo * ldc, ldc: ldc)
+                        beta: beta, c: c + lo * ldc, ldc: ldc, backend: backend)
         }
     }
 }
@@ -71,14 +66,35 @@ func sgemm(
 /// Products smaller than this many flops run as one single-threaded sgemm on the calling thread.
 public let parallelGEMMThreshold: Double = 4_000_000
 
-/// One single-threaded sgemm on the calling thread (OpenBLAS is kept single-threaded; see
-/// ``Parallelism/blasConfigured``). Used inside work that is already parallel, such as attention blocks.
-@inlinable
+/// One single-threaded sgemm on the calling thread. Used inside work that is already parallel, such as
+/// attention blocks, so every product of a forward runs on this module's workers (one thread pool).
 public func sgemmSerial(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, backend: Float32Products.backend)
+}
+
+/// Products of at least this many flops go to oneDNN when it is the backend; below, oneDNN's set-up per
+/// call (≈ 15 µs) costs more than its faster kernel saves.
+let oneDNNMinimumFlops: Double = 1_048_576
+
+/// ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` on a given backend: oneDNN
+/// runs single-threaded on the calling thread (its OpenMP team of one, so no OpenMP workers spin between
+/// products and compete with this module's workers), OpenBLAS is kept single-threaded
+/// (``Parallelism/blasConfigured``).
+func sgemmSerial(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: Float32Products.Backend
+) {
+    if backend == .oneDNN, m > 0, n > 0, k > 0, 2 * Double(m) * Double(n) * Double(k) >= oneDNNMinimumFlops {
+        ck_dnnl_set_threads(1)
+        if ck_dnnl_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda),
+                         b, Int64(ldb), beta, c, Int64(ldc)) == Int32(CK_DNNL_OK) { return }
+    }
     _ = Parallelism.blasConfigured
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -69,6 +69,7 @@ public enum WeightProducts {
         ck_f32_to_bf16(a, &a16, 12)
         ck_f32_to_bf16(w, &w16, 8)
         var c = [Float](repeating: 0, count: 6)
+        ck_dnnl_set_threads(1)
         let status = ck_dnnl_matmul(Int32(CK_DNNL_BF16), 3, 2, 4, a16, 4, w16, 4, nil, &c, 2, 0)
         let expected: [Float] = [6, 0.5, -1.5, 1.75, -1.5, -0.75]
         return status == Int32(CK_DNNL_OK) && c == expected
@@ -116,6 +117,7 @@ public enum Float32Products {
         let a: [Float] = [1, 2, 3, 4, 0.5, -1, 2, 0, -2, 1, 0, 0.25]
         let w: [Float] = [1, 0, -1, 2, 0.5, 0.5, 1, -1]
         var c = [Float](repeating: 0, count: 6)
+        ck_dnnl_set_threads(1)
         let status = ck_dnnl_sgemm(0, 1, 3, 2, 4, 1, a, 4, w, 4, 0, &c, 2)
         return status == Int32(CK_DNNL_OK) && c == [6, 0.5, -1.5, 1.75, -1.5, -0.75]
     }
@@ -151,16 +153,13 @@ func weightProduct(
                   b: pw.baseAddress! + columnOffset, ldb: weight.columns, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
         }
     case (.bfloat16(let b), .oneDNNBFloat16):
-        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { a16.deallocate() }
         let w = b.baseAddress.assumingMemoryBound(to: UInt16.self) + columnOffset
-        if ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(m), Int64(n), Int64(k), a16, Int64(k), w, Int64(weight.columns),
-                          nil, c, Int64(ldc), accumulate ? 1 : 0) != Int32(CK_DNNL_OK) {
+        if !bfloat16Product(m: m, n: n, k: k, a16: a16, w: w, ldw: weight.columns, c: c, ldc: ldc, accumulate: accumulate) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
         }
     case (.int8, .oneDNNBFloat16):
-        ck_dnnl_set_threads(Int32(Parallelism.threadCount))
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { a16.deallocate() }
         if !int8BFloat16Product(m: m, k: k, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
@@ -170,6 +169,34 @@ func weightProduct(
     default:
         panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
     }
+}
+
+/// `C[m, n] (+)= A16 · W16ᵀ` through oneDNN's bf16 matmul, split over ``Parallelism`` workers into
+/// blocks of 64-aligned columns (or rows when M is the larger), each a single-threaded oneDNN product
+/// on the worker's thread (one thread pool for the forward; see ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:backend:)``).
+/// False when oneDNN refused the first block (then nothing was written).
+private func bfloat16Product(m: Int, n: Int, k: Int, a16: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
+                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) -> Bool {
+    let panel = 64, alongN = n >= m
+    let panels = ((alongN ? n : m) + panel - 1) / panel
+    let workers = 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold ? min(Parallelism.threadCount, panels) : 1
+    let perWorker = (panels + workers - 1) / workers
+    let failed = UnsafeMutablePointer<Bool>.allocate(capacity: workers)
+    defer { failed.deallocate() }
+    failed.initialize(repeating: false, count: workers)
+    Parallelism.concurrentPerform(workers) { worker in
+        let lo = worker * perWorker * panel, hi = min((worker + 1) * perWorker * panel, alongN ? n : m)
+        guard lo < hi else { return }
+        ck_dnnl_set_threads(1)
+        let status = alongN
+            ? ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(m), Int64(hi - lo), Int64(k), a16, Int64(k), w + lo * ldw, Int64(ldw),
+                             nil, c + lo, Int64(ldc), accumulate ? 1 : 0)
+            : ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(hi - lo), Int64(n), Int64(k), a16 + lo * k, Int64(k), w, Int64(ldw),
+                             nil, c + lo * ldc, Int64(ldc), accumulate ? 1 : 0)
+        failed[worker] = status != Int32(CK_DNNL_OK)
+    }
+    // Blocks are the same kind of product: oneDNN refuses all of them or none.
+    return !(0..<workers).contains { failed[$0] }
 }
 
 /// `A` rounded to bf16 into a new contiguous `m × k` buffer (the caller deallocates it).
@@ -213,9 +240,7 @@ private func int8BFloat16Product(
                     }
                 }
             }
-            let status = ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(m), Int64(rows), Int64(k), a16, Int64(k), scratch, Int64(k),
-                                        nil, c + r0, Int64(ldc), accumulate ? 1 : 0)
-            if status != Int32(CK_DNNL_OK) {
+            if !bfloat16Product(m: m, n: rows, k: k, a16: a16, w: scratch, ldw: k, c: c + r0, ldc: ldc, accumulate: accumulate) {
                 // Only the first panel can fail (same descriptor shape otherwise); nothing written yet.
                 if r0 == 0 { return false }
                 // A later panel failing would leave C half-written: finish it on the portable path.
