@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TeaCacheDemo
+import Tensors
 
 /// `teacache demo`: uncached vs TeaCache at several thresholds, with progress, a table, charts and traces.
 struct DemoCommand: ParsableCommand {
@@ -48,11 +49,30 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Repeat every run this many times and report the fastest wall time (reduces noise from other processes).")
     var repeats: Int = 2
 
+    @Option(parsing: .unconditional, help: "Compare weight precisions instead of policies: a comma list (bfloat16,int8,...) or all; each runs uncached and with TeaCache at the first threshold, PSNR against float32 uncached.")
+    var comparePrecisions: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let log = logging.logger("demo")
         let start = Date()
+        if let comparePrecisions {
+            do {
+                let precisions = try Self.parsePrecisions(comparePrecisions)
+                modelOptions.applyThreads()
+                modelOptions.logSource(log)
+                let threshold = try thresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) }?.first
+                let table = try PrecisionComparison.run(source: modelOptions.source, precisions: precisions, threshold: threshold) {
+                    let bar = ProgressBar.standardError(label: $0)
+                    return { step, total, elapsed in bar.update(step: step, total: total, elapsed: elapsed) }
+                }
+                print(table.render())
+            } catch {
+                CLIErrors.exit(error, log: log)
+            }
+            return
+        }
         do {
             var options = DemoOptions(
                 source: modelOptions.source, thresholds: try thresholds.map { t throws(DemoError) in try DemoOptions.parseThresholds(t) },
@@ -71,5 +91,18 @@ struct DemoCommand: ParsableCommand {
         } catch {
             CLIErrors.exit(error, log: log)
         }
+    }
+
+    /// `all` or a comma list of precision names.
+    static func parsePrecisions(_ text: String) throws(DemoError) -> [WeightPrecision] {
+        if text == "all" { return WeightPrecision.allCases }
+        var out: [WeightPrecision] = []
+        for name in text.split(separator: ",") {
+            guard let p = WeightPrecision(name: name.trimmingCharacters(in: .whitespaces)) else {
+                throw .invalidOption("--compare-precisions: unknown precision \"\(name)\"; use \(WeightPrecision.allCases.map(\.rawValue).joined(separator: ", ")) or all")
+            }
+            out.append(p)
+        }
+        return out
     }
 }
