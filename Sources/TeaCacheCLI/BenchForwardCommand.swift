@@ -26,7 +26,7 @@ struct BenchForwardCommand: ParsableCommand {
     @Option(help: "Seed of the random weights and inputs.")
     var seed: UInt64 = 0
 
-    @Option(parsing: .unconditional, help: "Memory budget in GB for the forward's activations and the random weights (default: half of this machine's memory).")
+    @Option(parsing: .unconditional, help: "Memory budget in GB for the random weights and the forward's activations together (default: three quarters of this machine's memory).")
     var memoryBudget: Double?
 
     @OptionGroup var precision: PrecisionOptions
@@ -48,7 +48,7 @@ struct BenchForwardCommand: ParsableCommand {
         let startRSS = KernelBenchmarks.currentRSSBytes()
         let bench: ForwardBenchmark
         do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed,
-                                                    precision: precision.precision, memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .machineDefault) } catch {
+                                                    precision: precision.precision, memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .wholeModelDefault) } catch {
             FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
             throw ExitCode.failure
         }

@@ -38,7 +38,7 @@ public struct ForwardBenchmark {
     /// - Throws: ``ModelLoadError`` for an unreadable or malformed file, an unknown class, or an invalid
     ///   configuration or input size.
     public static func make(data: Data, seed: UInt64 = 0, precision: WeightPrecision = .float32,
-                            memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
+                            memoryBudget: MemoryBudget = .wholeModelDefault) throws -> ForwardBenchmark {
         let (className, config) = try ModelConfigFile.parse(data)
         let family = try DiTFamilies.family(forClass: className)
         return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed,
@@ -47,7 +47,7 @@ public struct ForwardBenchmark {
 
     /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
     public static func make(url: URL, seed: UInt64 = 0, precision: WeightPrecision = .float32,
-                            memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
+                            memoryBudget: MemoryBudget = .wholeModelDefault) throws -> ForwardBenchmark {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ModelLoadError.unreadableFile(path: url.path, reason: error.localizedDescription)
@@ -62,7 +62,7 @@ public struct ForwardBenchmark {
     /// allocated; a refusal names the precisions that would fit.
     public static func make<F: DiTFamily>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0,
-        precision: WeightPrecision = .float32, memoryBudget: MemoryBudget = .machineDefault
+        precision: WeightPrecision = .float32, memoryBudget: MemoryBudget = .wholeModelDefault
     ) throws -> ForwardBenchmark {
         try configuration.validate()
         let cost = try F.cost(configuration, sizes: inputs)
