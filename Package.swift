@@ -70,6 +70,8 @@ let package = Package(
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors", "DiTModels"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
         .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
+        // Builds README.md's code blocks as a separate consumer package and runs them.
+        .testTarget(name: "ReadmeTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(
             name: "TeaCacheCLITests",
             dependencies: ["TeaCacheCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
