@@ -24,7 +24,7 @@ struct DemoCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.05,0.2,0.3,0.6 for flux).")
     var thresholds: String?
 
-    @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")
+    @Option(help: "A built-in preset name (`teacache presets`) or a preset JSON from `teacache calibrate` (TeaCache or MagCache), run as extra rows.")
     var preset: String?
 
     @Option(help: "Cache policies side by side: teacache, first-block, magcache, a comma list of them, or all.")

@@ -6,7 +6,7 @@ import Tensors
 
 /// The model options shared by `demo` and `calibrate`.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model family: \(DiTFamilies.names.joined(separator: ", ")).")
+    @Option(help: "Model: \(DemoFamily.modelNames.joined(separator: ", ")), or a preset name of one (`teacache presets`).")
     var model: String = "flux"
 
     @Option(help: "Benchmark-style ({\"class\", \"config\", \"inputs\"}) or diffusers config JSON (default: the embedded benchmark shape).")

@@ -6,6 +6,7 @@ struct TeaCacheCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teacache",
         abstract: "TeaCache for diffusion transformers on the CPU.",
-        subcommands: [InspectCommand.self, VerifyCommand.self, BenchCommand.self, DemoCommand.self, CalibrateCommand.self]
+        subcommands: [InspectCommand.self, VerifyCommand.self, BenchCommand.self, DemoCommand.self, CalibrateCommand.self,
+                      PresetsCommand.self]
     )
 }

@@ -8,26 +8,43 @@ import Tensors
 public struct DemoFamily: Sendable {
     /// The family.
     public let family: any DiTFamily.Type
+    /// The `--model` name as given: the family's name or an alias.
+    public let name: String
+    /// The TeaCache preset an alias selects (`tangoflux`), else nil.
+    private let aliasPreset: TeaCachePreset?
 
-    /// The family registered under `name` (`--model`).
-    /// - Throws: ``DemoError/unknownModel(_:available:)``.
+    /// The family registered under `name` (`--model`), or the family an alias belongs to: one of its
+    /// fixture names (`tangoflux`) or the name of one of its presets (`wan2.1_t2v_14b`), which then
+    /// becomes ``builtInPreset``.
+    /// - Throws: ``DemoError/unknownModel(_:available:)`` listing ``modelNames``.
     public init(named name: String) throws(DemoError) {
-        guard let f = DiTFamilies.all.first(where: { $0.name == name }) else {
-            throw .unknownModel(name, available: DiTFamilies.names)
+        if let f = DiTFamilies.all.first(where: { $0.name == name }) {
+            (family, self.name, aliasPreset) = (f, name, nil)
+            return
         }
-        family = f
+        for f in DiTFamilies.all where f.fixtureNames.contains(name) || f.presets.contains(where: { $0.name == name }) {
+            (family, self.name, aliasPreset) = (f, name, f.presets.first { $0.name == name })
+            return
+        }
+        throw .unknownModel(name, available: Self.modelNames)
     }
 
-    /// The `--model` name.
-    public var name: String { family.name }
+    /// Every `--model` name: each family's name, then its other fixture names (`tangoflux`). Any preset
+    /// name of a family is accepted too (`teacache presets` lists them).
+    public static var modelNames: [String] {
+        var seen = Set<String>(), out: [String] = []
+        for f in DiTFamilies.all { for n in [f.name] + f.fixtureNames where seen.insert(n).inserted { out.append(n) } }
+        return out
+    }
+
     /// One line describing the family.
     public var summary: String { family.summary }
     /// The reference coefficients the demo compares with.
-    public var builtInPreset: TeaCachePreset { family.defaultPreset }
+    public var builtInPreset: TeaCachePreset { aliasPreset ?? family.defaultPreset }
     /// Default thresholds of the demo (applied to every coefficient set).
     public var defaultThresholds: [Double] { family.demoThresholds }
     /// A description of the tensor TeaCache compares (written into calibrated presets).
-    public var modulatedInputDescription: String { family.defaultPreset.modulatedInput }
+    public var modulatedInputDescription: String { builtInPreset.modulatedInput }
 
     /// Builds the model and the sampling run described by `source`.
     public func makeWorkload(_ source: ModelSource) throws(DemoError) -> any DemoWorkload {

@@ -39,7 +39,8 @@ public struct DemoOptions: Sendable, Equatable {
     public var source: ModelSource
     /// Thresholds to run with every coefficient set; nil uses the family's defaults.
     public var thresholds: [Double]?
-    /// A preset JSON (e.g. from `teacache calibrate`) run as an extra coefficient set.
+    /// A built-in preset name (`teacache presets`) or a preset JSON (TeaCache or MagCache, e.g. from
+    /// `teacache calibrate`), run as an extra row set (see ``PresetCatalog/resolve(_:)``).
     public var presetPath: String?
     /// Where the charts and traces go.
     public var outputDirectory: String
@@ -69,6 +70,7 @@ public struct DemoOptions: Sendable, Equatable {
     public func validate() throws(DemoError) {
         _ = try DemoFamily(named: source.family)
         try source.validate()
+        if let presetPath { _ = try PresetCatalog.resolve(presetPath) }
         if let thresholds { try Self.validate(thresholds) }
         if let firstBlockThresholds { try Self.validate(firstBlockThresholds) }
         if let magCacheThresholds { try Self.validate(magCacheThresholds) }

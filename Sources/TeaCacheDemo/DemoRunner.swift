@@ -84,10 +84,15 @@ public enum DemoRunner {
         try options.validate()
         let family = try DemoFamily(named: options.source.family)
         let thresholds = options.thresholds ?? family.defaultThresholds
-        let userPreset: TeaCachePreset?
-        do { userPreset = try options.presetPath.map { p throws(TeaCacheError) in try TeaCachePreset.load(from: URL(fileURLWithPath: p)) } } catch {
-            throw .teaCache(error)
+        let loadedPreset = try options.presetPath.map { p throws(DemoError) in try PresetCatalog.resolve(p) }
+        var userPreset: TeaCachePreset?, userMagCache: MagCachePreset?
+        switch loadedPreset {
+        case let .teaCache(p)?: userPreset = p
+        case let .magCache(p)?: userMagCache = p
+        case nil: break
         }
+        // A MagCache preset runs with the MagCache policy, even when --policy does not name it.
+        let policies = options.policies + (userMagCache != nil && !options.policies.contains(.magCache) ? [.magCache] : [])
         let workload = try family.makeWorkload(options.source)
         let folder = URL(fileURLWithPath: options.outputDirectory, isDirectory: true)
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
@@ -132,7 +137,7 @@ public enum DemoRunner {
 
         // Every (policy, parameter set, threshold) run of the table, in order.
         var plan: [(label: String, threshold: Double, policy: CachePolicy)] = []
-        for p in options.policies {
+        for p in policies {
             switch p {
             case .teaCache:
                 for set in sets {
@@ -153,6 +158,7 @@ public enum DemoRunner {
                 }
             case .magCache:
                 var ratioSets = family.family.magCachePresets.map { ("magcache \($0.name) ratios", $0.magRatios) }
+                if let userMagCache { ratioSets.append(("magcache preset \(userMagCache.name)", userMagCache.magRatios)) }
                 if let calibrated = try? uncached.magRatios.ratios() {
                     ratioSets.append(("magcache calibrated", calibrated.ratios))
                     let preset = MagCachePreset(name: "\(family.name)-demo-calibrated", magRatios: calibrated.ratios,

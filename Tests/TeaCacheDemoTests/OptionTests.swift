@@ -32,7 +32,7 @@ import TeaCache
     }
 
     @Test func unknownModelIsRejected() {
-        #expect(throws: DemoError.unknownModel("sd3", available: DiTFamilies.names)) {
+        #expect(throws: DemoError.unknownModel("sd3", available: DemoFamily.modelNames)) {
             try DemoOptions(source: ModelSource(family: "sd3")).validate()
         }
         #expect(DiTFamilies.names.contains("flux"))

@@ -238,16 +238,3 @@ extension DiTFamilies {
         return url
     }
 }
-
-/// Plain-language reasons for an unreadable path.
-enum FileProblem {
-    /// "not found", "is a directory", "permission denied" or "unreadable".
-    static func describe(_ url: URL) -> String {
-        var isDirectory: ObjCBool = false
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return "not found" }
-        if isDirectory.boolValue { return "is a directory" }
-        if !fm.isReadableFile(atPath: url.path) { return "permission denied" }
-        return "unreadable"
-    }
-}
