@@ -57,7 +57,8 @@ struct DemoCommand: ParsableCommand {
             try options.validate()
             modelOptions.applyThreads()
             modelOptions.logSource(log)
-            let report = try DemoRunner.run(options) { ProgressBar.standardError(label: $0) }
+            let report = try DemoRunner.run(options, progress: { ProgressBar.standardError(label: $0) },
+                                            notice: { FileHandle.standardError.write(Data("\($0)\n".utf8)) })
             print(report.render())
             log.info("demo done", metadata: ["elapsed": "\(secondsSince(start))", "output": "\(output)"])
         } catch {

@@ -40,7 +40,7 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         try ThreadsOption.validate(threads)
-        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if steps < 1 { throw ValidationError("--steps \(steps): must be at least 1; give the number of sampling steps (default 28)") }
         try MemoryBudgetOption.validate(memoryBudget)
     }
 

@@ -35,16 +35,17 @@ public struct CalibrationOptions: Sendable, Equatable {
     public func validate() throws(DemoError) {
         _ = try DemoFamily(named: source.family)
         try source.validate()
-        guard seeds >= 1 else { throw .invalidOption("--seeds is \(seeds); use at least 1") }
-        guard source.steps >= 2 else { throw .invalidOption("--steps is \(source.steps); calibration needs at least 2 steps per run") }
+        guard seeds >= 1 else { throw .invalidOption("--seeds \(seeds): must be at least 1; give the number of input seeds to record") }
+        guard source.steps >= 2 else { throw .invalidOption("--steps \(source.steps): calibration needs at least 2 steps per run; give more steps") }
         if let t = defaultThreshold, !(t.isFinite && t >= 0) {
-            throw .invalidOption("--default-threshold \(t) must be a finite number >= 0")
+            throw .invalidOption("--default-threshold \(t): must be a finite number >= 0; give e.g. 0.3")
         }
         guard minimumRSquared.isFinite, minimumRSquared <= 1 else {
-            throw .invalidOption("--minimum-r-squared \(minimumRSquared) must be a finite number <= 1")
+            throw .invalidOption("--minimum-r-squared \(minimumRSquared): must be a finite number <= 1; give e.g. 0.9")
         }
-        if let name, name.isEmpty { throw .invalidOption("--name is empty") }
+        if let name, name.isEmpty { throw .invalidOption("--name is empty; give a preset name or leave it out") }
         guard !outputPath.isEmpty else { throw .invalidOption("--output is empty; give a file path") }
+        try PathChecks.output(outputPath, flag: "--output", folder: false)
     }
 }
 
@@ -117,8 +118,8 @@ public enum CalibrationRunner {
         let url = URL(fileURLWithPath: options.outputPath)
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        } catch { throw .io("cannot create \(url.deletingLastPathComponent().path): \(error.localizedDescription)") }
-        do { try preset.save(to: url) } catch { throw .teaCache(error) }
+            try preset.jsonData().write(to: url, options: .atomic)
+        } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
         return CalibrationReport(summary: workload.summary, fit: fit, preset: preset, outputPath: url.path, runs: options.seeds,
                                  steps: workload.steps,
                                  minimumRSquared: options.minimumRSquared)
@@ -181,7 +182,7 @@ extension CalibrationRunner {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try preset.jsonData().write(to: url, options: .atomic)
-        } catch { throw .io("cannot write \(url.path): \(error)") }
+        } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
         return MagCacheCalibrationReport(summary: workload.summary, preset: preset, outputPath: url.path, runs: options.seeds,
                                          sequences: sequences.count, steps: workload.steps)
     }

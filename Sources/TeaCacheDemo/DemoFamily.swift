@@ -63,7 +63,7 @@ public struct DemoFamily: Sendable {
                 let (className, body) = try ModelConfigFile.parse(data)
                 configuration = try F.Configuration.parse(body, className: className)
                 sizes = try ForwardBenchmark.inputs(of: data) ?? F.benchmarkDefault.inputs
-            } catch { throw DemoError.model("\(source.configPath ?? "--config"): \(error)") }
+            } catch { throw DemoError.wrap(error, context: source.configPath ?? "--config") }
         } else {
             (configuration, sizes) = (F.benchmarkDefault.configuration, F.benchmarkDefault.inputs)
         }
@@ -71,7 +71,7 @@ public struct DemoFamily: Sendable {
         do {
             cost = try F.cost(configuration, sizes: sizes)
             try source.memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
-        } catch { throw DemoError.model("\(error)") }
+        } catch { throw DemoError.wrap(error) }
         let model: F.Model
         do {
             if let w = source.weightsPath {
@@ -80,7 +80,7 @@ public struct DemoFamily: Sendable {
                 model = try F.random(configuration, seed: source.seed, steps: source.steps,
                                      parameterBudget: Int(min(source.memoryBudget.bytes / 4, Double(Int.max / 8))))
             }
-        } catch { throw DemoError.model("\(error)") }
+        } catch { throw DemoError.wrap(error) }
         let sampler: FlowMatchEulerSampler
         do {
             sampler = try FlowMatchEulerSampler(steps: source.steps, timestepConvention: F.timestepConvention,

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import TeaCache
 
@@ -80,7 +81,10 @@ public enum DemoRunner {
 
     /// Runs the demo.
     /// - Throws: ``DemoError`` for invalid options, model problems, or unwritable output.
-    public static func run(_ options: DemoOptions, progress: ProgressFactory) throws(DemoError) -> DemoReport {
+    /// - Parameter notice: receives a time estimate before a run longer than
+    ///   ``DemoOptions/estimateNoticeSeconds`` starts.
+    public static func run(_ options: DemoOptions, progress: ProgressFactory,
+                           notice: (String) -> Void = { _ in }) throws(DemoError) -> DemoReport {
         try options.validate()
         let family = try DemoFamily(named: options.source.family)
         let thresholds = options.thresholds ?? family.defaultThresholds
@@ -96,7 +100,7 @@ public enum DemoRunner {
         let workload = try family.makeWorkload(options.source)
         let folder = URL(fileURLWithPath: options.outputDirectory, isDirectory: true)
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
-            throw .io("cannot create the output folder \(folder.path): \(error.localizedDescription)")
+            throw .io("--output \(folder.path): cannot create the folder (\(FileProblem.describeWrite(folder))); choose a folder you can write to")
         }
         var files: [String] = []
 
@@ -104,7 +108,20 @@ public enum DemoRunner {
         // the weights, allocator growth, BLAS thread start-up would otherwise land on the uncached run).
         let overheadConfiguration: TeaCacheConfiguration
         do { overheadConfiguration = try .faithful(family.builtInPreset, threshold: thresholds[0]) } catch { throw .teaCache(error) }
-        _ = try workload.measureDecisionOverhead(overheadConfiguration, repeats: 2, forwardSeconds: nil)
+        let warmUp = try workload.measureDecisionOverhead(overheadConfiguration, repeats: 2, forwardSeconds: nil)
+        let cachedRuns = policies.reduce(0) { n, p in
+            switch p {
+            case .teaCache: return n + (2 + (userPreset == nil ? 0 : 1)) * thresholds.count
+            case .firstBlock: return n + (options.firstBlockThresholds ?? p.defaultThresholds ?? []).count
+            case .magCache:
+                return n + (family.family.magCachePresets.count + 1 + (userMagCache == nil ? 0 : 1))
+                    * (options.magCacheThresholds ?? p.defaultThresholds ?? []).count
+            }
+        }
+        let estimate = RunEstimate(forwardSeconds: warmUp.forwardSeconds, steps: workload.steps,
+                                   callsPerStep: family.family.guidanceScale == nil ? 1 : 2,
+                                   runs: options.repeats * (1 + cachedRuns))
+        if estimate.upperBoundSeconds > options.estimateNoticeSeconds { notice(estimate.sentence) }
 
         let load = SystemLoad()
         var uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
@@ -244,8 +261,56 @@ public enum DemoRunner {
     /// Writes `data` atomically and returns the path.
     static func write(_ data: Data, to url: URL) throws(DemoError) -> String {
         do { try data.write(to: url, options: .atomic) } catch {
-            throw .io("cannot write \(url.path): \(error.localizedDescription)")
+            throw .io(PathChecks.writeFailure(url) + "; choose an --output folder you can write to")
         }
         return url.path
+    }
+}
+
+/// How long a demo will take at most: every run computing every call at the warm-up's forward time.
+public struct RunEstimate: Sendable, Equatable {
+    /// Seconds of one forward (measured in the warm-up).
+    public var forwardSeconds: Double
+    /// Sampling steps per run.
+    public var steps: Int
+    /// Model calls per step (2 with CFG).
+    public var callsPerStep: Int
+    /// Sampling runs (uncached and cached, times the repeats).
+    public var runs: Int
+
+    /// Model calls in all.
+    public var calls: Double { Double(steps) * Double(callsPerStep) * Double(runs) }
+    /// Seconds if no call were skipped.
+    public var upperBoundSeconds: Double { calls * forwardSeconds }
+
+    /// "estimate: 14 runs × 28 steps × 1 call = 392 forwards of 0.42 s: at most 2.7 min (cached runs skip
+    /// some); press Ctrl-C to stop, or lower --steps or --repeats".
+    public var sentence: String {
+        let call = callsPerStep == 1 ? "1 call" : "\(callsPerStep) calls"
+        return "estimate: \(runs) runs × \(steps) steps × \(call) = \(Self.count(calls)) forwards of "
+            + String(format: "%.3g s", forwardSeconds) + ": at most \(Self.duration(upperBoundSeconds)) "
+            + "(cached runs skip some); press Ctrl-C to stop, or lower --steps or --repeats"
+    }
+
+    /// A count with thousands separators.
+    static func count(_ x: Double) -> String {
+        guard x < 1e15 else { return String(format: "%.3g", x) }
+        let digits = String(Int(x.rounded()))
+        var out = ""
+        for (i, c) in digits.reversed().enumerated() {
+            if i > 0, i % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return String(out.reversed())
+    }
+
+    /// Seconds in the largest fitting unit: "45 s", "2.7 min", "3.1 h", "87 days".
+    public static func duration(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<60: return String(format: "%.0f s", seconds)
+        case ..<3600: return String(format: "%.2g min", seconds / 60)
+        case ..<172_800: return String(format: "%.2g h", seconds / 3600)
+        default: return String(format: "%.0f days", seconds / 86_400)
+        }
     }
 }
