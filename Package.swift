@@ -81,7 +81,8 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// Documentation: `BUILD_DOCS=1 swift package generate-documentation --target TeaCache`.
+// Documentation: `BUILD_DOCS=1 swift package generate-documentation --target <Module> --warnings-as-errors`
+// (every module: `bash scripts/docs.sh`).
 if Context.environment["BUILD_DOCS"] == "1" {
     package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
 }

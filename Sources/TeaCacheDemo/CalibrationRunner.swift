@@ -83,14 +83,14 @@ public struct CalibrationReport: Sendable {
 }
 
 /// Runs `teacache calibrate`: the model uncached over several input seeds, a polynomial fit of the
-/// recorded pairs (``Calibration/fit(_:minimumRSquared:force:)``), and a preset JSON that
-/// ``TeaCachePreset/load(from:)`` and `teacache demo --preset` accept.
+/// recorded pairs (`Calibration/fit(_:minimumRSquared:force:)`), and a preset JSON that
+/// `TeaCachePreset/load(from:)` and `teacache demo --preset` accept.
 public enum CalibrationRunner {
     /// The default R² floor: fits below it are refused unless forced.
     public static let minimumRSquared = 0.9
 
     /// Calibrates.
-    /// - Throws: ``DemoError/teaCache(_:)`` with ``TeaCacheError/poorCalibrationFit(rSquared:minimum:)``
+    /// - Throws: ``DemoError/teaCache(_:)`` with `TeaCacheError/poorCalibrationFit(rSquared:minimum:)`
     ///   when the fit is poor and `force` is off; other ``DemoError``s for invalid options or models.
     public static func run(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> CalibrationReport {
         try options.validate()
@@ -155,8 +155,8 @@ public struct MagCacheCalibrationReport: Sendable {
 
 extension CalibrationRunner {
     /// Calibrates MagCache's magnitude ratios: the model uncached over several input seeds, stream 0's
-    /// block-stack residual of every call recorded (``MagRatioRecorder``), the per-step mean over runs and
-    /// branches written as a ``MagCachePreset`` JSON (with the largest per-step spread across them).
+    /// block-stack residual of every call recorded (`MagRatioRecorder`), the per-step mean over runs and
+    /// branches written as a `MagCachePreset` JSON (with the largest per-step spread across them).
     public static func runMagCache(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> MagCacheCalibrationReport {
         try options.validate()
         let family = try DemoFamily(named: options.source.family)

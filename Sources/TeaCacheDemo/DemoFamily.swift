@@ -3,7 +3,7 @@ import Foundation
 import TeaCache
 import Tensors
 
-/// A registered model family (``DiTFamilies``) as the demo and the calibration use it: its preset,
+/// A registered model family (`DiTFamilies`) as the demo and the calibration use it: its preset,
 /// thresholds and a ``DemoWorkload`` built from a ``ModelSource``.
 public struct DemoFamily: Sendable {
     /// The family.

@@ -80,9 +80,12 @@ public enum DemoRunner {
     public typealias ProgressFactory = (String) -> ProgressBar
 
     /// Runs the demo.
+    /// - Parameters:
+    ///   - options: what to run.
+    ///   - progress: makes the progress bar of each run.
+    ///   - notice: receives a time estimate before a demo longer than
+    ///     ``DemoOptions/estimateNoticeSeconds`` starts.
     /// - Throws: ``DemoError`` for invalid options, model problems, or unwritable output.
-    /// - Parameter notice: receives a time estimate before a run longer than
-    ///   ``DemoOptions/estimateNoticeSeconds`` starts.
     public static func run(_ options: DemoOptions, progress: ProgressFactory,
                            notice: (String) -> Void = { _ in }) throws(DemoError) -> DemoReport {
         try options.validate()

@@ -42,7 +42,7 @@ public struct ForwardBenchmark {
                         memoryBudget: memoryBudget)
     }
 
-    /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
+    /// Reads the benchmark file at `url` (see `make(data:seed:)`).
     public static func make(url: URL, seed: UInt64 = 0, memoryBudget: MemoryBudget = .machineDefault) throws -> ForwardBenchmark {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {

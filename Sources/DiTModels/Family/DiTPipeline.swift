@@ -130,7 +130,10 @@ public struct DiTPipeline: Sendable {
     ///   - conditioning: the call arguments by diffusers name (see ``DiTConditioning``).
     ///   - noise: the initial latent; nil takes `conditioning`'s `hidden_states`.
     ///   - negative: the unconditional branch's arguments; with it every step calls the model twice
-    ///     (classifier-free guidance at `guidanceScale`, default the family's or 1).
+    ///     (classifier-free guidance).
+    ///   - guidanceScale: the guidance scale with `negative` (default the family's, else 1).
+    ///   - steps: sampling steps.
+    ///   - policy: the cache policy of every call; nil runs every call uncached (no trace).
     ///   - progress: called after every step; return `.cancel` to stop.
     /// - Throws: ``DiTSamplingError`` for a missing argument or latent, `TeaCacheError` for an invalid
     ///   policy or step count, and the model's typed errors (`TensorError`, ``ModelLoadError``) for

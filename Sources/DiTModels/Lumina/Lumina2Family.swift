@@ -10,7 +10,7 @@ import Tensors
 /// keeps one cache entry per CFG branch, so it skips with or without CFG. Fixture records of kind
 /// `lumina2` are replayed faithfully instead: entries keyed by `max_seq_len`
 /// (``Lumina2TeaCacheKeying/sequenceLength``) and the reference's shared counter
-/// (``TeaCacheSchedule/lumina2Reference``), which never advances — so never skips — when every call has
+/// (`TeaCacheSchedule/lumina2Reference`), which never advances — so never skips — when every call has
 /// the same length (no CFG, or equal cond/uncond caption lengths).
 ///
 /// Fixture arguments are diffusers' forward arguments: `hidden_states`, `timestep`,
@@ -110,7 +110,7 @@ public enum Lumina2Family: DiTFamily {
     /// One residual: the joint sequence.
     public static var residualNames: [String] { ["teacache.residual"] }
 
-    /// `lumina2` records: the reference's shared counter (``TeaCacheSchedule/lumina2Reference``);
+    /// `lumina2` records: the reference's shared counter (`TeaCacheSchedule/lumina2Reference`);
     /// `standard` records: the standard counter per entry.
     public static func teaCacheConfiguration(record: SamplingRecord, steps: Int) throws -> TeaCacheConfiguration {
         let state = record.teacacheState
