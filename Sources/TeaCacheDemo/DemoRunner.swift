@@ -20,7 +20,8 @@ public struct DemoReport: Sendable {
     public var calls: Int
     /// Wall seconds of the uncached run.
     public var uncachedWallSeconds: Double
-    /// The fit on the uncached run's pairs, when it succeeded.
+    /// The fit on the uncached run's pairs, when one could be computed (below ``CalibrationRunner/minimumRSquared`` it is
+    /// reported as refused and has no rows).
     public var calibration: Calibration.Fit?
     /// Why there is no calibrated set (too few steps, degenerate data...).
     public var calibrationProblem: String?
@@ -44,7 +45,9 @@ public struct DemoReport: Sendable {
                        + "\(String(format: "%.3g", c.inputRange.lowerBound))…\(String(format: "%.3g", c.inputRange.upperBound)), "
                        + "\(c.sampleCount) pairs; coefficients \(c.coefficients.map { String(format: "%.6g", $0) })")
             if c.rSquared < CalibrationRunner.minimumRSquared {
-                out.append("note: R² is below \(CalibrationRunner.minimumRSquared); `teacache calibrate` would refuse this fit without --force")
+                out.append("calibrated coefficients refused: R² = \(String(format: "%.2f", c.rSquared)) is below "
+                           + "\(CalibrationRunner.minimumRSquared), so the table has no calibrated rows "
+                           + "(`teacache calibrate` refuses such a fit unless --force)")
             }
         } else if let p = calibrationProblem {
             out.append("no calibrated coefficients: \(p)")
@@ -71,6 +74,11 @@ public struct DemoReport: Sendable {
         if !files.isEmpty { out.append("wrote \(files.count) files to \(URL(fileURLWithPath: files[0]).deletingLastPathComponent().path)") }
         return out.joined(separator: "\n")
     }
+}
+
+/// A calibration whose R² is below ``CalibrationRunner/minimumRSquared``.
+struct RefusedFit: Error {
+    var fit: Calibration.Fit
 }
 
 /// Runs `teacache demo`: one uncached run, a calibration on its pairs, then cached runs for every
@@ -144,6 +152,8 @@ public enum DemoRunner {
         var problem: String?
         do {
             let f = try Calibration.fit(uncached.samples, force: true)
+            // A fit `teacache calibrate` would refuse is reported as refused, and gets no rows.
+            guard f.rSquared >= CalibrationRunner.minimumRSquared else { throw RefusedFit(fit: f) }
             let preset = try Calibration.preset(
                 named: "\(family.name)-demo-calibrated", from: f, defaultThreshold: family.builtInPreset.defaultThreshold,
                 modulatedInput: family.modulatedInputDescription,
@@ -152,6 +162,8 @@ public enum DemoRunner {
             fit = f
             sets.append(CoefficientSet(label: "calibrated", preset: preset))
             files.append(try write(try preset.jsonData(), to: folder.appendingPathComponent("calibrated-preset.json")))
+        } catch let refused as RefusedFit {
+            fit = refused.fit
         } catch { problem = "\(error)" }
         if let userPreset { sets.append(CoefficientSet(label: "preset \(userPreset.name)", preset: userPreset)) }
 
