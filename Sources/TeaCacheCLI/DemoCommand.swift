@@ -21,7 +21,7 @@ struct DemoCommand: ParsableCommand {
 
     // `.unconditional` so that `--thresholds -1` reaches the validation (and its message) instead of
     // being taken for an unknown option.
-    @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.05,0.2,0.3,0.6 for flux).")
+    @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.2,0.3,0.6 for flux).")
     var thresholds: String?
 
     @Option(help: "A built-in preset name (`teacache presets`) or a preset JSON from `teacache calibrate` (TeaCache or MagCache), run as extra rows.")
