@@ -56,7 +56,7 @@ public struct DemoOptions: Sendable, Equatable {
     public var magCacheThresholds: [Double]?
     /// A demo estimated to take longer than this (seconds, every call computed) announces its
     /// estimate before the first timed run.
-    public var estimateNoticeSeconds: Double = 120
+    public var estimateNoticeSeconds: Double = 600
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
