@@ -83,3 +83,27 @@ import TeaCacheDemo
         for name in names { #expect(PresetCatalog.entry(named: name) != nil, "README names preset \(name), which does not exist") }
     }
 }
+
+/// `teacache presets`: one line per built-in preset, with its kind, family, thresholds and source.
+@Suite struct PresetsCommandTests {
+    @Test func listsEveryPresetWithFamilyThresholdsAndSource() {
+        let entries = PresetCatalog.entries
+        let lines = PresetsCommand.render(entries).split(separator: "\n")
+        #expect(lines.count == entries.count + 1)
+        #expect(lines[0].hasPrefix("name") && lines[0].contains("family") && lines[0].contains("source"))
+        let flux = lines.first { $0.hasPrefix("flux ") }
+        #expect(flux?.contains("default 0.6; 0.25 → 1.5×, 0.4 → 1.8×, 0.6 → 2×, 0.8 → 2.25×") == true)
+        #expect(flux?.contains("TeaCache4FLUX/teacache_flux.py") == true)
+        #expect(lines.contains { $0.hasPrefix("magcache:flux ") && $0.contains("magcache") })
+        #expect(lines.contains { $0.hasPrefix("wan2.1_t2v_14b ") && $0.contains("wan21") })
+        #expect(lines.contains { $0.hasPrefix("hidream_i1 ") && $0.contains("(no port)") })
+    }
+
+    @Test func modelAliasesAndPresetNamesParseAndValidate() throws {
+        for name in ["tangoflux", "wan2.1_t2v_14b", "cogvideox_2b"] {
+            let demo = try #require(try TeaCacheCommand.parseAsRoot(["demo", "--model", name]) as? DemoCommand)
+            #expect(demo.modelOptions.source.family == name)
+            try DemoOptions(source: demo.modelOptions.source).validate()
+        }
+    }
+}
