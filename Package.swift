@@ -75,6 +75,8 @@ let package = Package(
         .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors", "DiTModels"]),
         .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
         .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
+        // Builds README.md's code blocks as a separate consumer package and runs them.
+        .testTarget(name: "ReadmeTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(
             name: "TeaCacheCLITests",
             dependencies: ["TeaCacheCLI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -84,7 +86,8 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// Documentation: `BUILD_DOCS=1 swift package generate-documentation --target TeaCache`.
+// Documentation: `BUILD_DOCS=1 swift package generate-documentation --target <Module> --warnings-as-errors`
+// (every module: `bash scripts/docs.sh`).
 if Context.environment["BUILD_DOCS"] == "1" {
     package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
 }

@@ -98,7 +98,7 @@ public struct SafetensorsFile: Sendable {
         return data.withUnsafeBytes { raw in Array(raw[range]) }
     }
 
-    /// Loads the named tensor as a Float32 ``Tensor`` with the stored shape.
+    /// Loads the named tensor as a Float32 `Tensor` with the stored shape.
     ///
     /// F32 is copied; F16, BF16 and BOOL convert exactly; F64, I64 and I32 round to the nearest Float32.
     /// - Throws: ``SafetensorsError/tensorNotFound(_:)``, or ``SafetensorsError/unsupportedDType(tensor:dtype:)``

@@ -2,6 +2,7 @@ import ArgumentParser
 import DiTModels
 import Foundation
 import Logging
+import TeaCacheDemo
 import Tensors
 
 /// `teacache bench forward --config PATH`: times one model forward at a benchmark shape (random weights)
@@ -35,7 +36,7 @@ struct BenchForwardCommand: ParsableCommand {
 
     func validate() throws {
         try ThreadsOption.validate(threads)
-        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats \(repeats): must be at least 1; give the number of timed forwards") }
         try MemoryBudgetOption.validate(memoryBudget)
     }
 
@@ -46,11 +47,14 @@ struct BenchForwardCommand: ParsableCommand {
         // The process's own footprint (runtime, libraries, BLAS buffers) before the model exists.
         _ = try matmul(Tensor(zeros: [64, 64]), Tensor(zeros: [64, 64]))
         let startRSS = KernelBenchmarks.currentRSSBytes()
+        let problem = FileProblem.describe(URL(fileURLWithPath: config))
+        if problem != "unreadable" {   // missing, a directory, or not readable
+            CLIErrors.exit(Self.configError(ModelLoadError.unreadableFile(path: config, reason: problem), path: config), log: log)
+        }
         let bench: ForwardBenchmark
         do { bench = try ForwardBenchmark.make(url: URL(fileURLWithPath: config), seed: seed,
                                                     precision: precision.precision, memoryBudget: memoryBudget.map(MemoryBudget.init(gigabytes:)) ?? .wholeModelDefault) } catch {
-            FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
-            throw ExitCode.failure
+            CLIErrors.exit(BenchForwardCommand.configError(error, path: config), log: log)
         }
         log.info("random-weight model built", metadata: ["config": "\(config)", "elapsed": "\(secondsSince(start))"])
         print(bench.summary)
@@ -90,5 +94,17 @@ struct BenchForwardCommand: ParsableCommand {
             print(String(format: "peak RSS unavailable; weights %.1f MB + largest activations %.1f MB",
                          mb(bench.weightBytes), mb(bench.activationBytes)))
         }
+    }
+}
+
+extension BenchForwardCommand {
+    /// The `--config` file's problem as a usage error when the file is missing or unreadable, else as
+    /// the model error it is.
+    static func configError(_ error: any Error, path: String) -> any Error {
+        if case .unreadableFile(_, let reason)? = error as? ModelLoadError {
+            return DemoError.invalidOption("--config \(path): \(reason); give a benchmark file such as Benchmarks/configs/flux-bench.json")
+        }
+        if let e = error as? ModelLoadError { return DemoError.wrap(e, context: "--config \(path)") }
+        return DemoError.model("--config \(path): \(error)")
     }
 }

@@ -20,7 +20,7 @@ struct BenchKernelsCommand: ParsableCommand {
 
     func validate() throws {
         try ThreadsOption.validate(threads)
-        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats \(repeats): must be at least 1; give the number of timed repetitions") }
     }
 
     func run() throws {

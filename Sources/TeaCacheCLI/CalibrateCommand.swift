@@ -64,19 +64,3 @@ struct CalibrateCommand: ParsableCommand {
         }
     }
 }
-
-/// One-line error reporting for the demo commands.
-enum CLIErrors {
-    /// Prints `error: <message>` on stderr and exits with status 1 (the full error value is logged at
-    /// debug level).
-    static func exit(_ error: any Error, log: Logger) -> Never {
-        log.debug("failed", metadata: ["error": "\(String(reflecting: error))"])
-        var message = "\(error)"
-        if case let DemoError.teaCache(.poorCalibrationFit(r2, minimum)) = error {
-            message = "the calibration fit has R² = \(r2), below the required \(minimum); record more seeds or steps, "
-                + "or rerun with --force to accept it"
-        }
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-        Foundation.exit(1)
-    }
-}

@@ -22,10 +22,10 @@ struct DemoCommand: ParsableCommand {
 
     // `.unconditional` so that `--thresholds -1` reaches the validation (and its message) instead of
     // being taken for an unknown option.
-    @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.05,0.2,0.3,0.6 for flux).")
+    @Option(parsing: .unconditional, help: "Comma-separated thresholds (default: the family's, e.g. 0.2,0.3,0.6 for flux).")
     var thresholds: String?
 
-    @Option(help: "A preset JSON (e.g. from `teacache calibrate`) to run as an extra coefficient set.")
+    @Option(help: "A built-in preset name (`teacache presets`) or a preset JSON from `teacache calibrate` (TeaCache or MagCache), run as extra rows.")
     var preset: String?
 
     @Option(help: "Cache policies side by side: teacache, first-block, magcache, taylorseer, easycache, dbcache, forecast (TeaCache and MagCache with forecast residuals beside the stale ones), a comma list of them, or all.")
@@ -85,7 +85,8 @@ struct DemoCommand: ParsableCommand {
             try options.validate()
             modelOptions.applyThreads()
             modelOptions.logSource(log)
-            let report = try DemoRunner.run(options) { ProgressBar.standardError(label: $0) }
+            let report = try DemoRunner.run(options, progress: { ProgressBar.standardError(label: $0) },
+                                            notice: { FileHandle.standardError.write(Data("\($0)\n".utf8)) })
             print(report.render())
             log.info("demo done", metadata: ["elapsed": "\(secondsSince(start))", "output": "\(output)"])
         } catch {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Safetensors
+import TeaCacheDemo
 
 /// `teacache inspect FILE`: validates a safetensors file and lists its tensors.
 struct InspectCommand: ParsableCommand {
@@ -23,10 +24,8 @@ struct InspectCommand: ParsableCommand {
             safetensors = try SafetensorsFile(path: file)
         } catch {
             // File errors already name the path; validation errors do not.
-            let message: String
-            if case .fileUnreadable = error { message = error.description } else { message = "\(file): \(error)" }
-            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-            throw ExitCode.failure
+            if case .fileUnreadable = error { CLIErrors.exit(DemoError.invalidOption(error.description + "; give the path of a .safetensors file"), log: log) }
+            CLIErrors.exit(DemoError.io("\(file): \(error.description); give a valid .safetensors file"), log: log)
         }
         let lines = safetensors.summaryLines()
         log.info("valid safetensors file", metadata: ["lines": "\(lines.count)"])

@@ -6,7 +6,7 @@ import Tensors
 
 /// The model options shared by `demo` and `calibrate`.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model family: \(DiTFamilies.names.joined(separator: ", ")).")
+    @Option(help: "Model: \(DemoFamily.modelNames.joined(separator: ", ")), or a preset name of one (`teacache presets`).")
     var model: String = "flux"
 
     @Option(help: "Benchmark-style ({\"class\", \"config\", \"inputs\"}) or diffusers config JSON (default: the embedded benchmark shape).")
@@ -43,7 +43,7 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         try ThreadsOption.validate(threads)
-        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if steps < 1 { throw ValidationError("--steps \(steps): must be at least 1; give the number of sampling steps (default 28)") }
         try MemoryBudgetOption.validate(memoryBudget)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Tensors
 
@@ -7,7 +8,7 @@ enum ThreadsOption {
     static func validate(_ threads: Int?) throws {
         guard let threads else { return }
         guard threads >= 1, threads <= Parallelism.maximumThreadCount else {
-            throw ValidationError("--threads must be between 1 and \(Parallelism.maximumThreadCount), got \(threads)")
+            throw ValidationError("--threads \(threads): must be between 1 and \(Parallelism.maximumThreadCount); leave it out to use every core")
         }
     }
 }
@@ -18,7 +19,7 @@ enum MemoryBudgetOption {
     static func validate(_ gigabytes: Double?) throws {
         guard let gigabytes else { return }
         guard gigabytes.isFinite, gigabytes > 0 else {
-            throw ValidationError("--memory-budget must be a positive number of gigabytes, got \(gigabytes)")
+            throw ValidationError("--memory-budget \(String(format: "%g", gigabytes)): must be a positive number of gigabytes; leave it out for half of this machine's memory")
         }
     }
 }

@@ -35,16 +35,17 @@ public struct CalibrationOptions: Sendable, Equatable {
     public func validate() throws(DemoError) {
         _ = try DemoFamily(named: source.family)
         try source.validate()
-        guard seeds >= 1 else { throw .invalidOption("--seeds is \(seeds); use at least 1") }
-        guard source.steps >= 2 else { throw .invalidOption("--steps is \(source.steps); calibration needs at least 2 steps per run") }
+        guard seeds >= 1 else { throw .invalidOption("--seeds \(seeds): must be at least 1; give the number of input seeds to record") }
+        guard source.steps >= 2 else { throw .invalidOption("--steps \(source.steps): calibration needs at least 2 steps per run; give more steps") }
         if let t = defaultThreshold, !(t.isFinite && t >= 0) {
-            throw .invalidOption("--default-threshold \(t) must be a finite number >= 0")
+            throw .invalidOption("--default-threshold \(t): must be a finite number >= 0; give e.g. 0.3")
         }
         guard minimumRSquared.isFinite, minimumRSquared <= 1 else {
-            throw .invalidOption("--minimum-r-squared \(minimumRSquared) must be a finite number <= 1")
+            throw .invalidOption("--minimum-r-squared \(minimumRSquared): must be a finite number <= 1; give e.g. 0.9")
         }
-        if let name, name.isEmpty { throw .invalidOption("--name is empty") }
+        if let name, name.isEmpty { throw .invalidOption("--name is empty; give a preset name or leave it out") }
         guard !outputPath.isEmpty else { throw .invalidOption("--output is empty; give a file path") }
+        try PathChecks.output(outputPath, flag: "--output", folder: false)
     }
 }
 
@@ -82,14 +83,14 @@ public struct CalibrationReport: Sendable {
 }
 
 /// Runs `teacache calibrate`: the model uncached over several input seeds, a polynomial fit of the
-/// recorded pairs (``Calibration/fit(_:minimumRSquared:force:)``), and a preset JSON that
-/// ``TeaCachePreset/load(from:)`` and `teacache demo --preset` accept.
+/// recorded pairs (`Calibration/fit(_:minimumRSquared:force:)`), and a preset JSON that
+/// `TeaCachePreset/load(from:)` and `teacache demo --preset` accept.
 public enum CalibrationRunner {
     /// The default R² floor: fits below it are refused unless forced.
     public static let minimumRSquared = 0.9
 
     /// Calibrates.
-    /// - Throws: ``DemoError/teaCache(_:)`` with ``TeaCacheError/poorCalibrationFit(rSquared:minimum:)``
+    /// - Throws: ``DemoError/teaCache(_:)`` with `TeaCacheError/poorCalibrationFit(rSquared:minimum:)`
     ///   when the fit is poor and `force` is off; other ``DemoError``s for invalid options or models.
     public static func run(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> CalibrationReport {
         try options.validate()
@@ -117,8 +118,8 @@ public enum CalibrationRunner {
         let url = URL(fileURLWithPath: options.outputPath)
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        } catch { throw .io("cannot create \(url.deletingLastPathComponent().path): \(error.localizedDescription)") }
-        do { try preset.save(to: url) } catch { throw .teaCache(error) }
+            try preset.jsonData().write(to: url, options: .atomic)
+        } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
         return CalibrationReport(summary: workload.summary, fit: fit, preset: preset, outputPath: url.path, runs: options.seeds,
                                  steps: workload.steps,
                                  minimumRSquared: options.minimumRSquared)
@@ -154,8 +155,8 @@ public struct MagCacheCalibrationReport: Sendable {
 
 extension CalibrationRunner {
     /// Calibrates MagCache's magnitude ratios: the model uncached over several input seeds, stream 0's
-    /// block-stack residual of every call recorded (``MagRatioRecorder``), the per-step mean over runs and
-    /// branches written as a ``MagCachePreset`` JSON (with the largest per-step spread across them).
+    /// block-stack residual of every call recorded (`MagRatioRecorder`), the per-step mean over runs and
+    /// branches written as a `MagCachePreset` JSON (with the largest per-step spread across them).
     public static func runMagCache(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> MagCacheCalibrationReport {
         try options.validate()
         let family = try DemoFamily(named: options.source.family)
@@ -181,7 +182,7 @@ extension CalibrationRunner {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try preset.jsonData().write(to: url, options: .atomic)
-        } catch { throw .io("cannot write \(url.path): \(error)") }
+        } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
         return MagCacheCalibrationReport(summary: workload.summary, preset: preset, outputPath: url.path, runs: options.seeds,
                                          sequences: sequences.count, steps: workload.steps)
     }

@@ -3,31 +3,48 @@ import Foundation
 import TeaCache
 import Tensors
 
-/// A registered model family (``DiTFamilies``) as the demo and the calibration use it: its preset,
+/// A registered model family (`DiTFamilies`) as the demo and the calibration use it: its preset,
 /// thresholds and a ``DemoWorkload`` built from a ``ModelSource``.
 public struct DemoFamily: Sendable {
     /// The family.
     public let family: any DiTFamily.Type
+    /// The `--model` name as given: the family's name or an alias.
+    public let name: String
+    /// The TeaCache preset an alias selects (`tangoflux`), else nil.
+    private let aliasPreset: TeaCachePreset?
 
-    /// The family registered under `name` (`--model`).
-    /// - Throws: ``DemoError/unknownModel(_:available:)``.
+    /// The family registered under `name` (`--model`), or the family an alias belongs to: one of its
+    /// fixture names (`tangoflux`) or the name of one of its presets (`wan2.1_t2v_14b`), which then
+    /// becomes ``builtInPreset``.
+    /// - Throws: ``DemoError/unknownModel(_:available:)`` listing ``modelNames``.
     public init(named name: String) throws(DemoError) {
-        guard let f = DiTFamilies.all.first(where: { $0.name == name }) else {
-            throw .unknownModel(name, available: DiTFamilies.names)
+        if let f = DiTFamilies.all.first(where: { $0.name == name }) {
+            (family, self.name, aliasPreset) = (f, name, nil)
+            return
         }
-        family = f
+        for f in DiTFamilies.all where f.fixtureNames.contains(name) || f.presets.contains(where: { $0.name == name }) {
+            (family, self.name, aliasPreset) = (f, name, f.presets.first { $0.name == name })
+            return
+        }
+        throw .unknownModel(name, available: Self.modelNames)
     }
 
-    /// The `--model` name.
-    public var name: String { family.name }
+    /// Every `--model` name: each family's name, then its other fixture names (`tangoflux`). Any preset
+    /// name of a family is accepted too (`teacache presets` lists them).
+    public static var modelNames: [String] {
+        var seen = Set<String>(), out: [String] = []
+        for f in DiTFamilies.all { for n in [f.name] + f.fixtureNames where seen.insert(n).inserted { out.append(n) } }
+        return out
+    }
+
     /// One line describing the family.
     public var summary: String { family.summary }
     /// The reference coefficients the demo compares with.
-    public var builtInPreset: TeaCachePreset { family.defaultPreset }
+    public var builtInPreset: TeaCachePreset { aliasPreset ?? family.defaultPreset }
     /// Default thresholds of the demo (applied to every coefficient set).
     public var defaultThresholds: [Double] { family.demoThresholds }
     /// A description of the tensor TeaCache compares (written into calibrated presets).
-    public var modulatedInputDescription: String { family.defaultPreset.modulatedInput }
+    public var modulatedInputDescription: String { builtInPreset.modulatedInput }
 
     /// Builds the model and the sampling run described by `source`.
     public func makeWorkload(_ source: ModelSource) throws(DemoError) -> any DemoWorkload {
@@ -46,7 +63,7 @@ public struct DemoFamily: Sendable {
                 let (className, body) = try ModelConfigFile.parse(data)
                 configuration = try F.Configuration.parse(body, className: className)
                 sizes = try ForwardBenchmark.inputs(of: data) ?? F.benchmarkDefault.inputs
-            } catch { throw DemoError.model("\(source.configPath ?? "--config"): \(error)") }
+            } catch { throw DemoError.wrap(error, context: source.configPath ?? "--config") }
         } else {
             (configuration, sizes) = (F.benchmarkDefault.configuration, F.benchmarkDefault.inputs)
         }
@@ -54,7 +71,7 @@ public struct DemoFamily: Sendable {
         do {
             cost = try F.cost(configuration, sizes: sizes)
             try source.memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
-        } catch { throw DemoError.model("\(error)") }
+        } catch { throw DemoError.wrap(error) }
         let model: F.Model
         do {
             if let w = source.weightsPath {
@@ -63,7 +80,7 @@ public struct DemoFamily: Sendable {
                 model = try F.random(configuration, seed: source.seed, steps: source.steps, precision: source.precision,
                                      memoryBudget: source.memoryBudget)
             }
-        } catch { throw DemoError.model("\(error)") }
+        } catch { throw DemoError.wrap(error) }
         let sampler: FlowMatchEulerSampler
         do {
             sampler = try FlowMatchEulerSampler(steps: source.steps, timestepConvention: F.timestepConvention,

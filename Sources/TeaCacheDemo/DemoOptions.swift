@@ -55,7 +55,8 @@ public struct DemoOptions: Sendable, Equatable {
     public var source: ModelSource
     /// Thresholds to run with every coefficient set; nil uses the family's defaults.
     public var thresholds: [Double]?
-    /// A preset JSON (e.g. from `teacache calibrate`) run as an extra coefficient set.
+    /// A built-in preset name (`teacache presets`) or a preset JSON (TeaCache or MagCache, e.g. from
+    /// `teacache calibrate`), run as an extra row set (see ``PresetCatalog/resolve(_:)``).
     public var presetPath: String?
     /// Where the charts and traces go.
     public var outputDirectory: String
@@ -73,6 +74,9 @@ public struct DemoOptions: Sendable, Equatable {
     public var easyCacheThresholds: [Double]?
     /// DBCache thresholds (nil: ``DemoPolicy/defaultThresholds``).
     public var dbCacheThresholds: [Double]?
+    /// A demo estimated to take longer than this (seconds, every call computed) announces its
+    /// estimate before the first timed run.
+    public var estimateNoticeSeconds: Double = 600
 
     /// Options.
     public init(source: ModelSource = ModelSource(), thresholds: [Double]? = nil, presetPath: String? = nil,
@@ -89,6 +93,7 @@ public struct DemoOptions: Sendable, Equatable {
     public func validate() throws(DemoError) {
         _ = try DemoFamily(named: source.family)
         try source.validate()
+        if let presetPath { _ = try PresetCatalog.resolve(presetPath) }
         if let thresholds { try Self.validate(thresholds) }
         if let firstBlockThresholds { try Self.validate(firstBlockThresholds) }
         if let magCacheThresholds { try Self.validate(magCacheThresholds) }
@@ -96,15 +101,16 @@ public struct DemoOptions: Sendable, Equatable {
         if let dbCacheThresholds { try Self.validate(dbCacheThresholds) }
         guard !policies.isEmpty else { throw .invalidOption("no policy to run") }
         guard !outputDirectory.isEmpty else { throw .invalidOption("--output is empty; give a folder") }
-        guard repeats >= 1 else { throw .invalidOption("--repeats is \(repeats); use at least 1") }
-        guard overheadRepeats >= 1 else { throw .invalidOption("overhead repeats is \(overheadRepeats); use at least 1") }
+        try PathChecks.output(outputDirectory, flag: "--output", folder: true)
+        guard repeats >= 1 else { throw .invalidOption("--repeats \(repeats): must be at least 1; give the number of runs per row") }
+        guard overheadRepeats >= 1 else { throw .invalidOption("overhead repeats \(overheadRepeats): must be at least 1; give the number of timings") }
     }
 
     /// Thresholds must be finite and ≥ 0, and at least one must be given.
     public static func validate(_ thresholds: [Double]) throws(DemoError) {
         guard !thresholds.isEmpty else { throw .invalidOption("--thresholds is empty; give e.g. 0.1,0.3,0.6") }
         for t in thresholds where !(t.isFinite && t >= 0) {
-            throw .invalidOption("threshold \(t) must be a finite number >= 0 (0 disables skipping)")
+            throw .invalidOption("threshold \(String(format: "%g", t)): must be a finite number >= 0 (0 disables skipping); give e.g. 0.1,0.3,0.6")
         }
     }
 

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import TeaCache
 
@@ -19,7 +20,8 @@ public struct DemoReport: Sendable {
     public var calls: Int
     /// Wall seconds of the uncached run.
     public var uncachedWallSeconds: Double
-    /// The fit on the uncached run's pairs, when it succeeded.
+    /// The fit on the uncached run's pairs, when one could be computed (below ``CalibrationRunner/minimumRSquared`` it is
+    /// reported as refused and has no rows).
     public var calibration: Calibration.Fit?
     /// Why there is no calibrated set (too few steps, degenerate data...).
     public var calibrationProblem: String?
@@ -43,7 +45,9 @@ public struct DemoReport: Sendable {
                        + "\(String(format: "%.3g", c.inputRange.lowerBound))…\(String(format: "%.3g", c.inputRange.upperBound)), "
                        + "\(c.sampleCount) pairs; coefficients \(c.coefficients.map { String(format: "%.6g", $0) })")
             if c.rSquared < CalibrationRunner.minimumRSquared {
-                out.append("note: R² is below \(CalibrationRunner.minimumRSquared); `teacache calibrate` would refuse this fit without --force")
+                out.append("calibrated coefficients refused: R² = \(String(format: "%.2f", c.rSquared)) is below "
+                           + "\(CalibrationRunner.minimumRSquared), so the table has no calibrated rows "
+                           + "(`teacache calibrate` refuses such a fit unless --force)")
             }
         } else if let p = calibrationProblem {
             out.append("no calibrated coefficients: \(p)")
@@ -72,6 +76,11 @@ public struct DemoReport: Sendable {
     }
 }
 
+/// A calibration whose R² is below ``CalibrationRunner/minimumRSquared``.
+struct RefusedFit: Error {
+    var fit: Calibration.Fit
+}
+
 /// Runs `teacache demo`: one uncached run, a calibration on its pairs, then cached runs for every
 /// coefficient set and threshold, writing a chart and a trace per cached run.
 public enum DemoRunner {
@@ -79,19 +88,30 @@ public enum DemoRunner {
     public typealias ProgressFactory = (String) -> ProgressBar
 
     /// Runs the demo.
+    /// - Parameters:
+    ///   - options: what to run.
+    ///   - progress: makes the progress bar of each run.
+    ///   - notice: receives a time estimate before a demo longer than
+    ///     ``DemoOptions/estimateNoticeSeconds`` starts.
     /// - Throws: ``DemoError`` for invalid options, model problems, or unwritable output.
-    public static func run(_ options: DemoOptions, progress: ProgressFactory) throws(DemoError) -> DemoReport {
+    public static func run(_ options: DemoOptions, progress: ProgressFactory,
+                           notice: (String) -> Void = { _ in }) throws(DemoError) -> DemoReport {
         try options.validate()
         let family = try DemoFamily(named: options.source.family)
         let thresholds = options.thresholds ?? family.defaultThresholds
-        let userPreset: TeaCachePreset?
-        do { userPreset = try options.presetPath.map { p throws(TeaCacheError) in try TeaCachePreset.load(from: URL(fileURLWithPath: p)) } } catch {
-            throw .teaCache(error)
+        let loadedPreset = try options.presetPath.map { p throws(DemoError) in try PresetCatalog.resolve(p) }
+        var userPreset: TeaCachePreset?, userMagCache: MagCachePreset?
+        switch loadedPreset {
+        case let .teaCache(p)?: userPreset = p
+        case let .magCache(p)?: userMagCache = p
+        case nil: break
         }
+        // A MagCache preset runs with the MagCache policy, even when --policy does not name it.
+        let policies = options.policies + (userMagCache != nil && !options.policies.contains(.magCache) ? [.magCache] : [])
         let workload = try family.makeWorkload(options.source)
         let folder = URL(fileURLWithPath: options.outputDirectory, isDirectory: true)
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
-            throw .io("cannot create the output folder \(folder.path): \(error.localizedDescription)")
+            throw .io("--output \(folder.path): cannot create the folder (\(FileProblem.describeWrite(folder))); choose a folder you can write to")
         }
         var files: [String] = []
 
@@ -99,7 +119,24 @@ public enum DemoRunner {
         // the weights, allocator growth, BLAS thread start-up would otherwise land on the uncached run).
         let overheadConfiguration: TeaCacheConfiguration
         do { overheadConfiguration = try .faithful(family.builtInPreset, threshold: thresholds[0]) } catch { throw .teaCache(error) }
-        _ = try workload.measureDecisionOverhead(overheadConfiguration, repeats: 2, forwardSeconds: nil)
+        let warmUp = try workload.measureDecisionOverhead(overheadConfiguration, repeats: 2, forwardSeconds: nil)
+        let cachedRuns = policies.reduce(0) { n, p in
+            switch p {
+            case .teaCache: return n + (2 + (userPreset == nil ? 0 : 1)) * thresholds.count
+            case .firstBlock: return n + (options.firstBlockThresholds ?? p.defaultThresholds ?? []).count
+            case .magCache:
+                return n + (family.family.magCachePresets.count + 1 + (userMagCache == nil ? 0 : 1))
+                    * (options.magCacheThresholds ?? p.defaultThresholds ?? []).count
+            case .taylorSeer: return n + 2 * (p.defaultThresholds ?? []).count   // orders 1 and 2
+            case .easyCache: return n + (options.easyCacheThresholds ?? p.defaultThresholds ?? []).count
+            case .dbCache: return n + (options.dbCacheThresholds ?? p.defaultThresholds ?? []).count
+            case .forecast: return n + 6   // TeaCache and MagCache: stale, first and second order
+            }
+        }
+        let estimate = RunEstimate(forwardSeconds: warmUp.forwardSeconds, steps: workload.steps,
+                                   callsPerStep: family.family.guidanceScale == nil ? 1 : 2,
+                                   runs: options.repeats * (1 + cachedRuns))
+        if estimate.upperBoundSeconds > options.estimateNoticeSeconds { notice(estimate.sentence) }
 
         let load = SystemLoad()
         var uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
@@ -119,6 +156,8 @@ public enum DemoRunner {
         var problem: String?
         do {
             let f = try Calibration.fit(uncached.samples, force: true)
+            // A fit `teacache calibrate` would refuse is reported as refused, and gets no rows.
+            guard f.rSquared >= CalibrationRunner.minimumRSquared else { throw RefusedFit(fit: f) }
             let preset = try Calibration.preset(
                 named: "\(family.name)-demo-calibrated", from: f, defaultThreshold: family.builtInPreset.defaultThreshold,
                 modulatedInput: family.modulatedInputDescription,
@@ -127,12 +166,14 @@ public enum DemoRunner {
             fit = f
             sets.append(CoefficientSet(label: "calibrated", preset: preset))
             files.append(try write(try preset.jsonData(), to: folder.appendingPathComponent("calibrated-preset.json")))
+        } catch let refused as RefusedFit {
+            fit = refused.fit
         } catch { problem = "\(error)" }
         if let userPreset { sets.append(CoefficientSet(label: "preset \(userPreset.name)", preset: userPreset)) }
 
         // Every (policy, parameter set, threshold) run of the table, in order.
         var plan: [(label: String, threshold: Double, policy: CachePolicy)] = []
-        for p in options.policies {
+        for p in policies {
             switch p {
             case .teaCache:
                 for set in sets {
@@ -153,6 +194,7 @@ public enum DemoRunner {
                 }
             case .magCache:
                 var ratioSets = family.family.magCachePresets.map { ("magcache \($0.name) ratios", $0.magRatios) }
+                if let userMagCache { ratioSets.append(("magcache preset \(userMagCache.name)", userMagCache.magRatios)) }
                 if let calibrated = try? uncached.magRatios.ratios() {
                     ratioSets.append(("magcache calibrated", calibrated.ratios))
                     let preset = MagCachePreset(name: "\(family.name)-demo-calibrated", magRatios: calibrated.ratios,
@@ -250,7 +292,7 @@ public enum DemoRunner {
     /// Writes `data` atomically and returns the path.
     static func write(_ data: Data, to url: URL) throws(DemoError) -> String {
         do { try data.write(to: url, options: .atomic) } catch {
-            throw .io("cannot write \(url.path): \(error.localizedDescription)")
+            throw .io(PathChecks.writeFailure(url) + "; choose an --output folder you can write to")
         }
         return url.path
     }
@@ -306,6 +348,54 @@ extension DemoRunner {
             throw e
         } catch {
             throw DemoError.wrap(error)
+        }
+    }
+}
+
+/// How long a demo will take at most: every run computing every call at the warm-up's forward time.
+public struct RunEstimate: Sendable, Equatable {
+    /// Seconds of one forward (measured in the warm-up).
+    public var forwardSeconds: Double
+    /// Sampling steps per run.
+    public var steps: Int
+    /// Model calls per step (2 with CFG).
+    public var callsPerStep: Int
+    /// Sampling runs (uncached and cached, times the repeats).
+    public var runs: Int
+
+    /// Model calls in all.
+    public var calls: Double { Double(steps) * Double(callsPerStep) * Double(runs) }
+    /// Seconds if no call were skipped.
+    public var upperBoundSeconds: Double { calls * forwardSeconds }
+
+    /// "estimate: 14 runs × 28 steps × 1 call = 392 forwards of 0.42 s: at most 2.7 min (cached runs skip
+    /// some); press Ctrl-C to stop, or lower --steps or --repeats".
+    public var sentence: String {
+        let call = callsPerStep == 1 ? "1 call" : "\(callsPerStep) calls"
+        return "estimate: \(runs) runs × \(steps) steps × \(call) = \(Self.count(calls)) forwards of "
+            + String(format: "%.3g s", forwardSeconds) + ": at most \(Self.duration(upperBoundSeconds)) "
+            + "(cached runs skip some); press Ctrl-C to stop, or lower --steps or --repeats"
+    }
+
+    /// A count with thousands separators.
+    static func count(_ x: Double) -> String {
+        guard x < 1e15 else { return String(format: "%.3g", x) }
+        let digits = String(Int(x.rounded()))
+        var out = ""
+        for (i, c) in digits.reversed().enumerated() {
+            if i > 0, i % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return String(out.reversed())
+    }
+
+    /// Seconds in the largest fitting unit: "45 s", "2.7 min", "3.1 h", "87 days".
+    public static func duration(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<60: return String(format: "%.0f s", seconds)
+        case ..<3600: return String(format: "%.2g min", seconds / 60)
+        case ..<172_800: return String(format: "%.2g h", seconds / 3600)
+        default: return String(format: "%.0f days", seconds / 86_400)
         }
     }
 }

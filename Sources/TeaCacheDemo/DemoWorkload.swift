@@ -18,7 +18,7 @@ public struct UncachedRun: Sendable {
     public var magRatios: MagRatioRecorder
 }
 
-/// The result of a sampling run through ``CachedTransformer``.
+/// The result of a sampling run through `CachedTransformer`.
 public struct CachedRun: Sendable {
     /// The final latent.
     public var latent: Tensor
@@ -66,10 +66,10 @@ public protocol DemoWorkload {
     /// Runs the sampler with plain forwards, recording calibration pairs. `inputSeed` replaces the
     /// seed of the random latent and conditioning (for calibration over several inputs).
     func runUncached(inputSeed: UInt64?, progress: StepProgress?) throws(DemoError) -> UncachedRun
-    /// Runs the sampler through a ``CachedTransformer`` with `policy`.
+    /// Runs the sampler through a `CachedTransformer` with `policy`.
     func runCached(_ policy: CachePolicy, progress: StepProgress?) throws(DemoError) -> CachedRun
     /// The number of blocks a First-Block Cache run can skip beyond block 0 (nil when the model is not a
-    /// ``BlockwiseDiffusionTransformer``).
+    /// `BlockwiseDiffusionTransformer`).
     var blockCount: Int? { get }
     /// Times the skip-path extra work (median of `repeats`) against `forwardSeconds` (or, when nil,
     /// the median of `repeats` forwards).
@@ -78,7 +78,7 @@ public protocol DemoWorkload {
     ) throws(DemoError) -> DecisionOverhead
 }
 
-/// A ``DemoWorkload`` for any ``DiffusionTransformer``: a family supplies the model, the sampler and
+/// A ``DemoWorkload`` for any `DiffusionTransformer`: a family supplies the model, the sampler and
 /// a factory of seeded inputs.
 public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
     /// The model.

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import TeaCache
 import Tensors
@@ -35,12 +36,14 @@ public struct ModelSource: Sendable, Equatable {
     /// Checks the step count and that the named files exist.
     public func validate() throws(DemoError) {
         guard steps >= 1, steps <= FlowMatchEulerSampler.maximumSteps else {
-            throw .invalidOption("--steps is \(steps); use a value from 1 to \(FlowMatchEulerSampler.maximumSteps)")
+            throw .invalidOption("--steps \(steps): must be from 1 to \(FlowMatchEulerSampler.maximumSteps); give the number of sampling steps")
         }
-        for (flag, path) in [("--config", configPath), ("--weights", weightsPath)] {
-            if let path, !FileManager.default.fileExists(atPath: path) {
-                throw .invalidOption("\(flag) \(path) does not exist")
-            }
+        if let configPath {
+            try PathChecks.inputFile(configPath, flag: "--config", what: "a config JSON file (diffusers config.json or a benchmark file)")
+        }
+        if let weightsPath {
+            try PathChecks.inputPath(weightsPath, flag: "--weights",
+                                     what: "a .safetensors file, a sharded checkpoint's index JSON or a diffusers transformer folder")
         }
     }
 
@@ -48,7 +51,7 @@ public struct ModelSource: Sendable, Equatable {
     func configData() throws(DemoError) -> Data? {
         guard let configPath else { return nil }
         do { return try Data(contentsOf: URL(fileURLWithPath: configPath)) } catch {
-            throw .io("cannot read --config \(configPath): \(error.localizedDescription)")
+            throw .io("--config \(configPath): \(FileProblem.describe(URL(fileURLWithPath: configPath))); give a readable config JSON file")
         }
     }
 }

@@ -18,9 +18,11 @@ public enum TraceChart {
         let n = max(entries.count, 1)
         let values = entries.flatMap { [$0.rescaled, $0.accumulated].compactMap { $0 } }.filter(\.isFinite)
         var yMin = min(0, values.min() ?? 0)
-        var yMax = max(threshold, values.max() ?? 0) * 1.1
+        var yMax = max(threshold, values.max() ?? 0) * 1.05
         if !(yMax > yMin) { yMax = yMin + 1 }
         if !yMin.isFinite { yMin = 0 }
+        let yTicks = NiceTicks(low: yMin, high: yMax, count: 5)
+        (yMin, yMax) = (yTicks.values.first ?? yMin, yTicks.values.last ?? yMax)
         let plotW = width - left - right, plotH = height - top - bottom
         func x(_ i: Int) -> Double { left + (n == 1 ? plotW / 2 : plotW * Double(i) / Double(n - 1)) }
         func y(_ v: Double) -> Double { top + plotH * (1 - (v - yMin) / (yMax - yMin)) }
@@ -40,14 +42,13 @@ public enum TraceChart {
         s.append(#"<line x1="\#(f(left))" y1="\#(f(top))" x2="\#(f(left))" y2="\#(f(top + plotH))"/>"#)
         s.append("</g>")
         s.append(#"<g id="y-ticks">"#)
-        for k in 0...5 {
-            let v = yMin + (yMax - yMin) * Double(k) / 5
+        for v in yTicks.values {
             s.append(#"<line x1="\#(f(left - 4))" y1="\#(f(y(v)))" x2="\#(f(left + plotW))" y2="\#(f(y(v)))" stroke="rgb(221,221,221)"/>"#)
-            s.append(#"<text x="\#(f(left - 8))" y="\#(f(y(v) + 4))" text-anchor="end">\#(String(format: "%.3g", v))</text>"#)
+            s.append(#"<text x="\#(f(left - 8))" y="\#(f(y(v) + 4))" text-anchor="end">\#(yTicks.label(v))</text>"#)
         }
         s.append("</g>")
         s.append(#"<g id="x-ticks">"#)
-        let stride = max(1, Int((Double(n) / 10).rounded(.up)))
+        let stride = max(1, Int(NiceTicks.niceNumber(Double(n) / 10, round: false)))
         for i in Swift.stride(from: 0, to: n, by: stride) {
             s.append(#"<line x1="\#(f(x(i)))" y1="\#(f(top + plotH))" x2="\#(f(x(i)))" y2="\#(f(top + plotH + 4))" stroke="black"/>"#)
             s.append(#"<text x="\#(f(x(i)))" y="\#(f(top + plotH + 18))" text-anchor="middle">\#(i)</text>"#)
@@ -120,5 +121,43 @@ public enum TraceChart {
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+/// Axis ticks at "nice" numbers (1, 2 or 5 times a power of ten) covering a range (Heckbert's
+/// labelling: the range is widened to whole steps).
+struct NiceTicks {
+    /// The tick values, lowest first; the first and last are the widened range's ends.
+    let values: [Double]
+    /// The distance between ticks.
+    let step: Double
+
+    /// About `count` intervals covering `low ... high` (`high > low`, both finite).
+    init(low: Double, high: Double, count: Int) {
+        let range = Self.niceNumber(high - low, round: false)
+        let step = Self.niceNumber(range / Double(max(count, 1)), round: true)
+        let first = (low / step).rounded(.down), last = (high / step).rounded(.up)
+        self.step = step
+        values = stride(from: first, through: last, by: 1).map { $0 * step }
+    }
+
+    /// A tick's label with as many decimals as the step needs ("0.2", "15", "0.05").
+    func label(_ v: Double) -> String {
+        let decimals = max(0, Int(-(log10(step)).rounded(.down)))
+        return String(format: "%.\(decimals)f", abs(v) < step / 2 ? 0 : v)
+    }
+
+    /// The nice number nearest `x` (`round`) or the smallest nice number ≥ `x`.
+    static func niceNumber(_ x: Double, round: Bool) -> Double {
+        guard x > 0, x.isFinite else { return 1 }
+        let exponent = (log10(x)).rounded(.down)
+        let fraction = x / pow(10, exponent)
+        let nice: Double
+        if round {
+            nice = fraction < 1.5 ? 1 : fraction < 3 ? 2 : fraction < 7 ? 5 : 10
+        } else {
+            nice = fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10
+        }
+        return nice * pow(10, exponent)
     }
 }

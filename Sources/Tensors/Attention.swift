@@ -22,7 +22,8 @@ public let attentionQueryBlock = 128
 ///
 /// - Parameters:
 ///   - query: `[B, Sq, H·Dh]`.
-///   - key, value: `[B, Sk, H·Dh]`.
+///   - key: `[B, Sk, H·Dh]`.
+///   - value: `[B, Sk, H·Dh]`.
 ///   - heads: H.
 ///   - mask: optional key mask or additive bias.
 ///   - scale: score scale, `1/√Dh` by default.

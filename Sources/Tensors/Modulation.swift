@@ -5,7 +5,8 @@
 ///
 /// - Parameters:
 ///   - x: `[B, S, D]`.
-///   - scale, shift: `[B, D]` or `[B, 1, D]` (per sample), or `[B, S, D]` (per token). `shift` may be nil.
+///   - scale: `[B, D]` or `[B, 1, D]` (per sample), or `[B, S, D]` (per token).
+///   - shift: the same shapes as `scale`, or nil.
 public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor?) throws(TensorError) -> Tensor {
     try modulatedRows(x, norm: .none, eps: 0, scale: scale, shift: shift, name: "modulate")
 }
@@ -15,7 +16,9 @@ public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor?) throws(TensorEr
 ///
 /// - Parameters:
 ///   - x: `[B, S, D]`.
-///   - scale, shift: `[B, D]`, `[B, 1, D]` or `[B, S, D]`; `shift` may be nil.
+///   - eps: added to the variance.
+///   - scale: `[B, D]`, `[B, 1, D]` or `[B, S, D]`.
+///   - shift: the same shapes as `scale`, or nil.
 public func layerNormModulated(
     _ x: Tensor, eps: Float, scale: Tensor, shift: Tensor?
 ) throws(TensorError) -> Tensor {

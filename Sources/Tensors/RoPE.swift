@@ -24,6 +24,7 @@ public enum RotaryEmbedding {
     ///   - positions: `[S, axesDims.count]` position ids (may be fractional).
     ///   - axesDims: per-axis rotary dimensions; their sum is the head dimension D.
     ///   - theta: the base (10000 for most models).
+    ///   - layout: where each frequency's pair of channels sits (see ``Layout``).
     public static func tables(
         positions: Tensor, axesDims: [Int], theta: Double, layout: Layout = .interleaved
     ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
@@ -85,8 +86,10 @@ public enum RotaryEmbedding {
     ///
     /// - Parameters:
     ///   - x: `[B, S, H·D]` (token-major, heads concatenated).
-    ///   - cos, sin: `[S, D]` tables in the same `layout` (see ``tables(positions:axesDims:theta:layout:)``).
+    ///   - cos: `[S, D]` table in the same `layout` (see ``tables(positions:axesDims:theta:layout:)``).
+    ///   - sin: `[S, D]` table in the same `layout`.
     ///   - heads: H.
+    ///   - layout: the tables' layout.
     /// - Returns: the rotated tensor, same shape. For a pair `(a, b)` at channels `(i, j)`:
     ///   `a' = a·cos[i] − b·sin[i]`, `b' = b·cos[j] + a·sin[j]`.
     public static func apply(

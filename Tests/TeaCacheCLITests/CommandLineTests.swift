@@ -18,15 +18,15 @@ import Testing
     }
 
     @Test(arguments: [
-        (["demo", "--steps", "0"], "--steps must be at least 1"),
-        (["demo", "--threads", "0"], "--threads must be between 1 and"),
-        (["calibrate", "--threads", "100000"], "--threads must be between 1 and"),
-        (["bench", "forward", "--config", "x.json", "--repeats", "0"], "--repeats must be at least 1"),
-        (["bench", "kernels", "--repeats", "0"], "--repeats must be at least 1"),
+        (["demo", "--steps", "0"], "--steps 0: must be at least 1; give the number of sampling steps"),
+        (["demo", "--threads", "0"], "--threads 0: must be between 1 and"),
+        (["calibrate", "--threads", "100000"], "--threads 100000: must be between 1 and"),
+        (["bench", "forward", "--config", "x.json", "--repeats", "0"], "--repeats 0: must be at least 1; give the number of timed"),
+        (["bench", "kernels", "--repeats", "0"], "--repeats 0: must be at least 1; give the number of timed"),
         (["inspect", "f.safetensors", "--log-level", "loud"], "loud"),
-        (["demo", "--memory-budget", "-1"], "--memory-budget must be a positive number of gigabytes"),
-        (["calibrate", "--memory-budget", "nan"], "--memory-budget must be a positive number of gigabytes"),
-        (["bench", "forward", "--config", "x.json", "--memory-budget", "0"], "--memory-budget must be a positive"),
+        (["demo", "--memory-budget", "-1"], "--memory-budget -1: must be a positive number of gigabytes"),
+        (["calibrate", "--memory-budget", "nan"], "--memory-budget nan: must be a positive number of gigabytes"),
+        (["bench", "forward", "--config", "x.json", "--memory-budget", "0"], "--memory-budget 0: must be a positive"),
     ])
     func badOptionsAreRejectedWithAMessage(arguments: [String], expected: String) throws {
         let message = try #require(Self.rejection(arguments), "\(arguments) should be rejected")

@@ -55,3 +55,18 @@ final class SVGCollector: NSObject, XMLParserDelegate {
         #expect(s.map { $0.map(\.0) } == [[1, 2], [5]])
     }
 }
+
+/// Chart axes at nice numbers.
+@Suite struct NiceTicksTests {
+    @Test func ticksAreNiceAndCoverTheRange() {
+        let t = NiceTicks(low: 0, high: 0.66, count: 5)
+        #expect(t.step == 0.2)
+        #expect(t.values.map(t.label) == ["0.0", "0.2", "0.4", "0.6", "0.8"])
+        let small = NiceTicks(low: 0, high: 0.0433, count: 5)
+        #expect(small.values.map(small.label) == ["0.00", "0.01", "0.02", "0.03", "0.04", "0.05"])
+        let negative = NiceTicks(low: -0.3, high: 1.2, count: 5)
+        #expect(negative.values.first! <= -0.3 && negative.values.last! >= 1.2 && negative.step == 0.5)
+        #expect(NiceTicks.niceNumber(2.8, round: false) == 5 && NiceTicks.niceNumber(2.8, round: true) == 2)
+        #expect(NiceTicks.niceNumber(5.6, round: false) == 10 && NiceTicks.niceNumber(0, round: true) == 1)
+    }
+}

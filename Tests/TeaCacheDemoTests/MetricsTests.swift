@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TeaCache
 import Tensors
 @testable import TeaCacheDemo
 
@@ -50,6 +51,33 @@ import Tensors
         #expect(table.contains("caps this skip pattern at 8.62x"))
     }
 
+    /// The cap explains a shortfall only near the cap: far below it the note says timing variation.
+    @Test func capNoteOnlyNearTheCap() {
+        // 19 of 28 computed, skipped calls at 10%: cap 28 / (19 + 9·0.1) = 1.4070; predicted 1.4737.
+        var row = DemoRow(coefficients: "lumina2", threshold: 0.3, computed: 19, calls: 28, wallSeconds: 10 / 1.10,
+                          uncachedWallSeconds: 10, relativeL1: 0, psnr: 40)
+        let far = DemoTable.render([row], uncachedWallSeconds: 10, calls: 28, skippedCallFraction: 0.1)
+        #expect(!far.contains("caps this skip pattern"), "1.10x is far below the 1.41x cap: \(far)")
+        #expect(far.contains("the skip pattern allows 1.41x: the gap is run-to-run timing variation"))
+        row.wallSeconds = 10 / 1.35   // 1.35 ≥ 0.9 × 1.4070
+        let near = DemoTable.render([row], uncachedWallSeconds: 10, calls: 28, skippedCallFraction: 0.1)
+        #expect(near.contains("which caps this skip pattern at 1.41x"), "\(near)")
+    }
+
+    /// A measured speedup above what the computed calls allow is marked as timing noise.
+    @Test func speedupAboveThePredictionIsTimingNoise() {
+        let mochi = DemoRow(coefficients: "mochi preset", threshold: 0.06, computed: 8, calls: 8, wallSeconds: 10 / 1.51,
+                            uncachedWallSeconds: 10, relativeL1: 0, psnr: .infinity)
+        #expect(mochi.isTimingNoise && mochi.meetsHonestyTarget)
+        let fine = DemoRow(coefficients: "x", threshold: 0.2, computed: 7, calls: 28, wallSeconds: 10 / 4.05,
+                           uncachedWallSeconds: 10, relativeL1: 0, psnr: 40)
+        #expect(!fine.isTimingNoise, "4.05x against a predicted 4x is within the 3% tolerance")
+        let table = DemoTable.render([mochi, fine], uncachedWallSeconds: 10, calls: 8)
+        #expect(table.contains("1.51x*"))
+        #expect(table.contains("note: mochi preset δ=0.06: measured 1.51x* is more than 8 of 8 computed calls allow (1.00x): timing noise"))
+        #expect(table.components(separatedBy: "note:").count == 2)
+    }
+
     @Test func medianOfOddAndEvenCounts() {
         #expect(DemoStatistics.median([3, 1, 2]) == 2)
         #expect(DemoStatistics.median([4, 1, 3, 2]) == 2.5)
@@ -65,5 +93,42 @@ import Tensors
         #expect(written.isEmpty)  // no redraws when not a terminal
         bar.finish(steps: 2, wallSeconds: 1.5)
         #expect(written == ["run: 2 steps in 1.50s\n"])
+    }
+}
+
+/// A calibration below the R² floor is shown as refused, never as rows.
+@Suite struct RefusedCalibrationTests {
+    static func fit(rSquared: Double) throws -> Calibration.Fit {
+        try JSONDecoder().decode(Calibration.Fit.self, from: Data("""
+            {"coefficients": [1, 2, 3, 4, 5], "rSquared": \(rSquared), "rmsResidual": 0.01,
+             "inputRange": [0.01, 0.05], "sampleCount": 27}
+            """.utf8))
+    }
+
+    static func report(_ fit: Calibration.Fit, rows: [DemoRow]) -> DemoReport {
+        DemoReport(summary: "tiny", steps: 28, calls: 28, uncachedWallSeconds: 10, calibration: fit, calibrationProblem: nil,
+                   overhead: DecisionOverhead(decisionSeconds: 0.001, forwardSeconds: 0.3, prepareSeconds: 0.001, headSeconds: 0.001),
+                   rows: rows, files: [])
+    }
+
+    @Test func lowRSquaredIsRefused() throws {
+        let text = Self.report(try Self.fit(rSquared: 0.29), rows: []).render()
+        #expect(text.contains("calibrated coefficients refused: R² = 0.29 is below 0.9, so the table has no calibrated rows"))
+        let good = Self.report(try Self.fit(rSquared: 0.99), rows: []).render()
+        #expect(!good.contains("refused"))
+    }
+
+    /// End to end: a tiny demo whose fit is poor runs no `calibrated` rows.
+    @Test func refusedFitHasNoRows() throws {
+        let dir = try EndToEndTests.scratch("refused")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let options = DemoOptions(source: ModelSource(configPath: dir.appendingPathComponent("tiny.json").path, seed: 3, steps: 10),
+                                  thresholds: [0.1], outputDirectory: dir.appendingPathComponent("out").path,
+                                  overheadRepeats: 1, repeats: 1)
+        let report = try DemoRunner.run(options, progress: EndToEndTests.quiet)
+        let fit = try #require(report.calibration)
+        let calibratedRows = report.rows.filter { $0.coefficients == "calibrated" }
+        #expect(calibratedRows.isEmpty == (fit.rSquared < CalibrationRunner.minimumRSquared), "R² \(fit.rSquared)")
+        #expect(report.render().contains("calibrated coefficients refused") == (fit.rSquared < CalibrationRunner.minimumRSquared))
     }
 }

@@ -45,7 +45,7 @@ public struct ForwardBenchmark {
                         precision: precision, memoryBudget: memoryBudget)
     }
 
-    /// Reads the benchmark file at `url` (see ``make(data:seed:)``).
+    /// Reads the benchmark file at `url` (see `make(data:seed:precision:memoryBudget:)`).
     public static func make(url: URL, seed: UInt64 = 0, precision: WeightPrecision = .float32,
                             memoryBudget: MemoryBudget = .wholeModelDefault) throws -> ForwardBenchmark {
         let data: Data

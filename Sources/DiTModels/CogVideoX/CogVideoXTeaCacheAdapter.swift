@@ -5,7 +5,7 @@ import Tensors
 /// caches `previous_residual` and `previous_residual_encoder`); a skip adds both residuals.
 extension CogVideoXState: BatchSelectableState {
     /// `[video tokens, text tokens]`. Assigning an array of another length leaves the state unchanged
-    /// (``CachedTransformer`` checks stream counts and shapes itself).
+    /// (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [video, text] }
         set {

@@ -108,7 +108,7 @@ public struct CogVideoXTransformer: Sendable {
     // MARK: - Forward parts
 
     /// Time (and ofs) embedding, patch embedding and rotary tables: everything before the first block.
-    /// - Throws: ``TensorError`` naming the argument that is wrong and what it must be.
+    /// - Throws: `TensorError` naming the argument that is wrong and what it must be.
     public func prepare(_ input: CogVideoXInput) throws(TensorError) -> CogVideoXState {
         let c = configuration
         let x = input.hiddenStates, text = input.encoderHiddenStates
@@ -135,7 +135,7 @@ public struct CogVideoXTransformer: Sendable {
     }
 
     /// Runs block `index` (`0 ..< configuration.numLayers`) on the state's two streams.
-    /// - Throws: ``TensorError`` for an index outside the stack.
+    /// - Throws: `TensorError` for an index outside the stack.
     public func runBlock(_ index: Int, _ state: inout CogVideoXState) throws(TensorError) {
         guard blocks.indices.contains(index) else {
             throw .invalidArgument(operation: "CogVideoX block", reason: "block \(index) is outside 0..<\(blocks.count)")
@@ -170,8 +170,8 @@ public struct CogVideoXTransformer: Sendable {
         return try out.permuted([0, 2, 1, 3, 4])
     }
 
-    /// The full forward (``DiffusionTransformer/forward(_:)``): `output` of diffusers'
-    /// `forward(..., return_dict=False)[0]`. Errors are ``TensorError``s.
+    /// The full forward (`DiffusionTransformer/forward(_:)`): `output` of diffusers'
+    /// `forward(..., return_dict=False)[0]`. Errors are `TensorError`s.
     public func callAsFunction(_ input: CogVideoXInput) throws -> Tensor { try forward(input) }
 
     // MARK: - Input checks

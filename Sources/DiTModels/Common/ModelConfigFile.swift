@@ -7,7 +7,7 @@ public enum ModelConfigFile {
     public static func read(_ url: URL) throws(ModelLoadError) -> (className: String, config: Data) {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
+            throw .unreadableFile(path: url.path, reason: FileProblem.describe(url))
         }
         return try parse(data)
     }

@@ -6,7 +6,7 @@ import Tensors
 ///
 /// With kernel = stride the convolution is a patchify followed by one matmul: the weight
 /// `[D, C, pt, ph, pw]` read as `[D, C·pt·ph·pw]` has the `(c, pt, ph, pw)` column order of
-/// ``Patches/ChannelOrder/channelsFirst``.
+/// `Patches/ChannelOrder/channelsFirst`.
 public struct PatchEmbedding3D: Sendable {
     /// The weight as a matrix `[D, C·pt·ph·pw]` and the bias `[D]` (or none).
     public let projection: Linear
@@ -26,7 +26,7 @@ public struct PatchEmbedding3D: Sendable {
     }
 
     /// `[B, C, F, H, W]` → tokens `[B, (F/pt)(H/ph)(W/pw), D]`.
-    /// - Throws: ``TensorError`` when the input is not 5-D with C channels or its grid is not divisible by the patch.
+    /// - Throws: `TensorError` when the input is not 5-D with C channels or its grid is not divisible by the patch.
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         guard x.rank == 5, x.shape[1] == inChannels else {
             throw .shapeMismatch(operation: "3-D patch embedding", shapes: [x.shape],

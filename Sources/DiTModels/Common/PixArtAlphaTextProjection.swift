@@ -5,8 +5,8 @@ import Tensors
 ///
 /// `linear_1` maps the text-encoder width to `hidden`, `linear_2` maps `hidden` to `out` (diffusers'
 /// `out_features`, default `hidden`); both have biases. The activation is diffusers' `act_fn`:
-/// `"gelu_tanh"` (the default, ``Activation/gelu(_:)`` with `.tanh`), `"silu"` and `"silu_fp32"`
-/// (both ``Activation/silu``: the float32 SiLU is the SiLU in a float32 port). It is applied in place on
+/// `"gelu_tanh"` (the default, `Activation/gelu(_:)` with `.tanh`), `"silu"` and `"silu_fp32"`
+/// (both `Activation/silu`: the float32 SiLU is the SiLU in a float32 port). It is applied in place on
 /// the first product.
 public struct PixArtAlphaTextProjection: Sendable {
     /// `linear_1`: `[hidden, in]`.

@@ -12,12 +12,12 @@ public typealias WeightAdjustment = (_ name: String, _ tensor: inout Tensor) -> 
 /// A loader over stored weights reads the stored *header* shape first and loads a tensor's data only
 /// when its shape is the one the configuration implies, so a configuration that disagrees with its
 /// weights never allocates the shapes it asks for. Every missing, mis-shaped or unreadable tensor is
-/// recorded (the layer gets a scalar placeholder so construction can continue), and ``finish()``
+/// recorded (the layer gets a scalar placeholder so construction can continue), and `finish()`
 /// throws one ``ModelLoadError/weightMismatch(missing:unexpected:misshaped:)`` listing all of them
 /// together with the stored tensors nobody asked for.
 ///
 /// Loaders are created only by ``DiTFamily`` (``DiTFamily/load(_:weightsAt:)``, ``DiTFamily/load(_:tensors:)``,
-/// ``DiTFamily/random(_:seed:steps:)``), which always call ``finish()`` after the model is built: a
+/// ``DiTFamily/random(_:seed:steps:parameterBudget:)``), which always call `finish()` after the model is built: a
 /// placeholder can never reach a forward pass.
 public final class WeightLoader {
     private enum Source {

@@ -57,7 +57,7 @@ public enum DiTFamilies {
     }
 
     /// Every preset of every family, then the presets of models this package has no port of
-    /// (``TeaCachePreset/unportedModels``); a name listed twice (a registered family re-listing a
+    /// (`TeaCachePreset/unportedModels`); a name listed twice (a registered family re-listing a
     /// built-in preset) appears once, first occurrence kept.
     public static var presets: [TeaCachePreset] {
         var seen = Set<String>()

@@ -4,7 +4,7 @@ import Tensors
 
 /// One model family — a diffusers transformer class (or a few sharing one implementation) — described
 /// once, in its own folder, for everything generic in the package: loading (``load(_:weightsAt:)``,
-/// ``random(_:seed:steps:)``), `teacache verify` (``FixtureVerifier``), `teacache bench forward`
+/// ``random(_:seed:steps:parameterBudget:)``), `teacache verify` (``FixtureVerifier``), `teacache bench forward`
 /// (``ForwardBenchmark``), `teacache demo` and `teacache calibrate`.
 ///
 /// A family is one conforming type plus one line in ``DiTFamilies/builtIn`` (or one
@@ -50,7 +50,7 @@ public protocol DiTFamily: SendableMetatype {
     /// Builds the model, taking every parameter from `weights` by its diffusers name.
     ///
     /// Called only by the loading functions (``load(_:weightsAt:)``, ``load(_:tensors:)``,
-    /// ``random(_:seed:steps:)``), with a validated configuration; they check the weights afterwards.
+    /// ``random(_:seed:steps:parameterBudget:)``), with a validated configuration; they check the weights afterwards.
     static func makeModel(_ configuration: Configuration, weights: WeightScope) throws(ModelLoadError) -> Model
     /// What to change in randomly drawn weights for a `steps`-step run (the timestep taper of
     /// FORMAT.md §6); default none.
@@ -60,7 +60,7 @@ public protocol DiTFamily: SendableMetatype {
 
     /// How the flow-matching sigma becomes the model's `timestep`.
     static var timestepConvention: TimestepConvention { get }
-    /// How the output becomes the velocity; default ``VelocityConvention/identity``.
+    /// How the output becomes the velocity; default `VelocityConvention/identity`.
     static func velocity(_ configuration: Configuration) -> VelocityConvention
     /// The classifier-free guidance scale of the demo's sampling loop (two calls per step), or nil
     /// (one call per step, the default).
@@ -115,8 +115,8 @@ public protocol DiTFamily: SendableMetatype {
     /// The model to wrap with TeaCache for a record (a family whose records select another modulated
     /// input returns a differently configured model); default `model`.
     static func model(_ model: Model, for record: SamplingRecord) throws -> Model
-    /// The cache entry a recorded call used, as the ``BranchKey`` the model's
-    /// ``DiffusionTransformer/cacheKey(for:branch:)`` gives it; default the call's CFG branch.
+    /// The cache entry a recorded call used, as the `BranchKey` the model's
+    /// `DiffusionTransformer/cacheKey(for:branch:)` gives it; default the call's CFG branch.
     static func recordedCacheKey(_ call: SamplingRecord.Call) -> BranchKey
 }
 
@@ -165,7 +165,7 @@ extension DiTFamily {
 /// `TensorError.memoryBudgetExceeded`, before computing anything), so that an input too large for the
 /// machine is a typed error, not an out-of-memory kill.
 public protocol MemoryBudgeted {
-    /// The memory one forward may plan to use (default: ``MemoryBudget/machineDefault``).
+    /// The memory one forward may plan to use (default: `MemoryBudget/machineDefault`).
     var memoryBudget: MemoryBudget { get set }
 }
 

@@ -21,7 +21,7 @@ extension TeaCachePreset {
 }
 
 /// The MagCache ratios diffusers 0.42.1 ships for FLUX.1 (`diffusers.hooks.mag_cache.FLUX_MAG_RATIOS`,
-/// from Zehong-Ma/MagCache), calibrated on 28 steps; ``MagCacheConfiguration/ratios(forSteps:)``
+/// from Zehong-Ma/MagCache), calibrated on 28 steps; `MagCacheConfiguration/ratios(forSteps:)`
 /// interpolates them for other step counts as diffusers does.
 extension MagCachePreset {
     /// FLUX.1-dev / schnell.

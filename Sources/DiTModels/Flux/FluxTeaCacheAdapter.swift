@@ -5,7 +5,7 @@ import Tensors
 /// rotary tables ride along uncached (the output head only reads the image stream).
 extension FluxState: BatchSelectableState {
     /// `[image tokens]`. The state has exactly one stream; assigning an array of another length leaves
-    /// the state unchanged (``CachedTransformer`` checks stream counts and shapes itself). Between
+    /// the state unchanged (`CachedTransformer` checks stream counts and shapes itself). Between
     /// single-stream blocks run one at a time the image tokens are read from (and written back as) the
     /// image part of the joint sequence.
     public var streams: [Tensor] {

@@ -6,7 +6,7 @@ import Tensors
 /// image stream), as TeaCache4HunyuanVideo caches `img` alone.
 extension HunyuanVideoState: BatchSelectableState {
     /// `[image tokens]`. The state has exactly one stream; assigning an array of another length leaves
-    /// the state unchanged (``CachedTransformer`` checks stream counts and shapes itself).
+    /// the state unchanged (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [image] }
         set { if newValue.count == 1 { image = newValue[0] } }

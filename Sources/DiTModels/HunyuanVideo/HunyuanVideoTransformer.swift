@@ -118,7 +118,7 @@ public struct HunyuanVideoTransformer: Sendable {
 
     /// Rotary tables, conditioning, patch embedding, token refiner and the joint key mask, after checking
     /// every input against the configuration.
-    /// - Throws: ``TensorError`` naming the argument at fault.
+    /// - Throws: `TensorError` naming the argument at fault.
     public func prepare(_ input: HunyuanVideoInput) throws(TensorError) -> HunyuanVideoState {
         let v = try validate(input)
         let c = configuration

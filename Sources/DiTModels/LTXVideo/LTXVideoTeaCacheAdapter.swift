@@ -4,7 +4,7 @@ import Tensors
 extension LTXVideoState: BatchSelectableState {
     /// `[video tokens]`: the only stream TeaCache caches for LTX-Video (the caption enters through
     /// cross-attention and is recomputed on every call). Assigning an array of another length leaves the
-    /// state unchanged (``CachedTransformer`` checks stream counts and shapes itself).
+    /// state unchanged (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [tokens] }
         set { if newValue.count == 1 { tokens = newValue[0] } }

@@ -124,7 +124,7 @@ public struct LTXVideoTransformer: Sendable {
 
     /// `proj_in`, the time embedding, the caption projection, the caption bias and the rotary tables:
     /// everything before the first block.
-    /// - Throws: ``TensorError`` naming the argument that is wrong and what it should be.
+    /// - Throws: `TensorError` naming the argument that is wrong and what it should be.
     public func prepare(_ input: LTXVideoInput) throws(TensorError) -> LTXVideoState {
         let c = configuration
         func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "LTX-Video forward", reason: reason) }

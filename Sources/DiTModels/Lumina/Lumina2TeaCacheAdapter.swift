@@ -7,7 +7,7 @@ import Tensors
 ///   CFG, and whatever the caption lengths, each branch has its own previous input, accumulator,
 ///   residual and step counter, and the standard schedule applies per branch.
 /// - ``sequenceLength`` is TeaCache4Lumina2's own keying: one entry per joint sequence length
-///   `max_seq_len`. Together with ``TeaCacheSchedule/lumina2Reference`` (its shared counter, advanced
+///   `max_seq_len`. Together with `TeaCacheSchedule/lumina2Reference` (its shared counter, advanced
 ///   only by calls of another length than the first call's) it reproduces the reference exactly —
 ///   including its quirk that without CFG, or with cond and uncond captions of equal length, the
 ///   counter never advances and nothing is ever skipped. ``Lumina2Family`` uses it for the fixtures.

@@ -75,7 +75,7 @@ public struct Lumina2Transformer: Sendable {
     /// (``Lumina2Configuration/activationBytesEstimate(batch:imageTokens:textTokens:)``) and refuses inputs
     /// beyond it with `TensorError.memoryBudgetExceeded`.
     public var memoryBudget = MemoryBudget.machineDefault
-    /// How TeaCache keys its cache entries (``DiffusionTransformer/cacheKey(for:branch:)``); changes nothing else.
+    /// How TeaCache keys its cache entries (`DiffusionTransformer/cacheKey(for:branch:)`); changes nothing else.
     public var teaCacheKeying: Lumina2TeaCacheKeying = .branch
 
     /// Builds the model, taking every parameter from `weights` (called by ``Lumina2Family``'s loading
@@ -122,7 +122,7 @@ public struct Lumina2Transformer: Sendable {
     // MARK: - Forward parts
 
     /// Embeddings, rotary tables, both refiners and the padded joint sequence.
-    /// - Throws: ``TensorError`` naming the argument that is wrong.
+    /// - Throws: `TensorError` naming the argument that is wrong.
     public func prepare(_ input: Lumina2Input) throws(TensorError) -> Lumina2State {
         let c = configuration
         let (b, h, w, l, timesteps) = try validate(input)

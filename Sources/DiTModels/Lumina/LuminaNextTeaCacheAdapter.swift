@@ -5,7 +5,7 @@ import Tensors
 /// cross-attention inside the blocks and rides along uncached).
 extension LuminaNextState: BatchSelectableState {
     /// `[image tokens]`. Assigning an array of another length leaves the state unchanged
-    /// (``CachedTransformer`` checks stream counts and shapes itself).
+    /// (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [tokens] }
         set { if newValue.count == 1 { tokens = newValue[0] } }

@@ -136,7 +136,7 @@ public struct LuminaNextTransformer: Sendable {
     // MARK: - Forward parts
 
     /// Patch, time-caption and rotary embeddings: everything before the first block.
-    /// - Throws: ``TensorError`` naming the argument that is wrong.
+    /// - Throws: `TensorError` naming the argument that is wrong.
     public func prepare(_ input: LuminaNextInput) throws(TensorError) -> LuminaNextState {
         let c = configuration
         let (_, h, w, timesteps) = try validate(input)

@@ -8,7 +8,7 @@ import Foundation
 /// fail inside `forward`) with ``ModelLoadError/unsupportedConfig(field:value:reason:)``.
 ///
 /// Two fields diffusers 0.42.1 stores but never reads are accepted with any value and change nothing:
-/// `qk_norm` (``MochiAttention`` always normalises queries and keys with per-head RMS norms) and
+/// `qk_norm` (`MochiAttention` always normalises queries and keys with per-head RMS norms) and
 /// `max_sequence_length` (only the pipeline pads prompts to it).
 public struct MochiConfiguration: DiTConfiguration {
     /// The diffusers class names this configuration builds.

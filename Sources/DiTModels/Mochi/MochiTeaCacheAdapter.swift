@@ -5,7 +5,7 @@ extension MochiState: BatchSelectableState {
     /// `[visual tokens]`: the one stream TeaCache4Mochi caches. Its residual is `norm_out(blocks(h_in),
     /// temb) − h_in`, so on a skip the output head (`proj_out`) reads `h_in + residual` directly. The
     /// caption tokens are not cached (nothing after the blocks reads them). Assigning an array of another
-    /// length leaves the state unchanged (``CachedTransformer`` checks stream counts and shapes itself).
+    /// length leaves the state unchanged (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [tokens] }
         set { if newValue.count == 1 { tokens = newValue[0] } }

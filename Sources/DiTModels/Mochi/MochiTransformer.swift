@@ -108,7 +108,7 @@ public struct MochiTransformer: Sendable {
     }
 
     /// Patch embedding, conditioning, caption tokens, rotary tables and mask.
-    /// - Throws: ``TensorError`` naming the argument for wrong shapes, a mask of the wrong length, or
+    /// - Throws: `TensorError` naming the argument for wrong shapes, a mask of the wrong length, or
     ///   NaN/infinite values, before anything large is allocated.
     public func prepare(_ input: MochiInput) throws(TensorError) -> MochiState {
         let (grid, timesteps) = try validate(input)

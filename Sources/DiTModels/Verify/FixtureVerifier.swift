@@ -151,7 +151,7 @@ public enum FixtureVerifier {
     }
 
     /// Runs a fixture folder's sampling loop from `latent.initial` with its stored conditioning: with plain
-    /// forwards when `policy` is nil, else through a ``CachedTransformer`` with that policy (the trace
+    /// forwards when `policy` is nil, else through a `CachedTransformer` with that policy (the trace
     /// is returned).
     public static func sample<F: DiTFamily>(
         _ folder: FixtureFolder, _: F.Type, model: F.Model, configuration: F.Configuration, policy: CachePolicy?

@@ -28,7 +28,7 @@ public enum WanTeaCacheMode: String, Sendable, Codable, CaseIterable {
 
     /// The per-branch schedule of the reference's rule with any `ret_steps` and `cutoff_steps` over 2N
     /// calls (both even): this mode's ``schedule`` for the script's values, the same rule otherwise.
-    /// - Throws: ``TeaCacheError/invalidSchedule(_:)`` for odd bounds (cond and uncond calls alternate).
+    /// - Throws: `TeaCacheError/invalidSchedule(_:)` for odd bounds (cond and uncond calls alternate).
     public func schedule(retSteps: Int, cutoffSteps: Int, steps n: Int) throws(TeaCacheError) -> TeaCacheSchedule {
         guard retSteps % 2 == 0, cutoffSteps % 2 == 0, retSteps >= 0, cutoffSteps >= 0 else {
             throw .invalidSchedule("ret_steps \(retSteps) and cutoff_steps \(cutoffSteps) must be even and >= 0 "
@@ -56,7 +56,7 @@ public enum WanVariant: String, Sendable, Codable, CaseIterable {
 extension WanState: BatchSelectableState {
     /// `[video tokens]`: the only stream TeaCache caches for Wan (text and image features enter through
     /// cross-attention and are recomputed on every call). Assigning an array of another length leaves
-    /// the state unchanged (``CachedTransformer`` checks stream counts and shapes itself).
+    /// the state unchanged (`CachedTransformer` checks stream counts and shapes itself).
     public var streams: [Tensor] {
         get { [tokens] }
         set { if newValue.count == 1 { tokens = newValue[0] } }

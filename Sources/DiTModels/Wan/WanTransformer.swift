@@ -69,7 +69,7 @@ public struct WanTransformer: Sendable {
     let scaleShiftTable: Tensor
     /// `proj_out`.
     let projOut: Linear
-    /// Which tensor TeaCache compares (``DiffusionTransformer/modulatedInput(_:)``): `temb` in the
+    /// Which tensor TeaCache compares (`DiffusionTransformer/modulatedInput(_:)`): `temb` in the
     /// script's default mode, `timestep_proj` with retention steps. It changes nothing else.
     public var teaCacheMode: WanTeaCacheMode = .standard
     /// The memory a forward may plan to use: ``prepare(_:)`` estimates the activations of the input shapes
@@ -127,7 +127,7 @@ public struct WanTransformer: Sendable {
     // MARK: - Forward parts
 
     /// Patch, condition and rotary embeddings: everything before the first block.
-    /// - Throws: ``TensorError`` naming the argument whose shape is wrong.
+    /// - Throws: `TensorError` naming the argument whose shape is wrong.
     public func prepare(_ input: WanInput) throws(TensorError) -> WanState {
         let c = configuration
         let x = input.hiddenStates
