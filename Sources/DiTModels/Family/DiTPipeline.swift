@@ -189,40 +189,42 @@ extension DiTFamily {
     /// ``WeightsLocation``).
     /// - Throws: ``ModelLoadError`` for a missing folder or file, a config of another class, an invalid
     ///   configuration, or weights that do not match it (one error listing every mismatch).
-    public static func load(from folder: URL) throws(ModelLoadError) -> Model {
-        try loadCounting(from: folder).model
+    ///
+    /// `precision` is how the weight matrices are held (see ``load(_:weightsAt:precision:)``).
+    public static func load(from folder: URL, precision: WeightPrecision = .float32) throws(ModelLoadError) -> Model {
+        try loadCounting(from: folder, precision: precision).model
     }
 
-    /// ``load(from:)`` wrapped in a ``DiTPipeline`` (family conventions applied when sampling).
-    public static func pipeline(from folder: URL) throws(ModelLoadError) -> DiTPipeline {
-        let (configuration, loaded) = try loadCountingWithConfiguration(from: folder)
+    /// ``load(from:precision:)`` wrapped in a ``DiTPipeline`` (family conventions applied when sampling).
+    public static func pipeline(from folder: URL, precision: WeightPrecision = .float32) throws(ModelLoadError) -> DiTPipeline {
+        let (configuration, loaded) = try loadCountingWithConfiguration(from: folder, precision: precision)
         return DiTPipeline(Self.self, configuration: configuration, model: loaded.model, parameterCount: loaded.parameterCount)
     }
 
-    static func loadCounting(from folder: URL) throws(ModelLoadError) -> LoadedModel<Model> {
-        try loadCountingWithConfiguration(from: folder).1
+    static func loadCounting(from folder: URL, precision: WeightPrecision = .float32) throws(ModelLoadError) -> LoadedModel<Model> {
+        try loadCountingWithConfiguration(from: folder, precision: precision).1
     }
 
-    /// The one place a folder becomes a model: configuration, then weights (a loading option such as a
-    /// storage precision is threaded through here).
-    static func loadCountingWithConfiguration(from folder: URL) throws(ModelLoadError) -> (Configuration, LoadedModel<Model>) {
+    /// The one place a folder becomes a model: configuration, then weights in `precision`.
+    static func loadCountingWithConfiguration(from folder: URL, precision: WeightPrecision = .float32)
+        throws(ModelLoadError) -> (Configuration, LoadedModel<Model>) {
         let configURL = try DiTFamilies.configFile(in: folder)
         let configuration = try Configuration.load(configURL)
-        return (configuration, try build(configuration, WeightLoader(safetensorsAt: folder)))
+        return (configuration, try build(configuration, WeightLoader(safetensorsAt: folder, precision: precision).notRecording()))
     }
 }
 
 extension DiTFamilies {
     /// Loads a diffusers `transformer/` folder of any registered family, chosen by its `config.json`'s
-    /// `_class_name` (see ``DiTFamily/load(from:)``).
+    /// `_class_name` (see ``DiTFamily/load(from:precision:)``), its weight matrices held in `precision`.
     /// - Throws: ``ModelLoadError``: `unreadableFile` for a missing folder or `config.json`,
     ///   `wrongClass` listing every known class, and the load errors of the family.
-    public static func load(from folder: URL) throws(ModelLoadError) -> DiTPipeline {
+    public static func load(from folder: URL, precision: WeightPrecision = .float32) throws(ModelLoadError) -> DiTPipeline {
         let url = try configFile(in: folder)
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw .unreadableFile(path: url.path, reason: FileProblem.describe(url)) }
         let (className, _) = try ModelConfigFile.parse(data)
-        return try family(forClass: className).pipeline(from: folder)
+        return try family(forClass: className).pipeline(from: folder, precision: precision)
     }
 
     /// `folder/config.json`, or a typed error saying what is there instead.
