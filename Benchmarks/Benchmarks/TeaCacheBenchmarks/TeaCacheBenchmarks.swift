@@ -14,10 +14,13 @@ let benchmarks: @Sendable () -> Void = {
     let configURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("configs/flux-bench.json")
 
-    let forward = try! ForwardBenchmark.make(url: configURL, seed: 0)
-    Benchmark("FLUX forward (\(forward.summary))",
-              configuration: .init(maxDuration: .seconds(10), maxIterations: 12)) { benchmark in
-        for _ in benchmark.scaledIterations { try forward.run() }
+    // One forward per weight precision (the products' route is this CPU's: WeightProducts.describe).
+    for precision in WeightPrecision.allCases {
+        let forward = try! ForwardBenchmark.make(url: configURL, seed: 0, precision: precision)
+        Benchmark("FLUX forward, \(precision) weights (\(forward.summary))",
+                  configuration: .init(maxDuration: .seconds(10), maxIterations: 12)) { benchmark in
+            for _ in benchmark.scaledIterations { try forward.run() }
+        }
     }
 
     let configuration = try! FluxConfiguration.parse(Data(contentsOf: configURL))
