@@ -239,7 +239,7 @@ public final class WeightLoader {
 
     /// Random tensors of at least this many values (no demo or fixture model has one; full-size
     /// configurations do) are drawn in parallel by ``Tensor/randomApproximatelyNormal(shape:mean:standardDeviation:seed:)``.
-    static let largeTensorElements = 1 << 22
+    static let largeTensorElements = 1 << 21
 
     private static func draw(name: String, shape: [Int], rng: inout SeededGenerator) -> Tensor {
         let std: Float
