@@ -118,7 +118,9 @@ public enum CalibrationRunner {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         } catch { throw .io("cannot create \(url.deletingLastPathComponent().path): \(error.localizedDescription)") }
-        do { try preset.save(to: url) } catch { throw .teaCache(error) }
+        let data: Data
+        do { data = try preset.jsonData() } catch { throw .teaCache(error) }
+        try AtomicFile.write(data, to: url)
         return CalibrationReport(summary: workload.summary, fit: fit, preset: preset, outputPath: url.path, runs: options.seeds,
                                  steps: workload.steps,
                                  minimumRSquared: options.minimumRSquared)
@@ -180,8 +182,10 @@ extension CalibrationRunner {
         let url = URL(fileURLWithPath: options.outputPath)
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try preset.jsonData().write(to: url, options: .atomic)
-        } catch { throw .io("cannot write \(url.path): \(error)") }
+        } catch { throw .io("cannot create \(url.deletingLastPathComponent().path): \(error.localizedDescription)") }
+        let data: Data
+        do { data = try preset.jsonData() } catch { throw .teaCache(error) }
+        try AtomicFile.write(data, to: url)
         return MagCacheCalibrationReport(summary: workload.summary, preset: preset, outputPath: url.path, runs: options.seeds,
                                          sequences: sequences.count, steps: workload.steps)
     }
