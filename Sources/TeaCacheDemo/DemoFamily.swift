@@ -50,18 +50,21 @@ public struct DemoFamily: Sendable {
         } else {
             (configuration, sizes) = (F.benchmarkDefault.configuration, F.benchmarkDefault.inputs)
         }
+        // What the run will allocate, from the sizes alone, before the model or any input exists: a
+        // forward's activations plus as much again for what a sampling run keeps beside it (cached
+        // residuals, previous modulated inputs, both CFG outputs); random weights get what is left.
         let cost: ForwardCost
+        let parameterBudget: Int
         do {
-            cost = try F.cost(configuration, sizes: sizes)
-            try source.memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
+            (cost, parameterBudget) = try RunBudget.check(F.self, configuration: configuration, inputs: sizes,
+                                                          budget: source.memoryBudget, activationSets: 2)
         } catch { throw DemoError.model("\(error)") }
         let model: F.Model
         do {
             if let w = source.weightsPath {
                 model = try F.load(configuration, weightsAt: URL(fileURLWithPath: w))
             } else {
-                model = try F.random(configuration, seed: source.seed, steps: source.steps,
-                                     parameterBudget: Int(min(source.memoryBudget.bytes / 4, Double(Int.max / 8))))
+                model = try F.random(configuration, seed: source.seed, steps: source.steps, parameterBudget: parameterBudget)
             }
         } catch { throw DemoError.model("\(error)") }
         let sampler: FlowMatchEulerSampler

@@ -60,10 +60,10 @@ public struct ForwardBenchmark {
         memoryBudget: MemoryBudget = .machineDefault
     ) throws -> ForwardBenchmark {
         try configuration.validate()
-        let cost = try F.cost(configuration, sizes: inputs)
-        try memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
-        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28,
-                                          parameterBudget: Int(min(memoryBudget.bytes / 4, Double(Int.max / 8))))
+        // Activations from the sizes alone, before anything is allocated; the weights get what is left.
+        let (cost, parameterBudget) = try RunBudget.check(F.self, configuration: configuration, inputs: inputs,
+                                                          budget: memoryBudget)
+        let loaded = try F.randomCounting(configuration, seed: seed, steps: 28, parameterBudget: parameterBudget)
         let x = try F.randomInputs(configuration, sizes: inputs, seed: seed &+ 1)
         let input = try x.makeInput(x.latent, F.timestepConvention.timestep(sigma: sigma), .cond)
         let model = loaded.model
