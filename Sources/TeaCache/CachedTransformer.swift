@@ -6,7 +6,8 @@ import Tensors
 /// A final class because it is stateful across calls (previous modulated inputs, residuals,
 /// accumulators) and is meant to be shared by reference between a sampler's closure and the code
 /// that reads its ``trace``. It holds no global or static state: two instances never interact. It is
-/// not thread-safe; use one instance per concurrent generation.
+/// not thread-safe and not `Sendable`; use one instance per concurrent generation, each wrapping the
+/// same shared (`Sendable`) model (<doc:ThreadSafety>).
 ///
 /// Lifecycle: ``beginRun(steps:)`` announces the number of steps of a sampling run and resets every
 /// cache (so runs with different step counts, shapes or branch sets start from scratch); then each
@@ -424,3 +425,7 @@ public final class CachedTransformer<Model: DiffusionTransformer> {
         return out
     }
 }
+
+/// Not `Sendable`: an instance holds one generation's mutable cache state (<doc:ThreadSafety>).
+@available(*, unavailable, message: "a CachedTransformer holds one generation's cache state; make one per generation around a shared model")
+extension CachedTransformer: Sendable {}

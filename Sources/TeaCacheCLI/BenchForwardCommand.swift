@@ -66,11 +66,17 @@ struct BenchForwardCommand: ParsableCommand {
         let before = KernelBenchmarks.currentRSSBytes()
         // Forwards and sgemm alternate, so both medians see the same machine load.
         let sgemmProbe = try KernelBenchmarks.SgemmProbe()
-        try bench.run()
         var forwardTimes: [Double] = [], sgemmRates: [Double] = []
-        for _ in 0..<repeats {
-            forwardTimes.append(try KernelBenchmarks.timeSeconds { try bench.run() })
-            sgemmRates.append(try sgemmProbe.gflops())
+        do {
+            try bench.run()
+            for _ in 0..<repeats {
+                forwardTimes.append(try KernelBenchmarks.timeSeconds { try bench.run() })
+                sgemmRates.append(try sgemmProbe.gflops())
+            }
+        } catch {
+            // Inputs the model refuses at run time (found by scripts/fuzz.sh) are reported like the others.
+            FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
+            throw ExitCode.failure
         }
         let peak = KernelBenchmarks.peakRSSBytes()
         let seconds = KernelBenchmarks.median(forwardTimes)

@@ -118,8 +118,10 @@ public enum CalibrationRunner {
         let url = URL(fileURLWithPath: options.outputPath)
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try preset.jsonData().write(to: url, options: .atomic)
         } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
+        let data: Data
+        do { data = try preset.jsonData() } catch { throw .teaCache(error) }
+        try AtomicFile.write(data, to: url)
         return CalibrationReport(summary: workload.summary, fit: fit, preset: preset, outputPath: url.path, runs: options.seeds,
                                  steps: workload.steps,
                                  minimumRSquared: options.minimumRSquared)
@@ -181,8 +183,10 @@ extension CalibrationRunner {
         let url = URL(fileURLWithPath: options.outputPath)
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try preset.jsonData().write(to: url, options: .atomic)
         } catch { throw .io(PathChecks.writeFailure(url) + "; choose an --output path you can write to") }
+        let data: Data
+        do { data = try preset.jsonData() } catch { throw .teaCache(error) }
+        try AtomicFile.write(data, to: url)
         return MagCacheCalibrationReport(summary: workload.summary, preset: preset, outputPath: url.path, runs: options.seeds,
                                          sequences: sequences.count, steps: workload.steps)
     }

@@ -67,18 +67,23 @@ public struct DemoFamily: Sendable {
         } else {
             (configuration, sizes) = (F.benchmarkDefault.configuration, F.benchmarkDefault.inputs)
         }
+        // What the run will allocate, from the sizes alone, before the model or any input exists: a
+        // forward's activations plus as much again for what a sampling run keeps beside it (cached
+        // residuals, previous modulated inputs, both CFG outputs); random weights get what is left.
         let cost: ForwardCost
+        let parameterBudget: Int
         do {
-            cost = try F.cost(configuration, sizes: sizes)
-            try source.memoryBudget.check("a forward of \(cost.summary)", bytes: Double(cost.activationBytes))
+            (cost, parameterBudget) = try RunBudget.check(F.self, configuration: configuration, inputs: sizes,
+                                                          budget: source.memoryBudget, activationSets: 2)
         } catch { throw DemoError.wrap(error) }
         let model: F.Model
         do {
             if let w = source.weightsPath {
                 model = try F.load(configuration, weightsAt: URL(fileURLWithPath: w), precision: source.precision)
             } else {
+                // The bytes the activations leave, for the weights at the chosen precision.
                 model = try F.random(configuration, seed: source.seed, steps: source.steps, precision: source.precision,
-                                     memoryBudget: source.memoryBudget)
+                                     memoryBudget: MemoryBudget(bytes: Double(parameterBudget) * 4))
             }
         } catch { throw DemoError.wrap(error) }
         let sampler: FlowMatchEulerSampler

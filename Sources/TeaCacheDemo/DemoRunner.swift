@@ -289,11 +289,9 @@ public enum DemoRunner {
         do { return try e.encode(samples) } catch { throw .io("cannot encode calibration pairs: \(error)") }
     }
 
-    /// Writes `data` atomically and returns the path.
+    /// Writes `data` atomically (``AtomicFile``) and returns the path.
     static func write(_ data: Data, to url: URL) throws(DemoError) -> String {
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw .io(PathChecks.writeFailure(url) + "; choose an --output folder you can write to")
-        }
+        try AtomicFile.write(data, to: url)
         return url.path
     }
 }

@@ -65,7 +65,9 @@ public struct ForwardBenchmark {
         precision: WeightPrecision = .float32, memoryBudget: MemoryBudget = .wholeModelDefault
     ) throws -> ForwardBenchmark {
         try configuration.validate()
-        let cost = try F.cost(configuration, sizes: inputs)
+        // Activations from the sizes alone, before anything is allocated (a refusal names inputs that
+        // fit); then the weights at `precision`, counted from the configuration.
+        let (cost, _) = try RunBudget.check(F.self, configuration: configuration, inputs: inputs, budget: memoryBudget)
         let footprint = try F.weightFootprint(configuration, precision: precision)
         let activations = Double(cost.activationBytes)
         if footprint.bytes + activations > memoryBudget.bytes {

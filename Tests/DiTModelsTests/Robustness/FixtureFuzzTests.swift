@@ -18,7 +18,7 @@ import Tensors
 /// success, a failed check, or an error of the package's typed error enums.
 ///
 /// The campaign runs in a child process (an exit test) whose address space is capped at 8 GB (not under
-/// AddressSanitizer, whose shadow memory needs more), so a case
+/// AddressSanitizer or ThreadSanitizer, whose shadow memory needs more), so a case
 /// that tried to allocate beyond any sane bound kills the child and fails the test instead of the
 /// machine. CI runs `FUZZ_CASES` cases (default 200); `FUZZ_CASES=20000 swift test --filter FixtureFuzzTests`
 /// is the long run. The child prints one line per outcome kind, the slowest case and the peak RSS.
@@ -38,8 +38,10 @@ import Tensors
     /// Runs the campaign (in the child) and exits non-zero on an untyped error.
     static func campaign() {
         #if canImport(Glibc)
-        // AddressSanitizer reserves terabytes of shadow address space: no address-space cap under it.
-        if dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") == nil {
+        // AddressSanitizer and ThreadSanitizer reserve terabytes of shadow address space: no
+        // address-space cap under them.
+        let sanitized = ["__asan_init", "__tsan_init"].contains { (symbol: String) in dlsym(UnsafeMutableRawPointer(bitPattern: 0), symbol) != nil }
+        if !sanitized {
             var limit = rlimit(rlim_cur: 8 << 30, rlim_max: 8 << 30)
             _ = setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit)
         }

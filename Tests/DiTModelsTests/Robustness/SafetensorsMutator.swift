@@ -30,7 +30,7 @@ enum SafetensorsMutator {
             let k = Int.random(in: 1...max(1, file.count - 1), using: &rng)
             return (Array(file.prefix(file.count - k)), "truncated by \(k) bytes")
         case 6:
-            let values: [UInt64] = [0, 1, UInt64(n) + 1, UInt64(n) - 1, UInt64(file.count), 1 << 40, UInt64(Int.max), UInt64.max]
+            let values: [UInt64] = [0, 1, UInt64(n) + 1, UInt64(n) &- 1, UInt64(file.count), 1 << 40, UInt64(Int.max), UInt64.max]
             let v = values[Int.random(in: 0..<values.count, using: &rng)]
             return (withPrefix(v, file[8...]), "length prefix → \(v)")
         default:
