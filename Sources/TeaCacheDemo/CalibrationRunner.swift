@@ -90,7 +90,7 @@ public enum CalibrationRunner {
     public static let minimumRSquared = 0.9
 
     /// Calibrates.
-    /// - Throws: ``DemoError/teaCache(_:)`` with `TeaCacheError/poorCalibrationFit(rSquared:minimum:)`
+    /// - Throws: ``DemoError/teaCache(_:)`` with `CacheError/poorCalibrationFit(rSquared:minimum:)`
     ///   when the fit is poor and `force` is off; other ``DemoError``s for invalid options or models.
     public static func run(_ options: CalibrationOptions, progress: DemoRunner.ProgressFactory) throws(DemoError) -> CalibrationReport {
         try options.validate()

@@ -15,7 +15,7 @@ public struct DecisionOverheadProbe<Model: DiffusionTransformer> {
     private let policy: TeaCachePolicy
 
     /// Prepares the state of `current` and the modulated input of `previous`.
-    /// - Throws: whatever the model throws, or a `TeaCacheError` for an invalid configuration.
+    /// - Throws: whatever the model throws, or a `CacheError` for an invalid configuration.
     public init(model: Model, current: Model.Input, previous: Model.Input,
                 configuration: TeaCacheConfiguration, steps: Int) throws {
         self.model = model

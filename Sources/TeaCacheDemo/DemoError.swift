@@ -13,7 +13,7 @@ public enum DemoError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A file could not be read or written.
     case io(String)
     /// A TeaCache error (configuration, calibration, sampling).
-    case teaCache(TeaCacheError)
+    case teaCache(CacheError)
     /// A long model error in short (`summary`) and in full (`detail`, logged at debug level).
     case summarized(summary: String, detail: String)
 
@@ -53,7 +53,7 @@ public enum DemoError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `context` (a file name) prefixes model errors.
     public static func wrap(_ error: any Error, context: String? = nil) -> DemoError {
         if let e = error as? DemoError { return e }
-        if let e = error as? TeaCacheError { return .teaCache(e) }
+        if let e = error as? CacheError { return .teaCache(e) }
         if let e = error as? ModelLoadError { return model(e, context: context) }
         return .model((context.map { "\($0): " } ?? "") + "\(error)")
     }

@@ -25,7 +25,7 @@ public struct CachedRun: Sendable {
     /// Wall seconds of the run.
     public var wallSeconds: Double
     /// Every decision.
-    public var trace: TeaCacheTrace
+    public var trace: CacheTrace
 }
 
 /// What a skipped call costs beyond `prepare` and the output head: the modulated input, the relative

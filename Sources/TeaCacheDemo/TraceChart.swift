@@ -13,7 +13,7 @@ public enum TraceChart {
     static let computedColor = "#2ca02c", skippedColor = "#7f7f7f"
 
     /// The SVG document for `trace` at `threshold`, titled `title`.
-    public static func svg(trace: TeaCacheTrace, threshold: Double, title: String) -> String {
+    public static func svg(trace: CacheTrace, threshold: Double, title: String) -> String {
         let entries = trace.entries
         let n = max(entries.count, 1)
         let values = entries.flatMap { [$0.rescaled, $0.accumulated].compactMap { $0 } }.filter(\.isFinite)
@@ -61,8 +61,8 @@ public enum TraceChart {
         // Threshold, series, marks.
         s.append(#"<line id="threshold" x1="\#(f(left))" y1="\#(f(y(threshold)))" x2="\#(f(left + plotW))" "#
                  + #"y2="\#(f(y(threshold)))" stroke="\#(thresholdColor)" stroke-width="1.5" stroke-dasharray="6 4"/>"#)
-        for (id, color, key) in [("rescaled", rescaledColor, \TeaCacheTrace.Entry.rescaled),
-                                 ("accumulator", accumulatorColor, \TeaCacheTrace.Entry.accumulated)] {
+        for (id, color, key) in [("rescaled", rescaledColor, \CacheTrace.Entry.rescaled),
+                                 ("accumulator", accumulatorColor, \CacheTrace.Entry.accumulated)] {
             s.append(#"<g id="\#(id)" fill="none" stroke="\#(color)" stroke-width="1.8">"#)
             for segment in segments(entries.map { $0[keyPath: key] }) {
                 let pts = segment.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ")

@@ -17,9 +17,9 @@ final class SVGCollector: NSObject, XMLParserDelegate {
 
 @Suite struct ChartTests {
     /// A 6-call trace: forced compute, three skips, a compute, the forced last step.
-    static func trace() throws -> TeaCacheTrace {
+    static func trace() throws -> CacheTrace {
         var policy = try TeaCachePolicy(configuration: try .faithful(coefficients: [0, 0, 0, 1, 0], threshold: 0.25), steps: 6)
-        var t = TeaCacheTrace(steps: 6)
+        var t = CacheTrace(steps: 6)
         for (i, d) in [nil, 0.1, 0.1, 0.04, 0.2, 0.1].enumerated() {
             t.entries.append(.init(call: i, step: i, branch: .cond, decision: try policy.decide(step: i, branch: .cond, distance: d)))
         }

@@ -55,7 +55,7 @@ import Tensors
         for stem in ["flux-preset-t0", "flux-preset-t0.5"] {
             let svg = try Data(contentsOf: out.appendingPathComponent(stem + ".svg"))
             #expect(XMLParser(data: svg).parse())
-            let trace = try TeaCacheTrace(jsonData: Data(contentsOf: out.appendingPathComponent(stem + ".trace.json")))
+            let trace = try CacheTrace(jsonData: Data(contentsOf: out.appendingPathComponent(stem + ".trace.json")))
             #expect(trace.steps == 4 && trace.entries.count == 4)
         }
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("demo-report.txt").path))
@@ -148,7 +148,7 @@ import Tensors
         #expect(report.calibration?.sampleCount == 14)
         let zero = try #require(report.rows.first { $0.threshold == 0 })
         #expect(zero.computed == 16 && zero.relativeL1 == 0)
-        let trace = try TeaCacheTrace(jsonData: Data(contentsOf: dir.appendingPathComponent("out/wan2.1-t2v-1.3b-preset-t0.2.trace.json")))
+        let trace = try CacheTrace(jsonData: Data(contentsOf: dir.appendingPathComponent("out/wan2.1-t2v-1.3b-preset-t0.2.trace.json")))
         #expect(Set(trace.entries.map(\.branch)) == [.cond, .uncond])
     }
 

@@ -86,7 +86,7 @@ public struct DiTSamplingResult: Sendable {
     /// The final latent (decode it with the pipeline's VAE).
     public var latent: Tensor
     /// Every cache decision (nil for an uncached run).
-    public var trace: TeaCacheTrace?
+    public var trace: CacheTrace?
 }
 
 /// A diffusers transformer loaded from its folder, of any registered family, ready for cached sampling:
@@ -135,7 +135,7 @@ public struct DiTPipeline: Sendable {
     ///   - steps: sampling steps.
     ///   - policy: the cache policy of every call; nil runs every call uncached (no trace).
     ///   - progress: called after every step; return `.cancel` to stop.
-    /// - Throws: ``DiTSamplingError`` for a missing argument or latent, `TeaCacheError` for an invalid
+    /// - Throws: ``DiTSamplingError`` for a missing argument or latent, `CacheError` for an invalid
     ///   policy or step count, and the model's typed errors (`TensorError`, ``ModelLoadError``) for
     ///   arguments of the wrong shape. Never traps on bad input.
     public func sample(

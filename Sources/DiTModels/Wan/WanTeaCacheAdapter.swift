@@ -28,8 +28,8 @@ public enum WanTeaCacheMode: String, Sendable, Codable, CaseIterable {
 
     /// The per-branch schedule of the reference's rule with any `ret_steps` and `cutoff_steps` over 2N
     /// calls (both even): this mode's ``schedule`` for the script's values, the same rule otherwise.
-    /// - Throws: `TeaCacheError/invalidSchedule(_:)` for odd bounds (cond and uncond calls alternate).
-    public func schedule(retSteps: Int, cutoffSteps: Int, steps n: Int) throws(TeaCacheError) -> TeaCacheSchedule {
+    /// - Throws: `CacheError/invalidSchedule(_:)` for odd bounds (cond and uncond calls alternate).
+    public func schedule(retSteps: Int, cutoffSteps: Int, steps n: Int) throws(CacheError) -> TeaCacheSchedule {
         guard retSteps % 2 == 0, cutoffSteps % 2 == 0, retSteps >= 0, cutoffSteps >= 0 else {
             throw .invalidSchedule("ret_steps \(retSteps) and cutoff_steps \(cutoffSteps) must be even and >= 0 "
                                    + "(cond and uncond calls alternate on one counter)")
@@ -101,7 +101,7 @@ extension WanTransformer: DiffusionTransformer {
 
     /// A TeaCache configuration for this model's mode: the variant's reference coefficients and the
     /// mode's schedule, at `threshold` (default: the preset's, 0.2).
-    public func teaCacheConfiguration(variant: WanVariant, threshold: Double? = nil) throws(TeaCacheError) -> TeaCacheConfiguration {
+    public func teaCacheConfiguration(variant: WanVariant, threshold: Double? = nil) throws(CacheError) -> TeaCacheConfiguration {
         try TeaCacheConfiguration.faithful(Self.preset(variant, teaCacheMode), threshold: threshold)
     }
 

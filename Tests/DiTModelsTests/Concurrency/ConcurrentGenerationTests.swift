@@ -32,7 +32,7 @@ import Testing
         var shape: [Int]
         var latent: [Float]
         var trace: Data
-        var summary: TeaCacheTrace.Summary
+        var summary: CacheTrace.Summary
     }
 
     static let steps = 8

@@ -101,7 +101,7 @@ import TeaCache
         #expect(throws: (any Error).self) {
             try pipeline.sample(cond, noise: try Tensor(zeros: [1, noise.shape[1], noise.shape[2] + 1]), steps: 2)
         }
-        #expect(throws: TeaCacheError.self) { try pipeline.sample(cond, noise: noise, steps: 0) }
+        #expect(throws: CacheError.self) { try pipeline.sample(cond, noise: noise, steps: 0) }
         #expect(throws: DiTSamplingError.self) { try pipeline.sample(cond, noise: noise, guidanceScale: 4, steps: 2) }
     }
 

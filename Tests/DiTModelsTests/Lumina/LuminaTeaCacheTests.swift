@@ -40,7 +40,7 @@ import Tensors
             try sampler.sample(from: folder.samplingTensor("latent.initial")) { l, t, b, _ in try model.forward(input(l, t, b)) }
         }
 
-        func cached(keying: Lumina2TeaCacheKeying, schedule: TeaCacheSchedule, threshold: Double) throws -> (Tensor, TeaCacheTrace) {
+        func cached(keying: Lumina2TeaCacheKeying, schedule: TeaCacheSchedule, threshold: Double) throws -> (Tensor, CacheTrace) {
             let cache = CachedTransformer(model: model.withTeaCacheKeying(keying),
                                           configuration: try .faithful(coefficients: coefficients, threshold: threshold, schedule: schedule))
             try cache.beginRun(steps: 12)

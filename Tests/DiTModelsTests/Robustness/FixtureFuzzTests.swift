@@ -152,7 +152,7 @@ import Tensors
             case let e as ModelLoadError: kind = "ModelLoadError." + caseName(e)
             case let e as VerifyError: kind = "VerifyError." + caseName(e)
             case let e as TensorError: kind = "TensorError." + caseName(e)
-            case let e as TeaCacheError: kind = "TeaCacheError." + caseName(e)
+            case let e as CacheError: kind = "CacheError." + caseName(e)
             case let e as SafetensorsError: kind = "SafetensorsError." + caseName(e)
             default: return "UNTYPED \(type(of: error)): \(error)"
             }
