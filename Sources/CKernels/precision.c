@@ -2,6 +2,9 @@
 #include "ckprecision.h"
 #include <math.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
@@ -254,4 +257,12 @@ void ck_quantize_row_i8(const float *w, size_t n, size_t group, int8_t *q, float
             q[j] = (int8_t)v;
         }
     }
+}
+
+int ck_release_free_memory(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

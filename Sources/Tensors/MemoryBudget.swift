@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A limit on the memory one operation may plan to use, so that an input too large for the machine is
@@ -36,4 +37,11 @@ public struct MemoryBudget: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { String(format: "%.3g GB", bytes / 1e9) }
+}
+
+extension MemoryBudget {
+    /// Gives freed heap memory back to the system where the C library can (glibc's `malloc_trim`), e.g.
+    /// after building a model whose float32 draws were converted and freed, so peak RSS measured later
+    /// is the model's and not the allocator's leftovers.
+    public static func releaseFreedMemory() { _ = ck_release_free_memory() }
 }

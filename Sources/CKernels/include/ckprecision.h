@@ -74,4 +74,7 @@ const char *ck_dnnl_isa(void);
 /* oneDNN's version as major*10000 + minor*100 + patch. */
 int ck_dnnl_version(void);
 
+/* Returns freed heap memory to the system where the C library can (glibc's malloc_trim); 1 when some was. */
+int ck_release_free_memory(void);
+
 #endif

@@ -85,6 +85,9 @@ public struct ForwardBenchmark {
         let x = try F.randomInputs(configuration, sizes: inputs, seed: seed &+ 1)
         let input = try x.makeInput(x.latent, F.timestepConvention.timestep(sigma: sigma), .cond)
         let model = loaded.model
+        // The float32 draws of random weights were freed after conversion; give that memory back so the
+        // forwards' peak RSS measures the model and its activations, not the allocator's leftovers.
+        MemoryBudget.releaseFreedMemory()
         var benchmark = ForwardBenchmark(summary: cost.summary, flops: cost.flops, weightBytes: Int(loaded.weightBytes),
                                          activationBytes: cost.activationBytes, run: { _ = try model.forward(input) })
         benchmark.precision = precision
