@@ -14,8 +14,9 @@ import Tensors
 /// Mutations are the ones of ``FixtureFuzzTests`` (``JSONMutator``, ``SafetensorsMutator``); the input
 /// kinds and the commands that read them are in ``CLIFuzzKind``. Every child ends as
 /// - **success**: exit 0;
-/// - **typed error**: exit 1 with the CLI's own `error: …` line on stderr (the description of one of the
-///   package's error enums), or `verify …: FAIL` (a failed check);
+/// - **typed error**: exit 1 (a failure while running) or 64 (a problem with the command line, such as a
+///   file given to an option that cannot be used) with the CLI's own `error: …` line on stderr (the
+///   description of one of the package's error enums), or `verify …: FAIL` (a failed check);
 /// - **untyped**: any other exit status, or exit 1 without such a line (e.g. ArgumentParser's `Error:` for
 ///   an error that escaped the command);
 /// - **crash**: killed by a signal (a Swift trap, a segfault, an allocation refused by the cap);
@@ -182,7 +183,8 @@ struct ChildRun {
         guard let code = exitCode else { return .crash(signal: status & 0x7F) }
         if code == 0 { return .success }
         let lines = stderr.split(separator: "\n") + stdout.split(separator: "\n")
-        if code == 1, lines.contains(where: { $0.hasPrefix("error: ") || ($0.hasPrefix("verify ") && $0.hasSuffix(": FAIL")) }) {
+        if code == 1 || code == 64,
+           lines.contains(where: { $0.hasPrefix("error: ") || ($0.hasPrefix("verify ") && $0.hasSuffix(": FAIL")) }) {
             return .typedError
         }
         return .untyped("exit \(code)")
