@@ -46,7 +46,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Output folder for charts, traces and the report.")
     var output: String = "teacache-output"
 
-    @Option(help: "Repeat every run this many times and report the fastest wall time (reduces noise from other processes).")
+    @Option(help: "Rounds of runs, each the uncached run then every cached row; the table shows the fastest wall time, the spread, and the median speedup of runs from the same round (reduces noise from other processes).")
     var repeats: Int = 2
 
     @Option(parsing: .unconditional, help: "Compare weight precisions instead of policies: a comma list (bfloat16,int8,...) or all; each runs uncached and with TeaCache at the first threshold, PSNR against float32 uncached.")

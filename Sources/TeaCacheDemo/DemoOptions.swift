@@ -62,7 +62,8 @@ public struct DemoOptions: Sendable, Equatable {
     public var outputDirectory: String
     /// Repetitions of the decision-overhead timing.
     public var overheadRepeats: Int
-    /// How many times each sampling run is repeated; the fastest wall time is reported.
+    /// Rounds of timed runs (each: the uncached run, then every cached row; see `DemoRunner.runOrder`); the table
+    /// reports the fastest wall time, the spread, and the median speedup of runs from the same round.
     public var repeats: Int
     /// The policies of the table, in order.
     public var policies: [DemoPolicy] = [.teaCache]

@@ -18,7 +18,7 @@ public struct DemoReport: Sendable {
     public var steps: Int
     /// Calls per run.
     public var calls: Int
-    /// Wall seconds of the uncached run.
+    /// Wall seconds of the uncached run (the fastest of the rounds).
     public var uncachedWallSeconds: Double
     /// The fit on the uncached run's pairs, when one could be computed (below ``CalibrationRunner/minimumRSquared`` it is
     /// reported as refused and has no rows).
@@ -31,10 +31,13 @@ public struct DemoReport: Sendable {
     public var rows: [DemoRow]
     /// The files written.
     public var files: [String]
-    /// Runs per measurement (the fastest counts).
+    /// Rounds of runs (each: one uncached run, then every cached row once; see
+    /// ``DemoRunner/runOrder(rows:repeats:)``).
     public var repeats: Int = 1
     /// The share of CPU time other processes used during the runs (0…1), when measurable.
     public var othersCPUShare: Double?
+    /// Wall seconds of the uncached run of every round (``uncachedWallSeconds`` is the fastest).
+    public var uncachedWallSamples: [Double] = []
 
     /// The text printed on stdout: model line, calibration, table, overhead.
     public func render() -> String {
@@ -54,9 +57,12 @@ public struct DemoReport: Sendable {
         }
         out.append("")
         out.append(DemoTable.render(rows, uncachedWallSeconds: uncachedWallSeconds, calls: calls,
-                                    skippedCallFraction: overhead.skippedCallFraction))
+                                    skippedCallFraction: overhead.skippedCallFraction,
+                                    uncachedWallSamples: uncachedWallSamples))
         out.append("")
-        out.append("measured = uncached wall / cached wall; predicted = calls / computed; rel L1 = Σ|x−u|/Σ|u| and "
+        out.append((repeats > 1 ? "measured = median over the \(repeats) rounds of uncached wall / cached wall of the same round; "
+                    + "wall s = fastest run, spread = (slowest − fastest) / fastest; "
+                    : "measured = uncached wall / cached wall; ") + "predicted = calls / computed; rel L1 = Σ|x−u|/Σ|u| and "
                    + "PSNR = 10·log10((max u − min u)² / mean((x−u)²)) of the final latent x against the uncached u")
         out.append(String(format: "decision overhead (modulated input + distance + policy + residual add): %.3f ms "
                           + "= %.2f%% of one forward (%.1f ms)", overhead.decisionSeconds * 1000,
@@ -64,7 +70,7 @@ public struct DemoReport: Sendable {
         out.append(String(format: "a skipped call also runs prepare (%.2f ms) and the output head (%.2f ms): "
                           + "it costs %.2f%% of a forward in all", overhead.prepareSeconds * 1000,
                           overhead.headSeconds * 1000, overhead.skippedCallFraction * 100))
-        var timing = "wall times: " + (repeats > 1 ? "fastest of \(repeats) runs each" : "one run each")
+        var timing = "wall times: " + (repeats > 1 ? "\(repeats) interleaved rounds (uncached, then every cached row)" : "one run each")
             + " after a warm-up"
         if let share = othersCPUShare {
             timing += String(format: "; other processes used %.0f%% of the CPU meanwhile", share * 100)
@@ -139,15 +145,11 @@ public enum DemoRunner {
         if estimate.upperBoundSeconds > options.estimateNoticeSeconds { notice(estimate.sentence) }
 
         let load = SystemLoad()
-        var uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
+        // Round 1's uncached run comes first: its pairs and ratios decide the calibrated rows. The other
+        // rounds' runs are interleaved with the cached ones below (``runOrder(rows:repeats:)``).
+        let uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
             try workload.runUncached(inputSeed: nil, progress: p)
         } wall: { $0.wallSeconds }
-        for k in 1..<options.repeats {
-            let again = try run("uncached (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
-                try workload.runUncached(inputSeed: nil, progress: p)
-            } wall: { $0.wallSeconds }
-            uncached.wallSeconds = min(uncached.wallSeconds, again.wallSeconds)
-        }
         let calls = uncached.forwardSeconds.count
         files.append(try write(try encode(uncached.samples), to: folder.appendingPathComponent("uncached-calibration-pairs.json")))
 
@@ -223,18 +225,29 @@ public enum DemoRunner {
             }
         }
 
-        var rows: [DemoRow] = []
-        for (setLabel, threshold, policy) in plan {
+        // The rounds: round k's uncached wall time is the reference of every cached run of round k.
+        var uncachedWalls = [uncached.wallSeconds]
+        var cachedWalls = [[Double]](repeating: [], count: plan.count)
+        var firstRows = [DemoRow?](repeating: nil, count: plan.count)
+        for timed in Self.runOrder(rows: plan.count, repeats: options.repeats) {
+            let suffix = timed.round == 0 ? "" : " (\(timed.round + 1)/\(options.repeats))"
+            guard let index = timed.row else {
+                if timed.round > 0 {   // round 1's uncached run is done above
+                    let again = try run("uncached" + suffix, steps: workload.steps, progress: progress) { p throws(DemoError) in
+                        try workload.runUncached(inputSeed: nil, progress: p)
+                    } wall: { $0.wallSeconds }
+                    uncachedWalls.append(again.wallSeconds)
+                }
+                continue
+            }
+            let (setLabel, threshold, policy) = plan[index]
             let label = "\(setLabel) δ=\(String(format: "%.3g", threshold))"
-            var cached = try run(label, steps: workload.steps, progress: progress) { p throws(DemoError) in
+            let cached = try run(label + suffix, steps: workload.steps, progress: progress) { p throws(DemoError) in
                 try workload.runCached(policy, progress: p)
             } wall: { $0.wallSeconds }
-            for k in 1..<options.repeats {
-                let again = try run("\(label) (\(k + 1)/\(options.repeats))", steps: workload.steps, progress: progress) { p throws(DemoError) in
-                    try workload.runCached(policy, progress: p)
-                } wall: { $0.wallSeconds }
-                cached.wallSeconds = min(cached.wallSeconds, again.wallSeconds)
-            }
+            cachedWalls[index].append(cached.wallSeconds)
+            // The decisions and the latent do not depend on the round: the first run gives the row, its chart and trace.
+            guard timed.round == 0 else { continue }
             let cmp = try LatentComparison(cached.latent, reference: uncached.latent)
             let s = cached.trace.summary
             var row = DemoRow(coefficients: setLabel, threshold: threshold, computed: s.computed, calls: s.calls,
@@ -244,7 +257,7 @@ public enum DemoRunner {
             if case .dbCache(let c) = policy, let n = workload.blockCount, n > 0 {
                 row.firstBlockShare = Double(min(n, c.frontBlocks + c.backBlocks)) / Double(n)
             }
-            rows.append(row)
+            firstRows[index] = row
             let stem = slug(setLabel) + "-t" + String(format: "%.3g", threshold)
             let title = "\(family.name): \(setLabel), threshold \(String(format: "%.3g", threshold)) — "
                 + "\(s.computed)/\(s.calls) computed"
@@ -254,18 +267,52 @@ public enum DemoRunner {
             do { trace = try cached.trace.jsonData() } catch { throw DemoError.wrap(error) }
             files.append(try write(trace, to: folder.appendingPathComponent(stem + ".trace.json")))
         }
+        let fastestUncached = uncachedWalls.min() ?? uncached.wallSeconds
+        let rows = plan.indices.compactMap { i -> DemoRow? in
+            guard var row = firstRows[i] else { return nil }
+            row.wallSeconds = cachedWalls[i].min() ?? row.wallSeconds
+            row.uncachedWallSeconds = fastestUncached
+            row.wallSamples = cachedWalls[i]
+            row.uncachedWallSamples = uncachedWalls
+            return row
+        }
 
         let overhead = try workload.measureDecisionOverhead(
             overheadConfiguration, repeats: options.overheadRepeats,
             forwardSeconds: DemoStatistics.median(uncached.forwardSeconds))
         let report = DemoReport(summary: workload.summary, steps: workload.steps, calls: calls,
-                                uncachedWallSeconds: uncached.wallSeconds, calibration: fit, calibrationProblem: problem,
+                                uncachedWallSeconds: fastestUncached, calibration: fit, calibrationProblem: problem,
                                 overhead: overhead, rows: rows, files: files, repeats: options.repeats,
-                                othersCPUShare: load.othersShare())
+                                othersCPUShare: load.othersShare(), uncachedWallSamples: uncachedWalls)
         files.append(try write(Data((report.render() + "\n").utf8), to: folder.appendingPathComponent("demo-report.txt")))
         var final = report
         final.files = files
         return final
+    }
+
+    /// One timed run of the demo: the uncached run (`row == nil`) or cached row `row` of the plan, in
+    /// round `round` (0-based).
+    struct TimedRun: Equatable, Sendable {
+        var round: Int
+        var row: Int?
+    }
+
+    /// The order of the timed runs: `repeats` rounds, each one uncached run followed by every cached row
+    /// once — in plan order in even rounds, reversed in odd ones.
+    ///
+    /// Why this order: machine load drifts (other processes start and stop), and the old order — every
+    /// uncached run first, every cached run after — let a busy spell land on one side of the ratio only.
+    /// Here each cached run's reference is the uncached run of its own round, at most one round earlier,
+    /// so a drift slower than a round slows both sides alike, and ``DemoRow/measuredSpeedup`` takes the
+    /// median of these same-round ratios. One uncached run per round, not one per cached run, keeps the
+    /// demo at `repeats × (1 + rows)` runs (an uncached run before each row would nearly double it).
+    /// Reversing odd rounds puts every row, on average over two rounds, equally far from its reference,
+    /// so no row is always the one measured longest after the uncached run.
+    static func runOrder(rows: Int, repeats: Int) -> [TimedRun] {
+        (0..<max(repeats, 0)).flatMap { round in
+            let order = round % 2 == 0 ? Array(0..<max(rows, 0)) : Array((0..<max(rows, 0)).reversed())
+            return [TimedRun(round: round, row: nil)] + order.map { TimedRun(round: round, row: $0) }
+        }
     }
 
     /// Runs `body` with a progress bar labelled `label`.

@@ -20,6 +20,10 @@ public struct DemoRow: Sendable, Equatable, Codable {
     public var psnr: Double
     /// For First-Block Cache rows: the share of a forward block 0 costs, which a skipped call still pays.
     public var firstBlockShare: Double?
+    /// Wall seconds of every cached run of this row, one per round (nil or one value: a single run).
+    public var wallSamples: [Double]?
+    /// Wall seconds of the uncached run of each of the same rounds, paired with ``wallSamples`` by index.
+    public var uncachedWallSamples: [Double]?
 
     /// A row.
     public init(coefficients: String, threshold: Double, computed: Int, calls: Int, wallSeconds: Double,
@@ -34,8 +38,20 @@ public struct DemoRow: Sendable, Equatable, Codable {
         self.psnr = psnr
     }
 
-    /// Uncached wall ÷ cached wall.
-    public var measuredSpeedup: Double { wallSeconds > 0 ? uncachedWallSeconds / wallSeconds : 0 }
+    /// The speedups of the rounds: uncached wall ÷ cached wall of runs measured in the same round
+    /// (empty without ``wallSamples`` and ``uncachedWallSamples``).
+    public var pairedSpeedups: [Double] {
+        DemoStatistics.pairedSpeedups(uncached: uncachedWallSamples ?? [], cached: wallSamples ?? [])
+    }
+    /// The median of ``pairedSpeedups`` when there are rounds, else uncached wall ÷ cached wall: each
+    /// ratio compares runs made next to each other, so load that changes between rounds cancels.
+    public var measuredSpeedup: Double {
+        let paired = pairedSpeedups
+        if !paired.isEmpty { return DemoStatistics.median(paired) }
+        return wallSeconds > 0 ? uncachedWallSeconds / wallSeconds : 0
+    }
+    /// `(slowest − fastest) / fastest` of the row's cached wall times; nil with a single run.
+    public var wallSpread: Double? { DemoStatistics.relativeSpread(wallSamples ?? []) }
     /// Calls ÷ computed calls: the speedup if everything but the block stack were free.
     public var predictedSpeedup: Double { computed > 0 ? Double(calls) / Double(computed) : 1 }
     /// The honesty target: measured ≥ ``DemoTable/honestyRatio`` × predicted.
@@ -52,6 +68,14 @@ public enum DemoTable {
     public static let honestyRatio = 0.97
 
     static let headers = ["coefficients", "threshold", "computed", "wall s", "measured", "predicted", "rel L1", "PSNR dB"]
+
+    /// The header of the spread column, shown after `wall s` when some timing was repeated.
+    static let spreadHeader = "spread"
+
+    /// A relative spread as a percentage with one decimal (`"-"` when there is none).
+    static func formatSpread(_ spread: Double?) -> String {
+        spread.map { String(format: "%.1f%%", $0 * 100) } ?? "-"
+    }
 
     /// A measured speedup close to the cap (at least this fraction of it) is explained by the cap.
     public static let nearCapRatio = 0.9
@@ -93,12 +117,22 @@ public enum DemoTable {
     ///
     /// `skippedCallFraction` (the cost of a skipped call relative to a forward: prepare, decision and
     /// head) gives each note the speedup the skip pattern allows: `calls / (computed + skipped · f)`.
+    ///
+    /// When the uncached run or any row was timed more than once (`uncachedWallSamples`, the rows'
+    /// ``DemoRow/wallSamples``), a `spread` column after `wall s` gives `(slowest − fastest) / fastest`
+    /// of those wall times; `wall s` stays the fastest.
     public static func render(_ rows: [DemoRow], uncachedWallSeconds: Double, calls: Int,
-                              skippedCallFraction: Double = 0) -> String {
+                              skippedCallFraction: Double = 0, uncachedWallSamples: [Double] = []) -> String {
         var lines = [headers] + [["uncached", "-", "\(calls)/\(calls)", String(format: "%.2f", uncachedWallSeconds),
                                   "1.00x", "1.00x", "0", "inf"]]
         lines += rows.map(cells)
-        let widths = headers.indices.map { c in lines.map { $0[c].count }.max() ?? 0 }
+        let repeated = uncachedWallSamples.count > 1 || rows.contains { ($0.wallSamples?.count ?? 0) > 1 }
+        if repeated {
+            let spreads = [spreadHeader, formatSpread(DemoStatistics.relativeSpread(uncachedWallSamples))]
+                + rows.map { formatSpread($0.wallSpread) }
+            for i in lines.indices { lines[i].insert(spreads[i], at: 4) }
+        }
+        let widths = lines[0].indices.map { c in lines.map { $0[c].count }.max() ?? 0 }
         func format(_ cells: [String]) -> String {
             cells.enumerated().map { c, s in
                 c == 0 ? s.padding(toLength: widths[c], withPad: " ", startingAt: 0)
