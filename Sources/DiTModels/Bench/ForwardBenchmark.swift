@@ -103,6 +103,33 @@ public struct ForwardBenchmark {
                         precision: precision, memoryBudget: memoryBudget)
     }
 
+    /// What a forward of a benchmark file would hold, counted from the configuration alone (nothing is
+    /// allocated): parameters, weight bytes at `precision`, and the forward's activation estimate.
+    public struct Plan: Sendable {
+        /// Parameters of the model.
+        public var parameters: Int
+        /// Bytes of the weights at the plan's precision.
+        public var weightBytes: Double
+        /// Estimated bytes of the largest activation set of one forward.
+        public var activationBytes: Double
+    }
+
+    /// The ``Plan`` of the benchmark file `data` at `precision`.
+    /// - Throws: ``ModelLoadError`` for a malformed file, an unknown class or an invalid configuration.
+    public static func plan(data: Data, precision: WeightPrecision) throws -> Plan {
+        let (className, config) = try ModelConfigFile.parse(data)
+        let family = try DiTFamilies.family(forClass: className)
+        return try plan(family, className: className, config: config, inputs: inputs(of: data), precision: precision)
+    }
+
+    private static func plan<F: DiTFamily>(_: F.Type, className: String, config: Data, inputs: BenchmarkInputs?,
+                                           precision: WeightPrecision) throws -> Plan {
+        let configuration = try F.Configuration.parse(config, className: className)
+        let cost = try F.cost(configuration, sizes: inputs ?? F.benchmarkDefault.inputs)
+        let footprint = try F.weightFootprint(configuration, precision: precision)
+        return Plan(parameters: footprint.parameters, weightBytes: footprint.bytes, activationBytes: Double(cost.activationBytes))
+    }
+
     /// The `inputs` table of a benchmark file, or nil when the file has none (a plain diffusers config).
     public static func inputs(of data: Data) throws(ModelLoadError) -> BenchmarkInputs? {
         struct File: Decodable { var inputs: BenchmarkInputs? }

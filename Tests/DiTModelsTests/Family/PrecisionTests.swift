@@ -98,6 +98,32 @@ import Tensors
     }
 }
 
+/// Every published full-size configuration (`Benchmarks/configs/full/`) fits a 24 GB machine's default
+/// whole-model budget (18 GB) in int8, weights and activations counted from the configuration; the
+/// parameter counts are the published ones (checked against diffusers 0.42.1 when the files were made).
+@Suite struct FullSizePlanTests {
+    static let folder = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Benchmarks/configs/full")
+
+    @Test func everyFullSizeConfigurationFitsIn24GBInInt8() throws {
+        let files = try FileManager.default.contentsOfDirectory(at: Self.folder, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "json" }
+        #expect(files.count >= 11)
+        let published: [String: Double] = ["flux1-dev.json": 11.90e9, "hunyuanvideo.json": 12.82e9, "mochi-1.json": 10.03e9,
+                                           "wan2.1-t2v-14b.json": 14.29e9, "cogvideox-5b.json": 5.57e9, "wan2.1-t2v-1.3b.json": 1.42e9]
+        for file in files {
+            let data = try Data(contentsOf: file)
+            let int8 = try ForwardBenchmark.plan(data: data, precision: .int8)
+            let f32 = try ForwardBenchmark.plan(data: data, precision: .float32)
+            #expect(int8.weightBytes + int8.activationBytes < 18e9, "\(file.lastPathComponent): \(int8)")
+            #expect(int8.weightBytes < 0.3 * f32.weightBytes, "\(file.lastPathComponent)")
+            if let n = published[file.lastPathComponent] {
+                #expect(abs(Double(int8.parameters) - n) < 0.01 * n, "\(file.lastPathComponent): \(int8.parameters)")
+            }
+        }
+    }
+}
+
 private func relativeL2(_ a: Tensor, _ b: Tensor) -> Double {
     var num = 0.0, den = 0.0
     for (x, y) in zip(a.scalars, b.scalars) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
