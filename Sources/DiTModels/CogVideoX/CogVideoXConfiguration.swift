@@ -259,7 +259,8 @@ public struct CogVideoXConfiguration: DiTConfiguration {
                 throw .unsupportedConfig(field: "temporal_compression_ratio", value: "\(temporalCompressionRatio)",
                                          reason: "must be positive (the positional table divides by it)")
             }
-            guard sampleLatentFrames >= 0 else {
+            // Bounded below before `sample_frames − 1` is formed (Int.min would overflow; found by scripts/fuzz.sh).
+            guard sampleFrames >= -SizeLimits.maximumExtent, sampleLatentFrames >= 0 else {
                 throw .unsupportedConfig(field: "sample_frames", value: "\(sampleFrames)", reason: "gives a negative frame count")
             }
             guard maxTextSeqLength >= 0 else {

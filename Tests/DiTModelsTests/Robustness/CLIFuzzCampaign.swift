@@ -23,7 +23,7 @@ import Tensors
 /// - **hang**: still running at the time limit (killed).
 ///
 /// The kinds take turns case by case, so a campaign stopped early has covered every kind equally. The
-/// table (cases, typed errors, successes, untyped, crashes, hangs, peak RSS of the largest child) is
+/// table (cases, typed errors, successes, untyped, crashes, hangs, the largest child's peak RSS, sampled) is
 /// printed and written to `FUZZ_REPORT` every 20 rounds; a crash, hang or untyped ending fails the test
 /// and keeps its inputs under `FUZZ_KEEP` (default: the temporary folder) to reproduce it.
 ///
@@ -120,7 +120,8 @@ enum CLIFuzzOutcome: Sendable, Equatable {
 }
 
 /// One child process: `/bin/sh` sets the address-space cap (`ulimit -v`) and execs the CLI; the parent
-/// polls `wait4` for its status and resource usage and kills it at the time limit.
+/// polls its status and its peak RSS (VmHWM, every ≤ 4 ms, so a spike in its last milliseconds can be
+/// missed) and kills it at the time limit.
 struct ChildRun {
     var status: Int32 = 0
     var timedOut = false
@@ -152,27 +153,35 @@ struct ChildRun {
             return result
         }
         var status: Int32 = 0
-        var usage = rusage()
-        var delay: useconds_t = 1000
+        var delay: useconds_t = 500
         while true {
-            let r = wait4(pid, &status, WNOHANG, &usage)
+            // The child's own high-water mark (VmHWM), sampled while it runs. (wait4's ru_maxrss would
+            // include this process's: posix_spawn shares our address space until the exec.)
+            if let hwm = Self.highWaterMark(pid) { result.peakRSSBytes = max(result.peakRSSBytes, hwm) }
+            let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
             if r < 0 && errno != EINTR { result.status = -1; return result }
             if Date().timeIntervalSince(start) > limits.seconds {
                 result.timedOut = true
                 kill(pid, SIGKILL)
-                _ = wait4(pid, &status, 0, &usage)
+                _ = waitpid(pid, &status, 0)
                 break
             }
             usleep(delay)
-            delay = min(delay * 2, 20_000)
+            delay = min(delay * 2, 4000)
         }
         result.seconds = Date().timeIntervalSince(start)
         result.status = status
-        result.peakRSSBytes = Int(usage.ru_maxrss) * 1024
         result.stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         result.stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         return result
+    }
+
+    /// VmHWM of a running process in bytes, from /proc (nil once it has exited).
+    static func highWaterMark(_ pid: pid_t) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
     }
 
     /// The exit code, or nil when a signal ended the child.
