@@ -3,6 +3,7 @@ import DiTModels
 import Foundation
 import Logging
 import Tensors
+import TeaCacheDemo
 
 /// `teacache quantize --config CONFIG --weights IN --precision P --output OUT`: stores a diffusers
 /// checkpoint's weight matrices in another precision once, so later loads at that precision use the
@@ -32,14 +33,20 @@ struct QuantizeCommand: ParsableCommand {
         let log = logging.logger("quantize")
         let start = Date()
         do {
+            try PathChecks.inputFile(config, flag: "--config", what: "the model's config.json")
+            try PathChecks.inputPath(weights, flag: "--weights", what: "a .safetensors file, an index .json or a transformer folder")
+            try PathChecks.output(output, flag: "--output", folder: false)
+        } catch {
+            CLIErrors.exit(error, log: log)
+        }
+        do {
             let data = try Data(contentsOf: URL(fileURLWithPath: config))
             let (className, body) = try ModelConfigFile.parse(data)
             let family = try DiTFamilies.family(forClass: className)
             try Self.convert(family, body: body, className: className, weights: URL(fileURLWithPath: weights),
                              precision: precision.precision, output: URL(fileURLWithPath: output))
         } catch {
-            FileHandle.standardError.write(Data("error: quantize: \(error)\n".utf8))
-            throw ExitCode.failure
+            CLIErrors.exit(error, log: log)
         }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil  // size is informational only
         print("wrote \(output) (\(precision.precision) weight matrices\(bytes.map { String(format: ", %.1f MB", Double($0) / 1e6) } ?? ""))")

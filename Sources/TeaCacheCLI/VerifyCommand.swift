@@ -28,12 +28,19 @@ struct VerifyCommand: ParsableCommand {
         let log = logging.logger("verify")
         let start = Date()
         log.info("verifying fixture folder", metadata: ["folder": "\(directory)"])
+        // A DIR that is not a folder is a problem with the command line, reported like every other one.
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            let problem = isDirectory.boolValue || !FileManager.default.fileExists(atPath: directory) ? "not found" : "not a folder"
+            CLIErrors.usage("verify \(directory): \(problem); give a fixture folder (config.json, model.safetensors, "
+                            + "forward.*, sampling.* or policy_refs.*)", helpHint: "see 'teacache verify --help'")
+        }
         let report: VerifyReport
         do {
             report = try FixtureVerifier.verify(folder: URL(fileURLWithPath: directory), precision: precision.precision)
         } catch {
             log.debug("verification could not start", metadata: ["error": "\(String(reflecting: error))"])
-            FileHandle.standardError.write(Data("error: \(directory): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("error: verify \(directory): \(error); check the folder against the fixture format (Tests/Fixtures/FORMAT.md)\n".utf8))
             print("verify \(Self.familyHint(URL(fileURLWithPath: directory))): FAIL")
             throw ExitCode.failure
         }

@@ -3,9 +3,9 @@ import Foundation
 
 /// Checks of the paths named by options, made before any model runs, with the plain reasons of
 /// ``FileProblem`` (never a Foundation error dump).
-enum PathChecks {
+public enum PathChecks {
     /// An input file named by `flag`: it must exist, be a file and be readable.
-    static func inputFile(_ path: String, flag: String, what: String) throws(DemoError) {
+    public static func inputFile(_ path: String, flag: String, what: String) throws(DemoError) {
         let problem = FileProblem.describe(URL(fileURLWithPath: path))
         guard problem == "unreadable" else {   // exists, is a file, is readable
             throw .invalidOption("\(flag) \(path): \(problem); give \(what)")
@@ -13,7 +13,7 @@ enum PathChecks {
     }
 
     /// An input path (file or folder) named by `flag`: it must exist.
-    static func inputPath(_ path: String, flag: String, what: String) throws(DemoError) {
+    public static func inputPath(_ path: String, flag: String, what: String) throws(DemoError) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw .invalidOption("\(flag) \(path): not found; give \(what)")
         }
@@ -22,7 +22,7 @@ enum PathChecks {
     /// An output named by `flag` that will be created (with its missing parent folders): the nearest
     /// existing ancestor must be a writable folder, and the path itself, if it exists, a folder when
     /// `folder` is true and a file otherwise.
-    static func output(_ path: String, flag: String, folder: Bool) throws(DemoError) {
+    public static func output(_ path: String, flag: String, folder: Bool) throws(DemoError) {
         let fm = FileManager.default
         var url = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false

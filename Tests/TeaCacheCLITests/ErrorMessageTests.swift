@@ -58,8 +58,16 @@ import Testing
         (["bench", "forward", "--config", "/nonexistent.json"], 64, "--config /nonexistent.json: not found; give a benchmark file"),
         (["bench", "forward", "--config", "Tests"], 64, "--config Tests: is a directory; give a benchmark file"),
         (["inspect", "/nonexistent.safetensors"], 64, "/nonexistent.safetensors': no such file"),
+        (["verify", "/nonexistent"], 64, "verify /nonexistent: not found; give a fixture folder"),
+        (["verify", "README.md"], 64, "verify README.md: not a folder; give a fixture folder"),
+        (["quantize", "--config", "/nonexistent.json", "--weights", "Tests", "--output", "/tmp/q.safetensors"], 64,
+         "--config /nonexistent.json: not found; give the model's config.json"),
+        (["quantize", "--config", "Tests/Fixtures/flux/config.json", "--weights", "/nonexistent", "--output", "/tmp/q.safetensors"], 64,
+         "--weights /nonexistent: not found; give a .safetensors file"),
         // Runtime: the files are there but wrong.
         (["inspect", "Tests/Fixtures/flux/config.json"], 1, "Tests/Fixtures/flux/config.json: header length"),
+        (["quantize", "--config", "Tests/Fixtures/wan21/config.json", "--weights", "Tests/Fixtures/flux/model.safetensors",
+          "--output", "/tmp/teacache-quantize-test.safetensors", "--precision", "int8"], 1, "the weights do not match the configuration: 40 missing"),
         (["demo", "--model", "wan21", "--config", "Tests/Fixtures/flux/config.json"], 1,
          "is for class FluxTransformer2DModel, expected WanTransformer3DModel"),
     ] as [([String], Int32, String)])
