@@ -53,7 +53,7 @@ extension SafetensorsTensorSource {
         return isInt8Matrix(String(name.dropLast(Int8WeightFormat.scalesSuffix.count)))
     }
 
-    /// The named 2-D tensor as a ``WeightMatrix`` in `precision`.
+    /// The named 2-D tensor as a `WeightMatrix` in `precision`.
     ///
     /// A BF16 (F16) tensor read as `.bfloat16` (`.float16`) and an int8 matrix read as `.int8` (same
     /// group size) are used in place from the mapping; anything else is converted (int8 at

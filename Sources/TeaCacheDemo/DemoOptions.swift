@@ -21,7 +21,7 @@ public enum DemoPolicy: String, Sendable, Equatable, CaseIterable {
     /// Every name `--policy` takes.
     static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
-    /// Parses a policy name (``names``), a comma list of them, or `all`.
+    /// Parses a policy name (`names`), a comma list of them, or `all`.
     public static func parse(_ text: String) throws(DemoError) -> [DemoPolicy] {
         if text == "all" { return allCases }
         var out: [DemoPolicy] = []

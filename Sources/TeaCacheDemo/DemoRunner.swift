@@ -32,7 +32,7 @@ public struct DemoReport: Sendable {
     /// The files written.
     public var files: [String]
     /// Rounds of runs (each: one uncached run, then every cached row once; see
-    /// ``DemoRunner/runOrder(rows:repeats:)``).
+    /// `runOrder(rows:repeats:)`).
     public var repeats: Int = 1
     /// The share of CPU time other processes used during the runs (0…1), when measurable.
     public var othersCPUShare: Double?
@@ -146,7 +146,7 @@ public enum DemoRunner {
 
         let load = SystemLoad()
         // Round 1's uncached run comes first: its pairs and ratios decide the calibrated rows. The other
-        // rounds' runs are interleaved with the cached ones below (``runOrder(rows:repeats:)``).
+        // rounds' runs are interleaved with the cached ones below (`runOrder(rows:repeats:)`).
         let uncached = try run("uncached", steps: workload.steps, progress: progress) { p throws(DemoError) in
             try workload.runUncached(inputSeed: nil, progress: p)
         } wall: { $0.wallSeconds }

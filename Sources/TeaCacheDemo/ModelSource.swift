@@ -20,7 +20,7 @@ public struct ModelSource: Sendable, Equatable {
     public var steps: Int
     /// The memory the model's forward and random weights may plan to use; larger shapes are a typed error.
     public var memoryBudget: MemoryBudget = .machineDefault
-    /// The storage of the model's weight matrices (``WeightPrecision``; float32 by default).
+    /// The storage of the model's weight matrices (`WeightPrecision`; float32 by default).
     public var precision: WeightPrecision = .float32
 
     /// A source.

@@ -2,7 +2,7 @@ import DiTModels
 import Foundation
 
 /// Checks of the paths named by options, made before any model runs, with the plain reasons of
-/// ``FileProblem`` (never a Foundation error dump).
+/// `FileProblem` (never a Foundation error dump).
 public enum PathChecks {
     /// An input file named by `flag`: it must exist, be a file and be readable.
     public static func inputFile(_ path: String, flag: String, what: String) throws(DemoError) {

@@ -10,7 +10,7 @@ public struct PrecisionComparison: Sendable {
     public struct Row: Sendable {
         /// The weight storage.
         public var precision: WeightPrecision
-        /// How its products ran on this CPU (``WeightProducts/describe(_:)``).
+        /// How its products ran on this CPU (`WeightProducts/describe(_:)`).
         public var products: String
         /// Wall seconds of the uncached run.
         public var uncachedSeconds: Double

@@ -2,7 +2,7 @@ import CKernels
 
 /// Fused element-wise passes for operations a DiT performs back to back, so memory is read once.
 
-/// An activation applied in place right after a linear layer (see ``linear(_:weight:bias:activation:)``).
+/// An activation applied in place right after a linear layer (see ``linear(_:weight:bias:activation:)-(Tensor,WeightMatrix,Tensor?,Activation)``).
 public enum Activation: Sendable, Equatable {
     case gelu(GELUApproximation)
     case silu

@@ -1,7 +1,7 @@
 import COpenBLAS
 
-/// The largest row count ``linearFewRows(_:weight:bias:)`` serves with matrix-vector products; beyond
-/// it the products go through ``linear(_:weight:bias:)`` (sgemm).
+/// The largest row count ``linearFewRows(_:weight:bias:)-(Tensor,Tensor,Tensor?)`` serves with matrix-vector products; beyond
+/// it the products go through ``linear(_:weight:bias:)-(Tensor,Tensor,Tensor?)`` (sgemm).
 public let fewRowsLimit = 8
 
 /// `x·Wᵀ + b` for inputs of a few rows — the per-sample conditioning vectors of adaptive norms
@@ -11,7 +11,7 @@ public let fewRowsLimit = 8
 /// a 1 × 512 by 3072 × 512 product on this kind of machine, against ~0.6–1.2 ms for sgemv, which reads
 /// the weight once). The output rows are split over ``Parallelism/threadCount`` workers in blocks of 64
 /// weight rows, each a single-threaded sgemv. Inputs of more than ``fewRowsLimit`` rows use
-/// ``linear(_:weight:bias:)``. Results equal sgemm's to float32 rounding (another summation order).
+/// ``linear(_:weight:bias:)-(Tensor,Tensor,Tensor?)``. Results equal sgemm's to float32 rounding (another summation order).
 ///
 /// - Parameters:
 ///   - x: `[..., in]`.

@@ -3,7 +3,7 @@ import CKernels
 /// The `[out, in]` weight of a matrix product (PyTorch's `nn.Linear` layout), stored in its own
 /// precision (``WeightPrecision``).
 ///
-/// Products read it through ``linear(_:weight:bias:)`` and its siblings, which hide the storage:
+/// Products read it through ``linear(_:weight:bias:)-(Tensor,WeightMatrix,Tensor?)`` and its siblings, which hide the storage:
 /// float32 goes to sgemm directly; 16- and 8-bit storages are either multiplied by oneDNN in bf16
 /// (where the CPU has it) or converted one panel of rows at a time into a float32 scratch for sgemm,
 /// so a model's code is the same in every precision and the weights are never widened as a whole.

@@ -2,7 +2,7 @@ import Foundation
 import Tensors
 
 /// The memory a benchmark or demo run is about to allocate, computed from the configuration and the
-/// input sizes alone and checked against a ``MemoryBudget`` before the model, its weights or any input
+/// input sizes alone and checked against a `MemoryBudget` before the model, its weights or any input
 /// exists: `teacache bench forward`, `teacache demo` and `teacache calibrate` all start here.
 ///
 /// A refusal is `TensorError.memoryBudgetExceeded` naming the bytes needed, the budget and the largest
@@ -12,8 +12,13 @@ public enum RunBudget {
     /// Checks a forward of `F` at `inputs` against `budget` and returns its cost and the share of the
     /// budget left for the weights (in parameters, float32).
     ///
-    /// - Parameter activationSets: how many forward-sized activation sets the run keeps alive at once (1
-    ///   for a forward; 2 for a sampling run, whose cached residuals and CFG outputs live beside the forward).
+    /// - Parameters:
+    ///   - family: the model family.
+    ///   - configuration: the model's configuration.
+    ///   - inputs: the input sizes of the run.
+    ///   - budget: what the run may allocate.
+    ///   - activationSets: how many forward-sized activation sets the run keeps alive at once (1 for a
+    ///     forward; 2 for a sampling run, whose cached residuals and CFG outputs live beside the forward).
     /// - Throws: ``ModelLoadError`` for invalid sizes; `TensorError.memoryBudgetExceeded` when the
     ///   activations alone exceed the budget.
     public static func check<F: DiTFamily>(

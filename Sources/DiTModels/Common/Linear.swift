@@ -2,7 +2,7 @@ import Tensors
 
 /// A fully connected layer `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 ///
-/// The weight is a ``WeightMatrix`` in the precision the model was loaded in (``WeightLoader/precision``):
+/// The weight is a `WeightMatrix` in the precision the model was loaded in (``WeightLoader/precision``):
 /// a family's code is the same for float32, bfloat16, float16 and int8 weights. The bias stays float32.
 public struct Linear: Sendable {
     /// `[out, in]`, in the model's weight precision.

@@ -16,8 +16,8 @@ public typealias WeightAdjustment = (_ name: String, _ tensor: inout Tensor) -> 
 /// throws one ``ModelLoadError/weightMismatch(missing:unexpected:misshaped:)`` listing all of them
 /// together with the stored tensors nobody asked for.
 ///
-/// Loaders are created only by ``DiTFamily`` (``DiTFamily/load(_:weightsAt:)``, ``DiTFamily/load(_:tensors:)``,
-/// ``DiTFamily/random(_:seed:steps:parameterBudget:)``), which always call `finish()` after the model is built: a
+/// Loaders are created only by ``DiTFamily`` (``DiTFamily/load(_:weightsAt:precision:)``, ``DiTFamily/load(_:tensors:precision:)``,
+/// ``DiTFamily/random(_:seed:steps:precision:parameterBudget:memoryBudget:)``), which always call `finish()` after the model is built: a
 /// placeholder can never reach a forward pass.
 public final class WeightLoader {
     private enum Source {

@@ -23,8 +23,8 @@ extension DiTFamily {
     ///   ``ModelLoadError/weightMismatch(missing:unexpected:misshaped:)`` listing every missing,
     ///   unexpected and mis-shaped tensor.
     ///
-    /// `precision` is how the weight matrices are held (``WeightPrecision``): a bf16 (f16) checkpoint read
-    /// as `.bfloat16` (`.float16`), or an int8 file written by ``SafetensorsWriter/add(_:named:)`` read as
+    /// `precision` is how the weight matrices are held (`WeightPrecision`): a bf16 (f16) checkpoint read
+    /// as `.bfloat16` (`.float16`), or an int8 file written by `SafetensorsWriter/add(_:named:)` read as
     /// `.int8`, is used in place from the memory-mapped file; other combinations are converted tensor by
     /// tensor (int8: quantised at load), never the whole checkpoint at once.
     public static func load(_ configuration: Configuration, weightsAt url: URL,
@@ -100,7 +100,7 @@ extension DiTFamily {
     }
 
     /// Writes the weights at `url` again with their weight matrices stored in `precision` (int8:
-    /// quantised, ``Int8WeightFormat``; other parameters float32), under their diffusers names, so that
+    /// quantised, `Int8WeightFormat`; other parameters float32), under their diffusers names, so that
     /// ``load(_:weightsAt:precision:)`` with the same precision later uses them in place: a user
     /// quantises once. The weights are checked against `configuration` exactly as a load does; the file
     /// appears at `output` only when complete.

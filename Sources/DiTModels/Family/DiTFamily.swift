@@ -3,8 +3,8 @@ import TeaCache
 import Tensors
 
 /// One model family — a diffusers transformer class (or a few sharing one implementation) — described
-/// once, in its own folder, for everything generic in the package: loading (``load(_:weightsAt:)``,
-/// ``random(_:seed:steps:parameterBudget:)``), `teacache verify` (``FixtureVerifier``), `teacache bench forward`
+/// once, in its own folder, for everything generic in the package: loading (``load(_:weightsAt:precision:)``,
+/// ``random(_:seed:steps:precision:parameterBudget:memoryBudget:)``), `teacache verify` (``FixtureVerifier``), `teacache bench forward`
 /// (``ForwardBenchmark``), `teacache demo` and `teacache calibrate`.
 ///
 /// A family is one conforming type plus one line in ``DiTFamilies/builtIn`` (or one
@@ -49,8 +49,8 @@ public protocol DiTFamily: SendableMetatype {
     static var weightRules: WeightRules { get }
     /// Builds the model, taking every parameter from `weights` by its diffusers name.
     ///
-    /// Called only by the loading functions (``load(_:weightsAt:)``, ``load(_:tensors:)``,
-    /// ``random(_:seed:steps:parameterBudget:)``), with a validated configuration; they check the weights afterwards.
+    /// Called only by the loading functions (``load(_:weightsAt:precision:)``, ``load(_:tensors:precision:)``,
+    /// ``random(_:seed:steps:precision:parameterBudget:memoryBudget:)``), with a validated configuration; they check the weights afterwards.
     static func makeModel(_ configuration: Configuration, weights: WeightScope) throws(ModelLoadError) -> Model
     /// What to change in randomly drawn weights for a `steps`-step run (the timestep taper of
     /// FORMAT.md §6); default none.

@@ -110,7 +110,7 @@ public struct DiTPipeline: Sendable {
         var progress: ((FlowMatchEulerSampler.Progress) -> FlowMatchEulerSampler.Control)?
     }
 
-    /// A pipeline around a model of family `F` built elsewhere (e.g. with ``DiTFamily/load(_:weightsAt:)``).
+    /// A pipeline around a model of family `F` built elsewhere (e.g. with ``DiTFamily/load(_:weightsAt:precision:)``).
     public init<F: DiTFamily>(_ family: F.Type, configuration: F.Configuration, model: F.Model, parameterCount: Int = 0) {
         self.family = family
         self.parameterCount = parameterCount

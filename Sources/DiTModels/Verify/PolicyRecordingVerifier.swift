@@ -159,7 +159,7 @@ public struct PolicyRecordings: Decodable, Sendable {
         }
     }
 
-    /// The ``CachePolicy`` a record ran, or why it cannot be run here.
+    /// The `CachePolicy` a record ran, or why it cannot be run here.
     public func policy(_ record: Record) -> Result<CachePolicy, VerifyError> {
         let p = record.params
         do {
