@@ -45,12 +45,7 @@ public struct SafetensorsStreamWriter {
     }
 
     private mutating func insert(_ name: String, _ dtype: SafetensorsDType, _ shape: [Int], _ payload: Payload) throws(SafetensorsError) {
-        guard name != SafetensorsHeader.metadataKey else {
-            throw .invalidWriterInput(tensor: name, reason: "the name __metadata__ is reserved for metadata")
-        }
-        guard entries[name] == nil else {
-            throw .invalidWriterInput(tensor: name, reason: "a tensor with this name was already added")
-        }
+        try SafetensorsWriter.checkName(name, isNew: entries[name] == nil)
         entries[name] = (dtype, shape, payload)
     }
 
@@ -58,15 +53,14 @@ public struct SafetensorsStreamWriter {
     /// - Throws: ``SafetensorsError/fileUnwritable(path:reason:)``.
     public func write(to url: URL) throws(SafetensorsError) {
         let order = entries.keys.sorted()
-        func bytes(_ p: Payload) -> UnsafeRawBufferPointer {
+        func byteCount(_ p: Payload) -> Int {
             switch p {
-            case .tensor(let t): return t.withUnsafeBufferPointer { UnsafeRawBufferPointer($0) }
-            case .buffer(let b): return UnsafeRawBufferPointer(start: b.baseAddress, count: b.byteCount)
+            case .tensor(let t): return 4 * t.count
+            case .buffer(let b): return b.byteCount
             }
         }
-        let header = SafetensorsWriter.header(metadata: metadata, entries: order.map { name in
-            let e = entries[name]!
-            return (name, e.dtype, e.shape, bytes(e.payload).count)
+        let header = SafetensorsWriter.header(metadata: metadata, entries: order.compactMap { name in
+            entries[name].map { (name, $0.dtype, $0.shape, byteCount($0.payload)) }
         })
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).partial-\(ProcessInfo.processInfo.processIdentifier)")

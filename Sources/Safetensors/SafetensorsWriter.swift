@@ -52,12 +52,7 @@ public struct SafetensorsWriter: Sendable {
     public mutating func addRaw(
         named name: String, dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]
     ) throws(SafetensorsError) {
-        guard name != SafetensorsHeader.metadataKey else {
-            throw .invalidWriterInput(tensor: name, reason: "the name __metadata__ is reserved for metadata")
-        }
-        guard entries[name] == nil else {
-            throw .invalidWriterInput(tensor: name, reason: "a tensor with this name was already added")
-        }
+        try Self.checkName(name, isNew: entries[name] == nil)
         var elements = 1
         for d in shape {
             guard d >= 0 else { throw .invalidWriterInput(tensor: name, reason: "shape \(shape) has a negative dimension") }
@@ -75,6 +70,17 @@ public struct SafetensorsWriter: Sendable {
                 reason: "\(dtype.rawValue) with shape \(shape) needs \(bits / 8) bytes but \(bytes.count) were given")
         }
         entries[name] = Entry(dtype: dtype, shape: shape, bytes: bytes)
+    }
+
+    /// Throws ``SafetensorsError/invalidWriterInput(tensor:reason:)`` for the reserved name `__metadata__`
+    /// or a name already added (`isNew` false).
+    static func checkName(_ name: String, isNew: Bool) throws(SafetensorsError) {
+        guard name != SafetensorsHeader.metadataKey else {
+            throw .invalidWriterInput(tensor: name, reason: "the name __metadata__ is reserved for metadata")
+        }
+        guard isNew else {
+            throw .invalidWriterInput(tensor: name, reason: "a tensor with this name was already added")
+        }
     }
 
     /// The complete file contents.

@@ -35,6 +35,12 @@ public enum WeightPrecision: String, Sendable, CaseIterable, Codable, CustomStri
         }
     }
 
+    /// The precisions in which `parameters` weights plus `otherBytes` (activations, say) fit `budget`,
+    /// narrowest storage last, for refusals that name what would fit.
+    public static func fitting(parameters: Int, otherBytes: Double = 0, budget: MemoryBudget) -> [WeightPrecision] {
+        allCases.filter { Double(parameters) * $0.bytesPerWeight + otherBytes <= budget.bytes }
+    }
+
     /// Bytes per stored weight, scales of the default group size included.
     public var bytesPerWeight: Double {
         switch self {

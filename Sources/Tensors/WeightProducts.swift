@@ -61,19 +61,25 @@ public enum WeightProducts {
         }
     }
 
-    /// A 3 × 4 · (2 × 4)ᵀ bf16 product with exactly representable values, checked against its known result.
+    /// The probe product in bf16 (its values are exact in bf16), checked against its known result.
     private static func probeBFloat16() -> Bool {
-        let a: [Float] = [1, 2, 3, 4, 0.5, -1, 2, 0, -2, 1, 0, 0.25]
-        let w: [Float] = [1, 0, -1, 2, 0.5, 0.5, 1, -1]
-        var a16 = [UInt16](repeating: 0, count: 12), w16 = [UInt16](repeating: 0, count: 8)
-        ck_f32_to_bf16(a, &a16, 12)
-        ck_f32_to_bf16(w, &w16, 8)
-        var c = [Float](repeating: 0, count: 6)
+        let p = ProbeProduct.self
+        var a16 = [UInt16](repeating: 0, count: p.a.count), w16 = [UInt16](repeating: 0, count: p.w.count)
+        ck_f32_to_bf16(p.a, &a16, p.a.count)
+        ck_f32_to_bf16(p.w, &w16, p.w.count)
+        var c = [Float](repeating: 0, count: p.expected.count)
         ck_dnnl_set_threads(1)
         let status = ck_dnnl_matmul(Int32(CK_DNNL_BF16), 3, 2, 4, a16, 4, w16, 4, nil, &c, 2, 0)
-        let expected: [Float] = [6, 0.5, -1.5, 1.75, -1.5, -0.75]
-        return status == Int32(CK_DNNL_OK) && c == expected
+        return status == Int32(CK_DNNL_OK) && c == p.expected
     }
+}
+
+/// The product each oneDNN route is probed with before it is chosen: `A` 3 × 4 times `Wᵀ` (`W` 2 × 4),
+/// with values exact in bf16 and a result exact in float32.
+private enum ProbeProduct {
+    static let a: [Float] = [1, 2, 3, 4, 0.5, -1, 2, 0, -2, 1, 0, 0.25]
+    static let w: [Float] = [1, 0, -1, 2, 0.5, 0.5, 1, -1]
+    static let expected: [Float] = [6, 0.5, -1.5, 1.75, -1.5, -0.75]
 }
 
 /// Which library runs the large float32 products (``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)``
@@ -112,14 +118,13 @@ public enum Float32Products {
         }
     }
 
-    /// A 3 × 4 · (2 × 4)ᵀ product with exact values through oneDNN, checked against its result.
+    /// The probe product through oneDNN's float32 matmul, checked against its known result.
     private static func probe() -> Bool {
-        let a: [Float] = [1, 2, 3, 4, 0.5, -1, 2, 0, -2, 1, 0, 0.25]
-        let w: [Float] = [1, 0, -1, 2, 0.5, 0.5, 1, -1]
-        var c = [Float](repeating: 0, count: 6)
+        let p = ProbeProduct.self
+        var c = [Float](repeating: 0, count: p.expected.count)
         ck_dnnl_set_threads(1)
-        let status = ck_dnnl_sgemm(0, 1, 3, 2, 4, 1, a, 4, w, 4, 0, &c, 2)
-        return status == Int32(CK_DNNL_OK) && c == [6, 0.5, -1.5, 1.75, -1.5, -0.75]
+        let status = ck_dnnl_sgemm(0, 1, 3, 2, 4, 1, p.a, 4, p.w, 4, 0, &c, 2)
+        return status == Int32(CK_DNNL_OK) && c == p.expected
     }
 }
 
@@ -162,7 +167,7 @@ func weightProduct(
     case (.int8, .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { a16.deallocate() }
-        if !int8BFloat16Product(m: m, k: k, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
+        if !int8BFloat16Product(m: m, k: k, a: a, lda: lda, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
                                 accumulate: accumulate) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
         }
@@ -211,7 +216,7 @@ private func roundedToBFloat16(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// int8 weights converted to bf16 one panel of rows at a time, each panel one oneDNN product into its
 /// columns of `C`. False when oneDNN refused (nothing of `C` written then).
 private func int8BFloat16Product(
-    m: Int, k: Int, a16: UnsafePointer<UInt16>, weight: WeightMatrix, columnOffset: Int,
+    m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, a16: UnsafePointer<UInt16>, weight: WeightMatrix, columnOffset: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
 ) -> Bool {
     guard case .int8(let values, let scales, let g) = weight.storage else { return false }
@@ -244,8 +249,8 @@ private func int8BFloat16Product(
                 // Only the first panel can fail (same descriptor shape otherwise); nothing written yet.
                 if r0 == 0 { return false }
                 // A later panel failing would leave C half-written: finish it on the portable path.
-                panelProduct(m: m, k: k, a: nil, a16: a16, weight: weight, rowStart: r0, columnOffset: columnOffset,
-                             c: c, ldc: ldc, accumulate: accumulate)
+                panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
+                             accumulate: accumulate, rowStart: r0)
                 return true
             }
             r0 += rows
@@ -255,15 +260,15 @@ private func int8BFloat16Product(
 }
 
 /// The portable route: weights converted one panel of rows at a time into a float32 scratch, each panel
-/// one (parallel) sgemm into its columns of `C`.
+/// one (parallel) sgemm into its columns of `C`; from weight row `rowStart` on (0: the whole product).
 func panelProduct(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowStart: Int = 0
 ) {
     let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 4))
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: p * k)
     defer { scratch.deallocate() }
-    var r0 = 0
+    var r0 = rowStart
     while r0 < n {
         let rows = min(p, n - r0)
         Parallelism.forEachChunk(rows, costPerItem: k) { part in
@@ -271,29 +276,6 @@ func panelProduct(
                                into: scratch + part.lowerBound * k)
         }
         sgemm(transposeA: false, transposeB: true, m: m, n: rows, k: k, alpha: 1, a: a, lda: lda,
-              b: scratch, ldb: k, beta: accumulate ? 1 : 0, c: c + r0, ldc: ldc)
-        r0 += rows
-    }
-}
-
-/// ``panelProduct(m:k:a:lda:weight:columnOffset:c:ldc:accumulate:)`` from row `rowStart` on, with
-/// activations given in bf16 (widened back to float32 first; they were rounded already).
-private func panelProduct(
-    m: Int, k: Int, a: UnsafePointer<Float>?, a16: UnsafePointer<UInt16>, weight: WeightMatrix, rowStart: Int,
-    columnOffset: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
-) {
-    let wide = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
-    defer { wide.deallocate() }
-    ck_bf16_to_f32(a16, wide, m * k)
-    let n = weight.rows
-    let p = panelRows(columns: k, bytesPerValue: 4)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: p * k)
-    defer { scratch.deallocate() }
-    var r0 = rowStart
-    while r0 < n {
-        let rows = min(p, n - r0)
-        weight.convertRows(r0..<(r0 + rows), columns: columnOffset..<(columnOffset + k), into: scratch)
-        sgemm(transposeA: false, transposeB: true, m: m, n: rows, k: k, alpha: 1, a: wide, lda: k,
               b: scratch, ldb: k, beta: accumulate ? 1 : 0, c: c + r0, ldc: ldc)
         r0 += rows
     }
@@ -356,7 +338,6 @@ public func linearFewRows(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil
 /// ``linear(concatenating:weight:bias:)-(_,Tensor,_)`` for `W` in any storage: one accumulating
 /// product per part against the matching column block of `weight` (`[out, Σ inᵢ]`).
 public func linear(concatenating parts: [Tensor], weight: WeightMatrix, bias: Tensor?) throws(TensorError) -> Tensor {
-    if case .float32(let w) = weight.storage { return try linear(concatenating: parts, weight: w, bias: bias) }
     guard let first = parts.first else {
         throw .invalidArgument(operation: "linear of concatenation", reason: "needs at least one part and a 2-D weight")
     }

@@ -71,9 +71,8 @@ public struct ForwardBenchmark {
         let footprint = try F.weightFootprint(configuration, precision: precision)
         let activations = Double(cost.activationBytes)
         if footprint.bytes + activations > memoryBudget.bytes {
-            let fitting = WeightPrecision.allCases.filter {
-                Double(footprint.parameters) * $0.bytesPerWeight + activations <= memoryBudget.bytes
-            }.map(\.rawValue)
+            let fitting = WeightPrecision.fitting(parameters: footprint.parameters, otherBytes: activations,
+                                                  budget: memoryBudget).map(\.rawValue)
             let hint = fitting.isEmpty ? "no weight precision fits: use smaller inputs or a larger --memory-budget"
                 : "--precision \(fitting.joined(separator: " or ")) would fit"
             throw ModelLoadError.memoryBudgetExceeded(

@@ -87,9 +87,7 @@ extension DiTFamily {
                                         bytes: footprint.bytes, budget: Double(parameterBudget) * precision.bytesPerWeight)
         }
         guard footprint.bytes <= memoryBudget.bytes else {
-            let fitting = WeightPrecision.allCases.filter {
-                Double(footprint.parameters) * $0.bytesPerWeight <= memoryBudget.bytes
-            }.map(\.rawValue)
+            let fitting = WeightPrecision.fitting(parameters: footprint.parameters, budget: memoryBudget).map(\.rawValue)
             let hint = fitting.isEmpty ? "no precision fits; raise the memory budget" : "\(fitting.joined(separator: " or ")) would fit"
             throw .memoryBudgetExceeded(what: "\(precision) weights of \(footprint.parameters) parameters (\(hint))",
                                         bytes: footprint.bytes, budget: memoryBudget.bytes)
