@@ -75,8 +75,8 @@ extension SafetensorsTensorSource {
                 try WeightMatrix(halfWords: buffer, precision: precision, rows: rows, columns: columns)
             }
         case (.i8, _) where isInt8Matrix(name):
+            // `converted` returns the stored matrix itself when precision and group size already match.
             let stored = try int8Matrix(named: name, rows: rows, columns: columns)
-            if precision == .int8 && groupSize == storedGroupSize(stored) { return stored }
             return try matrixOrEntryError(name) { () throws(TensorError) in try stored.converted(to: precision, groupSize: groupSize) }
         default:
             let t = try tensor(named: name)
@@ -89,11 +89,6 @@ extension SafetensorsTensorSource {
     /// Runs `body`, reporting a ``TensorError`` as an invalid entry of tensor `name`.
     private func matrixOrEntryError(_ name: String, _ body: () throws(TensorError) -> WeightMatrix) throws(SafetensorsError) -> WeightMatrix {
         do { return try body() } catch { throw .invalidTensorEntry(tensor: name, reason: "\(error)") }
-    }
-
-    private func storedGroupSize(_ m: WeightMatrix) -> Int {
-        if case .int8(_, _, let g) = m.storage { return g }
-        return 0
     }
 
     private func int8Matrix(named name: String, rows: Int, columns: Int) throws(SafetensorsError) -> WeightMatrix {

@@ -24,8 +24,8 @@ extension DiTFamily {
     ///   unexpected and mis-shaped tensor.
     ///
     /// `precision` is how the weight matrices are held (`WeightPrecision`): a bf16 (f16) checkpoint read
-    /// as `.bfloat16` (`.float16`), or an int8 file written by `SafetensorsWriter/add(_:named:)` read as
-    /// `.int8`, is used in place from the memory-mapped file; other combinations are converted tensor by
+    /// as `.bfloat16` (`.float16`), or an int8 file written by ``convertWeights(_:weightsAt:precision:to:)``
+    /// (`teacache quantize`) read as `.int8`, is used in place from the memory-mapped file; other combinations are converted tensor by
     /// tensor (int8: quantised at load), never the whole checkpoint at once.
     public static func load(_ configuration: Configuration, weightsAt url: URL,
                             precision: WeightPrecision = .float32) throws(ModelLoadError) -> Model {
