@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Safetensors", targets: ["Safetensors"]),
         .library(name: "TeaCache", targets: ["TeaCache"]),
         .library(name: "DiTModels", targets: ["DiTModels"]),
+        .library(name: "DiTHarness", targets: ["DiTHarness"]),
         .library(name: "TeaCacheDemo", targets: ["TeaCacheDemo"]),
         .executable(name: "teacache", targets: ["TeaCacheCLI"]),
     ],
@@ -50,9 +51,15 @@ let package = Package(
             name: "DiTModels",
             dependencies: ["Tensors", "Safetensors", "TeaCache"]
         ),
+        // Verification against fixtures and benchmarking: the drivers behind `teacache verify`, `bench`,
+        // `demo` and `calibrate`, generic over the families (it names none).
+        .target(
+            name: "DiTHarness",
+            dependencies: ["Tensors", "Safetensors", "TeaCache", "DiTModels"]
+        ),
         .target(
             name: "TeaCacheDemo",
-            dependencies: ["Tensors", "TeaCache", "DiTModels"]
+            dependencies: ["Tensors", "TeaCache", "DiTModels", "DiTHarness"]
         ),
 
         // MARK: - Command-line tool
@@ -62,6 +69,7 @@ let package = Package(
                 "Tensors",
                 "Safetensors",
                 "DiTModels",
+                "DiTHarness",
                 "TeaCache",
                 "TeaCacheDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -70,11 +78,16 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors"]),
-        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors", "DiTModels"]),
-        .testTarget(name: "DiTModelsTests", dependencies: ["DiTModels", "Safetensors", "TeaCache", "Tensors"]),
-        .testTarget(name: "TeaCacheDemoTests", dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "Tensors"]),
+        // Shared by the test targets: seeded tensors, naive references, fixture paths, tolerances.
+        .target(name: "TestSupport", dependencies: ["Tensors", "Safetensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "SafetensorsTests", dependencies: ["Safetensors", "Tensors", "TestSupport"]),
+        // The core runs on synthetic models only: no model family here.
+        .testTarget(name: "TeaCacheTests", dependencies: ["TeaCache", "Tensors", "TestSupport"]),
+        .testTarget(name: "DiTModelsTests",
+                    dependencies: ["DiTModels", "DiTHarness", "Safetensors", "TeaCache", "Tensors", "TestSupport"]),
+        .testTarget(name: "TeaCacheDemoTests",
+                    dependencies: ["TeaCacheDemo", "TeaCache", "DiTModels", "DiTHarness", "Tensors", "TestSupport"]),
         // Builds README.md's code blocks as a separate consumer package and runs them.
         .testTarget(name: "ReadmeTests", dependencies: ["Safetensors", "Tensors"]),
         .testTarget(

@@ -29,6 +29,7 @@ let package = Package(
                 .product(name: "Tensors", package: rootIdentity),
                 .product(name: "TeaCache", package: rootIdentity),
                 .product(name: "DiTModels", package: rootIdentity),
+                .product(name: "DiTHarness", package: rootIdentity),
                 .product(name: "TeaCacheDemo", package: rootIdentity),
                 .product(name: "Benchmark", package: "benchmark"),
             ],

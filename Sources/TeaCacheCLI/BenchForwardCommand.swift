@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiTHarness
 import DiTModels
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import DiTHarness
 import DiTModels
 import Foundation
 import TeaCache
@@ -7,7 +8,7 @@ import Tensors
 /// thresholds and a ``DemoWorkload`` built from a ``ModelSource``.
 public struct DemoFamily: Sendable {
     /// The family.
-    public let family: any DiTFamily.Type
+    public let family: any DiTFamilyHarness.Type
     /// The `--model` name as given: the family's name or an alias.
     public let name: String
     /// The TeaCache preset an alias selects (`tangoflux`), else nil.
@@ -18,11 +19,11 @@ public struct DemoFamily: Sendable {
     /// becomes ``builtInPreset``.
     /// - Throws: ``DemoError/unknownModel(_:available:)`` listing ``modelNames``.
     public init(named name: String) throws(DemoError) {
-        if let f = DiTFamilies.all.first(where: { $0.name == name }) {
+        if let f = DiTFamilies.harnessed.first(where: { $0.name == name }) {
             (family, self.name, aliasPreset) = (f, name, nil)
             return
         }
-        for f in DiTFamilies.all where f.fixtureNames.contains(name) || f.presets.contains(where: { $0.name == name }) {
+        for f in DiTFamilies.harnessed where f.fixtureNames.contains(name) || f.presets.contains(where: { $0.name == name }) {
             (family, self.name, aliasPreset) = (f, name, f.presets.first { $0.name == name })
             return
         }
@@ -33,7 +34,7 @@ public struct DemoFamily: Sendable {
     /// name of a family is accepted too (`teacache presets` lists them).
     public static var modelNames: [String] {
         var seen = Set<String>(), out: [String] = []
-        for f in DiTFamilies.all { for n in [f.name] + f.fixtureNames where seen.insert(n).inserted { out.append(n) } }
+        for f in DiTFamilies.harnessed { for n in [f.name] + f.fixtureNames where seen.insert(n).inserted { out.append(n) } }
         return out
     }
 
@@ -55,7 +56,7 @@ public struct DemoFamily: Sendable {
     /// The workload of family `F`: the `--config` file's (or the embedded benchmark shape's)
     /// configuration and input sizes, stored or seeded random weights (tapered for the step count), the
     /// family's sampling conventions and seeded random inputs.
-    static func workload<F: DiTFamily>(_: F.Type, _ source: ModelSource) throws -> any DemoWorkload {
+    static func workload<F: DiTFamilyHarness>(_: F.Type, _ source: ModelSource) throws -> any DemoWorkload {
         let configuration: F.Configuration
         let sizes: BenchmarkInputs
         if let data = try source.configData() {

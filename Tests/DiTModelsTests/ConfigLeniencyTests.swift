@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Configuration values diffusers 0.42.1 accepts by substituting or ignoring them, accepted the same way.
 @Suite("Config leniency")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// diffusers' `FeedForward` activations against a naive Double composition.
 @Suite struct FeedForwardTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// ``PatchEmbedding3D`` against a direct strided Conv3d (kernel = stride = patch) written as loops.
 @Suite struct PatchEmbedding3DTests {

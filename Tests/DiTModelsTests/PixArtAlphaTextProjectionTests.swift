@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// `PixArtAlphaTextProjection` against a naive Double composition `linear_2(act(linear_1(x)))`.
 @Suite("PixArtAlphaTextProjection")

@@ -2,7 +2,9 @@ import Foundation
 import Safetensors
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// Loading models from sharded diffusers checkpoints (`diffusion_pytorch_model.safetensors.index.json`
 /// plus shards), from directories, and the failure paths of both.

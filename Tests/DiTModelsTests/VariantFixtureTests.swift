@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// `teacache verify` on extra fixture folders of the FORMAT.md format with other shapes and options:
 /// batch 2, a non-square FLUX grid, FLUX without guidance, batch-2 TangoFlux, Wan with batch 2, with a

@@ -2,7 +2,9 @@ import Foundation
 import Safetensors
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// `teacache verify` on the FLUX and TangoFlux fixtures, and on deliberately corrupted copies.
 @Suite struct VerifyTests {

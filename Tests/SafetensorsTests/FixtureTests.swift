@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import Safetensors
+import TestSupport
 
 /// Reads the diffusers-generated fixtures and compares against an independent decode: the header is
 /// parsed with Foundation's JSONSerialization and the float32 bytes are assembled by hand.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import Safetensors
+import TestSupport
 
 /// Mutates valid files thousands of times with a seeded RNG. The reader must only ever throw a
 /// `SafetensorsError` or succeed, and success must imply that every listed tensor loads.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import Safetensors
+import TestSupport
 
 /// The listing printed by `teacache inspect`.
 @Suite struct SummaryTests {

@@ -1,17 +1,6 @@
 import Foundation
+import TestSupport
 @testable import Safetensors
-
-/// Locations of the reference fixtures copied into `Tests/Fixtures`, found relative to this file.
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()   // SafetensorsTests
-        .deletingLastPathComponent()   // Tests
-        .appendingPathComponent("Fixtures")
-
-    static func url(_ family: String, _ file: String) -> URL {
-        root.appendingPathComponent(family).appendingPathComponent(file)
-    }
-}
 
 /// Builds a safetensors buffer by hand: the 8-byte little-endian length, the header text, the payload.
 /// `headerLength` overrides the length prefix (to test lying prefixes).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Safetensors
+import TestSupport
 
 /// One failing case per validation rule, each asserting the specific error.
 @Suite struct ValidationTests {

@@ -1,12 +1,13 @@
 import Foundation
 import Testing
 import Tensors
-import DiTModels
 @testable import TeaCache
+import TestSupport
 
 /// Least-squares calibration (LAPACK dgels_) and presets.
 @Suite struct CalibrationTests {
-    static let truth = TeaCachePreset.flux.coefficients
+    /// A realistic target: the FLUX coefficients of TeaCache4FLUX (any degree-4 polynomial would do).
+    static let truth = TeaCachePreset.fluxReference.coefficients
 
     /// Pairs (x, P(x) + noise) with x uniform in [0.02, 0.2]; noise uniform in ±`noise` (seeded).
     static func samples(count: Int, noise: Double, seed: UInt64) -> [CalibrationSample] {
@@ -79,13 +80,13 @@ import DiTModels
         defer { try? FileManager.default.removeItem(at: url) }
         try preset.save(to: url)
         #expect(try TeaCachePreset.load(from: url) == preset)
-        #expect(try TeaCachePreset(jsonData: try TeaCachePreset.flux.jsonData()) == .flux)
+        #expect(try TeaCachePreset(jsonData: try TeaCachePreset.fluxReference.jsonData()) == .fluxReference)
 
         let config = try preset.configuration(guarded: true)
         #expect(config.guards.calibratedRange == fit.inputRange && config.threshold == 0.3)
 
         #expect(throws: CacheError.self) { try TeaCachePreset(jsonData: Data("not json".utf8)) }
-        var broken = String(decoding: try TeaCachePreset.flux.jsonData(), as: UTF8.self)
+        var broken = String(decoding: try TeaCachePreset.fluxReference.jsonData(), as: UTF8.self)
         broken = broken.replacingOccurrences(of: "\"defaultThreshold\" : 0.6", with: "\"defaultThreshold\" : -1")
         #expect(throws: CacheError.self) { try TeaCachePreset(jsonData: Data(broken.utf8)) }
         #expect(throws: CacheError.self) { try TeaCachePreset.load(from: url.appendingPathExtension("missing")) }

@@ -1,14 +1,13 @@
 import Foundation
 import Testing
-import DiTModels
 @testable import TeaCache
+import TestSupport
 
 /// Properties of ``TeaCachePolicy`` beyond the fixture decisions.
 @Suite struct PolicyPropertyTests {
     /// The recorded distances of the flux fixture (nil on forced calls).
     static func fluxDistances() throws -> [Double?] {
-        let flux = try FixtureFolder(Fixtures.directory.appendingPathComponent("flux"))
-        return try #require(flux.sampling.records.first).calls.map(\.relL1)
+        try #require(try FixtureSchedule.named("flux").records.first).calls.map(\.relL1)
     }
 
     static func decide(_ config: TeaCacheConfiguration, _ distances: [Double?]) throws -> [CacheDecision] {
@@ -30,7 +29,7 @@ import DiTModels
 
     @Test func hugeThresholdComputesOnlyFirstAndLast() throws {
         let distances = try Self.fluxDistances()
-        let config = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.flux.coefficients, threshold: 1e12)
+        let config = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.fluxReference.coefficients, threshold: 1e12)
         let computed = try Self.decide(config, distances).enumerated().filter { $0.element.action == .compute }.map(\.offset)
         #expect(computed == [0, distances.count - 1])
     }
@@ -38,7 +37,7 @@ import DiTModels
     @Test func maxConsecutiveSkipsCapsStreaks() throws {
         let distances = try Self.fluxDistances()
         let schedule = TeaCacheSchedule(maxConsecutiveSkips: 1)
-        let config = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.flux.coefficients, threshold: 1e12, schedule: schedule)
+        let config = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.fluxReference.coefficients, threshold: 1e12, schedule: schedule)
         let actions = try Self.decide(config, distances).map(\.action)
         for k in 1..<actions.count { #expect(!(actions[k] == .skip && actions[k - 1] == .skip)) }
         #expect(actions.filter { $0 == .skip }.count == 5)   // 10 eligible calls alternate skip/compute
@@ -54,7 +53,7 @@ import DiTModels
     }
 
     @Test func guardsComputeOnNonFiniteAndOutOfRangeDistances() throws {
-        let faithful = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.flux.coefficients, threshold: 1e12)
+        let faithful = try TeaCacheConfiguration.faithful(coefficients: TeaCachePreset.fluxReference.coefficients, threshold: 1e12)
         var p = try TeaCachePolicy(configuration: faithful, steps: 10)
         _ = try p.decide(step: 0, branch: .cond, distance: nil)
         // Faithful: NaN poisons the comparison (NaN < δ is false) so it computes via the threshold path.
@@ -62,7 +61,7 @@ import DiTModels
         #expect(nanFaithful.action == .compute && !nanFaithful.forced && nanFaithful.reason == .threshold)
 
         let guarded = try TeaCacheConfiguration.guarded(
-            coefficients: TeaCachePreset.flux.coefficients, threshold: 1e12, calibratedRange: 0.01...0.3)
+            coefficients: TeaCachePreset.fluxReference.coefficients, threshold: 1e12, calibratedRange: 0.01...0.3)
         var g = try TeaCachePolicy(configuration: guarded, steps: 10)
         _ = try g.decide(step: 0, branch: .cond, distance: nil)
         #expect(try g.decide(step: 1, branch: .cond, distance: .infinity).reason == .nonFiniteDistance)

@@ -1,13 +1,13 @@
 import Foundation
 import Testing
 import Tensors
-import DiTModels
 @testable import TeaCache
+import TestSupport
 
 /// ``FlowMatchEulerSampler`` against the fixtures' schedules and a hand-written loop.
 @Suite struct SamplerTests {
     @Test func schedulesMatchEveryFixtureBitwise() throws {
-        let families = try Fixtures.samplingDescriptions()
+        let families = try FixtureSchedule.all()
         #expect(!families.isEmpty)
         for (name, f) in families {
             let convention = try #require(TimestepConvention(rawValue: f.timestepConvention), "\(name)")

@@ -1,4 +1,5 @@
 import Benchmark
+import DiTHarness
 import DiTModels
 import Foundation
 import TeaCache

@@ -12,7 +12,7 @@ import Tensors
 /// tensors are not read: the model builds its rotary table from the latent size as the pipelines do
 /// (the forward tests compare the two). TeaCache caches two streams, the video and the text tokens
 /// (`teacache.residual`, `teacache.residual_encoder`), with the standard counter.
-public enum CogVideoXFamily: DiTFamily {
+public enum CogVideoXFamily: DiTFamilyHarness {
     public typealias Configuration = CogVideoXConfiguration
     public typealias Model = CogVideoXTransformer
 

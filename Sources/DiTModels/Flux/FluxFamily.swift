@@ -10,7 +10,7 @@ import Tensors
 /// config embeds guidance and `tangoflux` otherwise. Fixture arguments are diffusers' forward arguments:
 /// `hidden_states`, `encoder_hidden_states`, `pooled_projections`, `timestep`, `img_ids`, `txt_ids` and,
 /// with guidance, `guidance`.
-public enum FluxFamily: DiTFamily {
+public enum FluxFamily: DiTFamilyHarness {
     public typealias Configuration = FluxConfiguration
     public typealias Model = FluxTransformer
 

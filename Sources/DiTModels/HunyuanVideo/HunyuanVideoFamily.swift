@@ -12,7 +12,7 @@ import Tensors
 /// = 2·C + 1) carries them as `cond.latent_condition` `[B, in_channels − C, F, H, W]` — or under the
 /// pipeline's names, `cond.image_latents` and `cond.mask` — concatenated after the latent on every call, as
 /// HunyuanVideoImageToVideoPipeline concatenates `[latents, image_latents, mask]`.
-public enum HunyuanVideoFamily: DiTFamily {
+public enum HunyuanVideoFamily: DiTFamilyHarness {
     public typealias Configuration = HunyuanVideoConfiguration
     public typealias Model = HunyuanVideoTransformer
 

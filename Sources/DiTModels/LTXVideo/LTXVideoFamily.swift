@@ -10,7 +10,7 @@ import Tensors
 /// `encoder_hidden_states`, `timestep`, `encoder_attention_mask` and optionally `video_coords`, and the
 /// non-tensor `num_frames`, `height`, `width` and `rope_interpolation_scale`. The residual check compares
 /// `teacache.residual` with the video-token change through the blocks *and* the output norm.
-public enum LTXVideoFamily: DiTFamily {
+public enum LTXVideoFamily: DiTFamilyHarness {
     public typealias Configuration = LTXVideoConfiguration
     public typealias Model = LTXVideoTransformer
 

@@ -15,7 +15,7 @@ import Tensors
 ///
 /// Fixture arguments are diffusers' forward arguments: `hidden_states`, `timestep`,
 /// `encoder_hidden_states` and `encoder_attention_mask` (cond and uncond differ).
-public enum Lumina2Family: DiTFamily {
+public enum Lumina2Family: DiTFamilyHarness {
     public typealias Configuration = Lumina2Configuration
     public typealias Model = Lumina2Transformer
 

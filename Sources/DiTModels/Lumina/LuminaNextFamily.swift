@@ -10,7 +10,7 @@ import Tensors
 /// `encoder_hidden_states`, `encoder_mask`, `image_rotary_emb` (the complex table as `(real, imaginary)`
 /// pairs, used as given) and `cross_attention_kwargs` (`base_sequence_length`) from `non_tensor_args`.
 /// The standard counter, one cache entry per branch.
-public enum LuminaNextFamily: DiTFamily {
+public enum LuminaNextFamily: DiTFamilyHarness {
     public typealias Configuration = LuminaNextConfiguration
     public typealias Model = LuminaNextTransformer
 

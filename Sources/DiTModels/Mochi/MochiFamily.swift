@@ -9,7 +9,7 @@ import Tensors
 /// Fixture arguments are diffusers' forward arguments: `hidden_states`, `encoder_hidden_states`,
 /// `timestep` and `encoder_attention_mask`. The forward check compares `output`, the modulated input and
 /// the visual-token residual, which includes `norm_out` (TeaCache4Mochi).
-public enum MochiFamily: DiTFamily {
+public enum MochiFamily: DiTFamilyHarness {
     public typealias Configuration = MochiConfiguration
     public typealias Model = MochiTransformer
 

@@ -11,7 +11,7 @@ import Tensors
 /// check compares both modulated inputs (`teacache.modulated_input` = `timestep_proj`,
 /// `teacache.modulated_input_temb` = `temb`). Each sampling record runs with the mode it names
 /// (`use_ret_steps` → ``WanTeaCacheMode/retention``) and its counter rule expressed per CFG branch.
-public enum WanFamily: DiTFamily {
+public enum WanFamily: DiTFamilyHarness {
     public typealias Configuration = WanConfiguration
     public typealias Model = WanTransformer
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DiTModels
+import TestSupport
 
 @Suite("CogVideoX configuration")
 struct CogVideoXConfigurationTests {

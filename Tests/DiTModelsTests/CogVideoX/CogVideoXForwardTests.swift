@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The CogVideoX forward against diffusers 0.42.1 (Tests/Fixtures/cogvideox, the 1.5 layout, and the
 /// generated `cogvideox_*` variants: 1.0 2B sincos, 1.0 5B crop-grid rotary, 5B-I2V learned positions,

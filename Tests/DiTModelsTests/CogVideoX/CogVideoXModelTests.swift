@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// The CogVideoX layers against naive Double references, and the model's input checks.
 @Suite("CogVideoX model")

@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// TeaCache on CogVideoX (FORMAT.md §4–5): the modulated input is `emb`, two cached streams (video and
 /// text tokens), the standard counter.

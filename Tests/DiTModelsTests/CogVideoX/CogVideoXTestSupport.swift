@@ -3,6 +3,7 @@ import Safetensors
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// Fixture folders of the CogVideoX family: the public 1.5 folder and the generated variants.
 enum CogVideoXFixtures {

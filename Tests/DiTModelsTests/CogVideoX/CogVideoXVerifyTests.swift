@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
 
 @Suite("CogVideoX verify and bench")

@@ -5,6 +5,7 @@ import TeaCache
 import Tensors
 import Testing
 @testable import DiTModels
+import TestSupport
 
 /// Several generations at once on one shared loaded model give exactly the results of the same
 /// generations run one after the other.

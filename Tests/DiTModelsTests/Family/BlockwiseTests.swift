@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// Every built-in family runs block by block (``BlockwiseDiffusionTransformer``): the blocks one at a time
 /// plus `finishBlocks` give the same streams as `runBlocks`, and First-Block Cache at threshold 0 (which
@@ -10,7 +12,7 @@ import Tensors
 @Suite struct BlockwiseTests {
     /// The public fixture folder of each built-in family.
     static var cases: [String] {
-        DiTFamilies.builtIn.flatMap { $0.fixtureNames }.filter {
+        DiTFamilies.harnessed.flatMap { $0.fixtureNames }.filter {
             FileManager.default.fileExists(atPath: Fixtures.folder($0).appendingPathComponent("model.safetensors").path)
         }
     }
@@ -22,7 +24,7 @@ import Tensors
         try Self.check(family, folder)
     }
 
-    static func check<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder) throws {
+    static func check<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder) throws {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
         let model = try F.load(configuration, weightsAt: folder.weightsURL)
         let blockwise = try #require(model as? any BlockwiseDiffusionTransformer, "\(F.name) is not blockwise")

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import TeaCache
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// Replays every recorded TeaCache decision of every fixture folder (public and variants) through
 /// ``TeaCachePolicy``, with the counter rule and cache keys of the family that owns the folder
@@ -46,7 +48,7 @@ import TeaCache
         try Self.replay(folder, family)
     }
 
-    static func replay<F: DiTFamily>(_ folder: FixtureFolder, _: F.Type) throws {
+    static func replay<F: DiTFamilyHarness>(_ folder: FixtureFolder, _: F.Type) throws {
         let name = folder.url.lastPathComponent
         let steps = try #require(folder.sampling.numSteps, "\(name): num_steps")
         #expect(!folder.sampling.records.isEmpty, "\(name) has no records")

@@ -4,6 +4,7 @@ import Safetensors
 import Tensors
 import DiTModels
 import TeaCache
+import TestSupport
 
 /// The high-level path of the README's second journey: `DiTFamilies.load(from:)` on a diffusers
 /// transformer folder and `DiTPipeline.sample`, checked against the diffusers sampling fixtures
@@ -34,7 +35,7 @@ import TeaCache
         let folder = try Self.transformerFolder(fixture)
         defer { Self.remove(folder) }
         let pipeline = try DiTFamilies.load(from: folder)
-        #expect(pipeline.family.fixtureNames.contains(fixture))
+        #expect(try DiTFamilies.harness(named: pipeline.family.name).fixtureNames.contains(fixture))
         #expect(pipeline.parameterCount > 0)
         let description = try Self.sampling(fixture)
         let samplingFile = Fixtures.folder(fixture).appendingPathComponent("sampling.safetensors")

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
+import TestSupport
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
 
 /// The registry (``DiTFamilies``): lookups by class and name, every family's benchmark file, and a
@@ -28,10 +30,10 @@ import Tensors
     /// Each family's embedded benchmark shape (the demo's default) is its `Benchmarks/configs` file.
     @Test(arguments: DiTFamilies.builtIn.map { $0.name })
     func benchmarkFileIsTheEmbeddedDefault(_ name: String) throws {
-        try Self.check(DiTFamilies.family(named: name))
+        try Self.check(DiTFamilies.harness(named: name))
     }
 
-    static func check<F: DiTFamily>(_: F.Type) throws {
+    static func check<F: DiTFamilyHarness>(_: F.Type) throws {
         let url = benchmarkConfigs.appendingPathComponent(F.benchmarkFileName)
         let data = try Data(contentsOf: url)
         let (cls, body) = try ModelConfigFile.parse(data)
@@ -52,6 +54,22 @@ import Tensors
         #expect(bench.summary == "scale 3-wide, 5 tokens, batch 2")
         #expect(bench.weightBytes == 4 * (3 * 3 + 3 + 3 * 3))
         try bench.run()
+    }
+
+    /// A family with only the model half (``DiTFamily``) loads and samples; the harness names what it
+    /// lacks instead of failing later.
+    @Test func aModelOnlyFamilyIsNamedByTheHarness() throws {
+        DiTFamilies.register(BareScaleFamily.self)
+        #expect(try DiTFamilies.family(forClass: "BareScaleTestTransformer") == BareScaleFamily.self)
+        #expect(!DiTFamilies.harnessed.contains { $0 == BareScaleFamily.self })
+        #expect(throws: HarnessError.noHarness(family: "bare-scale-test")) { try DiTFamilies.harness(named: "bare-scale-test") }
+        let model = try BareScaleFamily.random(BareScaleConfiguration(width: 3), seed: 2, steps: 4)
+        let x = randomTensor([1, 2, 3], seed: 3)
+        let out = try model.forward(ScaleInput(latent: x, timestep: 500))
+        // y = W₂·(W₁x + b): the output head returns the block's output (the time factor only feeds
+        // the modulated input).
+        let reference = try linear(try model.projIn(x), weight: model.block)
+        #expect(relL2(out, reference) < 1e-6)
     }
 
     /// The loader is finished by the family's loading functions: a missing tensor is an error listing it,
@@ -103,7 +121,7 @@ struct ScaleModel: DiffusionTransformer, MemoryBudgeted, Sendable {
     func outputHead(_ s: ScaleState) throws -> Tensor { s.streams[0] }
 }
 
-enum ScaleFamily: DiTFamily {
+enum ScaleFamily: DiTFamilyHarness {
     typealias Configuration = ScaleConfiguration
     typealias Model = ScaleModel
     static let name = "scale-test"
@@ -133,6 +151,29 @@ enum ScaleFamily: DiTFamily {
     }
     static func samplingInput(latent: Tensor, timestep: Float, conditioning: FixtureArguments,
                               configuration: ScaleConfiguration) throws -> ScaleInput {
+        ScaleInput(latent: latent, timestep: timestep)
+    }
+}
+
+/// ``ScaleFamily``'s model under another class name, with the model half of the protocol only.
+struct BareScaleConfiguration: DiTConfiguration {
+    static let classNames = ["BareScaleTestTransformer"]
+    var width = 4
+    func validate() throws(ModelLoadError) { try ScaleConfiguration(width: width).validate() }
+}
+
+enum BareScaleFamily: DiTFamily {
+    typealias Configuration = BareScaleConfiguration
+    typealias Model = ScaleModel
+    static let name = "bare-scale-test"
+    static let summary = "a test family without the harness half"
+    static func makeModel(_ c: BareScaleConfiguration, weights w: WeightScope) throws(ModelLoadError) -> ScaleModel {
+        try ScaleFamily.makeModel(ScaleConfiguration(width: c.width), weights: w)
+    }
+    static let timestepConvention = TimestepConvention.sigmaTimes1000
+    static var presets: [TeaCachePreset] { [.flux] }
+    static func samplingInput(latent: Tensor, timestep: Float, conditioning: FixtureArguments,
+                              configuration: BareScaleConfiguration) throws -> ScaleInput {
         ScaleInput(latent: latent, timestep: timestep)
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// Inputs too large for the memory budget are refused with a typed error naming the size, before any
 /// activation, model or input is allocated.
@@ -42,10 +44,10 @@ import Tensors
     /// alone, for every family (the model and the inputs are never built).
     @Test(arguments: DiTFamilies.builtIn.map { $0.name })
     func hugeBenchmarkShapesAreRefusedBeforeAllocating(_ name: String) throws {
-        try Self.refuse(DiTFamilies.family(named: name))
+        try Self.refuse(DiTFamilies.harness(named: name))
     }
 
-    static func refuse<F: DiTFamily>(_: F.Type) throws {
+    static func refuse<F: DiTFamilyHarness>(_: F.Type) throws {
         let shape = F.benchmarkDefault
         #expect(throws: (any Error).self) {
             try ForwardBenchmark.make(F.self, configuration: shape.configuration, inputs: shape.inputs,
@@ -68,7 +70,7 @@ import Tensors
         try Self.check(family, folder)
     }
 
-    static func check<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder) throws {
+    static func check<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder) throws {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
         var model = try F.load(configuration, weightsAt: folder.weightsURL)
         let input = try F.forwardInput(folder.forwardArguments(), configuration: configuration)

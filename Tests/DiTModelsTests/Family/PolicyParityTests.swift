@@ -3,7 +3,9 @@ import Safetensors
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// First-Block Cache and MagCache against recordings of diffusers 0.42.1's own hooks
 /// (`apply_first_block_cache`, `apply_mag_cache`) on the tiny FLUX and Wan fixture models
@@ -62,7 +64,7 @@ import Tensors
         }
     }
 
-    static func check<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder, _ rec: Recording, _ expected: Tensor) throws {
+    static func check<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder, _ rec: Recording, _ expected: Tensor) throws {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
         let model = try F.load(configuration, weightsAt: folder.weightsURL)
         let run = try FixtureVerifier.sample(folder, F.self, model: model, configuration: configuration, policy: policy(rec))

@@ -3,7 +3,9 @@ import Safetensors
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// The shared policy recordings (Tests/Fixtures/policies/refs_<fixture>: diffusers 0.42.1's First-Block Cache,
 /// MagCache and TaylorSeer lite-mode hooks and cache-dit 1.5.3's DBCache on the public flux, tangoflux and wan21
@@ -20,7 +22,7 @@ import Tensors
         return try run(family, folder, refs: refs(fixture))
     }
 
-    static func run<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder, refs: URL) throws -> (checks: [VerifyCheck], unsupported: [String]) {
+    static func run<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder, refs: URL) throws -> (checks: [VerifyCheck], unsupported: [String]) {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
         let model = try F.load(configuration, weightsAt: folder.weightsURL)
         return try PolicyRecordingVerifier.checks(folder, refs: refs, F.self, model: model, configuration: configuration,
@@ -132,7 +134,7 @@ import Tensors
         #expect(e > 3e-4, "\(fixture): the stale residual ends \(e) from the recording")
     }
 
-    static func sample<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder, _ policy: CachePolicy) throws -> (latent: Tensor, trace: CacheTrace?) {
+    static func sample<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder, _ policy: CachePolicy) throws -> (latent: Tensor, trace: CacheTrace?) {
         let configuration = try F.Configuration.parse(folder.config, className: folder.className)
         let model = try F.load(configuration, weightsAt: folder.weightsURL)
         return try FixtureVerifier.sample(folder, F.self, model: model, configuration: configuration, policy: policy)

@@ -2,7 +2,9 @@ import Foundation
 import Safetensors
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// Every family's public fixture at every weight precision, converted checkpoints loaded in place, and
 /// budgets refused from the configuration alone.

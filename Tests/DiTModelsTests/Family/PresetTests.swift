@@ -1,6 +1,7 @@
 import Testing
 import TeaCache
 @testable import DiTModels
+import TestSupport
 
 /// Every reference preset (``DiTFamilies/presets``: the registered families' and the unported models')
 /// against teacache-spec.md §1.3's test-vector table (numpy values printed to 6 significant digits:

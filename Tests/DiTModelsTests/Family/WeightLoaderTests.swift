@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// The scoped weight loader: keys, rules, and a configuration that disagrees with its weights failing on
 /// the stored header shapes (no tensor of the configuration's shape is ever allocated).

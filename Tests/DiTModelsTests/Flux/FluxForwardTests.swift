@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The FLUX forward against diffusers 0.42.1 (fixtures generated in float32 on CPU).
 ///

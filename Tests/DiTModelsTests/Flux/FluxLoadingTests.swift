@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Configuration parsing and weight-loading error paths of the FLUX model.
 @Suite struct FluxLoadingTests {

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// HunyuanVideo block by block on the variant folders whose single-stream path differs from the public
 /// one: token-replace modulation of the first frame (also in batch 2 with padded masks and no q/k norm),

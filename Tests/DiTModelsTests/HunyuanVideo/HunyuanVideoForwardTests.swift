@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The HunyuanVideo forward against diffusers 0.42.1 (Tests/Fixtures/hunyuan_video, float32 on CPU).
 ///

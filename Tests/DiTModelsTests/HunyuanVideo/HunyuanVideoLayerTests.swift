@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// HunyuanVideo's own pieces against naive Double references written from diffusers' definitions.
 @Suite("HunyuanVideo layers")

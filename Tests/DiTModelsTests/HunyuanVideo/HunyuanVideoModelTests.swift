@@ -3,6 +3,7 @@ import Testing
 import TeaCache
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 @Suite("HunyuanVideo model")
 struct HunyuanVideoModelTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// Tiny HunyuanVideo configurations for unit tests: 2 heads × 8 channels (rotary split 2/2/4).
 enum HunyuanVideoTestConfig {

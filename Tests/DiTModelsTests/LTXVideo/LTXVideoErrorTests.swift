@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Bad inputs and mismatched weights are typed errors before any large allocation.
 @Suite("LTX-Video errors")

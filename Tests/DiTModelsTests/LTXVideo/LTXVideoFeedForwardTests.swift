@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// `activation_fn = "geglu-approximate"` (diffusers' `ApproximateGELU`) against a naive Double
 /// composition `net.2(x·σ(1.702·x))` of `x = net.0.proj(h)`.

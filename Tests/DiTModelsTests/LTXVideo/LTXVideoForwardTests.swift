@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The LTX-Video forward against diffusers 0.42.1 (Tests/Fixtures/ltx_video and the LTX variant folders,
 /// float32 on CPU).

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The rotary embedding against a naive Double transcription of diffusers' `LTXVideoRotaryPosEmbed`
 /// and `apply_rotary_emb`.

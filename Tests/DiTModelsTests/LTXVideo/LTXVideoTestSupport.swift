@@ -1,7 +1,9 @@
 import Foundation
 import Testing
+import DiTHarness
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// A tiny LTX-Video configuration (2 heads × 14 = 28 wide: `28 mod 6 = 4` unrotated channels).
 func tinyLTXConfiguration(layers: Int = 2, affine: Bool = false, bias: Bool = true) -> LTXVideoConfiguration {

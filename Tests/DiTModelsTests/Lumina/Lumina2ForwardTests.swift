@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// The Lumina2 forward against diffusers 0.42.1 (Tests/Fixtures/lumina2 and its variants, float32 on
 /// CPU): output, the joint modulated input and the joint residual, padding included.

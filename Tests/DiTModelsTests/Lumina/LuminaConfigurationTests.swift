@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Both configurations: diffusers' defaults and `null` semantics, every rejected value as a typed error
 /// naming its field, and configurations that disagree with their weights.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Bad inputs to both forwards are typed errors that say what to fix, raised before any large
 /// allocation: wrong shapes, NaN/inf, masks of the wrong length or with other values than 0/1, a

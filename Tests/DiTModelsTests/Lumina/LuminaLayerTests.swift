@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The Lumina layers against naive Double compositions of diffusers' formulas: RMSNorm (Common),
 /// LuminaRMSNormZero, LuminaLayerNormContinuous, the SwiGLU feed-forward and its width rule, grouped-query

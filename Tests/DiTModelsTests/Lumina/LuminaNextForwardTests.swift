@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// The Lumina-Next forward against diffusers 0.42.1 (Tests/Fixtures/lumina_next and its variants,
 /// float32 on CPU), with the rotary table as the fixture passes it and as computed here from sizes.

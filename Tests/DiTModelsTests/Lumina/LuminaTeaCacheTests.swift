@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// TeaCache on the Lumina models: the faithful Lumina2 mode (entries keyed by `max_seq_len`, the
 /// reference's shared counter) reproduces the reference's quirk — nothing is skipped without CFG or with

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// Helpers of the Lumina test suites.
 enum LuminaTestSupport {

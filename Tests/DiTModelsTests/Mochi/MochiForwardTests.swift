@@ -3,6 +3,7 @@ import Testing
 import Safetensors
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The Mochi forward against diffusers 0.42.1 (Tests/Fixtures/mochi and the mochi variants, float32 on CPU).
 ///

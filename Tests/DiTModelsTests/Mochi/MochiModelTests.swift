@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// Mochi's own layers against naive Double references, its bad-input errors, and its loading errors.
 @Suite("Mochi model")

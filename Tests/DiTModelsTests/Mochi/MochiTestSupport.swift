@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// A tiny Mochi configuration with asymmetric widths: visual 2 heads × 8 = 16, text stream 12, text
 /// features 16 (2 per pool head), 2 blocks (the second `context_pre_only`).

@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import TeaCache
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 @Suite("Mochi verify and bench")
 struct MochiVerifyTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
 
 /// `bench forward`'s entry point refuses a run far over its memory budget from the sizes alone — in well

@@ -7,6 +7,7 @@ import TeaCache
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The fuzz campaign through the `teacache` executable: `scripts/fuzz.sh N` runs N mutated cases per input
 /// kind, each case one or two CLI runs in a child process with an address-space cap and a time limit.
@@ -476,7 +477,7 @@ struct CLIFuzzSeeds {
     static func smallBenchmark(_ config: URL) throws -> Data {
         let data = try Data(contentsOf: config)
         let (className, _) = try ModelConfigFile.parse(data)
-        let family = try DiTFamilies.family(forClass: className)
+        let family = try DiTFamilies.harness(forClass: className)
         let inputs = family.benchmarkInputs.mapValues { min($0, 8) }
         var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         object["inputs"] = inputs
@@ -484,7 +485,7 @@ struct CLIFuzzSeeds {
     }
 }
 
-extension DiTFamily {
+extension DiTFamilyHarness {
     /// The family's benchmark input sizes by name.
     static var benchmarkInputs: [String: Int] { benchmarkDefault.inputs.values }
 }

@@ -6,7 +6,9 @@ import Safetensors
 import TeaCache
 import Testing
 import Tensors
+import DiTHarness
 @testable import DiTModels
+import TestSupport
 
 /// A seeded, deterministic mutation fuzzer over every fixture folder a registered family handles.
 ///
@@ -132,11 +134,11 @@ import Tensors
     /// `bench forward`'s model and inputs for a mutated config at small input sizes (0.1 GB budget).
     static func benchmark(config: Data) throws -> String {
         let (cls, body) = try ModelConfigFile.parse(config)
-        let family = try DiTFamilies.family(forClass: cls)
+        let family = try DiTFamilies.harness(forClass: cls)
         return try benchmark(family, cls, body)
     }
 
-    static func benchmark<F: DiTFamily>(_: F.Type, _ cls: String, _ body: Data) throws -> String {
+    static func benchmark<F: DiTFamilyHarness>(_: F.Type, _ cls: String, _ body: Data) throws -> String {
         let configuration = try F.Configuration.parse(body, className: cls)
         let small = BenchmarkInputs(F.benchmarkDefault.inputs.values.mapValues { min($0, 8) })
         _ = try ForwardBenchmark.make(F.self, configuration: configuration, inputs: small,

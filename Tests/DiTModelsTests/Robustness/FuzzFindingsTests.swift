@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import DiTModels
+import TestSupport
 
 /// Inputs that crashed the CLI in a `scripts/fuzz.sh` campaign, kept as regression tests: each must now
 /// end in a typed error naming the field.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The Wan2.1 forward against diffusers 0.42.1 (Tests/Fixtures/wan21, float32 on CPU).
 ///

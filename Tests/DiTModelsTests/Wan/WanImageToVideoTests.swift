@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// The image-to-video paths, which the fixtures (text-to-video) do not cover: checked with random
 /// weights against naive references and by round trips.

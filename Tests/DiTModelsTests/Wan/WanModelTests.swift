@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 @Suite("Wan model")
 struct WanModelTests {

@@ -3,6 +3,7 @@ import Testing
 import TeaCache
 import Tensors
 @testable import DiTModels
+import TestSupport
 
 /// The wan21 sampling fixture (FORMAT.md §2, §4): CFG 5 with cond then uncond calls, two TeaCache records.
 @Suite("Wan TeaCache")

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import Tensors
 
@@ -21,7 +22,7 @@ public enum RunBudget {
     ///     forward; 2 for a sampling run, whose cached residuals and CFG outputs live beside the forward).
     /// - Throws: ``ModelLoadError`` for invalid sizes; `TensorError.memoryBudgetExceeded` when the
     ///   activations alone exceed the budget.
-    public static func check<F: DiTFamily>(
+    public static func check<F: DiTFamilyHarness>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, budget: MemoryBudget,
         activationSets: Int = 1
     ) throws -> (cost: ForwardCost, parameterBudget: Int) {
@@ -42,7 +43,7 @@ public enum RunBudget {
 
     /// The largest inputs of the same proportions as `inputs` (batch 1, every other size scaled by one
     /// factor, even sizes kept even) whose forward fits `budget`, or nil when not even the smallest does.
-    public static func largestFittingInputs<F: DiTFamily>(
+    public static func largestFittingInputs<F: DiTFamilyHarness>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, budget: MemoryBudget, activationSets: Int = 1
     ) -> BenchmarkInputs? {
         func scaled(_ s: Double) -> BenchmarkInputs {

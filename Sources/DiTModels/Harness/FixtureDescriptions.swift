@@ -168,15 +168,3 @@ public struct SamplingRecord: Sendable, Decodable {
     /// `teacache_state.kind`.
     public var counterKind: String? { teacacheState["kind"]?.string }
 }
-
-enum FixtureJSON {
-    static func decode<T: Decodable>(_ type: T.Type, from url: URL) throws(VerifyError) -> T {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw .unreadableFile(path: url.path, reason: error.localizedDescription)
-        }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch {
-            throw .malformedFixture(file: url.lastPathComponent, reason: "\(error)")
-        }
-    }
-}

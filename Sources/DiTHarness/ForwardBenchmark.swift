@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import Tensors
 
@@ -40,7 +41,7 @@ public struct ForwardBenchmark {
     public static func make(data: Data, seed: UInt64 = 0, precision: WeightPrecision = .float32,
                             memoryBudget: MemoryBudget = .wholeModelDefault) throws -> ForwardBenchmark {
         let (className, config) = try ModelConfigFile.parse(data)
-        let family = try DiTFamilies.family(forClass: className)
+        let family = try DiTFamilies.harness(forClass: className)
         return try make(family, className: className, config: config, inputs: inputs(of: data), seed: seed,
                         precision: precision, memoryBudget: memoryBudget)
     }
@@ -60,7 +61,7 @@ public struct ForwardBenchmark {
     /// The weights at `precision` (counted from the configuration) plus the forward's analytic
     /// activation estimate are checked against `memoryBudget` before the model or any input is
     /// allocated; a refusal names the precisions that would fit.
-    public static func make<F: DiTFamily>(
+    public static func make<F: DiTFamilyHarness>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, seed: UInt64 = 0,
         precision: WeightPrecision = .float32, memoryBudget: MemoryBudget = .wholeModelDefault
     ) throws -> ForwardBenchmark {
@@ -93,7 +94,7 @@ public struct ForwardBenchmark {
         return benchmark
     }
 
-    private static func make<F: DiTFamily>(
+    private static func make<F: DiTFamilyHarness>(
         _: F.Type, className: String, config: Data, inputs: BenchmarkInputs?, seed: UInt64, precision: WeightPrecision,
         memoryBudget: MemoryBudget
     ) throws -> ForwardBenchmark {
@@ -117,11 +118,11 @@ public struct ForwardBenchmark {
     /// - Throws: ``ModelLoadError`` for a malformed file, an unknown class or an invalid configuration.
     public static func plan(data: Data, precision: WeightPrecision) throws -> Plan {
         let (className, config) = try ModelConfigFile.parse(data)
-        let family = try DiTFamilies.family(forClass: className)
+        let family = try DiTFamilies.harness(forClass: className)
         return try plan(family, className: className, config: config, inputs: inputs(of: data), precision: precision)
     }
 
-    private static func plan<F: DiTFamily>(_: F.Type, className: String, config: Data, inputs: BenchmarkInputs?,
+    private static func plan<F: DiTFamilyHarness>(_: F.Type, className: String, config: Data, inputs: BenchmarkInputs?,
                                            precision: WeightPrecision) throws -> Plan {
         let configuration = try F.Configuration.parse(config, className: className)
         let cost = try F.cost(configuration, sizes: inputs ?? F.benchmarkDefault.inputs)

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import TeaCache
 import Tensors
@@ -67,21 +68,21 @@ public enum FixtureVerifier {
 
     /// The registered family handling `folder` (``DiTFamilies``, by config.json's class) and the fixture
     /// family name: the one stated by forward.json/sampling.json when present (it must be one of the
-    /// family's ``DiTFamily/fixtureNames``), else the family's ``DiTFamily/fixtureName(configuration:)``.
-    public static func resolve(_ folder: FixtureFolder) throws(VerifyError) -> (family: any DiTFamily.Type, name: String) {
-        let family: any DiTFamily.Type
-        do { family = try DiTFamilies.family(forClass: folder.className) } catch {
+    /// family's ``DiTModels/DiTFamilyHarness/fixtureNames``), else the family's ``DiTModels/DiTFamilyHarness/fixtureName(configuration:)``.
+    public static func resolve(_ folder: FixtureFolder) throws(VerifyError) -> (family: any DiTFamilyHarness.Type, name: String) {
+        let family: any DiTFamilyHarness.Type
+        do { family = try DiTFamilies.harness(forClass: folder.className) } catch {
             throw .unknownFamily("no family handles class \(folder.className) (\(error))")
         }
         if let stated = try folder.statedFamily() {
             guard family.fixtureNames.contains(stated) else {
-                let owner = DiTFamilies.all.first { $0.fixtureNames.contains(stated) }
+                let owner = DiTFamilies.harnessed.first { $0.fixtureNames.contains(stated) }
                 if let owner {
                     throw .malformedFixture(
                         file: "config.json",
                         reason: "class \(folder.className) is not a \(stated) class (\(owner.classNames.joined(separator: ", ")))")
                 }
-                throw .unknownFamily("\"\(stated)\" (known: \(DiTFamilies.all.flatMap { $0.fixtureNames }.joined(separator: ", ")))")
+                throw .unknownFamily("\"\(stated)\" (known: \(DiTFamilies.harnessed.flatMap { $0.fixtureNames }.joined(separator: ", ")))")
             }
             return (family, stated)
         }
@@ -91,13 +92,13 @@ public enum FixtureVerifier {
         return (family, name)
     }
 
-    private static func fixtureName<F: DiTFamily>(_: F.Type, _ folder: FixtureFolder) -> String? {
+    private static func fixtureName<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder) -> String? {
         guard let c = try? F.Configuration.parse(folder.config, className: folder.className) else { return nil }
         return F.fixtureName(configuration: c)
     }
 
     /// Verifies a loaded folder with a given family.
-    public static func verify<F: DiTFamily>(
+    public static func verify<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, family: F.Type, name: String, precision: WeightPrecision = .float32,
         tolerances tol: Tolerances = Tolerances()
     ) throws -> VerifyReport {
@@ -113,7 +114,7 @@ public enum FixtureVerifier {
 
     // MARK: - Forward
 
-    private static func forwardChecks<F: DiTFamily>(
+    private static func forwardChecks<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
     ) throws -> [VerifyCheck] {
         let references = folder.forwardTensors.keys
@@ -134,7 +135,7 @@ public enum FixtureVerifier {
 
     /// The sampler of a fixture folder's loop (FORMAT.md §2: its step count, timestep convention,
     /// velocity convention and CFG).
-    public static func sampler<F: DiTFamily>(
+    public static func sampler<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, _: F.Type, configuration: F.Configuration
     ) throws -> FlowMatchEulerSampler {
         let s = folder.sampling
@@ -153,7 +154,7 @@ public enum FixtureVerifier {
     /// Runs a fixture folder's sampling loop from `latent.initial` with its stored conditioning: with plain
     /// forwards when `policy` is nil, else through a `CachedTransformer` with that policy (the trace
     /// is returned).
-    public static func sample<F: DiTFamily>(
+    public static func sample<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, _: F.Type, model: F.Model, configuration: F.Configuration, policy: CachePolicy?
     ) throws -> (latent: Tensor, trace: CacheTrace?) {
         let sampler = try sampler(folder, F.self, configuration: configuration)
@@ -173,7 +174,7 @@ public enum FixtureVerifier {
         return (final, cached.endRun())
     }
 
-    private static func samplingChecks<F: DiTFamily>(
+    private static func samplingChecks<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, _: F.Type, _ configuration: F.Configuration, _ model: F.Model, _ tol: Tolerances
     ) throws -> [VerifyCheck] {
         let steps = try sampler(folder, F.self, configuration: configuration).steps

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 import Safetensors
 import TeaCache
@@ -237,7 +238,7 @@ public enum PolicyRecordingVerifier {
     /// The checks of every runnable record of the recordings in `refs` on the fixture `folder`'s model, and
     /// one line per record that cannot run, saying why.
     /// - Throws: ``VerifyError`` when the recording files are unreadable or malformed; errors of the model.
-    public static func checks<F: DiTFamily>(
+    public static func checks<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, refs: URL, _: F.Type, model: F.Model, configuration: F.Configuration, tolerance: Double
     ) throws -> (checks: [VerifyCheck], unsupported: [String]) {
         let recordings = try PolicyRecordings(folder: refs)

@@ -1,3 +1,4 @@
+import DiTModels
 import Foundation
 
 /// One comparison made by `teacache verify`.
