@@ -86,14 +86,17 @@ public enum FixtureVerifier {
             }
             return (family, stated)
         }
-        guard let name = fixtureName(family, folder) else {
-            throw .malformedFixture(file: "config.json", reason: "the configuration cannot be read by the \(family.name) family")
+        guard let name = try fixtureName(family, folder) else {
+            throw .malformedFixture(file: "config.json", reason: "the configuration is none of the \(family.name) family's fixture kinds")
         }
         return (family, name)
     }
 
-    private static func fixtureName<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder) -> String? {
-        guard let c = try? F.Configuration.parse(folder.config, className: folder.className) else { return nil }
+    private static func fixtureName<F: DiTFamilyHarness>(_: F.Type, _ folder: FixtureFolder) throws(VerifyError) -> String? {
+        let c: F.Configuration
+        do { c = try F.Configuration.parse(folder.config, className: folder.className) } catch {
+            throw .malformedFixture(file: "config.json", reason: "the \(F.name) family cannot read it: \(error)")
+        }
         return F.fixtureName(configuration: c)
     }
 
@@ -270,6 +273,7 @@ public enum FixtureVerifier {
         guard got.shape == expected.shape else {
             return VerifyCheck(name: name, measurement: "shape \(got.shape), expected \(expected.shape)", passed: false)
         }
+        // Different shapes: infinitely far, so the check fails and its line names both shapes.
         let e = (try? Tensor.relativeL2(got, expected)) ?? .infinity
         return VerifyCheck(name: name, measurement: "rel L2 \(formatError(e))", passed: e <= tolerance)
     }

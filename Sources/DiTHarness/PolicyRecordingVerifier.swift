@@ -120,6 +120,7 @@ public struct PolicyRecordings: Decodable, Sendable {
         /// Decodes a string or a list.
         public init(from decoder: any Decoder) throws {
             let c = try decoder.singleValueContainer()
+            // A name or a list: the list decoder reports a value that is neither.
             if let name = try? c.decode(String.self) { self = .named(name) } else { self = .values(try c.decode([Double].self)) }
         }
     }

@@ -56,6 +56,7 @@ public enum RunBudget {
             })
         }
         func fits(_ s: Double) -> Bool {
+            // Sizes the family refuses do not fit; the search only looks for a smaller size that does.
             guard let c = try? F.cost(configuration, sizes: scaled(s)) else { return false }
             let need = Double(c.activationBytes) * Double(max(activationSets, 1))
             return need.isFinite && need <= budget.bytes

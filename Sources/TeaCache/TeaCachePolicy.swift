@@ -15,7 +15,6 @@ public struct TeaCachePolicy: Sendable {
     private struct SlotState: Sendable {
         var accumulator = 0.0
         var skipStreak = 0
-        var lastAction: CacheDecision.Action?
     }
 
     /// The configuration being applied.
@@ -42,12 +41,6 @@ public struct TeaCachePolicy: Sendable {
 
     /// The accumulator of `slot` (0 for a slot never seen).
     public func accumulator(for slot: TeaCacheSlot) -> Double { slots[slot]?.accumulator ?? 0 }
-
-    /// The number of consecutive skips of `slot` up to now.
-    public func skipStreak(for slot: TeaCacheSlot) -> Int { slots[slot]?.skipStreak ?? 0 }
-
-    /// The last action taken for `slot`, or nil when it has not been called yet.
-    public func lastAction(for slot: TeaCacheSlot) -> CacheDecision.Action? { slots[slot]?.lastAction }
 
     /// The value of the schedule's ``TeaCacheSchedule/sharedCounter`` the next call sees, or nil without one.
     public var sharedCounter: Int? { configuration.schedule.sharedCounter == nil ? nil : shared.counter }
@@ -99,7 +92,6 @@ public struct TeaCachePolicy: Sendable {
             decision = decideAdaptively(step: counterRule == nil ? step : shared.counter, distance: distance,
                                         mustCompute: mustCompute, state: &state)
         }
-        state.lastAction = decision.action
         slots[slot] = state
         if let counterRule {
             let first = shared.first ?? slot.branch

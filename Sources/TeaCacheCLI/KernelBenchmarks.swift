@@ -69,12 +69,5 @@ enum KernelBenchmarks {
     }
 
     /// Peak resident set size of this process in bytes (VmHWM), or nil where /proc is unavailable.
-    static func peakRSSBytes() -> Int? {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ").compactMap { Int($0) }.first
-            return kb.map { $0 * 1024 }
-        }
-        return nil
-    }
+    static func peakRSSBytes() -> Int? { statusBytes("VmHWM") }
 }

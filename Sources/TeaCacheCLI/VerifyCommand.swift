@@ -55,6 +55,7 @@ struct VerifyCommand: ParsableCommand {
     /// of forward.json or sampling.json when readable, else the folder's name.
     static func familyHint(_ folder: URL) -> String {
         for file in ["forward.json", "sampling.json"] {
+            // Only a hint for the last line of a failed verify: the failure itself was already reported.
             if let data = try? Data(contentsOf: folder.appendingPathComponent(file)),
                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                let family = object["family"] as? String, !family.isEmpty {

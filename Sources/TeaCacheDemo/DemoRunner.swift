@@ -197,6 +197,7 @@ public enum DemoRunner {
             case .magCache:
                 var ratioSets = family.family.magCachePresets.map { ("magcache \($0.name) ratios", $0.magRatios) }
                 if let userMagCache { ratioSets.append(("magcache preset \(userMagCache.name)", userMagCache.magRatios)) }
+                // A run of fewer than 2 steps has no ratio to calibrate: only the published sets run.
                 if let calibrated = try? uncached.magRatios.ratios() {
                     ratioSets.append(("magcache calibrated", calibrated.ratios))
                     let preset = MagCachePreset(name: "\(family.name)-demo-calibrated", magRatios: calibrated.ratios,
@@ -215,6 +216,7 @@ public enum DemoRunner {
                 }
             case .taylorSeer, .easyCache, .dbCache, .forecast:
                 let published = family.family.magCachePresets.first.map { ("magcache \($0.name) ratios", $0.magRatios) }
+                // As above: nothing to calibrate in a run of fewer than 2 steps.
                 let calibrated = (try? uncached.magRatios.ratios()).map { ("magcache calibrated", $0.ratios) }
                 plan += try Self.newPolicyRows(
                     p, blocks: workload.blockCount,

@@ -105,13 +105,15 @@ public struct SampledWorkload<Model: DiffusionTransformer>: DemoWorkload {
     public var steps: Int { sampler.steps }
 
     public var blockCount: Int? {
+        // nil when the model is not blockwise, or its inputs cannot be built: the run builds them again
+        // and reports that error, typed.
         guard let blockwise = model as? any BlockwiseDiffusionTransformer, let x = try? inputs(inputSeed),
               let input = try? x.makeInput(x.latent, sampler.timesteps[0], .cond) else { return nil }
         return Self.count(blockwise, input)
     }
 
     private static func count<B: BlockwiseDiffusionTransformer>(_ b: B, _ input: Model.Input) -> Int? {
-        guard let i = input as? B.Input, let s = try? b.prepare(i) else { return nil }
+        guard let i = input as? B.Input, let s = try? b.prepare(i) else { return nil }  // as above: the run reports it
         return b.blockCount(s)
     }
 

@@ -107,6 +107,7 @@ public enum PresetCatalog {
 
     /// A TeaCache preset JSON, or a MagCache one (told apart by its `magRatios` field).
     static func decode(_ data: Data, path: String) throws(DemoError) -> LoadedPreset {
+        // Not a JSON object: the TeaCache decoder below reports why, as a typed error.
         let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         do {
             if object?["magRatios"] != nil { return .magCache(try MagCachePreset(jsonData: data)) }

@@ -19,6 +19,7 @@ public enum BLASKernel {
     /// The x86 vector extensions this CPU reports (`/proc/cpuinfo` flags among avx2, fma, avx512f,
     /// avx512_bf16, amx_bf16), empty where that file is unavailable.
     public static var cpuVectorFeatures: [String] {
+        // No /proc/cpuinfo (not Linux, or a sandbox without it): the CPU is reported as unknown, which is true.
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
         let flags = Set(line.split(separator: " ").map(String.init))

@@ -79,6 +79,8 @@ public struct Tensor: Sendable {
         uninitializedShape shape: [Int],
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> Void
     ) rethrows {
+        // An overflowing or negative shape gives 0 and traps in the precondition below: callers validate
+        // shapes first, so reaching it is a programming error, not bad input.
         let n = (try? Tensor.elementCount(of: shape)) ?? 0
         precondition(n > 0 || shape.contains(0) || shape.isEmpty, "invalid shape \(shape)")
         let s = TensorStorage(uninitializedCapacity: n)

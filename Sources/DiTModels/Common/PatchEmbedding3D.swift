@@ -19,6 +19,7 @@ public struct PatchEmbedding3D: Sendable {
     /// of the scope (e.g. `x_embedder.proj`).
     public init(_ weights: WeightScope, inChannels: Int, outChannels: Int, patch: (t: Int, h: Int, w: Int), bias: Bool = true) {
         let w = weights.tensor("weight", shape: [outChannels, inChannels, patch.t, patch.h, patch.w])
+        // A mis-shaped stored weight is a placeholder here, already recorded by the loader as mis-shaped.
         let flat = (try? w.reshaped([outChannels, inChannels * patch.t * patch.h * patch.w])) ?? w
         projection = Linear(weight: flat, bias: bias ? weights.tensor("bias", shape: [outChannels]) : nil)
         self.patch = patch

@@ -53,6 +53,8 @@ public enum WeightsLocation: Sendable, Equatable {
         } catch {
             throw .weightsNotFound(path: url.path, reason: "cannot list the directory (\(error.localizedDescription))")
         }
+        // An entry whose type cannot be read is not a weight file we could open either: skipped, and a
+        // folder left without weights is reported below.
         func isFile(_ u: URL) -> Bool { (try? u.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
         let files = entries.filter(isFile).map(\.lastPathComponent).sorted()
         let weights = files.filter { $0.lowercased().hasSuffix(".safetensors") }
@@ -114,6 +116,7 @@ enum StoredWeights {
     func shape(of name: String) -> [Int]? {
         switch self {
         case .tensors(let t): return t[name]?.shape
+        // Absent from the header: nil, and the loader lists the tensor as missing.
         case .file(let f, _): return try? f.info(named: name).shape
         case .sharded(let s, _): return try? s.info(named: name).shape
         }
