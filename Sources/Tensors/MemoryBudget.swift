@@ -40,8 +40,12 @@ public struct MemoryBudget: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension MemoryBudget {
-    /// Gives freed heap memory back to the system where the C library can (glibc's `malloc_trim`), e.g.
-    /// after building a model whose float32 draws were converted and freed, so peak RSS measured later
-    /// is the model's and not the allocator's leftovers.
-    public static func releaseFreedMemory() { _ = ck_release_free_memory() }
+    /// Gives freed memory back to the system: the large buffers kept for reuse by later forwards, and the
+    /// C library's free heap where it can (glibc's `malloc_trim`). Call it e.g. after building a model
+    /// whose float32 draws were converted and freed, or when a long-lived process is done generating, so
+    /// RSS measured later is the model's and not leftovers.
+    public static func releaseFreedMemory() {
+        BufferPool.drain()
+        _ = ck_release_free_memory()
+    }
 }

@@ -1,4 +1,5 @@
-/// Reference-counted, 64-byte aligned Float32 buffer shared by tensors and their views.
+/// Reference-counted, 64-byte aligned Float32 buffer shared by tensors and their views (large ones
+/// recycled through ``BufferPool``).
 ///
 /// `Tensor` wraps it with copy-on-write semantics; the storage itself is never mutated while
 /// shared, which is what makes the `@unchecked Sendable` conformance sound.
@@ -11,8 +12,7 @@ final class TensorStorage: @unchecked Sendable {
     @usableFromInline
     init(capacity: Int) {
         self.capacity = capacity
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(capacity, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        let raw = BufferPool.allocate(byteCount: max(capacity, 1) * MemoryLayout<Float>.stride)
         pointer = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
         pointer.initialize(repeating: 0, count: max(capacity, 1))
     }
@@ -21,12 +21,11 @@ final class TensorStorage: @unchecked Sendable {
     @usableFromInline
     init(uninitializedCapacity capacity: Int) {
         self.capacity = capacity
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(capacity, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        let raw = BufferPool.allocate(byteCount: max(capacity, 1) * MemoryLayout<Float>.stride)
         pointer = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
     }
 
     deinit {
-        UnsafeMutableRawPointer(pointer).deallocate()
+        BufferPool.release(UnsafeMutableRawPointer(pointer), byteCount: max(capacity, 1) * MemoryLayout<Float>.stride)
     }
 }

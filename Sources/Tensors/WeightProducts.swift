@@ -159,14 +159,14 @@ func weightProduct(
         }
     case (.bfloat16(let b), .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
-        defer { a16.deallocate() }
+        defer { BufferPool.release(a16, count: m * k) }
         let w = b.baseAddress.assumingMemoryBound(to: UInt16.self) + columnOffset
         if !bfloat16Product(m: m, n: n, k: k, a16: a16, w: w, ldw: weight.columns, c: c, ldc: ldc, accumulate: accumulate) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
         }
     case (.int8, .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
-        defer { a16.deallocate() }
+        defer { BufferPool.release(a16, count: m * k) }
         if !int8BFloat16Product(m: m, k: k, a: a, lda: lda, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
                                 accumulate: accumulate) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
@@ -204,9 +204,9 @@ private func bfloat16Product(m: Int, n: Int, k: Int, a16: UnsafePointer<UInt16>,
     return !(0..<workers).contains { failed[$0] }
 }
 
-/// `A` rounded to bf16 into a new contiguous `m × k` buffer (the caller deallocates it).
+/// `A` rounded to bf16 into a new contiguous `m × k` buffer (the caller gives it back to ``BufferPool``).
 private func roundedToBFloat16(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int) -> UnsafeMutablePointer<UInt16> {
-    let out = UnsafeMutablePointer<UInt16>.allocate(capacity: m * k)
+    let out = BufferPool.allocate(UInt16.self, count: m * k)
     Parallelism.forEachChunk(m, costPerItem: k) { rows in
         for r in rows { ck_f32_to_bf16(a + r * lda, out + r * k, k) }
     }
@@ -221,8 +221,8 @@ private func int8BFloat16Product(
 ) -> Bool {
     guard case .int8(let values, let scales, let g) = weight.storage else { return false }
     let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 2))
-    let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: p * k)
-    defer { scratch.deallocate() }
+    let scratch = BufferPool.allocate(UInt16.self, count: p * k)
+    defer { BufferPool.release(scratch, count: p * k) }
     let q = values.baseAddress.assumingMemoryBound(to: Int8.self)
     let groups = scales.shape[1], columns = weight.columns
     return scales.withUnsafeBufferPointer { sc in
@@ -266,8 +266,8 @@ func panelProduct(
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowStart: Int = 0
 ) {
     let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 4))
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: p * k)
-    defer { scratch.deallocate() }
+    let scratch = BufferPool.allocate(Float.self, count: p * k)
+    defer { BufferPool.release(scratch, count: p * k) }
     var r0 = rowStart
     while r0 < n {
         let rows = min(p, n - r0)

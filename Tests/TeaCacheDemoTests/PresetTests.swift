@@ -15,7 +15,7 @@ import TeaCache
         #expect(try DemoFamily(named: "flux").builtInPreset == .flux)
         #expect(try DemoFamily(named: "wan2.1_t2v_14b").builtInPreset.name == "wan2.1_t2v_14b")
         #expect(try DemoFamily(named: "cogvideox_2b").family == CogVideoXFamily.self)
-        for name in DiTFamilies.harnessed.map(\.name) + ["tangoflux"] { #expect(DemoFamily.modelNames.contains(name)) }
+        for name in DiTFamilies.harnessed.map({ $0.name }) + ["tangoflux"] { #expect(DemoFamily.modelNames.contains(name)) }
         // Every preset name selects a family that has it (a family registered by another test may re-list one).
         for f in DiTFamilies.harnessed {
             for p in f.presets {
