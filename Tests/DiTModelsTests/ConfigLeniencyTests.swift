@@ -21,7 +21,7 @@ struct ConfigLeniencyTests {
         }
         let c = try FluxConfiguration.parse(data)
         #expect(c.outChannels == 16)
-        let model = try FluxTransformer(configuration: c, tensors: Fixtures.tensors("flux", "model.safetensors"))
+        let model = try FluxFamily.load(c, tensors: Fixtures.tensors("flux", "model.safetensors"))
         #expect(model.projOut.weight.shape == [16, 32])
         let t = try Fixtures.tensors("flux", "forward.safetensors")
         let e = try Tensor.relativeL2(model(FluxForwardTests.inputs(t)), #require(t["output"]))

@@ -65,10 +65,10 @@ struct ShardedWeightsTests {
         #expect(Set(map.values).count == 3 && map.count == tensors.count)
 
         let config = try Self.fluxConfiguration()
-        let single = try FluxTransformer(configuration: config, weightsAt: Self.fluxWeights)
-        let fromFolder = try FluxTransformer(configuration: config, weightsAt: dir)
-        let fromIndex = try FluxTransformer(configuration: config,
-                                            weightsAt: dir.appendingPathComponent(WeightsLocation.indexFileName))
+        let single = try FluxFamily.load(config, weightsAt: Self.fluxWeights)
+        let fromFolder = try FluxFamily.load(config, weightsAt: dir)
+        let fromIndex = try FluxFamily.load(config,
+                                           weightsAt: dir.appendingPathComponent(WeightsLocation.indexFileName))
         let fromLoader = try FluxFamily.build(config, WeightLoader(safetensorsAt: dir)).model
         #expect(fromFolder.projOut.weight.float32Tensor() == single.projOut.weight.float32Tensor())
 
@@ -135,7 +135,7 @@ struct ShardedWeightsTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let map = try writeSharded(SafetensorsFile(contentsOf: fluxWeights).loadAll(), shardCount: 2, to: dir)
         try edit(dir, map)
-        do { _ = try FluxTransformer(configuration: fluxConfiguration(), weightsAt: dir) } catch { return error }
+        do { _ = try FluxFamily.load(fluxConfiguration(), weightsAt: dir) } catch { return error }
         return nil
     }
 
@@ -212,7 +212,7 @@ struct ShardedWeightsTests {
         let file = dir.appendingPathComponent(WeightsLocation.singleFileName)
         try Data([0, 1]).write(to: file)
         #expect {
-            try FluxTransformer(configuration: Self.fluxConfiguration(), weightsAt: dir)
+            try FluxFamily.load(Self.fluxConfiguration(), weightsAt: dir)
         } throws: { e in
             guard case let ModelLoadError.invalidWeights(path, .headerTooSmall(2)) = e else { return false }
             return path == file.path

@@ -11,7 +11,7 @@ import Tensors
 @Suite struct FluxForwardTests {
     static func model(_ family: String) throws -> FluxTransformer {
         let config = try FluxConfiguration.load(Fixtures.folder(family).appendingPathComponent("config.json"))
-        return try FluxTransformer(configuration: config, tensors: Fixtures.tensors(family, "model.safetensors"))
+        return try FluxFamily.load(config, tensors: Fixtures.tensors(family, "model.safetensors"))
     }
 
     static func inputs(_ t: [String: Tensor]) throws -> FluxInput {
@@ -85,8 +85,8 @@ import Tensors
     /// one step of a 28-step schedule moves the conditioning much less than a jump across the schedule.
     @Test func randomModelIsSeededAndTapered() throws {
         let config = try FluxConfiguration.parse(Data(FluxLoadingTests.fixtureConfig.utf8))
-        let a = try FluxTransformer.random(configuration: config, seed: 7)
-        let b = try FluxTransformer.random(configuration: config, seed: 7)
+        let a = try FluxFamily.random(config, seed: 7, steps: 28)
+        let b = try FluxFamily.random(config, seed: 7, steps: 28)
         #expect(a.xEmbedder.weight.float32Tensor() == b.xEmbedder.weight.float32Tensor() && a.projOut.weight.float32Tensor() == b.projOut.weight.float32Tensor())
         let emb = a.timeTextEmbed
         let pooled = try Tensor(zeros: [1, 32])
