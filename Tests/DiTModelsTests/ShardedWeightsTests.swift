@@ -236,7 +236,7 @@ struct ShardedWeightsTests {
     @Test func wanIgnoresNormAddedQOnEveryLoadPath() throws {
         let config = try Self.wanConfiguration()
         var weights = try Fixtures.tensors("wan21", "model.safetensors")
-        let expected = try WanTransformer(configuration: config, tensors: weights)(Self.wanInput())
+        let expected = try WanFamily.load(config, tensors: weights)(Self.wanInput())
         for name in Self.normAddedQ { weights[name] = try Tensor(zeros: [32]) }
 
         let dir = try Self.temporaryDirectory()
@@ -248,10 +248,10 @@ struct ShardedWeightsTests {
         let (cls, body) = try ModelConfigFile.read(Fixtures.folder("wan21").appendingPathComponent("config.json"))
 
         let models: [(String, WanTransformer)] = [
-            ("dictionary", try WanTransformer(configuration: config, tensors: weights)),
+            ("dictionary", try WanFamily.load(config, tensors: weights)),
             ("loader", try WanFamily.build(config, WeightLoader(tensors: weights)).model),
-            ("sharded folder", try WanTransformer(configuration: config, weightsAt: dir)),
-            ("single-file folder", try WanTransformer(configuration: config, weightsAt: singleDir)),
+            ("sharded folder", try WanFamily.load(config, weightsAt: dir)),
+            ("single-file folder", try WanFamily.load(config, weightsAt: singleDir)),
             ("family", try WanFamily.load(WanConfiguration.parse(body, className: cls), tensors: weights)),
         ]
         for (label, model) in models {
@@ -269,7 +269,7 @@ struct ShardedWeightsTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         try Self.writeSharded(weights, shardCount: 2, to: dir)
         #expect {
-            try WanTransformer(configuration: Self.wanConfiguration(), weightsAt: dir)
+            try WanFamily.load(Self.wanConfiguration(), weightsAt: dir)
         } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing.isEmpty && misshaped.isEmpty && unexpected == ["blocks.0.attn2.norm_added_x.weight"]

@@ -89,8 +89,7 @@ extension FluxState: BatchSelectableState {
     public var streams: [Tensor] {
         get { [image] }
         set {
-            precondition(newValue.count == 1, "FLUX has one cached stream (image tokens), got \(newValue.count)")
-            image = newValue[0]
+            image = newValue.soleStream(of: "FLUX")
             joint = nil
         }
     }
