@@ -44,7 +44,7 @@ public enum Lumina2Family: DiTFamily {
 }
 
 /// The reference repository's Lumina-Image-2.0 presets (TeaCache4Lumina2, ali-vilab/TeaCache @ 7c10efc;
-/// coefficients copied character for character from teacache-spec.md §2.2, v1 = ``TeaCachePreset/luminaCoefficients``)
+/// coefficients copied character for character from teacache-spec.md §2.2, v1 = `TeaCachePreset.luminaCoefficients`)
 /// with its published thresholds and speedups (§2.1, §3).
 extension TeaCachePreset {
     /// Lumina-Image-2.0, v1 coefficients (active in the script; = Lumina-Next). Default δ 0.3.

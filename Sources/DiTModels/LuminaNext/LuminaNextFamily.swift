@@ -65,7 +65,7 @@ public enum LuminaNextFamily: DiTFamily {
 }
 
 /// The reference repository's Lumina-Next preset (TeaCache4Lumina-T2X, ali-vilab/TeaCache @ 7c10efc;
-/// coefficients ``TeaCachePreset/luminaCoefficients`` from teacache-spec.md §2.2) with its published
+/// coefficients `TeaCachePreset.luminaCoefficients` from teacache-spec.md §2.2) with its published
 /// thresholds and speedups (§2.1, §3).
 extension TeaCachePreset {
     /// Lumina-Next-SFT. Default δ 0.3.
