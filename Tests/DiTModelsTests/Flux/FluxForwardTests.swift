@@ -99,3 +99,62 @@ import Tensors
         #expect(near < 0.25 * far)
     }
 }
+
+/// The state between blocks run one at a time (First-Block Cache): the image tokens read through
+/// `streams` are current after every block, also between single-stream blocks, where the state keeps the
+/// joint sequence instead of concatenating the streams again.
+@Suite struct FluxStateTests {
+    /// A random model with one double-stream and three single-stream blocks, and a batch of two.
+    static func model() throws -> (FluxTransformer, FluxInput) {
+        let config = try FluxConfiguration.parse(FluxLoadingTests.config { $0["num_single_layers"] = 3 })
+        let model = try FluxFamily.random(config, seed: 3, steps: 28)
+        let input = try FluxFamily.randomInputs(configuration: config, batch: 2, latentHeight: 4, latentWidth: 6,
+                                                textTokens: 5, seed: 4)
+        return (model, input)
+    }
+
+    /// Keeping the joint sequence between single-stream blocks gives exactly what diffusers' per-block
+    /// concatenate and split gives (here: dropping the kept sequence before every block by assigning the
+    /// streams, which makes the next block concatenate text and image tokens again).
+    @Test func streamsAreCurrentBetweenSingleStreamBlocks() throws {
+        let (model, input) = try Self.model()
+        var kept = try model.prepare(input)
+        var rejoined = kept
+        for i in 0..<model.blockCount(kept) {
+            try model.runBlock(i, &kept)
+            rejoined.streams = rejoined.streams
+            #expect(rejoined.joint == nil)
+            try model.runBlock(i, &rejoined)
+            #expect(kept.joint != nil || i == 0 || i == model.blockCount(kept) - 1)
+            #expect(kept.streams[0] == rejoined.streams[0], "block \(i): image tokens")
+            #expect(kept.text == rejoined.text, "block \(i): text tokens")
+            if let joint = kept.joint {
+                // The kept joint sequence is [text, image] of the current streams.
+                #expect(joint == (try Tensor.concatenate([kept.text, kept.streams[0]], axis: 1)))
+            }
+        }
+        var whole = try model.prepare(input)
+        try model.runBlocks(&whole)
+        #expect(whole.joint == nil && whole.streams[0] == kept.streams[0])
+    }
+
+    /// Assigning the streams between single-stream blocks replaces the image tokens the next block reads.
+    @Test func assignedStreamsFeedTheNextSingleStreamBlock() throws {
+        let (model, input) = try Self.model()
+        var s = try model.prepare(input)
+        try model.runBlock(0, &s)
+        try model.runBlock(1, &s)
+        let replaced = s.streams[0] * 0.5
+        var viaStreams = s
+        viaStreams.streams = [replaced]
+        #expect(viaStreams.streams[0] == replaced && viaStreams.text == s.text && viaStreams.joint == nil)
+        try model.runBlock(2, &viaStreams)
+        var viaJoint = s
+        viaJoint.joint = try Tensor.concatenate([s.text, replaced], axis: 1)
+        try model.runBlock(2, &viaJoint)
+        #expect(viaStreams.streams[0] == viaJoint.streams[0] && viaStreams.text == viaJoint.text)
+        var unchanged = s
+        try model.runBlock(2, &unchanged)
+        #expect(try Tensor.relativeL2(viaStreams.streams[0], unchanged.streams[0]) > 1e-3)
+    }
+}
