@@ -22,7 +22,7 @@ struct ConfigLeniencyTests {
         }
         let c = try FluxConfiguration.parse(data)
         #expect(c.outChannels == 16)
-        let model = try FluxTransformer(configuration: c, tensors: Fixtures.tensors("flux", "model.safetensors"))
+        let model = try FluxFamily.load(c, tensors: Fixtures.tensors("flux", "model.safetensors"))
         #expect(model.projOut.weight.shape == [16, 32])
         let t = try Fixtures.tensors("flux", "forward.safetensors")
         let e = try Tensor.relativeL2(model(FluxForwardTests.inputs(t)), #require(t["output"]))
@@ -98,13 +98,13 @@ struct ConfigLeniencyTests {
         #expect(loader.supplied["blocks.0.attn2.norm_added_k.weight"]?.shape == [24])
         #expect(!loader.supplied.keys.contains { $0.contains("image_embedder") })
         // Reloading through the stored-weights path round-trips.
-        let reloaded = try WanTransformer(configuration: c, tensors: loader.supplied)
+        let reloaded = try WanFamily.load(c, tensors: loader.supplied)
         #expect(try reloaded(Self.textInput()) == model(Self.textInput()))
 
         let t2vWeights = loader.supplied.filter {
             !$0.key.contains("add_k_proj") && !$0.key.contains("add_v_proj") && !$0.key.contains("norm_added_k")
         }
-        let t2v = try WanTransformer(configuration: Self.tinyT2V(), tensors: t2vWeights)
+        let t2v = try WanFamily.load(Self.tinyT2V(), tensors: t2vWeights)
         #expect(try model(Self.textInput()) == t2v(Self.textInput()))
 
         // 514 text tokens: the first 2 go to the image projections, 512 to to_k/to_v.

@@ -67,10 +67,10 @@ struct ShardedWeightsTests {
         #expect(Set(map.values).count == 3 && map.count == tensors.count)
 
         let config = try Self.fluxConfiguration()
-        let single = try FluxTransformer(configuration: config, weightsAt: Self.fluxWeights)
-        let fromFolder = try FluxTransformer(configuration: config, weightsAt: dir)
-        let fromIndex = try FluxTransformer(configuration: config,
-                                            weightsAt: dir.appendingPathComponent(WeightsLocation.indexFileName))
+        let single = try FluxFamily.load(config, weightsAt: Self.fluxWeights)
+        let fromFolder = try FluxFamily.load(config, weightsAt: dir)
+        let fromIndex = try FluxFamily.load(config,
+                                           weightsAt: dir.appendingPathComponent(WeightsLocation.indexFileName))
         let fromLoader = try FluxFamily.build(config, WeightLoader(safetensorsAt: dir)).model
         #expect(fromFolder.projOut.weight.float32Tensor() == single.projOut.weight.float32Tensor())
 
@@ -137,7 +137,7 @@ struct ShardedWeightsTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let map = try writeSharded(SafetensorsFile(contentsOf: fluxWeights).loadAll(), shardCount: 2, to: dir)
         try edit(dir, map)
-        do { _ = try FluxTransformer(configuration: fluxConfiguration(), weightsAt: dir) } catch { return error }
+        do { _ = try FluxFamily.load(fluxConfiguration(), weightsAt: dir) } catch { return error }
         return nil
     }
 
@@ -214,7 +214,7 @@ struct ShardedWeightsTests {
         let file = dir.appendingPathComponent(WeightsLocation.singleFileName)
         try Data([0, 1]).write(to: file)
         #expect {
-            try FluxTransformer(configuration: Self.fluxConfiguration(), weightsAt: dir)
+            try FluxFamily.load(Self.fluxConfiguration(), weightsAt: dir)
         } throws: { e in
             guard case let ModelLoadError.invalidWeights(path, .headerTooSmall(2)) = e else { return false }
             return path == file.path
@@ -238,7 +238,7 @@ struct ShardedWeightsTests {
     @Test func wanIgnoresNormAddedQOnEveryLoadPath() throws {
         let config = try Self.wanConfiguration()
         var weights = try Fixtures.tensors("wan21", "model.safetensors")
-        let expected = try WanTransformer(configuration: config, tensors: weights)(Self.wanInput())
+        let expected = try WanFamily.load(config, tensors: weights)(Self.wanInput())
         for name in Self.normAddedQ { weights[name] = try Tensor(zeros: [32]) }
 
         let dir = try Self.temporaryDirectory()
@@ -250,10 +250,10 @@ struct ShardedWeightsTests {
         let (cls, body) = try ModelConfigFile.read(Fixtures.folder("wan21").appendingPathComponent("config.json"))
 
         let models: [(String, WanTransformer)] = [
-            ("dictionary", try WanTransformer(configuration: config, tensors: weights)),
+            ("dictionary", try WanFamily.load(config, tensors: weights)),
             ("loader", try WanFamily.build(config, WeightLoader(tensors: weights)).model),
-            ("sharded folder", try WanTransformer(configuration: config, weightsAt: dir)),
-            ("single-file folder", try WanTransformer(configuration: config, weightsAt: singleDir)),
+            ("sharded folder", try WanFamily.load(config, weightsAt: dir)),
+            ("single-file folder", try WanFamily.load(config, weightsAt: singleDir)),
             ("family", try WanFamily.load(WanConfiguration.parse(body, className: cls), tensors: weights)),
         ]
         for (label, model) in models {
@@ -271,7 +271,7 @@ struct ShardedWeightsTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         try Self.writeSharded(weights, shardCount: 2, to: dir)
         #expect {
-            try WanTransformer(configuration: Self.wanConfiguration(), weightsAt: dir)
+            try WanFamily.load(Self.wanConfiguration(), weightsAt: dir)
         } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing.isEmpty && misshaped.isEmpty && unexpected == ["blocks.0.attn2.norm_added_x.weight"]

@@ -25,9 +25,9 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let configuration = try! FluxConfiguration.parse(Data(contentsOf: configURL))
-    let model = try! FluxTransformer.random(configuration: configuration, seed: 0, steps: 28)
-    var current = try! FluxTransformer.randomInputs(configuration: configuration, batch: 1, latentHeight: 64,
-                                                    latentWidth: 64, textTokens: 128, seed: 1)
+    let model = try! FluxFamily.random(configuration, seed: 0, steps: 28)
+    var current = try! FluxFamily.randomInputs(configuration: configuration, batch: 1, latentHeight: 64,
+                                               latentWidth: 64, textTokens: 128, seed: 1)
     var previous = current
     current.timestep = try! Tensor(shape: [1], repeating: 1 - 1 / 28)
     previous.timestep = try! Tensor(shape: [1], repeating: 1)

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The configuration of diffusers' `FluxTransformer2DModel` (FLUX.1 and TangoFlux), decoded from the
 /// model's `config.json`.
@@ -128,5 +129,39 @@ public struct FluxConfiguration: DiTConfiguration {
                                      reason: "the output width patch_size² · out_channels = \(outputWidth) "
                                         + "exceeds the supported maximum of \(SizeLimits.maximumExtent)")
         }
+    }
+}
+
+// MARK: Cost model
+
+extension FluxConfiguration {
+    /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations and softmax
+    /// are not counted).
+    ///
+    /// Per token and block both block kinds cost `24·D²` (double: q, k, v, out = 4D², feed-forward 8D²;
+    /// single: q, k, v 3D², MLP in 4D², out 5D²), plus `4·H·T²·Dh` attention over the `T = L + S` joint
+    /// tokens, plus embeddings, adaLN projections and the output head.
+    public func forwardFLOPs(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Double {
+        let c = self
+        let d = Double(c.innerDim), bb = Double(b), ss = Double(s), ll = Double(l), t = ss + ll
+        let ch = Double(FluxConfiguration.timestepChannels)
+        var f = 2 * bb * ss * Double(c.inChannels) * d + 2 * bb * ll * Double(c.jointAttentionDim) * d
+        f += 2 * bb * (ch * d + d * d) * (c.guidanceEmbeds ? 2 : 1) + 2 * bb * (Double(c.pooledProjectionDim) * d + d * d)
+        let attentionFLOPs = 4 * bb * t * t * d
+        let double = 2 * bb * t * 12 * d * d + attentionFLOPs + 2 * (2 * bb * d * 6 * d)
+        let single = 2 * bb * t * 12 * d * d + attentionFLOPs + 2 * bb * d * 3 * d
+        f += Double(c.numLayers) * double + Double(c.numSingleLayers) * single
+        f += 2 * bb * d * 2 * d + 2 * bb * ss * d * Double(c.outputWidth)
+        return f
+    }
+
+    /// Estimated bytes of the activations alive at once inside a single-stream block (the largest set):
+    /// the joint sequence and its normalised copy, MLP pre- and post-activation (4D each), q, k, v and
+    /// their rotated copies, the attention output, the 5D-wide concatenation and the block output —
+    /// about `23·T·D` floats for `T = L + S` tokens, plus one query block of attention scores per thread.
+    public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
+        let t = s + l
+        let scores = attentionQueryBlock * t * Parallelism.threadCount
+        return 4 * (23 * b * t * innerDim + scores)
     }
 }

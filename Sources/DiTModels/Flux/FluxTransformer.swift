@@ -1,4 +1,3 @@
-import Foundation
 import Tensors
 
 /// The tensor arguments of one FLUX forward call, named after diffusers' `FluxTransformer2DModel.forward`.
@@ -32,17 +31,23 @@ public struct FluxInput: LatentTimestepInput, Sendable {
 }
 
 /// Everything FLUX's block stacks need, computed once per call by ``FluxTransformer/prepare(_:)``.
+///
+/// `image` and `text` are current after every block. Between single-stream blocks (which transform the
+/// joint sequence, text first) the state also keeps that joint sequence, so that the next single block
+/// does not concatenate the two streams again; `image` and `text` are then its two parts.
 public struct FluxState: Sendable {
-    /// Image tokens entering the first block (`x_embedder` output) `[B, S, D]`.
-    public var image: Tensor
-    /// Text tokens entering the first block (`context_embedder` output) `[B, L, D]`.
-    public var text: Tensor
+    /// Image tokens `[B, S, D]`: the `x_embedder` output after ``FluxTransformer/prepare(_:)``, then the
+    /// output of the last block run.
+    public internal(set) var image: Tensor
+    /// Text tokens `[B, L, D]`: the `context_embedder` output, then the output of the last block run.
+    public internal(set) var text: Tensor
     /// The conditioning `temb` `[B, D]`.
     public var temb: Tensor
     /// Rotary tables over the joint (text, image) sequence, `[L + S, headDim]` each.
     public var rope: (cos: Tensor, sin: Tensor)
-    /// Between single-stream blocks run one at a time (``FluxTransformer/runBlock(_:_:)``): the joint
-    /// (text, image) sequence they transform; nil otherwise.
+    /// Between single-stream blocks: the joint sequence `[text, image]` `[B, L + S, D]` of which `text`
+    /// and `image` are the parts; nil before the first and after the last single-stream block, and after
+    /// `image` is replaced from outside (``streams``).
     var joint: Tensor? = nil
 }
 
@@ -50,7 +55,9 @@ public struct FluxState: Sendable {
 ///
 /// The forward is split in the order TeaCache needs it: ``prepare(_:)`` (embeddings, rotary tables),
 /// ``modulatedInput(_:)``, ``runBlocks(_:)`` (both block stacks) and ``outputHead(_:)``;
-/// ``callAsFunction(_:)`` runs all four.
+/// ``callAsFunction(_:)`` runs all but the modulated input. Build one with ``FluxFamily``'s loaders
+/// (`FluxFamily.load(_:weightsAt:precision:)`, `FluxFamily.load(_:tensors:precision:)`,
+/// `FluxFamily.random(_:seed:steps:precision:parameterBudget:memoryBudget:)`).
 public struct FluxTransformer: Sendable {
     /// The validated configuration.
     public let configuration: FluxConfiguration
@@ -60,16 +67,16 @@ public struct FluxTransformer: Sendable {
     public var memoryBudget = MemoryBudget.machineDefault
     /// `time_text_embed`.
     let timeTextEmbed: FluxTimeTextEmbedding
-    /// `context_embedder` and `x_embedder`.
-    let contextEmbedder: Linear
+    /// `context_embedder`: text-encoder states → width.
+    private let contextEmbedder: Linear
     /// `x_embedder`: latent tokens → width.
     let xEmbedder: Linear
-    /// `transformer_blocks` and `single_transformer_blocks`.
-    let doubleBlocks: [FluxDoubleStreamBlock]
+    /// `transformer_blocks` (double-stream).
+    private let doubleBlocks: [FluxDoubleStreamBlock]
     /// `single_transformer_blocks`.
-    let singleBlocks: [FluxSingleStreamBlock]
-    /// `norm_out` and `proj_out`.
-    let normOut: AdaLayerNormContinuous
+    private let singleBlocks: [FluxSingleStreamBlock]
+    /// `norm_out`.
+    private let normOut: AdaLayerNormContinuous
     /// `proj_out`.
     let projOut: Linear
 
@@ -89,26 +96,11 @@ public struct FluxTransformer: Sendable {
         projOut = Linear(w["proj_out"], in: d, out: c.outputWidth)
     }
 
-    /// Builds the model from a diffusers state dict (every tensor by parameter name).
-    ///
-    /// - Throws: `unsupportedConfig` for an invalid configuration; one `weightMismatch` listing every
-    ///   missing, unexpected and mis-shaped tensor.
-    public init(configuration: FluxConfiguration, tensors: [String: Tensor]) throws(ModelLoadError) {
-        self = try FluxFamily.load(configuration, tensors: tensors)
-    }
-
-    /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
-    /// diffusers `transformer/` folder (see ``WeightsLocation``).
-    public init(configuration: FluxConfiguration, weightsAt url: URL) throws(ModelLoadError) {
-        self = try FluxFamily.load(configuration, weightsAt: url)
-    }
-
-    /// A randomly initialised model (fixtures FORMAT.md §6 scheme) for demos and benchmarks.
-    ///
-    /// The timestep and guidance MLPs' first layers get the §6 taper with `u = 1000 / steps`
-    /// (FLUX multiplies sigma by 1000, and a run of `steps` steps moves sigma by `1/steps`).
-    public static func random(configuration: FluxConfiguration, seed: UInt64, steps: Int = 28) throws(ModelLoadError) -> FluxTransformer {
-        try FluxFamily.random(configuration, seed: seed, steps: steps)
+    /// The full forward (`model(**inputs, return_dict=False)[0]`).
+    public func callAsFunction(_ inputs: FluxInput) throws(TensorError) -> Tensor {
+        var p = try prepare(inputs)
+        try runBlocks(&p)
+        return try outputHead(p)
     }
 
     /// Embeds the inputs (after checking their shapes against the configuration).
@@ -137,33 +129,39 @@ public struct FluxTransformer: Sendable {
 
     /// Runs every double-stream block, then every single-stream block, updating `p.image` and `p.text`.
     ///
-    /// The single blocks see the joint sequence (text first); it is split back into the two streams at
-    /// the end, which gives the same values as diffusers' per-block concatenate/split.
+    /// The single blocks see the joint sequence (text first), concatenated once before the first of them
+    /// and split after each, which gives the same values as diffusers' per-block concatenate/split.
     public func runBlocks(_ p: inout FluxState) throws(TensorError) {
-        for block in doubleBlocks {
-            try block(image: &p.image, text: &p.text, temb: p.temb, rope: p.rope)
+        for i in 0..<depth { try runBlock(i, &p) }
+    }
+
+    /// The number of blocks: double-stream, then single-stream.
+    var depth: Int { doubleBlocks.count + singleBlocks.count }
+
+    /// Runs block `index` (`0 ..< num_layers + num_single_layers`, the double-stream blocks first, in
+    /// order) on `p`: the one loop body of ``runBlocks(_:)`` and of First-Block Cache.
+    public func runBlock(_ index: Int, _ p: inout FluxState) throws(TensorError) {
+        guard (0..<depth).contains(index) else {
+            throw .invalidArgument(operation: "FLUX block", reason: "block \(index) is outside 0..<\(depth)")
         }
-        guard !singleBlocks.isEmpty else { return }
+        if index < doubleBlocks.count {
+            try doubleBlocks[index](image: &p.image, text: &p.text, temb: p.temb, rope: p.rope)
+            return
+        }
+        let j = index - doubleBlocks.count
+        var joint: Tensor
+        if let kept = p.joint { joint = kept } else { joint = try Tensor.concatenate([p.text, p.image], axis: 1) }
+        try singleBlocks[j](&joint, temb: p.temb, rope: p.rope)
+        // Views of the joint sequence for a batch of one, copies otherwise.
         let l = p.text.shape[1]
-        var joint = try Tensor.concatenate([p.text, p.image], axis: 1)
-        for block in singleBlocks {
-            try block(&joint, temb: p.temb, rope: p.rope)
-        }
         let parts = try joint.split(sizes: [l, joint.shape[1] - l], axis: 1)
-        p.text = parts[0]
-        p.image = parts[1]
+        (p.text, p.image) = (parts[0], parts[1])
+        p.joint = j == singleBlocks.count - 1 ? nil : joint
     }
 
     /// `proj_out(norm_out(image, temb))`: `[B, S, patch² · out_channels]`.
     public func outputHead(_ p: FluxState) throws(TensorError) -> Tensor {
         try projOut(normOut(p.image, conditioning: p.temb))
-    }
-
-    /// The full forward (`model(**inputs, return_dict=False)[0]`).
-    public func callAsFunction(_ inputs: FluxInput) throws(TensorError) -> Tensor {
-        var p = try prepare(inputs)
-        try runBlocks(&p)
-        return try outputHead(p)
     }
 
     private func validate(_ x: FluxInput) throws(TensorError) {
@@ -210,4 +208,266 @@ public struct FluxTransformer: Sendable {
             throw fail("\(name) contains NaN or infinity")
         }
     }
+}
+
+// MARK: Embeddings
+
+/// The conditioning vector of FLUX: diffusers' `CombinedTimestepGuidanceTextProjEmbeddings` (with
+/// guidance) or `CombinedTimestepTextProjEmbeddings` (without).
+///
+/// `temb = MLP_t(sin(1000·t)) [+ MLP_g(sin(1000·g))] + MLP_text(pooled)`, where `sin(·)` is the 256-channel
+/// sinusoid with cos first (`flip_sin_to_cos=True`, shift 0) and every MLP is `linear_2(silu(linear_1))`.
+struct FluxTimeTextEmbedding: Sendable {
+    /// `time_text_embed.timestep_embedder`.
+    let timestepEmbedder: TimestepMLP
+    /// `time_text_embed.guidance_embedder`, present when `guidance_embeds` is true.
+    let guidanceEmbedder: TimestepMLP?
+    /// `time_text_embed.text_embedder` (PixArt-α text projection with SiLU).
+    let textEmbedder: TimestepMLP
+
+    /// The scale FLUX applies to timestep and guidance values before the sinusoid.
+    static let valueScale: Float = 1000
+
+    /// Takes the parameters of the `time_text_embed` scope.
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+        let ch = FluxConfiguration.timestepChannels
+        timestepEmbedder = TimestepMLP(weights["timestep_embedder"], in: ch, hidden: c.innerDim, out: c.innerDim)
+        guidanceEmbedder = c.guidanceEmbeds
+            ? TimestepMLP(weights["guidance_embedder"], in: ch, hidden: c.innerDim, out: c.innerDim) : nil
+        textEmbedder = TimestepMLP(weights["text_embedder"], in: c.pooledProjectionDim, hidden: c.innerDim,
+                                   out: c.innerDim)
+    }
+
+    /// The conditioning `[B, D]`.
+    ///
+    /// - Parameters:
+    ///   - timestep: `[B]` or `[1]` (broadcast over the batch), in FLUX units (sigma, ×1000 here).
+    ///   - guidance: like `timestep`; required exactly when the model embeds guidance.
+    ///   - pooled: `[B, pooled_projection_dim]`.
+    func callAsFunction(timestep: Tensor, guidance: Tensor?, pooled: Tensor) throws(TensorError) -> Tensor {
+        var temb = try timestepEmbedder(Self.sinusoid(timestep))
+        if let guidanceEmbedder, let guidance {
+            temb = try temb + guidanceEmbedder(Self.sinusoid(guidance))
+        }
+        return try temb + textEmbedder(pooled)
+    }
+
+    /// The 256-channel features of `1000·values` (the multiplication is done in Float32, as diffusers does).
+    static func sinusoid(_ values: Tensor) throws(TensorError) -> Tensor {
+        try sinusoidalTimestepEmbedding(values.scalars.map { $0 * valueScale }, dim: FluxConfiguration.timestepChannels,
+                                        flipSinToCos: true, downscaleFreqShift: 0)
+    }
+}
+
+/// FLUX's rotary position embedding (`FluxPosEmbed`): one rotary table per id column, concatenated,
+/// with interleaved pairs and frequencies `θ^(−2i/dim)` evaluated in Double (θ = 10000).
+private enum FluxPositionEmbedding {
+    /// cos/sin tables `[L + S, headDim]` for the joint sequence: text ids first, then image ids.
+    ///
+    /// - Parameters:
+    ///   - textIDs: `[L, n]` (or a deprecated batched `[B, L, n]`, of which element 0 is used, as diffusers does).
+    ///   - imageIDs: `[S, n]` (or `[B, S, n]`, element 0).
+    ///   - axesDims: `axes_dims_rope`; `n` must equal its count.
+    static func tables(
+        textIDs: Tensor, imageIDs: Tensor, axesDims: [Int]
+    ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        let txt = try firstElement(textIDs, name: "txt_ids", axes: axesDims.count)
+        let img = try firstElement(imageIDs, name: "img_ids", axes: axesDims.count)
+        let ids = try Tensor.concatenate([txt, img], axis: 0)
+        return try RotaryEmbedding.tables(positions: ids, axesDims: axesDims, theta: FluxConfiguration.ropeTheta,
+                                          layout: .interleaved)
+    }
+
+    private static func firstElement(_ ids: Tensor, name: String, axes: Int) throws(TensorError) -> Tensor {
+        let two = ids.rank == 3 && ids.shape[0] > 0 ? try ids.slice(axis: 0, 0..<1).reshaped(Array(ids.shape.dropFirst())) : ids
+        guard two.rank == 2, two.shape[1] == axes else {
+            throw .shapeMismatch(operation: "FLUX position ids", shapes: [ids.shape],
+                                 reason: "\(name) must be [tokens, \(axes)] (one column per axes_dims_rope entry)")
+        }
+        return two
+    }
+}
+
+// MARK: Blocks
+
+/// A FLUX double-stream block (`FluxTransformerBlock`): separate adaLN-Zero modulation, projections and
+/// feed-forwards for the image and text streams, joint attention across both.
+private struct FluxDoubleStreamBlock: Sendable {
+    /// `norm1`: the image stream's adaLN-Zero.
+    let norm1: AdaLayerNormZero
+    /// `norm1_context`: the text stream's adaLN-Zero.
+    let norm1Context: AdaLayerNormZero
+    /// `attn`.
+    let attention: FluxJointAttention
+    /// `ff`: the image stream's feed-forward (GELU-tanh, 4× width).
+    let ff: FeedForward
+    /// `ff_context`: the text stream's feed-forward (GELU-tanh, 4× width).
+    let ffContext: FeedForward
+    /// Epsilon of the non-affine LayerNorms `norm2` / `norm2_context`.
+    static let eps: Float = 1e-6
+
+    /// Takes the parameters of one block's scope (e.g. `transformer_blocks.0`).
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+        let d = c.innerDim
+        norm1 = AdaLayerNormZero(weights["norm1"], dim: d)
+        norm1Context = AdaLayerNormZero(weights["norm1_context"], dim: d)
+        attention = FluxJointAttention(weights["attn"], dim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim)
+        ff = FeedForward(weights["ff"], dim: d, inner: c.mlpHiddenDim, activation: .gelu(.tanh))
+        ffContext = FeedForward(weights["ff_context"], dim: d, inner: c.mlpHiddenDim, activation: .gelu(.tanh))
+    }
+
+    /// Updates `image` `[B, S, D]` and `text` `[B, L, D]` with conditioning `temb` `[B, D]`.
+    func callAsFunction(
+        image: inout Tensor, text: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)
+    ) throws(TensorError) {
+        let m = try norm1(image, emb: temb)
+        let mc = try norm1Context(text, emb: temb)
+        let (attnImage, attnText) = try attention(image: m.normalized, text: mc.normalized, rope: rope)
+        image = try Self.feedForwardUpdate(addingGated(image, attnImage, gate: m.gateMSA), ff, m)
+        text = try Self.feedForwardUpdate(addingGated(text, attnText, gate: mc.gateMSA), ffContext, mc)
+    }
+
+    /// `h + gate_mlp · ff(LN(h)·(1 + scale_mlp) + shift_mlp)`.
+    private static func feedForwardUpdate(
+        _ h: Tensor, _ ff: FeedForward, _ m: AdaLayerNormZero.Output
+    ) throws(TensorError) -> Tensor {
+        let n = try layerNormModulated(h, eps: eps, scale: m.scaleMLP, shift: m.shiftMLP)
+        return try addingGated(h, ff(n), gate: m.gateMLP)
+    }
+}
+
+/// The joint attention of a double-stream block (`FluxAttention` with `added_kv_proj_dim`): text and
+/// image streams are projected separately, attended jointly (text tokens first), and projected out
+/// separately (`to_out.0` for the image, `to_add_out` for the text).
+private struct FluxJointAttention: Sendable {
+    /// Image-stream projections (`to_q`, `to_k`, `to_v`, `norm_q`, `norm_k`).
+    let image: FluxQKVProjection
+    /// Text-stream projections (`add_q_proj`, …, `norm_added_q`, `norm_added_k`).
+    let text: FluxQKVProjection
+    /// `to_out.0`.
+    let toOut: Linear
+    /// `to_add_out`.
+    let toAddOut: Linear
+
+    /// Takes the scope's parameters in diffusers' order.
+    init(_ weights: WeightScope, dim: Int, heads: Int, headDim: Int, eps: Float = 1e-6) {
+        let inner = heads * headDim
+        image = FluxQKVProjection(weights, names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
+                                  inDim: dim, heads: heads, headDim: headDim, eps: eps)
+        toOut = Linear(weights["to_out.0"], in: inner, out: dim)
+        text = FluxQKVProjection(weights, names: ("add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q",
+                                                  "norm_added_k"),
+                                 inDim: dim, heads: heads, headDim: headDim, eps: eps)
+        toAddOut = Linear(weights["to_add_out"], in: inner, out: dim)
+    }
+
+    /// Attends `image` `[B, S, D]` and `text` `[B, L, D]` jointly; returns the projected outputs.
+    func callAsFunction(
+        image x: Tensor, text c: Tensor, rope: (cos: Tensor, sin: Tensor)
+    ) throws(TensorError) -> (image: Tensor, text: Tensor) {
+        let (qi, ki, vi, _) = try image(x)
+        let (qt, kt, vt, _) = try text(c)
+        let q = try Tensor.concatenate([qt, qi], axis: 1)
+        let k = try Tensor.concatenate([kt, ki], axis: 1)
+        let v = try Tensor.concatenate([vt, vi], axis: 1)
+        let o = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: image.heads)
+        let l = c.shape[1]
+        let parts = try o.split(sizes: [l, o.shape[1] - l], axis: 1)
+        return (try toOut(parts[1]), try toAddOut(parts[0]))
+    }
+}
+
+/// A FLUX single-stream block (`FluxSingleTransformerBlock`) on the joint sequence (text tokens first):
+/// `x + gate · proj_out([attention(x̂), gelu_tanh(proj_mlp(x̂))])` with `x̂` the adaLN-Zero-single output.
+///
+/// `proj_mlp` shares one sgemm with the q/k/v projections (they read the same `x̂`), and `proj_out`
+/// is applied to the two halves without building their concatenation.
+private struct FluxSingleStreamBlock: Sendable {
+    /// `norm`.
+    let norm: AdaLayerNormZeroSingle
+    /// `proj_out` `[D, D + 4D]` over the concatenated attention and MLP outputs.
+    let projOut: Linear
+    /// `attn` (no output projection: `pre_only`), fused with `proj_mlp` `[4D, D]`.
+    let attention: FluxQKVProjection
+
+    /// Takes the parameters of one block's scope (e.g. `single_transformer_blocks.0`).
+    init(_ weights: WeightScope, configuration c: FluxConfiguration) {
+        let d = c.innerDim
+        norm = AdaLayerNormZeroSingle(weights["norm"], dim: d)
+        projOut = Linear(weights["proj_out"], in: d + c.mlpHiddenDim, out: d)
+        attention = FluxQKVProjection(weights["attn"], names: ("to_q", "to_k", "to_v", "norm_q", "norm_k"),
+                                      inDim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim, eps: 1e-6,
+                                      extra: [(weights["proj_mlp"], c.mlpHiddenDim)])
+    }
+
+    /// Updates the joint sequence `x` `[B, L+S, D]`.
+    func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
+        let (n, gate) = try norm(x, emb: temb)
+        let (q, k, v, extra) = try attention(n)
+        guard let mlpIn = extra.first else {
+            throw .invalidArgument(operation: "FLUX single block", reason: "the MLP projection is missing")
+        }
+        let mlp = gelu(mlpIn, approximation: .tanh)
+        let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads)
+        let out = try linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias)
+        x = try addingGated(x, out, gate: gate)
+    }
+}
+
+// MARK: Attention shared by both block kinds
+
+/// Query/key/value projections of one token stream with FLUX's per-head RMS norms on queries and keys.
+///
+/// The three projections (and, for single-stream blocks, the MLP input projection that reads the same
+/// normalised tokens) run as one ``FusedLinear``.
+private struct FluxQKVProjection: Sendable {
+    /// q, k, v (and optional extra) projections stacked into one sgemm.
+    let projection: FusedLinear
+    /// RMSNorm scale `[headDim]` of the queries.
+    let normQ: Tensor
+    /// RMSNorm scale `[headDim]` of the keys.
+    let normK: Tensor
+    /// Number of attention heads.
+    let heads: Int
+    /// Width of one head.
+    let headDim: Int
+    /// RMSNorm epsilon.
+    let eps: Float
+
+    /// Takes `<normQ>.weight`, `<normK>.weight` and `<q>`, `<k>`, `<v>` (weights `[H·Dh, in]` with
+    /// bias) of the scope, then any `extra` layers (their scopes with their output widths) that read the
+    /// same input.
+    init(_ weights: WeightScope, names: (q: String, k: String, v: String, normQ: String, normK: String),
+         inDim: Int, heads: Int, headDim: Int, eps: Float, extra: [(weights: WeightScope, width: Int)] = []) {
+        let inner = heads * headDim
+        normQ = weights[names.normQ].tensor("weight", shape: [headDim])
+        normK = weights[names.normK].tensor("weight", shape: [headDim])
+        projection = FusedLinear([names.q, names.k, names.v].map { weights[$0] } + extra.map(\.weights),
+                                 in: inDim, out: [inner, inner, inner] + extra.map(\.width))
+        self.heads = heads
+        self.headDim = headDim
+        self.eps = eps
+    }
+
+    /// `(q, k, v)`, each `[B, S, H·Dh]`, with q and k RMS-normalised per head, followed by the outputs of
+    /// the extra projections.
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor, extra: ArraySlice<Tensor>) {
+        let p = try projection(x)
+        return (try headNorm(p[0], normQ), try headNorm(p[1], normK), p[2], p[3...])
+    }
+
+    private func headNorm(_ t: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
+        let shape = t.shape
+        return try rmsNorm(t.reshaped(Array(shape.dropLast()) + [heads, headDim]), weight: w, eps: eps).reshaped(shape)
+    }
+}
+
+/// Scaled-dot-product attention over the rotary-embedded joint sequence (`q`, `k`, `v` all
+/// `[B, L+S, H·Dh]` with the rotary tables `[L+S, Dh]`). Returns `[B, L+S, H·Dh]`.
+private func fluxRotaryAttention(
+    q: Tensor, k: Tensor, v: Tensor, rope: (cos: Tensor, sin: Tensor), heads: Int
+) throws(TensorError) -> Tensor {
+    let qr = try RotaryEmbedding.apply(q, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
+    let kr = try RotaryEmbedding.apply(k, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
+    return try attention(query: qr, key: kr, value: v, heads: heads)
 }

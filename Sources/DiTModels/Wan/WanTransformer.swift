@@ -1,4 +1,3 @@
-import Foundation
 import Tensors
 
 /// The arguments of one `WanTransformer3DModel.forward` call.
@@ -34,6 +33,22 @@ public struct WanState: Sendable {
     public var grid: (f: Int, h: Int, w: Int)
 }
 
+/// What every block of one forward call shares: the modulation input, the cross-attention context and
+/// the rotary tables.
+public struct WanBlockContext: Sendable {
+    /// `timestep_proj` `[B, 6, D]`.
+    public var timestepProjection: Tensor
+    /// The cross-attention keys/values source `[B, L, D]`: text tokens, preceded by the image tokens when
+    /// the model has an image embedder but no separate image projections.
+    public var context: Tensor
+    /// The image tokens `[B, N, D]` for the separate image attention (models with `added_kv_proj_dim`).
+    public var image: Tensor?
+    /// Rotary cosine table `[S, head_dim]`.
+    public var rotaryCos: Tensor
+    /// Rotary sine table `[S, head_dim]`.
+    public var rotarySin: Tensor
+}
+
 /// diffusers 0.42.1 `WanTransformer3DModel` (Wan2.1 / Wan2.2-A14B layout; T2V, I2V, FLF2V) on the CPU in
 /// float32.
 ///
@@ -58,17 +73,17 @@ public struct WanTransformer: Sendable {
     /// The validated configuration.
     public let configuration: WanConfiguration
     /// The 3-D rotary embedding.
-    let rotary: WanRotaryEmbedding
+    private let rotary: WanRotaryEmbedding
     /// `patch_embedding` (Conv3d as a matmul).
-    let patchEmbedding: WanPatchEmbedding
+    private let patchEmbedding: PatchEmbedding3D
     /// `condition_embedder` (time, text and image).
     let conditionEmbedder: WanConditionEmbedder
     /// `blocks`.
-    let blocks: [WanTransformerBlock]
+    private let blocks: [WanTransformerBlock]
     /// `[1, 2, D]`: (shift, scale) offsets of the output modulation.
-    let scaleShiftTable: Tensor
+    private let scaleShiftTable: Tensor
     /// `proj_out`.
-    let projOut: Linear
+    private let projOut: Linear
     /// Which tensor TeaCache compares (`DiffusionTransformer/modulatedInput(_:)`): `temb` in the
     /// script's default mode, `timestep_proj` with retention steps. It changes nothing else.
     public var teaCacheMode: WanTeaCacheMode = .standard
@@ -77,54 +92,28 @@ public struct WanTransformer: Sendable {
     /// inputs beyond it with `TensorError.memoryBudgetExceeded`.
     public var memoryBudget = MemoryBudget.machineDefault
 
-    /// Stored tensors diffusers 0.42.1 ignores when loading a `WanTransformer3DModel` (its
-    /// `_keys_to_ignore_on_load_unexpected`): no Wan layer has them, and old checkpoints carry them.
-    /// Declared once in ``WanFamily/weightRules``, so every way of loading drops them alike.
-    public static let ignoredWeightPatterns = ["norm_added_q"]
-
     /// Builds the model, taking every parameter from `weights` (called by ``WanFamily``'s loading
     /// functions, which check the weights afterwards).
     init(configuration c: WanConfiguration, weights w: WeightScope) {
         configuration = c
         rotary = WanRotaryEmbedding(configuration: c)
-        patchEmbedding = WanPatchEmbedding(w["patch_embedding"], configuration: c)
+        patchEmbedding = PatchEmbedding3D(w["patch_embedding"], inChannels: c.inChannels, outChannels: c.innerDim,
+                                          patch: c.patch)
         conditionEmbedder = WanConditionEmbedder(w["condition_embedder"], configuration: c)
         blocks = (0..<c.numLayers).map { WanTransformerBlock(w["blocks"][$0], configuration: c) }
         scaleShiftTable = w["scale_shift_table"].tensor(shape: [1, 2, c.innerDim])
         projOut = Linear(w["proj_out"], in: c.innerDim, out: c.outputTokenWidth)
     }
 
-    /// Builds the model from stored weights (diffusers names). Tensors diffusers ignores when loading
-    /// (``ignoredWeightPatterns``) are ignored here too.
-    /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
-    public init(configuration: WanConfiguration, tensors: [String: Tensor]) throws(ModelLoadError) {
-        self = try WanFamily.load(configuration, tensors: tensors)
-    }
-
-    /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
-    /// diffusers `transformer/` folder (see ``WeightsLocation``).
-    public init(configuration: WanConfiguration, weightsAt url: URL) throws(ModelLoadError) {
-        self = try WanFamily.load(configuration, weightsAt: url)
-    }
-
-    /// A model with random weights following the fixtures' scheme (FORMAT.md §6), including the taper
-    /// of `condition_embedder.time_embedder.linear_1.weight` for a `steps`-step run on the 0…1000
-    /// timestep scale (`u = 1000 / steps`).
-    public static func random(configuration: WanConfiguration, seed: UInt64, steps: Int = 50) throws(ModelLoadError) -> WanTransformer {
-        try WanFamily.random(configuration, seed: seed, steps: steps)
-    }
-
-    /// This model with another TeaCache mode.
-    public func withTeaCacheMode(_ mode: WanTeaCacheMode) -> WanTransformer {
-        var m = self
-        m.teaCacheMode = mode
-        return m
+    /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
+    public func callAsFunction(_ input: WanInput) throws(TensorError) -> Tensor {
+        var state = try prepare(input)
+        try runBlocks(&state)
+        return try outputHead(state)
     }
 
     /// The model width D.
     public var innerDim: Int { configuration.innerDim }
-
-    // MARK: - Forward parts
 
     /// Patch, condition and rotary embeddings: everything before the first block.
     /// - Throws: `TensorError` naming the argument whose shape is wrong.
@@ -195,9 +184,19 @@ public struct WanTransformer: Sendable {
 
     /// Runs every transformer block on `state.tokens` `[B, S, D]`, in place.
     public func runBlocks(_ state: inout WanState) throws(TensorError) {
-        var h = state.tokens
-        for block in blocks { h = try block(h, state.blocks) }
-        state.tokens = h
+        for i in blocks.indices { try runBlock(i, &state) }
+    }
+
+    /// The number of transformer blocks (`num_layers`).
+    var depth: Int { blocks.count }
+
+    /// Runs block `index` (`0 ..< num_layers`, in order) on `state.tokens`: the one loop body of
+    /// ``runBlocks(_:)`` and of First-Block Cache.
+    public func runBlock(_ index: Int, _ state: inout WanState) throws(TensorError) {
+        guard blocks.indices.contains(index) else {
+            throw .invalidArgument(operation: "Wan block", reason: "block \(index) is outside 0..<\(blocks.count)")
+        }
+        state.tokens = try blocks[index](state.tokens, state.blocks)
     }
 
     /// Output norm (no affine) modulated by `scale_shift_table + temb`, `proj_out`, and unpatchify to
@@ -207,13 +206,6 @@ public struct WanTransformer: Sendable {
         let normed = try layerNormModulated(state.tokens, eps: configuration.eps, scale: ss[1], shift: ss[0])
         return try Patches.unpatchify3D(projOut(normed), grid: state.grid, patch: configuration.patch,
                                         order: .channelsLast)
-    }
-
-    /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
-    public func callAsFunction(_ input: WanInput) throws(TensorError) -> Tensor {
-        var state = try prepare(input)
-        try runBlocks(&state)
-        return try outputHead(state)
     }
 
     /// The timestep values per sample: `[B]`, or `[1]` repeated over the batch (diffusers broadcasts it).
@@ -227,5 +219,289 @@ public struct WanTransformer: Sendable {
             throw .invalidArgument(operation: "Wan forward", reason: "timestep holds NaN or infinite values: \(v)")
         }
         return v.count == b ? v : Array(repeating: v[0], count: b)
+    }
+}
+
+// MARK: Embeddings
+
+/// Wan's 3-D rotary position embedding (diffusers `WanRotaryPosEmbed`).
+///
+/// The head dimension D is split into frame, height and width parts (`D − 4⌊D/6⌋`, `2⌊D/6⌋`,
+/// `2⌊D/6⌋`); each part rotates by its axis' integer patch index with frequencies
+/// `10000^(−2i/dim)` computed in Double, and the pairs are interleaved (`(x₀, x₁), (x₂, x₃), …`).
+struct WanRotaryEmbedding: Sendable {
+    /// Rotary dimensions per axis (frames, height, width).
+    let axesDims: [Int]
+    /// Positions covered per axis; grids longer than this are rejected, as diffusers' table is cut there.
+    let maxSequenceLength: Int
+    /// The frequency base.
+    let theta: Double
+
+    /// The embedding of a configuration (theta 10000, as diffusers).
+    init(configuration c: WanConfiguration, theta: Double = 10000) {
+        axesDims = c.rotaryAxesDims
+        maxSequenceLength = c.ropeMaxSeqLen
+        self.theta = theta
+    }
+
+    /// cos/sin tables `[f·h·w, D]` for a patched grid, tokens in (frame, row, column) raster order.
+    func tables(frames f: Int, height h: Int, width w: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        guard max(f, h, w) <= maxSequenceLength else {
+            throw .invalidArgument(operation: "Wan rotary embedding",
+                                   reason: "patched grid \(f)×\(h)×\(w) exceeds rope_max_seq_len = \(maxSequenceLength)")
+        }
+        var positions = [Float]()
+        positions.reserveCapacity(f * h * w * 3)
+        for i in 0..<f { for j in 0..<h { for k in 0..<w { positions += [Float(i), Float(j), Float(k)] } } }
+        return try RotaryEmbedding.tables(positions: Tensor(shape: [f * h * w, 3], scalars: positions),
+                                          axesDims: axesDims, theta: theta, layout: .interleaved)
+    }
+}
+
+/// The outputs of ``WanConditionEmbedder``.
+struct WanConditionEmbedding: Sendable {
+    /// The time embedding `temb` `[B, D]` (the original Wan code's `e`).
+    var temb: Tensor
+    /// The per-block modulation input `timestep_proj` unflattened to `[B, 6, D]` (the original's `e0`).
+    var timestepProjection: Tensor
+    /// The projected text tokens `[B, L, D]`.
+    var text: Tensor
+    /// The embedded image tokens `[B, N, D]`, when the model and the call have them.
+    var image: Tensor?
+}
+
+/// diffusers' `WanTimeTextImageEmbedding`: sinusoidal timestep features (cos first, shift 0) →
+/// `time_embedder` MLP = `temb`; `time_proj(silu(temb))` = the 6·D block modulation; the text
+/// projection; and, for image-to-video, ``WanImageEmbedding``.
+///
+/// All of it runs in float32, as diffusers does for float32 weights.
+struct WanConditionEmbedder: Sendable {
+    /// Sinusoidal timestep features.
+    let freqDim: Int
+    /// The model width.
+    let innerDim: Int
+    /// `time_embedder`.
+    let timeEmbedder: TimestepMLP
+    /// `time_proj`: `temb` → six modulation vectors.
+    let timeProjection: Linear
+    /// `text_embedder`.
+    let textEmbedder: PixArtAlphaTextProjection
+    /// `image_embedder` (image-to-video only).
+    let imageEmbedder: WanImageEmbedding?
+
+    /// Takes every parameter of the `condition_embedder` scope.
+    init(_ w: WeightScope, configuration c: WanConfiguration) {
+        let d = c.innerDim
+        freqDim = c.freqDim
+        innerDim = d
+        timeEmbedder = TimestepMLP(w["time_embedder"], in: c.freqDim, hidden: d, out: d)
+        timeProjection = Linear(w["time_proj"], in: d, out: 6 * d)
+        textEmbedder = PixArtAlphaTextProjection(w["text_embedder"], in: c.textDim, hidden: d, activation: .gelu(.tanh))
+        imageEmbedder = c.imageDim.map { dim in
+            WanImageEmbedding(w["image_embedder"], in: dim, out: d, positionCount: c.posEmbedSeqLen)
+        }
+    }
+
+    /// The time embedding `[B, D]` and the block modulation `[B, 6, D]` for one timestep per sample.
+    func time(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, projection: Tensor) {
+        let features = try sinusoidalTimestepEmbedding(timesteps, dim: freqDim, flipSinToCos: true, downscaleFreqShift: 0)
+        let temb = try timeEmbedder(features)
+        let proj = try timeProjection(silu(temb)).reshaped([timesteps.count, 6, innerDim])
+        return (temb, proj)
+    }
+
+    /// Embeds the timesteps, the text tokens `[B, L, text_dim]` and the optional image tokens.
+    func callAsFunction(
+        timesteps: [Float], text: Tensor, image: Tensor?
+    ) throws(TensorError) -> WanConditionEmbedding {
+        let (temb, proj) = try time(timesteps)
+        let textTokens = try textEmbedder(text)
+        var imageTokens: Tensor? = nil
+        if let image {
+            guard let imageEmbedder else {
+                throw .invalidArgument(operation: "Wan forward",
+                                       reason: "encoder_hidden_states_image was given but the configuration has no image_dim")
+            }
+            imageTokens = try imageEmbedder(image)
+        }
+        return WanConditionEmbedding(temb: temb, timestepProjection: proj, text: textTokens, image: imageTokens)
+    }
+}
+
+/// diffusers' `WanImageEmbedding` (image-to-video): image-encoder features → `norm1` (affine
+/// LayerNorm, ε = 1e-5) → feed-forward (exact GELU, hidden width = input width) → `norm2` (affine
+/// LayerNorm, ε = 1e-5), all in float32.
+///
+/// With a position embedding (`pos_embed_seq_len`, Wan FLF2V) the input holds two images per sample,
+/// `[2B, N, E]`; consecutive pairs are joined into `[B, 2N, E]` and `pos_embed` `[1, 2N, E]` is added
+/// before the first norm.
+struct WanImageEmbedding: Sendable {
+    /// `norm1`.
+    let norm1: AffineLayerNorm
+    /// `ff`.
+    let feedForward: FeedForward
+    /// `norm2`.
+    let norm2: AffineLayerNorm
+    /// `[1, P, E]`, or nil.
+    let positionEmbedding: Tensor?
+
+    /// The epsilon of both norms (`torch.nn.LayerNorm`'s default, which diffusers keeps here).
+    static let eps: Float = 1e-5
+
+    /// Takes `norm1`, `ff.net.{0.proj,2}`, `norm2` and, when `positionCount` is set, `pos_embed` of the scope.
+    init(_ w: WeightScope, in inFeatures: Int, out outFeatures: Int, positionCount: Int?) {
+        norm1 = AffineLayerNorm(w["norm1"], dim: inFeatures, eps: Self.eps)
+        feedForward = FeedForward(w["ff"], dim: inFeatures, inner: inFeatures, out: outFeatures, activation: .gelu(.none))
+        norm2 = AffineLayerNorm(w["norm2"], dim: outFeatures, eps: Self.eps)
+        positionEmbedding = positionCount.map { w["pos_embed"].tensor(shape: [1, $0, inFeatures]) }
+    }
+
+    /// The input width E.
+    var inFeatures: Int { norm1.weight.count }
+
+    /// Embeds `[B, N, E]` (or `[2B, N, E]` with a position embedding) into `[B, N', D]`.
+    func callAsFunction(_ image: Tensor) throws(TensorError) -> Tensor {
+        guard image.rank == 3, image.shape[2] == inFeatures else {
+            throw .shapeMismatch(operation: "Wan image embedding", shapes: [image.shape],
+                                 reason: "encoder_hidden_states_image must be [B, N, image_dim = \(inFeatures)]")
+        }
+        var x = image
+        if let positionEmbedding {
+            let (b, n) = (image.shape[0], image.shape[1])
+            guard b % 2 == 0, 2 * n == positionEmbedding.shape[1] else {
+                throw .shapeMismatch(operation: "Wan image embedding", shapes: [image.shape, positionEmbedding.shape],
+                                     reason: "with pos_embed_seq_len = \(positionEmbedding.shape[1]) the image tokens must be "
+                                        + "[2B, \(positionEmbedding.shape[1] / 2), \(inFeatures)] (two images per sample)")
+            }
+            x = try x.reshaped([b / 2, 2 * n, inFeatures]) + positionEmbedding
+        }
+        return try norm2(feedForward(norm1(x)))
+    }
+}
+
+// MARK: Blocks
+
+/// diffusers' `WanTransformerBlock` (float32 throughout):
+///
+///     (shift, scale, gate, c_shift, c_scale, c_gate) = chunk₆(scale_shift_table + timestep_proj)
+///     h = h + attn1(LN(h)·(1 + scale) + shift) · gate
+///     h = h + attn2(norm2(h), context)              norm2: affine LayerNorm, or identity
+///     h = h + ffn(LN(h)·(1 + c_scale) + c_shift) · c_gate
+///
+/// LN is a LayerNorm without affine parameters (ε from the configuration); each gated update multiplies
+/// first and adds second, as diffusers does.
+private struct WanTransformerBlock: Sendable {
+    /// `attn1`: self-attention with rotary embedding.
+    let attn1: WanAttention
+    /// `attn2`: cross-attention to the text (and image) context.
+    let attn2: WanAttention
+    /// The cross-attention input norm (`cross_attn_norm`), or nil for identity.
+    let norm2: AffineLayerNorm?
+    /// `ffn` (GELU-tanh).
+    let ffn: FeedForward
+    /// `[1, 6, D]`: the block's modulation offsets.
+    let scaleShiftTable: Tensor
+    /// Epsilon of the non-affine LayerNorms.
+    let eps: Float
+
+    /// Takes every parameter of one block's scope (`blocks.<i>`).
+    init(_ w: WeightScope, configuration c: WanConfiguration) {
+        let d = c.innerDim
+        attn1 = WanAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, eps: c.eps)
+        attn2 = WanAttention(w["attn2"], dim: d, heads: c.numAttentionHeads, eps: c.eps, addedKVDim: c.addedKVProjDim)
+        norm2 = c.crossAttnNorm ? AffineLayerNorm(w["norm2"], dim: d, eps: c.eps) : nil
+        ffn = FeedForward(w["ffn"], dim: d, inner: c.ffnDim, activation: .gelu(.tanh))
+        scaleShiftTable = w["scale_shift_table"].tensor(shape: [1, 6, d])
+        eps = c.eps
+    }
+
+    /// Runs the block on `h` `[B, S, D]`.
+    func callAsFunction(_ h: Tensor, _ ctx: WanBlockContext) throws(TensorError) -> Tensor {
+        let m = try (scaleShiftTable + ctx.timestepProjection).chunked(6, axis: 1)  // each [B, 1, D]
+        var h = h
+        let attnIn = try layerNormModulated(h, eps: eps, scale: m[1], shift: m[0])
+        h = try h + attn1.selfAttention(attnIn, rotary: (ctx.rotaryCos, ctx.rotarySin)) * m[2]
+        let crossIn = try norm2.map { n throws(TensorError) in try n(h) } ?? h
+        h = try h + attn2.crossAttention(crossIn, context: ctx.context, image: ctx.image)
+        let ffIn = try layerNormModulated(h, eps: eps, scale: m[4], shift: m[3])
+        h = try h + ffn(ffIn) * m[5]
+        return h
+    }
+}
+
+/// diffusers' `WanAttention` with `WanAttnProcessor`: q/k/v projections, RMS norms of q and k over
+/// all heads together (`rms_norm_across_heads`, learned scale), optional rotary embedding of q and k,
+/// scaled-dot-product attention, output projection. With the image projections (`add_k_proj`,
+/// `add_v_proj`, `norm_added_k`; Wan2.1 I2V) the queries also attend to the image tokens separately and
+/// the two attention outputs are summed before `to_out`.
+private struct WanAttention: Sendable {
+    /// `to_q`.
+    let toQ: Linear
+    /// `to_k`.
+    let toK: Linear
+    /// `to_v`.
+    let toV: Linear
+    /// `to_out.0`.
+    let toOut: Linear
+    /// `[D]` scale of the query RMS norm.
+    let normQ: Tensor
+    /// `[D]` scale of the key RMS norm.
+    let normK: Tensor
+    /// The image key/value projections and the image-key norm scale, for I2V cross-attention.
+    let added: (key: Linear, value: Linear, normKey: Tensor)?
+    /// Number of attention heads.
+    let heads: Int
+    /// RMSNorm epsilon.
+    let eps: Float
+
+    /// Takes `to_q`, `to_k`, `to_v`, `to_out.0`, `norm_q`, `norm_k` of the scope and, when
+    /// `addedKVDim` is set, `add_k_proj`, `add_v_proj`, `norm_added_k`.
+    init(_ w: WeightScope, dim: Int, heads: Int, eps: Float, addedKVDim: Int? = nil) {
+        toQ = Linear(w["to_q"], in: dim, out: dim)
+        toK = Linear(w["to_k"], in: dim, out: dim)
+        toV = Linear(w["to_v"], in: dim, out: dim)
+        toOut = Linear(w["to_out.0"], in: dim, out: dim)
+        normQ = w["norm_q"].tensor("weight", shape: [dim])
+        normK = w["norm_k"].tensor("weight", shape: [dim])
+        added = addedKVDim.map { kv in
+            (Linear(w["add_k_proj"], in: kv, out: dim), Linear(w["add_v_proj"], in: kv, out: dim),
+             w["norm_added_k"].tensor("weight", shape: [dim]))
+        }
+        self.heads = heads
+        self.eps = eps
+    }
+
+    /// Self-attention of `x` `[B, S, D]` with rotary tables `[S, D/heads]`.
+    func selfAttention(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
+        let q = try RotaryEmbedding.apply(rmsNorm(toQ(x), weight: normQ, eps: eps),
+                                          cos: rotary.cos, sin: rotary.sin, heads: heads)
+        let k = try RotaryEmbedding.apply(rmsNorm(toK(x), weight: normK, eps: eps),
+                                          cos: rotary.cos, sin: rotary.sin, heads: heads)
+        let v = try toV(x)
+        return try toOut(attention(query: q, key: k, value: v, heads: heads))
+    }
+
+    /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]`, plus, for I2V, to `image` `[B, N, D]`
+    /// through the image projections.
+    func crossAttention(_ x: Tensor, context: Tensor, image: Tensor?) throws(TensorError) -> Tensor {
+        let q = try rmsNorm(toQ(x), weight: normQ, eps: eps)
+        let k = try rmsNorm(toK(context), weight: normK, eps: eps)
+        let v = try toV(context)
+        var out = try attention(query: q, key: k, value: v, heads: heads)
+        switch (added, image) {
+        case let (added?, image?):
+            let ki = try rmsNorm(added.key(image), weight: added.normKey, eps: eps)
+            let vi = try added.value(image)
+            out = try attention(query: q, key: ki, value: vi, heads: heads) + out
+        case (nil, nil):
+            break
+        case (.some, nil):
+            throw .invalidArgument(operation: "Wan cross-attention",
+                                   reason: "this model has image key/value projections (added_kv_proj_dim) but no image context was split off")
+        case (nil, .some):
+            throw .invalidArgument(operation: "Wan cross-attention",
+                                   reason: "separate image tokens need add_k_proj/add_v_proj (added_kv_proj_dim)")
+        }
+        return try toOut(out)
     }
 }

@@ -20,8 +20,8 @@ import TestSupport
     }
 
     @Test func fluxForwardBeyondItsBudgetIsRefused() throws {
-        var model = try FluxTransformer(configuration: FluxConfiguration.load(Fixtures.folder("flux").appendingPathComponent("config.json")),
-                                        weightsAt: Fixtures.folder("flux").appendingPathComponent("model.safetensors"))
+        var model = try FluxFamily.load(FluxConfiguration.load(Fixtures.folder("flux").appendingPathComponent("config.json")),
+                                       weightsAt: Fixtures.folder("flux").appendingPathComponent("model.safetensors"))
         let x = try FluxForwardTests.inputs(Fixtures.tensors("flux", "forward.safetensors"))
         _ = try model(x)
         model.memoryBudget = MemoryBudget(bytes: 1000)

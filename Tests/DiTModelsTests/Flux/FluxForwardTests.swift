@@ -12,7 +12,7 @@ import TestSupport
 @Suite struct FluxForwardTests {
     static func model(_ family: String) throws -> FluxTransformer {
         let config = try FluxConfiguration.load(Fixtures.folder(family).appendingPathComponent("config.json"))
-        return try FluxTransformer(configuration: config, tensors: Fixtures.tensors(family, "model.safetensors"))
+        return try FluxFamily.load(config, tensors: Fixtures.tensors(family, "model.safetensors"))
     }
 
     static func inputs(_ t: [String: Tensor]) throws -> FluxInput {
@@ -86,8 +86,8 @@ import TestSupport
     /// one step of a 28-step schedule moves the conditioning much less than a jump across the schedule.
     @Test func randomModelIsSeededAndTapered() throws {
         let config = try FluxConfiguration.parse(Data(FluxLoadingTests.fixtureConfig.utf8))
-        let a = try FluxTransformer.random(configuration: config, seed: 7)
-        let b = try FluxTransformer.random(configuration: config, seed: 7)
+        let a = try FluxFamily.random(config, seed: 7, steps: 28)
+        let b = try FluxFamily.random(config, seed: 7, steps: 28)
         #expect(a.xEmbedder.weight.float32Tensor() == b.xEmbedder.weight.float32Tensor() && a.projOut.weight.float32Tensor() == b.projOut.weight.float32Tensor())
         let emb = a.timeTextEmbed
         let pooled = try Tensor(zeros: [1, 32])
@@ -98,5 +98,64 @@ import TestSupport
         let near = try Tensor.meanAbsoluteDifference(temb(0.5), temb(0.5 - 1.0 / 28))
         let far = try Tensor.meanAbsoluteDifference(temb(0.9), temb(0.1))
         #expect(near < 0.25 * far)
+    }
+}
+
+/// The state between blocks run one at a time (First-Block Cache): the image tokens read through
+/// `streams` are current after every block, also between single-stream blocks, where the state keeps the
+/// joint sequence instead of concatenating the streams again.
+@Suite struct FluxStateTests {
+    /// A random model with one double-stream and three single-stream blocks, and a batch of two.
+    static func model() throws -> (FluxTransformer, FluxInput) {
+        let config = try FluxConfiguration.parse(FluxLoadingTests.config { $0["num_single_layers"] = 3 })
+        let model = try FluxFamily.random(config, seed: 3, steps: 28)
+        let input = try FluxFamily.randomInputs(configuration: config, batch: 2, latentHeight: 4, latentWidth: 6,
+                                                textTokens: 5, seed: 4)
+        return (model, input)
+    }
+
+    /// Keeping the joint sequence between single-stream blocks gives exactly what diffusers' per-block
+    /// concatenate and split gives (here: dropping the kept sequence before every block by assigning the
+    /// streams, which makes the next block concatenate text and image tokens again).
+    @Test func streamsAreCurrentBetweenSingleStreamBlocks() throws {
+        let (model, input) = try Self.model()
+        var kept = try model.prepare(input)
+        var rejoined = kept
+        for i in 0..<model.blockCount(kept) {
+            try model.runBlock(i, &kept)
+            rejoined.streams = rejoined.streams
+            #expect(rejoined.joint == nil)
+            try model.runBlock(i, &rejoined)
+            #expect(kept.joint != nil || i == 0 || i == model.blockCount(kept) - 1)
+            #expect(kept.streams[0] == rejoined.streams[0], "block \(i): image tokens")
+            #expect(kept.text == rejoined.text, "block \(i): text tokens")
+            if let joint = kept.joint {
+                // The kept joint sequence is [text, image] of the current streams.
+                #expect(joint == (try Tensor.concatenate([kept.text, kept.streams[0]], axis: 1)))
+            }
+        }
+        var whole = try model.prepare(input)
+        try model.runBlocks(&whole)
+        #expect(whole.joint == nil && whole.streams[0] == kept.streams[0])
+    }
+
+    /// Assigning the streams between single-stream blocks replaces the image tokens the next block reads.
+    @Test func assignedStreamsFeedTheNextSingleStreamBlock() throws {
+        let (model, input) = try Self.model()
+        var s = try model.prepare(input)
+        try model.runBlock(0, &s)
+        try model.runBlock(1, &s)
+        let replaced = s.streams[0] * 0.5
+        var viaStreams = s
+        viaStreams.streams = [replaced]
+        #expect(viaStreams.streams[0] == replaced && viaStreams.text == s.text && viaStreams.joint == nil)
+        try model.runBlock(2, &viaStreams)
+        var viaJoint = s
+        viaJoint.joint = try Tensor.concatenate([s.text, replaced], axis: 1)
+        try model.runBlock(2, &viaJoint)
+        #expect(viaStreams.streams[0] == viaJoint.streams[0] && viaStreams.text == viaJoint.text)
+        var unchanged = s
+        try model.runBlock(2, &unchanged)
+        #expect(try Tensor.relativeL2(viaStreams.streams[0], unchanged.streams[0]) > 1e-3)
     }
 }

@@ -80,7 +80,7 @@ import TestSupport
         weights["transformer_blocks.0.extra.weight"] = try Tensor(zeros: [3])
         weights["proj_out.weight"] = try Tensor(zeros: [16, 33])
         #expect {
-            try FluxTransformer(configuration: config, tensors: weights)
+            try FluxFamily.load(config, tensors: weights)
         } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return Set(missing) == ["x_embedder.bias", "single_transformer_blocks.0.attn.norm_k.weight"]
@@ -94,7 +94,7 @@ import TestSupport
         let data = try Self.config { $0["guidance_embeds"] = false }
         let config = try FluxConfiguration.parse(data)
         #expect {
-            try FluxTransformer(configuration: config, tensors: Fixtures.tensors("flux", "model.safetensors"))
+            try FluxFamily.load(config, tensors: Fixtures.tensors("flux", "model.safetensors"))
         } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing.isEmpty && misshaped.isEmpty && unexpected.count == 4

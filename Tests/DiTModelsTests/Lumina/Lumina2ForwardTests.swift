@@ -60,7 +60,7 @@ struct Lumina2ForwardTests {
         var c = try Lumina2Configuration.load(Fixtures.folder("lumina2").appendingPathComponent("config.json"))
         c.outChannelsSetting = 6
         let model = try Lumina2Family.random(c, seed: 3, steps: 4)
-        let x = try Lumina2Transformer.randomInputs(configuration: c, batch: 2, latentHeight: 4, latentWidth: 6, textTokens: 5,
+        let x = try Lumina2Family.randomInputs(configuration: c, batch: 2, latentHeight: 4, latentWidth: 6, textTokens: 5,
                                                     validTokens: 3, seed: 4)
         #expect(try model(x).shape == [2, 6, 4, 6])
         #expect(model.normOut.linear2.weight.shape == [2 * 2 * 6, 32])

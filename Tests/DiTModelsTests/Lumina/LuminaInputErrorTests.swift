@@ -73,7 +73,7 @@ import TestSupport
         var c = try Lumina2Configuration.load(Fixtures.folder("lumina2").appendingPathComponent("config.json"))
         c.axesLens = [6, 512, 512]
         let model = try Lumina2Family.random(c, seed: 1, steps: 4)
-        let x = try Lumina2Transformer.randomInputs(configuration: c, batch: 1, latentHeight: 4, latentWidth: 4, textTokens: 8,
+        let x = try Lumina2Family.randomInputs(configuration: c, batch: 1, latentHeight: 4, latentWidth: 4, textTokens: 8,
                                                     validTokens: 5, seed: 2)
         _ = try model(x)
         var longer = x
@@ -89,7 +89,7 @@ import TestSupport
         var c = LuminaNextConfiguration()
         (c.hiddenSize, c.numAttentionHeads, c.numKVHeads, c.numLayers, c.crossAttentionDim, c.multipleOf) = (16, 2, 2, 0, 8, 8)
         let model = try LuminaNextFamily.random(c, seed: 1, steps: 4)
-        let x = try LuminaNextTransformer.randomInputs(configuration: c, batch: 1, latentHeight: 4, latentWidth: 4, textTokens: 3, seed: 1)
+        let x = try LuminaNextFamily.randomInputs(configuration: c, batch: 1, latentHeight: 4, latentWidth: 4, textTokens: 3, seed: 1)
         #expect(throws: TensorError.self) { try model.modulatedInput(model.prepare(x)) }
         #expect(try model(x).shape == [1, 8, 4, 4])
         #expect(throws: ModelLoadError.self) {

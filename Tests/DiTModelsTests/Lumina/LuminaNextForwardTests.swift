@@ -72,17 +72,17 @@ struct LuminaNextForwardTests {
     @Test func pipelineSettings() throws {
         var c = LuminaNextConfiguration()
         c.sampleSize = 16
-        let below = try LuminaNextTransformer.pipelineSettings(configuration: c, latentHeight: 6, latentWidth: 10, timestep: 0.3)
+        let below = try LuminaNextFamily.pipelineSettings(configuration: c, latentHeight: 6, latentWidth: 10, timestep: 0.3)
         #expect(below.baseSequenceLength == 64)
         guard case let .computed(linear, ntk) = below.rotary else { Issue.record("computed"); return }
         #expect(abs(linear - (48.0 * 80 / (128 * 128)).squareRoot()) < 1e-15 && ntk == 1)
-        let above = try LuminaNextTransformer.pipelineSettings(configuration: c, latentHeight: 32, latentWidth: 32, timestep: 0.3,
+        let above = try LuminaNextFamily.pipelineSettings(configuration: c, latentHeight: 32, latentWidth: 32, timestep: 0.3,
                                                                scalingWatershed: 0.2)
         guard case let .computed(l2, n2) = above.rotary else { Issue.record("computed"); return }
         #expect(l2 == 1 && n2 == 2)
         c.sampleSize = nil
         #expect(throws: ModelLoadError.self) {
-            try LuminaNextTransformer.pipelineSettings(configuration: c, latentHeight: 8, latentWidth: 8, timestep: 0)
+            try LuminaNextFamily.pipelineSettings(configuration: c, latentHeight: 8, latentWidth: 8, timestep: 0)
         }
     }
 

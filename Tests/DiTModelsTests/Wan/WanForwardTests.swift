@@ -13,7 +13,7 @@ import TestSupport
 struct WanForwardTests {
     static func model() throws -> WanTransformer {
         let config = try WanConfiguration.load(Fixtures.folder("wan21").appendingPathComponent("config.json"))
-        return try WanTransformer(configuration: config, tensors: Fixtures.tensors("wan21", "model.safetensors"))
+        return try WanFamily.load(config, tensors: Fixtures.tensors("wan21", "model.safetensors"))
     }
 
     @Test func forwardMatchesDiffusers() throws {

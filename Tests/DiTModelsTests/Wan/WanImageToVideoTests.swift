@@ -29,13 +29,13 @@ struct WanImageToVideoTests {
         #expect(weights["patch_embedding.weight"]?.shape == [24, 3, 1, 2, 2])
         #expect(weights["proj_out.weight"]?.shape == [12, 24])
         #expect(weights.keys.filter { $0.contains("pos_embed") }.isEmpty)
-        let reloaded = try WanTransformer(configuration: c, tensors: weights)
+        let reloaded = try WanFamily.load(c, tensors: weights)
         let x = Self.input()
         #expect(try model(x) == reloaded(x))
     }
 
     @Test func forwardRunsAndTheImageTokensMatter() throws {
-        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(), seed: 3)
+        let model = try WanFamily.random(tinyI2VConfiguration(), seed: 3, steps: 50)
         var x = Self.input(batch: 2)
         let out = try model(x)
         #expect(out.shape == [2, 3, 2, 4, 4])
@@ -85,7 +85,7 @@ struct WanImageToVideoTests {
             return true
         }
         // The whole model with FLF2V inputs: image batch 2B.
-        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(posEmbedSeqLen: 10), seed: 2)
+        let model = try WanFamily.random(tinyI2VConfiguration(posEmbedSeqLen: 10), seed: 2, steps: 50)
         #expect(try model(Self.input(batch: 1, imageTokens: 5, imageBatch: 2)).shape == [1, 3, 2, 4, 4])
     }
 
@@ -94,7 +94,7 @@ struct WanImageToVideoTests {
     @Test func imageTokensWithoutAddedProjectionsJoinTheTextContext() throws {
         var c = tinyI2VConfiguration()
         c.addedKVProjDim = nil
-        let model = try WanTransformer.random(configuration: c, seed: 4)
+        let model = try WanFamily.random(c, seed: 4, steps: 50)
         let x = Self.input()
         let prepared = try model.prepare(x)
         #expect(prepared.blocks.image == nil)
@@ -125,7 +125,7 @@ struct WanImageToVideoTests {
             !$0.key.contains("image_embedder") && !$0.key.contains("add_k_proj") && !$0.key.contains("add_v_proj")
                 && !$0.key.contains("norm_added_k")
         }
-        let t2v = try WanTransformer(configuration: t2vConfig, tensors: kept)
+        let t2v = try WanFamily.load(t2vConfig, tensors: kept)
         #expect(try i2v(x) == t2v(x))
     }
 }

@@ -42,7 +42,8 @@ struct WanModelTests {
     /// The patch embedding equals a direct Conv3d (kernel = stride = patch) written as loops.
     @Test func patchEmbeddingIsAStridedConvolution() throws {
         let loader = WeightLoader(randomSeed: 5)
-        let pe = WanPatchEmbedding(loader.root["patch_embedding"], configuration: Self.t2v)
+        let pe = PatchEmbedding3D(loader.root["patch_embedding"], inChannels: Self.t2v.inChannels,
+                                  outChannels: Self.t2v.innerDim, patch: Self.t2v.patch)
         let w = doubles(loader.supplied["patch_embedding.weight"]!)  // [24, 3, 1, 2, 2]
         let bias = doubles(loader.supplied["patch_embedding.bias"]!)
         let x = randomTensor([1, 3, 2, 4, 6], seed: 8)
@@ -61,7 +62,7 @@ struct WanModelTests {
     }
 
     @Test func outputShapeAndErrorsOnBadInputs() throws {
-        let model = try WanTransformer.random(configuration: Self.t2v, seed: 1)
+        let model = try WanFamily.random(Self.t2v, seed: 1, steps: 50)
         let good = WanInput(hiddenStates: randomTensor([2, 3, 2, 4, 4], seed: 1),
                             timestep: try Tensor(shape: [1], scalars: [500]),
                             encoderHiddenStates: randomTensor([2, 6, 8], seed: 2))
@@ -93,7 +94,7 @@ struct WanModelTests {
 
     /// A timestep of shape [1] is broadcast over the batch, as diffusers' broadcasting does.
     @Test func scalarTimestepBroadcasts() throws {
-        let model = try WanTransformer.random(configuration: Self.t2v, seed: 1)
+        let model = try WanFamily.random(Self.t2v, seed: 1, steps: 50)
         var x = WanInput(hiddenStates: randomTensor([2, 3, 1, 2, 2], seed: 1), timestep: try Tensor(shape: [1], scalars: [300]),
                          encoderHiddenStates: randomTensor([2, 3, 8], seed: 2))
         let a = try model(x)
@@ -109,7 +110,7 @@ struct WanModelTests {
         weights["proj_out.bias"] = try Tensor(zeros: [3])
         weights["blocks.0.norm2.weight"] = try Tensor(zeros: [24])  // cross_attn_norm is false
         weights["blocks.0.attn2.norm_added_q.weight"] = try Tensor(zeros: [24])  // ignored, as in diffusers
-        #expect { try WanTransformer(configuration: Self.t2v, tensors: weights) } throws: { e in
+        #expect { try WanFamily.load(Self.t2v, tensors: weights) } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing == ["blocks.0.attn1.to_q.weight"] && unexpected == ["blocks.0.norm2.weight"]
                 && misshaped.map(\.name) == ["proj_out.bias"]
@@ -117,7 +118,7 @@ struct WanModelTests {
     }
 
     @Test func randomInitTapersTheTimestepColumns() throws {
-        let a = try WanTransformer.random(configuration: Self.t2v, seed: 9, steps: 12)
+        let a = try WanFamily.random(Self.t2v, seed: 9, steps: 12)
         let w = a.conditionEmbedder.timeEmbedder.linear1.weight.float32Tensor()  // [24, 16]
         // Column 0 (frequency 1, cos) is scaled by max(exp(−0.5·(83.3/0.1)²), 0.02) = 0.02; the last
         // frequency 10000^(−7/8) ≈ 3.2e-4 keeps a factor exp(−0.5·(0.265)²) ≈ 0.966.
@@ -130,6 +131,6 @@ struct WanModelTests {
             #expect(abs(w[r, 0] - raw[r, 0] * 0.02) <= 1e-7)
             #expect(abs(w[r, 15] - raw[r, 15] * k7) <= 1e-6)
         }
-        #expect(throws: ModelLoadError.self) { try WanTransformer.random(configuration: Self.t2v, seed: 1, steps: 0) }
+        #expect(throws: ModelLoadError.self) { try WanFamily.random(Self.t2v, seed: 1, steps: 0) }
     }
 }

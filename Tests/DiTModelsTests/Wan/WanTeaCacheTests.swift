@@ -37,7 +37,7 @@ struct WanTeaCacheTests {
         let url = Fixtures.folder("wan21").appendingPathComponent("sampling.json")
         let s = try JSONDecoder().decode(Sampling.self, from: Data(contentsOf: url))
         let config = try WanConfiguration.load(Fixtures.folder("wan21").appendingPathComponent("config.json"))
-        let model = try WanTransformer(configuration: config, tensors: Fixtures.tensors("wan21", "model.safetensors"))
+        let model = try WanFamily.load(config, tensors: Fixtures.tensors("wan21", "model.safetensors"))
         return (s, try Fixtures.tensors("wan21", "sampling.safetensors"), model, s.cfg.guidance_scale)
     }
 
@@ -168,7 +168,7 @@ struct WanTeaCacheTests {
     }
 
     @Test func stateSelectionGathersBatchElements() throws {
-        let model = try WanTransformer.random(configuration: tinyI2VConfiguration(), seed: 1)
+        let model = try WanFamily.random(tinyI2VConfiguration(), seed: 1, steps: 50)
         let x = WanImageToVideoTests.input(batch: 3)
         let full = try model.prepare(x)
         let sub = try full.selecting(batch: [2, 0])

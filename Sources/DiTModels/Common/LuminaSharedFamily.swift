@@ -1,5 +1,28 @@
+import Foundation
 import TeaCache
 import Tensors
+
+// The plumbing Lumina-Next and Lumina2 share: the random-weight taper of their timestep MLP, the
+// reference's coefficients, and the benchmark sizes check of their random inputs.
+
+/// The §6 taper of both Lumina models' `time_caption_embed.timestep_embedder.linear_1.weight` (256
+/// sinusoid channels, shift 0), `u = 1 / steps`.
+func luminaTimestepTaper(steps: Int) -> WeightAdjustment {
+    let frequencies = sinusoidalColumnFrequencies(dim: LuminaWidths.timestepChannels, downscaleFreqShift: 0)
+    let u = 1 / Double(steps)
+    return { name, tensor in
+        if name == "time_caption_embed.timestep_embedder.linear_1.weight" {
+            taperTimestepColumns(&tensor, frequencies: frequencies, stepSize: u)
+        }
+    }
+}
+
+/// The reference repository's Lumina coefficients (ali-vilab/TeaCache @ 7c10efc, copied character for
+/// character from teacache-spec.md §2.2), shared by TeaCache4Lumina-T2X and the active v1 coefficients of
+/// TeaCache4Lumina2.
+extension TeaCachePreset {
+    static let luminaCoefficients = [393.76566581, -603.50993606, 209.10239044, -23.00726601, 0.86377344]
+}
 
 extension LuminaInputChecks {
     /// Benchmark or random-input sizes: each of batch, latent height and width (multiples of the patch)

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The configuration of diffusers' `LuminaNextDiT2DModel` (Lumina-Next-SFT), decoded from `config.json`.
 ///
@@ -7,7 +8,7 @@ import Foundation
 /// diffusers cannot build or run (e.g. `num_kv_heads: null` with `qk_norm: true`, where diffusers' key
 /// norm fails to build) and sizes beyond ``SizeLimits``. `sample_size` is not used by the model itself;
 /// the pipeline derives its default proportional-attention base and rotary scaling from it
-/// (``LuminaNextTransformer/pipelineSettings(configuration:latentHeight:latentWidth:timestep:scalingWatershed:)``).
+/// (``LuminaNextFamily/pipelineSettings(configuration:latentHeight:latentWidth:timestep:scalingWatershed:)``).
 /// `scaling_factor` is stored by diffusers and never read; it is accepted (finite) and ignored likewise.
 public struct LuminaNextConfiguration: DiTConfiguration {
     /// The diffusers class this configuration describes.
@@ -118,5 +119,43 @@ public struct LuminaNextConfiguration: DiTConfiguration {
         guard scalingFactor.isFinite else {
             throw .unsupportedConfig(field: "scaling_factor", value: "\(scalingFactor)", reason: "must be finite")
         }
+    }
+}
+
+// MARK: Cost model
+
+extension LuminaNextConfiguration {
+    /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, RoPE and softmax
+    /// are not counted) for `s` image tokens and `l` caption tokens per sample.
+    ///
+    /// Per block and image token: the four projections of `x̂` (`2·q + 2·kv` wide), `to_out`, the SwiGLU
+    /// feed-forward (`3·D·F`), and attention `4·S·q` (self) plus `4·L·q` (cross) for `q = heads·Dh`; per
+    /// caption token the key/value projections; per sample the `norm1` modulation. Plus the patch
+    /// embedding, the time and caption embeddings and `norm_out`.
+    public func forwardFLOPs(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Double {
+        let bb = Double(b), ss = Double(s), ll = Double(l), d = Double(hiddenSize)
+        let q = Double(heads.queryWidth), kv = Double(heads.kvWidth), f = Double(ffnInnerDim)
+        let e = Double(crossAttentionDim), dt = Double(conditioningDim)
+        let ch = Double(LuminaWidths.timestepChannels)
+        let patchIn = Double(patchSize * patchSize * inChannels), patchOut = Double(patchSize * patchSize * outChannels)
+        var flops = 2 * bb * ss * patchIn * d
+        flops += 2 * bb * (ch * dt + dt * dt + e * dt)
+        var block = 2 * bb * ss * d * (2 * q + 2 * kv) + 2 * bb * ll * e * 2 * kv
+        block += 4 * bb * ss * ss * q + 4 * bb * ss * ll * q
+        block += 2 * bb * ss * q * d + 2 * bb * ss * 3 * d * f
+        block += 2 * bb * dt * 4 * d
+        flops += Double(numLayers) * block
+        flops += 2 * bb * dt * d + 2 * bb * ss * d * patchOut
+        return flops
+    }
+
+    /// Estimated bytes of the activations alive at once inside a block (the largest set): the tokens, the
+    /// modulated copy, the four projections and their split, normalised and rotated copies, repeated
+    /// key/value heads, the two attention outputs and their gated sum, the feed-forward's `2F`-wide input
+    /// projection and its `F`-wide gated output — about `(16·D + 3·F)·S` floats — plus the caption keys
+    /// and values and one query block of attention scores per thread.
+    public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
+        let scores = attentionQueryBlock * max(s, l) * Parallelism.threadCount
+        return 4 * (b * s * (16 * hiddenSize + 3 * ffnInnerDim) + 4 * b * l * heads.queryWidth + scores)
     }
 }

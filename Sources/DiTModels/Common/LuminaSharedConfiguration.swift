@@ -1,3 +1,5 @@
+import Foundation
+
 /// The rules both Lumina configurations share.
 enum LuminaConfigChecks {
     /// Sizes positive (layer counts non-negative) and within ``SizeLimits``, the patch width bounded,
