@@ -262,19 +262,6 @@ extension WanTransformer: DiffusionTransformer {
         case (.i2v720P, .retention): return .wan21I2V720PRet
         }
     }
-
-    /// The threshold each README command line uses for `variant` (T2V 1.3B 0.08, T2V 14B 0.2,
-    /// I2V 480P 0.26, I2V 720P 0.3; the ret-steps example uses 0.3 for T2V 14B). The script's own
-    /// default is 0.2 for all.
-    public static func readmeThreshold(_ variant: WanVariant, _ mode: WanTeaCacheMode) -> Double {
-        switch (variant, mode) {
-        case (.t2v1_3B, _): return 0.08
-        case (.t2v14B, .standard): return 0.2
-        case (.t2v14B, .retention): return 0.3
-        case (.i2v480P, _): return 0.26
-        case (.i2v720P, _): return 0.3
-        }
-    }
 }
 
 /// Wan block by block (First-Block Cache): ``WanTransformer/runBlock(_:_:)``, the loop body of
@@ -439,54 +426,4 @@ extension WanFamily {
         let schedule = try mode(of: record).schedule(retSteps: ret, cutoffSteps: cutoff, steps: n)
         return try .faithful(coefficients: record.coefficients, threshold: record.threshold, schedule: schedule)
     }
-}
-
-/// A latency table of the TeaCache4Wan2.1 README (spec §3), verbatim: the uncached time and the time at
-/// each threshold, in seconds.
-public struct WanPublishedLatency: Sendable, Equatable {
-    /// Which README table.
-    public var table: String
-    /// The checkpoint.
-    public var variant: WanVariant
-    /// The modulated-input mode.
-    public var mode: WanTeaCacheMode
-    /// Seconds without TeaCache.
-    public var baselineSeconds: Double
-    /// (threshold, seconds) pairs.
-    public var runs: [(threshold: Double, seconds: Double)]
-
-    /// `baseline / seconds` per threshold.
-    public var speedups: [(threshold: Double, speedup: Double)] {
-        runs.map { ($0.threshold, baselineSeconds / $0.seconds) }
-    }
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.table == b.table && a.variant == b.variant && a.mode == b.mode && a.baselineSeconds == b.baselineSeconds
-            && a.runs.map(\.threshold) == b.runs.map(\.threshold) && a.runs.map(\.seconds) == b.runs.map(\.seconds)
-    }
-
-    /// Every Wan2.1 latency table of the README: "Inference Latency Comparisons on a Single A800"
-    /// (standard mode) and the `use_ret_steps` comparison (both modes, GPU not stated).
-    public static let all: [WanPublishedLatency] = {
-        let a800 = "Inference Latency Comparisons on a Single A800"
-        let ret = "use_ret_steps table"
-        return [
-            .init(table: a800, variant: .t2v1_3B, mode: .standard, baselineSeconds: 175,
-                  runs: [(0.05, 117), (0.07, 110), (0.08, 88)]),
-            .init(table: a800, variant: .t2v14B, mode: .standard, baselineSeconds: 55 * 60,
-                  runs: [(0.14, 38 * 60), (0.15, 30 * 60), (0.2, 27 * 60)]),
-            .init(table: a800, variant: .i2v480P, mode: .standard, baselineSeconds: 735,
-                  runs: [(0.13, 464), (0.19, 372), (0.26, 300)]),
-            .init(table: a800, variant: .i2v720P, mode: .standard, baselineSeconds: 29 * 60,
-                  runs: [(0.18, 17 * 60), (0.2, 15 * 60), (0.3, 12 * 60)]),
-            .init(table: ret, variant: .t2v1_3B, mode: .standard, baselineSeconds: 97, runs: [(0.05, 64), (0.08, 49)]),
-            .init(table: ret, variant: .t2v1_3B, mode: .retention, baselineSeconds: 97, runs: [(0.05, 61), (0.10, 41)]),
-            .init(table: ret, variant: .t2v14B, mode: .standard, baselineSeconds: 1829, runs: [(0.14, 1234), (0.20, 909)]),
-            .init(table: ret, variant: .t2v14B, mode: .retention, baselineSeconds: 1829, runs: [(0.10, 915), (0.20, 578)]),
-            .init(table: ret, variant: .i2v480P, mode: .standard, baselineSeconds: 385, runs: [(0.13, 241), (0.26, 156)]),
-            .init(table: ret, variant: .i2v480P, mode: .retention, baselineSeconds: 385, runs: [(0.20, 212), (0.30, 164)]),
-            .init(table: ret, variant: .i2v720P, mode: .standard, baselineSeconds: 903, runs: [(0.20, 476), (0.30, 363)]),
-            .init(table: ret, variant: .i2v720P, mode: .retention, baselineSeconds: 903, runs: [(0.20, 430), (0.30, 340)]),
-        ]
-    }()
 }

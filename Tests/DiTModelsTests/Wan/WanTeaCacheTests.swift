@@ -153,10 +153,14 @@ struct WanTeaCacheTests {
         }
         let c = try retention.teaCacheConfiguration(variant: .t2v14B, threshold: 0.3)
         #expect(c.threshold == 0.3 && c.schedule.retainFirstSteps == 5 && !c.schedule.forceLastStep)
-        // README table: T2V 1.3B with ret steps, 97 s → 41 s at 0.10.
-        let table = try #require(WanPublishedLatency.all.first { $0.variant == .t2v1_3B && $0.mode == .retention })
-        #expect(abs(table.speedups[1].speedup - 97.0 / 41.0) < 1e-12)
-        #expect(WanPublishedLatency.all.count == 12)
+        // The retention presets' speedups are the README's use_ret_steps table (baseline / latency),
+        // rounded to 2 decimals.
+        for v in WanVariant.allCases {
+            let table = try #require(WanPublishedLatency.all.first { $0.variant == v && $0.mode == .retention && $0.table.hasPrefix("use_ret") })
+            let preset = WanTransformer.preset(v, .retention)
+            #expect(preset.speedups.map(\.threshold) == table.speedups.map(\.threshold), "\(v)")
+            for (p, t) in zip(preset.speedups, table.speedups) { #expect(abs(p.speedup - t.speedup) <= 0.005, "\(v) at \(p.threshold)") }
+        }
     }
 
     /// Forced steps per branch with N = 50 (spec §6 item 7, expressed per branch): standard → steps 0 and
