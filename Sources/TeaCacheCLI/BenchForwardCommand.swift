@@ -80,12 +80,21 @@ struct BenchForwardCommand: ParsableCommand {
             throw ExitCode.failure
         }
         let peak = KernelBenchmarks.peakRSSBytes()
+        // One more forward with the phase profiler on (after the peak was read: it allocates nothing new).
+        PhaseProfiler.start()
+        let profiledSeconds: Double
+        do { profiledSeconds = try KernelBenchmarks.timeSeconds { try bench.run() } } catch {
+            FileHandle.standardError.write(Data("error: \(config): \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let profile = PhaseProfiler.stop()
         let seconds = KernelBenchmarks.median(forwardTimes)
         let rate = bench.flops / seconds / 1e9
         let sgemm = KernelBenchmarks.median(sgemmRates)
         print(String(format: "forward median %.1f ms (%d runs, interleaved with sgemm)", seconds * 1000, repeats))
         print(String(format: "forward %.1f GFLOP -> %.1f GFLOP/s", bench.flops / 1e9, rate))
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s; forward at %.0f%% of sgemm", sgemm, 100 * rate / sgemm))
+        print(Self.phaseLine(profile, total: profiledSeconds))
         let mb = { (b: Int) in Double(b) / 1_048_576 }
         let budget = bench.weightBytes + bench.activationBytes
         if let before { print(String(format: "RSS before the forwards %.1f MB", mb(before))) }
@@ -105,6 +114,22 @@ struct BenchForwardCommand: ParsableCommand {
 }
 
 extension BenchForwardCommand {
+    /// `phases of one more forward (T ms): products … ms (x%, n calls), attention …, copies …, other
+    /// element-wise …` — the other part is the forward's time minus the measured phases.
+    static func phaseLine(_ profile: PhaseProfile, total: Double) -> String {
+        var parts: [String] = []
+        var measured = 0.0
+        for phase in PhaseProfile.Phase.allCases {
+            let t = profile.seconds[phase] ?? 0
+            measured += t
+            parts.append(String(format: "%@ %.1f ms (%.1f%%, %d calls)", phase.description, t * 1000,
+                                100 * t / max(total, 1e-12), profile.calls[phase] ?? 0))
+        }
+        let other = max(total - measured, 0)
+        parts.append(String(format: "other element-wise %.1f ms (%.1f%%)", other * 1000, 100 * other / max(total, 1e-12)))
+        return String(format: "phases of one more forward (%.1f ms): ", total * 1000) + parts.joined(separator: ", ")
+    }
+
     /// The `--config` file's problem as a usage error when the file is missing or unreadable, else as
     /// the model error it is.
     static func configError(_ error: any Error, path: String) -> any Error {

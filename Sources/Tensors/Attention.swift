@@ -31,104 +31,106 @@ public let attentionQueryBlock = 128
 public func attention(
     query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil
 ) throws(TensorError) -> Tensor {
-    guard query.rank == 3, key.rank == 3, value.rank == 3, key.shape == value.shape,
-          query.shape[0] == key.shape[0], query.shape[2] == key.shape[2] else {
-        throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, value.shape],
-                             reason: "expected query [B, Sq, H·Dh] and key/value [B, Sk, H·Dh]")
-    }
-    let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
-    let sk = key.shape[1]
-    guard heads > 0, width % heads == 0 else {
-        throw .invalidArgument(operation: "attention", reason: "width \(width) is not divisible by \(heads) heads")
-    }
-    let dh = width / heads
-    let alpha = scale ?? 1 / Float(dh).squareRoot()
-    _ = try blasInt(sk, "attention"); _ = try blasInt(width, "attention")
-
-    // Validate and describe the mask as (pointer strides) over b, h, q.
-    var maskTensor: Tensor? = nil
-    var isKeyMask = false
-    var ms = (b: 0, h: 0, q: 0)
-    switch mask {
-    case .none: break
-    case .keys(let m):
-        guard m.shape == [b, sk] else {
-            throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
-                                 reason: "a key mask must be [B, Sk] = [\(b), \(sk)]")
+    try PhaseProfiler.measure(.attention) { () throws(TensorError) -> Tensor in
+        guard query.rank == 3, key.rank == 3, value.rank == 3, key.shape == value.shape,
+              query.shape[0] == key.shape[0], query.shape[2] == key.shape[2] else {
+            throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, value.shape],
+                                 reason: "expected query [B, Sq, H·Dh] and key/value [B, Sk, H·Dh]")
         }
-        maskTensor = m; isKeyMask = true; ms = (sk, 0, 0)
-    case .additive(let m):
-        var s = m.shape
-        while s.count < 4 { s.insert(1, at: 0) }
-        guard s.count == 4, s[3] == sk, s[0] == 1 || s[0] == b, s[1] == 1 || s[1] == heads,
-              s[2] == 1 || s[2] == sq else {
-            throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
-                                 reason: "an additive mask must broadcast to [B, H, Sq, Sk] = [\(b), \(heads), \(sq), \(sk)]")
+        let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let sk = key.shape[1]
+        guard heads > 0, width % heads == 0 else {
+            throw .invalidArgument(operation: "attention", reason: "width \(width) is not divisible by \(heads) heads")
         }
-        maskTensor = m
-        ms = (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk)
-    }
-    let blocksPerHead = (sq + attentionQueryBlock - 1) / attentionQueryBlock
-    let tasks = b * heads * blocksPerHead
-    let workers = max(1, min(Parallelism.threadCount, tasks))
-    let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
-    let mt = maskTensor ?? emptyMask!
-    let hasMask = maskTensor != nil
+        let dh = width / heads
+        let alpha = scale ?? 1 / Float(dh).squareRoot()
+        _ = try blasInt(sk, "attention"); _ = try blasInt(width, "attention")
 
-    return query.withUnsafeBufferPointer { pq in
-        key.withUnsafeBufferPointer { pk in
-            value.withUnsafeBufferPointer { pv in
-                mt.withUnsafeBufferPointer { pm in
-                    Tensor(uninitializedShape: [b, sq, width]) { po in
-                        guard sq > 0, width > 0 else { return }
-                        if sk == 0 { po.update(repeating: 0); return }
-                        let run = { (taskRange: Range<Int>) in
-                            let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock * sk)
-                            let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock)
-                            defer { scores.deallocate(); inverseSums.deallocate() }
-                            for t in taskRange {
-                                let blk = t % blocksPerHead
-                                let h = (t / blocksPerHead) % heads
-                                let bi = t / (blocksPerHead * heads)
-                                let q0 = blk * attentionQueryBlock
-                                let rows = min(attentionQueryBlock, sq - q0)
-                                let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
-                                let kp = pk.baseAddress! + bi * sk * width + h * dh
-                                let vp = pv.baseAddress! + bi * sk * width + h * dh
-                                sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
-                                      a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
-                                for r in 0..<rows {
-                                    let row = scores + r * sk
-                                    if hasMask {
-                                        if isKeyMask {
-                                            let mrow = pm.baseAddress! + bi * ms.b
-                                            for j in 0..<sk where mrow[j] == 0 { row[j] = -.infinity }
-                                        } else {
-                                            let mrow = pm.baseAddress! + bi * ms.b + h * ms.h + (q0 + r) * ms.q
-                                            for j in 0..<sk { row[j] += mrow[j] }
+        // Validate and describe the mask as (pointer strides) over b, h, q.
+        var maskTensor: Tensor? = nil
+        var isKeyMask = false
+        var ms = (b: 0, h: 0, q: 0)
+        switch mask {
+        case .none: break
+        case .keys(let m):
+            guard m.shape == [b, sk] else {
+                throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
+                                     reason: "a key mask must be [B, Sk] = [\(b), \(sk)]")
+            }
+            maskTensor = m; isKeyMask = true; ms = (sk, 0, 0)
+        case .additive(let m):
+            var s = m.shape
+            while s.count < 4 { s.insert(1, at: 0) }
+            guard s.count == 4, s[3] == sk, s[0] == 1 || s[0] == b, s[1] == 1 || s[1] == heads,
+                  s[2] == 1 || s[2] == sq else {
+                throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
+                                     reason: "an additive mask must broadcast to [B, H, Sq, Sk] = [\(b), \(heads), \(sq), \(sk)]")
+            }
+            maskTensor = m
+            ms = (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk)
+        }
+        let blocksPerHead = (sq + attentionQueryBlock - 1) / attentionQueryBlock
+        let tasks = b * heads * blocksPerHead
+        let workers = max(1, min(Parallelism.threadCount, tasks))
+        let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
+        let mt = maskTensor ?? emptyMask!
+        let hasMask = maskTensor != nil
+
+        return query.withUnsafeBufferPointer { pq in
+            key.withUnsafeBufferPointer { pk in
+                value.withUnsafeBufferPointer { pv in
+                    mt.withUnsafeBufferPointer { pm in
+                        Tensor(uninitializedShape: [b, sq, width]) { po in
+                            guard sq > 0, width > 0 else { return }
+                            if sk == 0 { po.update(repeating: 0); return }
+                            let run = { (taskRange: Range<Int>) in
+                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock * sk)
+                                let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock)
+                                defer { scores.deallocate(); inverseSums.deallocate() }
+                                for t in taskRange {
+                                    let blk = t % blocksPerHead
+                                    let h = (t / blocksPerHead) % heads
+                                    let bi = t / (blocksPerHead * heads)
+                                    let q0 = blk * attentionQueryBlock
+                                    let rows = min(attentionQueryBlock, sq - q0)
+                                    let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
+                                    let kp = pk.baseAddress! + bi * sk * width + h * dh
+                                    let vp = pv.baseAddress! + bi * sk * width + h * dh
+                                    sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
+                                          a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
+                                    for r in 0..<rows {
+                                        let row = scores + r * sk
+                                        if hasMask {
+                                            if isKeyMask {
+                                                let mrow = pm.baseAddress! + bi * ms.b
+                                                for j in 0..<sk where mrow[j] == 0 { row[j] = -.infinity }
+                                            } else {
+                                                let mrow = pm.baseAddress! + bi * ms.b + h * ms.h + (q0 + r) * ms.q
+                                                for j in 0..<sk { row[j] += mrow[j] }
+                                            }
                                         }
+                                        // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
+                                        // below instead of the Sk-wide rows of P (a fully masked row gives 0).
+                                        inverseSums[r] = softmaxExpRowInPlace(row, sk)
                                     }
-                                    // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
-                                    // below instead of the Sk-wide rows of P (a fully masked row gives 0).
-                                    inverseSums[r] = softmaxExpRowInPlace(row, sk)
-                                }
-                                let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
-                                sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
-                                      a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
-                                for r in 0..<rows {
-                                    let c = inverseSums[r], o = out + r * width
-                                    for j in 0..<dh { o[j] *= c }
+                                    let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
+                                    sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
+                                          a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
+                                    for r in 0..<rows {
+                                        let c = inverseSums[r], o = out + r * width
+                                        for j in 0..<dh { o[j] *= c }
+                                    }
                                 }
                             }
-                        }
-                        if workers == 1 {
-                            run(0..<tasks)
-                        } else {
-                            // Parallel over (batch, head, query block); each task's products are serial.
-                            let per = (tasks + workers - 1) / workers
-                            Parallelism.concurrentPerform(workers) { w in
-                                let lo = w * per, hi = min(tasks, lo + per)
-                                if lo < hi { run(lo..<hi) }
+                            if workers == 1 {
+                                run(0..<tasks)
+                            } else {
+                                // Parallel over (batch, head, query block); each task's products are serial.
+                                let per = (tasks + workers - 1) / workers
+                                Parallelism.concurrentPerform(workers) { w in
+                                    let lo = w * per, hi = min(tasks, lo + per)
+                                    if lo < hi { run(lo..<hi) }
+                                }
                             }
                         }
                     }

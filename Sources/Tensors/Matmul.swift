@@ -108,35 +108,37 @@ func sgemmSerial(
 public func matmul(
     _ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false
 ) throws(TensorError) -> Tensor {
-    guard a.rank >= 2, b.rank >= 2 else {
-        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape], reason: "operands need rank >= 2")
-    }
-    let ar = a.shape[a.rank - 2], ac = a.shape[a.rank - 1]
-    let br = b.shape[b.rank - 2], bc = b.shape[b.rank - 1]
-    let (m, k) = transposeA ? (ac, ar) : (ar, ac)
-    let (k2, n) = transposeB ? (bc, br) : (br, bc)
-    guard k == k2 else {
-        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
-                             reason: "inner dimensions differ (\(k) vs \(k2))")
-    }
-    let batchA = Array(a.shape.dropLast(2))
-    let batchB = Array(b.shape.dropLast(2))
-    guard batchB.isEmpty || batchB == batchA else {
-        throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
-                             reason: "batch dimensions must match, or b must be 2-D")
-    }
-    let batches = batchA.reduce(1, *)
-    _ = try blasInt(m, "matmul"); _ = try blasInt(n, "matmul"); _ = try blasInt(k, "matmul")
-    return a.withUnsafeBufferPointer { pa in
-        b.withUnsafeBufferPointer { pb in
-            Tensor(uninitializedShape: batchA + [m, n]) { pc in
-                if m * n == 0 { return }
-                if k == 0 { pc.update(repeating: 0); return }
-                for i in 0..<batches {
-                    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1,
-                          a: pa.baseAddress! + i * m * k, lda: ac,
-                          b: pb.baseAddress! + (batchB.isEmpty ? 0 : i * k * n), ldb: bc,
-                          beta: 0, c: pc.baseAddress! + i * m * n, ldc: n)
+    try PhaseProfiler.measure(.products) { () throws(TensorError) -> Tensor in
+        guard a.rank >= 2, b.rank >= 2 else {
+            throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape], reason: "operands need rank >= 2")
+        }
+        let ar = a.shape[a.rank - 2], ac = a.shape[a.rank - 1]
+        let br = b.shape[b.rank - 2], bc = b.shape[b.rank - 1]
+        let (m, k) = transposeA ? (ac, ar) : (ar, ac)
+        let (k2, n) = transposeB ? (bc, br) : (br, bc)
+        guard k == k2 else {
+            throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
+                                 reason: "inner dimensions differ (\(k) vs \(k2))")
+        }
+        let batchA = Array(a.shape.dropLast(2))
+        let batchB = Array(b.shape.dropLast(2))
+        guard batchB.isEmpty || batchB == batchA else {
+            throw .shapeMismatch(operation: "matmul", shapes: [a.shape, b.shape],
+                                 reason: "batch dimensions must match, or b must be 2-D")
+        }
+        let batches = batchA.reduce(1, *)
+        _ = try blasInt(m, "matmul"); _ = try blasInt(n, "matmul"); _ = try blasInt(k, "matmul")
+        return a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                Tensor(uninitializedShape: batchA + [m, n]) { pc in
+                    if m * n == 0 { return }
+                    if k == 0 { pc.update(repeating: 0); return }
+                    for i in 0..<batches {
+                        sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1,
+                              a: pa.baseAddress! + i * m * k, lda: ac,
+                              b: pb.baseAddress! + (batchB.isEmpty ? 0 : i * k * n), ldb: bc,
+                              beta: 0, c: pc.baseAddress! + i * m * n, ldc: n)
+                    }
                 }
             }
         }
@@ -151,34 +153,36 @@ public func matmul(
 ///   - bias: `[out]`, optional.
 /// - Returns: `[..., out]`.
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws(TensorError) -> Tensor {
-    guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
-        throw .shapeMismatch(operation: "linear", shapes: [x.shape, weight.shape],
-                             reason: "expected x [..., in] and weight [out, in] with matching in")
-    }
-    let out = weight.shape[0], inF = weight.shape[1]
-    if let bias { guard bias.shape == [out] else {
-        throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
-    } }
-    let rows = x.shape.dropLast().reduce(1, *)   // not x.count / in: `in` may be 0
-    _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
-    let outShape = Array(x.shape.dropLast()) + [out]
-    return x.withUnsafeBufferPointer { px in
-        weight.withUnsafeBufferPointer { pw in
-            Tensor(uninitializedShape: outShape) { py in
-                guard rows > 0, out > 0 else { return }
-                var beta: Float = 0
-                if let bias {
-                    bias.withUnsafeBufferPointer { pb in
-                        for r in 0..<rows { (py.baseAddress! + r * out).update(from: pb.baseAddress!, count: out) }
+    try PhaseProfiler.measure(.products) { () throws(TensorError) -> Tensor in
+        guard weight.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == weight.shape[1] else {
+            throw .shapeMismatch(operation: "linear", shapes: [x.shape, weight.shape],
+                                 reason: "expected x [..., in] and weight [out, in] with matching in")
+        }
+        let out = weight.shape[0], inF = weight.shape[1]
+        if let bias { guard bias.shape == [out] else {
+            throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
+        } }
+        let rows = x.shape.dropLast().reduce(1, *)   // not x.count / in: `in` may be 0
+        _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
+        let outShape = Array(x.shape.dropLast()) + [out]
+        return x.withUnsafeBufferPointer { px in
+            weight.withUnsafeBufferPointer { pw in
+                Tensor(uninitializedShape: outShape) { py in
+                    guard rows > 0, out > 0 else { return }
+                    var beta: Float = 0
+                    if let bias {
+                        bias.withUnsafeBufferPointer { pb in
+                            for r in 0..<rows { (py.baseAddress! + r * out).update(from: pb.baseAddress!, count: out) }
+                        }
+                        beta = 1
+                    } else if inF == 0 {
+                        py.update(repeating: 0)
                     }
-                    beta = 1
-                } else if inF == 0 {
-                    py.update(repeating: 0)
+                    guard inF > 0 else { return }
+                    sgemm(transposeA: false, transposeB: true, m: rows, n: out, k: inF, alpha: 1,
+                          a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF,
+                          beta: beta, c: py.baseAddress!, ldc: out)
                 }
-                guard inF > 0 else { return }
-                sgemm(transposeA: false, transposeB: true, m: rows, n: out, k: inF, alpha: 1,
-                      a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF,
-                      beta: beta, c: py.baseAddress!, ldc: out)
             }
         }
     }

@@ -27,44 +27,46 @@ extension Tensor {
 
     /// Returns a copy with the axes reordered: result axis `i` is source axis `axes[i]`.
     public func permuted(_ axes: [Int]) throws(TensorError) -> Tensor {
-        guard axes.count == rank, Set(axes) == Set(0..<rank) else {
-            throw .invalidArgument(operation: "permute", reason: "\(axes) is not a permutation of 0..<\(rank)")
-        }
-        if axes == Array(0..<rank) { return self }
-        let srcStrides = strides
-        let outShape = axes.map { shape[$0] }
-        let permStrides = axes.map { srcStrides[$0] }
-        let r = rank
-        let inner = outShape[r - 1]
-        let innerStride = permStrides[r - 1]
-        let outer = count / max(inner, 1)
-        return withUnsafeBufferPointer { src in
-            Tensor(uninitializedShape: outShape) { dst in
-                guard inner > 0 else { return }
-                Parallelism.forEachChunk(outer, costPerItem: inner) { rows in
-                    var idx = [Int](repeating: 0, count: max(r - 1, 0))
-                    // Decompose the first row index.
-                    var rem = rows.lowerBound
-                    for a in stride(from: r - 2, through: 0, by: -1) {
-                        idx[a] = rem % outShape[a]
-                        rem /= outShape[a]
-                    }
-                    for row in rows {
-                        var base = 0
-                        for a in 0..<(r - 1) { base += idx[a] * permStrides[a] }
-                        let d = dst.baseAddress! + row * inner
-                        let s = src.baseAddress! + base
-                        if innerStride == 1 {
-                            d.update(from: s, count: inner)
-                        } else {
-                            for j in 0..<inner { d[j] = s[j * innerStride] }
+        try PhaseProfiler.measure(.copies) { () throws(TensorError) -> Tensor in
+            guard axes.count == rank, Set(axes) == Set(0..<rank) else {
+                throw .invalidArgument(operation: "permute", reason: "\(axes) is not a permutation of 0..<\(rank)")
+            }
+            if axes == Array(0..<rank) { return self }
+            let srcStrides = strides
+            let outShape = axes.map { shape[$0] }
+            let permStrides = axes.map { srcStrides[$0] }
+            let r = rank
+            let inner = outShape[r - 1]
+            let innerStride = permStrides[r - 1]
+            let outer = count / max(inner, 1)
+            return withUnsafeBufferPointer { src in
+                Tensor(uninitializedShape: outShape) { dst in
+                    guard inner > 0 else { return }
+                    Parallelism.forEachChunk(outer, costPerItem: inner) { rows in
+                        var idx = [Int](repeating: 0, count: max(r - 1, 0))
+                        // Decompose the first row index.
+                        var rem = rows.lowerBound
+                        for a in stride(from: r - 2, through: 0, by: -1) {
+                            idx[a] = rem % outShape[a]
+                            rem /= outShape[a]
                         }
-                        var a = r - 2
-                        while a >= 0 {
-                            idx[a] += 1
-                            if idx[a] < outShape[a] { break }
-                            idx[a] = 0
-                            a -= 1
+                        for row in rows {
+                            var base = 0
+                            for a in 0..<(r - 1) { base += idx[a] * permStrides[a] }
+                            let d = dst.baseAddress! + row * inner
+                            let s = src.baseAddress! + base
+                            if innerStride == 1 {
+                                d.update(from: s, count: inner)
+                            } else {
+                                for j in 0..<inner { d[j] = s[j * innerStride] }
+                            }
+                            var a = r - 2
+                            while a >= 0 {
+                                idx[a] += 1
+                                if idx[a] < outShape[a] { break }
+                                idx[a] = 0
+                                a -= 1
+                            }
                         }
                     }
                 }
@@ -114,37 +116,39 @@ extension Tensor {
 
     /// Joins tensors along `axis`; all other extents must agree.
     public static func concatenate(_ tensors: [Tensor], axis: Int) throws(TensorError) -> Tensor {
-        guard let first = tensors.first else {
-            throw .invalidArgument(operation: "concatenate", reason: "needs at least one tensor")
-        }
-        let ax = try first.normalizedAxis(axis, operation: "concatenate")
-        for t in tensors {
-            guard t.rank == first.rank,
-                  zip(t.shape, first.shape).enumerated().allSatisfy({ $0.offset == ax || $0.element.0 == $0.element.1 })
-            else {
-                throw .shapeMismatch(operation: "concatenate", shapes: tensors.map(\.shape),
-                                     reason: "all extents except axis \(ax) must agree")
+        try PhaseProfiler.measure(.copies) { () throws(TensorError) -> Tensor in
+            guard let first = tensors.first else {
+                throw .invalidArgument(operation: "concatenate", reason: "needs at least one tensor")
             }
-        }
-        var outShape = first.shape
-        outShape[ax] = tensors.reduce(0) { $0 + $1.shape[ax] }
-        let inner = first.shape[(ax + 1)...].reduce(1, *)
-        let outer = first.shape[..<ax].reduce(1, *)
-        let dstRow = outShape[ax] * inner
-        return Tensor(uninitializedShape: outShape) { dst in
-            var col = 0
+            let ax = try first.normalizedAxis(axis, operation: "concatenate")
             for t in tensors {
-                let w = t.shape[ax] * inner
-                t.withUnsafeBufferPointer { src in
-                    guard w > 0 else { return }
-                    let c = col
-                    Parallelism.forEachChunk(outer, costPerItem: w) { rows in
-                        for o in rows {
-                            (dst.baseAddress! + o * dstRow + c).update(from: src.baseAddress! + o * w, count: w)
+                guard t.rank == first.rank,
+                      zip(t.shape, first.shape).enumerated().allSatisfy({ $0.offset == ax || $0.element.0 == $0.element.1 })
+                else {
+                    throw .shapeMismatch(operation: "concatenate", shapes: tensors.map(\.shape),
+                                         reason: "all extents except axis \(ax) must agree")
+                }
+            }
+            var outShape = first.shape
+            outShape[ax] = tensors.reduce(0) { $0 + $1.shape[ax] }
+            let inner = first.shape[(ax + 1)...].reduce(1, *)
+            let outer = first.shape[..<ax].reduce(1, *)
+            let dstRow = outShape[ax] * inner
+            return Tensor(uninitializedShape: outShape) { dst in
+                var col = 0
+                for t in tensors {
+                    let w = t.shape[ax] * inner
+                    t.withUnsafeBufferPointer { src in
+                        guard w > 0 else { return }
+                        let c = col
+                        Parallelism.forEachChunk(outer, costPerItem: w) { rows in
+                            for o in rows {
+                                (dst.baseAddress! + o * dstRow + c).update(from: src.baseAddress! + o * w, count: w)
+                            }
                         }
                     }
+                    col += w
                 }
-                col += w
             }
         }
     }
@@ -153,29 +157,33 @@ extension Tensor {
     /// - Throws: ``TensorError/invalidArgument(operation:reason:)`` for an empty selection, a rank-0
     ///   tensor, or an index outside `0 ..< shape[0]`.
     public func gatheringRows(_ indices: [Int]) throws(TensorError) -> Tensor {
-        guard rank >= 1, !indices.isEmpty, indices.allSatisfy({ (0..<shape[0]).contains($0) }) else {
-            throw .invalidArgument(operation: "row gather",
-                                   reason: "indices \(indices) must be non-empty and in 0..<\(rank >= 1 ? shape[0] : 0) (shape \(shape))")
+        try PhaseProfiler.measure(.copies) { () throws(TensorError) -> Tensor in
+            guard rank >= 1, !indices.isEmpty, indices.allSatisfy({ (0..<shape[0]).contains($0) }) else {
+                throw .invalidArgument(operation: "row gather",
+                                       reason: "indices \(indices) must be non-empty and in 0..<\(rank >= 1 ? shape[0] : 0) (shape \(shape))")
+            }
+            var parts: [Tensor] = []
+            for i in indices { parts.append(try slice(axis: 0, i..<(i + 1))) }
+            return try Tensor.concatenate(parts, axis: 0)
         }
-        var parts: [Tensor] = []
-        for i in indices { parts.append(try slice(axis: 0, i..<(i + 1))) }
-        return try Tensor.concatenate(parts, axis: 0)
     }
 
     /// Splits along `axis` into pieces of the given sizes (which must add up to the extent).
     public func split(sizes: [Int], axis: Int) throws(TensorError) -> [Tensor] {
-        let ax = try normalizedAxis(axis, operation: "split")
-        guard sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == shape[ax] else {
-            throw .invalidArgument(operation: "split",
-                                   reason: "sizes \(sizes) do not add up to \(shape[ax]) (axis \(ax) of \(shape))")
+        try PhaseProfiler.measure(.copies) { () throws(TensorError) -> [Tensor] in
+            let ax = try normalizedAxis(axis, operation: "split")
+            guard sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == shape[ax] else {
+                throw .invalidArgument(operation: "split",
+                                       reason: "sizes \(sizes) do not add up to \(shape[ax]) (axis \(ax) of \(shape))")
+            }
+            var out: [Tensor] = []
+            var start = 0
+            for s in sizes {
+                out.append(try slice(axis: ax, start..<(start + s)))
+                start += s
+            }
+            return out
         }
-        var out: [Tensor] = []
-        var start = 0
-        for s in sizes {
-            out.append(try slice(axis: ax, start..<(start + s)))
-            start += s
-        }
-        return out
     }
 
     /// Splits along `axis` into `n` equal pieces (like `torch.chunk` with a divisible extent).

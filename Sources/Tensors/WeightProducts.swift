@@ -297,24 +297,26 @@ public func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil) throw
 
 /// ``linear(_:weight:bias:)-(Tensor,WeightMatrix,Tensor?)`` on a forced route (tests compare every route).
 func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor?, path: WeightProducts.Path?) throws(TensorError) -> Tensor {
-    if case .float32(let w) = weight.storage, path == nil || path == .float32 { return try linear(x, weight: w, bias: bias) }
-    guard x.rank >= 1, x.shape[x.rank - 1] == weight.columns else {
-        throw .shapeMismatch(operation: "linear", shapes: [x.shape, weight.shape],
-                             reason: "expected x [..., in] and weight [out, in] with matching in")
-    }
-    let out = weight.rows, inF = weight.columns
-    if let bias, bias.shape != [out] {
-        throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
-    }
-    let rows = x.shape.dropLast().reduce(1, *)
-    _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
-    return x.withUnsafeBufferPointer { px in
-        Tensor(uninitializedShape: Array(x.shape.dropLast()) + [out]) { py in
-            guard rows > 0, out > 0 else { return }
-            fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
-            guard inF > 0 else { return }
-            weightProduct(m: rows, k: inF, a: px.baseAddress!, lda: inF, weight: weight, columnOffset: 0,
-                          c: py.baseAddress!, ldc: out, accumulate: true, path: path)
+    try PhaseProfiler.measure(.products) { () throws(TensorError) -> Tensor in
+        if case .float32(let w) = weight.storage, path == nil || path == .float32 { return try linear(x, weight: w, bias: bias) }
+        guard x.rank >= 1, x.shape[x.rank - 1] == weight.columns else {
+            throw .shapeMismatch(operation: "linear", shapes: [x.shape, weight.shape],
+                                 reason: "expected x [..., in] and weight [out, in] with matching in")
+        }
+        let out = weight.rows, inF = weight.columns
+        if let bias, bias.shape != [out] {
+            throw .shapeMismatch(operation: "linear", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
+        }
+        let rows = x.shape.dropLast().reduce(1, *)
+        _ = try blasInt(rows, "linear"); _ = try blasInt(out, "linear"); _ = try blasInt(inF, "linear")
+        return x.withUnsafeBufferPointer { px in
+            Tensor(uninitializedShape: Array(x.shape.dropLast()) + [out]) { py in
+                guard rows > 0, out > 0 else { return }
+                fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
+                guard inF > 0 else { return }
+                weightProduct(m: rows, k: inF, a: px.baseAddress!, lda: inF, weight: weight, columnOffset: 0,
+                              c: py.baseAddress!, ldc: out, accumulate: true, path: path)
+            }
         }
     }
 }
@@ -338,34 +340,36 @@ public func linearFewRows(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil
 /// ``linear(concatenating:weight:bias:)-(_,Tensor,_)`` for `W` in any storage: one accumulating
 /// product per part against the matching column block of `weight` (`[out, Σ inᵢ]`).
 public func linear(concatenating parts: [Tensor], weight: WeightMatrix, bias: Tensor?) throws(TensorError) -> Tensor {
-    guard let first = parts.first else {
-        throw .invalidArgument(operation: "linear of concatenation", reason: "needs at least one part and a 2-D weight")
-    }
-    let lead = Array(first.shape.dropLast())
-    let widths = parts.map { $0.shape.last ?? 0 }
-    guard parts.allSatisfy({ $0.rank == first.rank && Array($0.shape.dropLast()) == lead }),
-          widths.reduce(0, +) == weight.columns else {
-        throw .shapeMismatch(operation: "linear of concatenation", shapes: parts.map(\.shape) + [weight.shape],
-                             reason: "parts must share leading dimensions and their widths must add up to the weight's input width")
-    }
-    let out = weight.rows
-    if let bias, bias.shape != [out] {
-        throw .shapeMismatch(operation: "linear of concatenation", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
-    }
-    let rows = lead.reduce(1, *)
-    _ = try blasInt(rows, "linear of concatenation"); _ = try blasInt(out, "linear of concatenation")
-    return Tensor(uninitializedShape: lead + [out]) { py in
-        guard rows > 0, out > 0 else { return }
-        fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
-        var column = 0
-        for (part, w) in zip(parts, widths) {
-            if w > 0 {
-                part.withUnsafeBufferPointer { px in
-                    weightProduct(m: rows, k: w, a: px.baseAddress!, lda: w, weight: weight, columnOffset: column,
-                                  c: py.baseAddress!, ldc: out, accumulate: true)
+    try PhaseProfiler.measure(.products) { () throws(TensorError) -> Tensor in
+        guard let first = parts.first else {
+            throw .invalidArgument(operation: "linear of concatenation", reason: "needs at least one part and a 2-D weight")
+        }
+        let lead = Array(first.shape.dropLast())
+        let widths = parts.map { $0.shape.last ?? 0 }
+        guard parts.allSatisfy({ $0.rank == first.rank && Array($0.shape.dropLast()) == lead }),
+              widths.reduce(0, +) == weight.columns else {
+            throw .shapeMismatch(operation: "linear of concatenation", shapes: parts.map(\.shape) + [weight.shape],
+                                 reason: "parts must share leading dimensions and their widths must add up to the weight's input width")
+        }
+        let out = weight.rows
+        if let bias, bias.shape != [out] {
+            throw .shapeMismatch(operation: "linear of concatenation", shapes: [weight.shape, bias.shape], reason: "bias must be [out]")
+        }
+        let rows = lead.reduce(1, *)
+        _ = try blasInt(rows, "linear of concatenation"); _ = try blasInt(out, "linear of concatenation")
+        return Tensor(uninitializedShape: lead + [out]) { py in
+            guard rows > 0, out > 0 else { return }
+            fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
+            var column = 0
+            for (part, w) in zip(parts, widths) {
+                if w > 0 {
+                    part.withUnsafeBufferPointer { px in
+                        weightProduct(m: rows, k: w, a: px.baseAddress!, lda: w, weight: weight, columnOffset: column,
+                                      c: py.baseAddress!, ldc: out, accumulate: true)
+                    }
                 }
+                column += w
             }
-            column += w
         }
     }
 }
