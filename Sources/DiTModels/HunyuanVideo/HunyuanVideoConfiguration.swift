@@ -54,9 +54,9 @@ public struct HunyuanVideoConfiguration: DiTConfiguration {
     /// Width of the sinusoidal timestep/guidance features (fixed in diffusers).
     public static let timestepChannels = 256
     /// Width ratio of the token refiner's feed-forward (diffusers' default, not `mlp_ratio`).
-    public static let refinerMLPRatio: Double = 4
+    static let refinerMLPRatio: Double = 4
     /// The image-condition types diffusers 0.42.1 accepts.
-    public static let imageConditionTypes = ["latent_concat", "token_replace"]
+    static let imageConditionTypes = ["latent_concat", "token_replace"]
 
     enum CodingKeys: String, CodingKey {
         case inChannels = "in_channels", outChannels = "out_channels", numAttentionHeads = "num_attention_heads"

@@ -26,7 +26,7 @@ public enum HunyuanVideoFamily: DiTFamily {
     }
 
     /// The parameters that get the §6 timestep taper: every `TimestepEmbedding.linear_1` of the model.
-    public static let taperedWeights: Set<String> = [
+    static let taperedWeights: Set<String> = [
         "time_text_embed.timestep_embedder.linear_1.weight",
         "time_text_embed.guidance_embedder.linear_1.weight",
         "context_embedder.time_text_embed.timestep_embedder.linear_1.weight",

@@ -154,7 +154,7 @@ public struct HunyuanVideoTransformer: Sendable {
     /// The number of blocks, dual-stream then single-stream, as one index range.
     var blockCount: Int { doubleBlocks.count + singleBlocks.count }
 
-    /// Runs block `index` of ``blockCount`` (dual-stream blocks first) on the state in place. A
+    /// Runs block `index` (dual-stream blocks first, then single-stream ones) on the state in place. A
     /// single-stream block joins the two streams, runs, and splits them again (as diffusers does per
     /// block), so `state.image` holds the stream after every block.
     /// - Throws: when `index` is outside `0 ..< num_layers + num_single_layers`.

@@ -94,7 +94,7 @@ public struct LTXVideoTransformer: Sendable {
     /// `proj_out`.
     let projOut: Linear
     /// The ε of `norm_out` (diffusers hard-codes 1e-6).
-    public static let outputNormEps: Float = 1e-6
+    static let outputNormEps: Float = 1e-6
 
     /// Builds the model, taking every parameter from `weights` (called by ``LTXVideoFamily``'s loading
     /// functions, which check the weights afterwards).

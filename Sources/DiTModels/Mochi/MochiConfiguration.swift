@@ -42,13 +42,13 @@ public struct MochiConfiguration: DiTConfiguration {
     public var maxSequenceLength: Int
 
     /// Heads of the caption attention pool; diffusers fixes it at 8.
-    public static let poolHeads = 8
+    static let poolHeads = 8
     /// Epsilon of the blocks' RMS norms (`MochiRMSNormZero`, the modulated and gated RMS norms).
-    public static let blockEps: Float = 1e-6
+    static let blockEps: Float = 1e-6
     /// Epsilon of the per-head query/key RMS norms of the attention.
-    public static let qkEps: Float = 1e-5
+    static let qkEps: Float = 1e-5
     /// Epsilon of the output LayerNorm (`norm_out`).
-    public static let outputEps: Float = 1e-6
+    static let outputEps: Float = 1e-6
 
     /// A configuration; the defaults are diffusers' constructor defaults (Mochi-1-preview).
     public init(
