@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The configuration of diffusers' `CogVideoXTransformer3DModel` (diffusers 0.42.1), decoded from
 /// `config.json`: CogVideoX 1.0 (2B with a sincos positional embedding, 5B with rotary embeddings, 5B-I2V
@@ -342,5 +343,60 @@ extension CogVideoXConfiguration {
             useLearnedPositionalEmbeddings: try c.diffusersValue(.useLearnedPositionalEmbeddings, default: d.useLearnedPositionalEmbeddings),
             patchBias: try c.diffusersValue(.patchBias, default: d.patchBias)
         )
+    }
+}
+
+// MARK: - Cost model
+
+extension CogVideoXConfiguration {
+    /// The hidden width of the feed-forward's first projection: `8D` for a gated activation, else `4D`.
+    var feedForwardProjectionWidth: Int {
+        if feedForwardActivation?.isGated == true { return 8 * innerDim }
+        return 4 * innerDim
+    }
+
+    /// The video tokens `(F/p_t)·(H/p)·(W/p)` of a `frames × height × width` latent (sizes already bounded).
+    /// - Throws: `malformedConfig` when the latent is not divisible by the patch.
+    func videoTokens(frames f: Int, height h: Int, width w: Int) throws(ModelLoadError) -> Int {
+        guard f % temporalPatch == 0, h % patchSize == 0, w % patchSize == 0 else {
+            throw .malformedConfig(reason: "latent \(f)×\(h)×\(w) must be divisible by the patch "
+                                   + "\(temporalPatch)×\(patchSize)×\(patchSize) (patch_size_t × patch_size²)")
+        }
+        return (f / temporalPatch) * (h / patchSize) * (w / patchSize)
+    }
+
+    /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, rotary and
+    /// softmax are not counted), for `s` video and `l` text tokens per sample.
+    ///
+    /// Per block and joint token (`N = L + S`): q, k, v and out `4D²`, feed-forward `D·ffIn + 4D·D`;
+    /// attention `4·N·D` per token (QKᵀ and AV); per sample the two adaptive norms `2·T·6D`. Plus the
+    /// patch and text projections, the time (and ofs) MLPs, `norm_out.linear` and `proj_out`.
+    public func forwardFLOPs(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Double {
+        let d = Double(innerDim), bb = Double(b), ss = Double(s), ll = Double(l), n = ss + ll
+        let t = Double(timeEmbedDim)
+        var f = 2 * bb * ss * Double(patchWidth) * d + 2 * bb * ll * Double(textEmbedDim) * d
+        f += 2 * bb * (d * t + t * t)
+        if let o = ofsEmbedDim.map(Double.init) { f += 2 * bb * 2 * o * o }
+        var block = 2 * bb * n * (4 * d * d + d * Double(feedForwardProjectionWidth) + 4 * d * d)
+        block += 4 * bb * n * n * d + 2 * 2 * bb * t * 6 * d
+        f += Double(numLayers) * block
+        f += 2 * bb * t * 2 * d + 2 * bb * ss * d * Double(outputTokenWidth)
+        return f
+    }
+
+    /// Estimated bytes of the activations alive at once inside a block (the largest set): the joint
+    /// sequence, its normalised copy, the fused q/k/v projection and q, k, v, the attention output and its
+    /// projection (`10·D` per token), the feed-forward's first projection and its activation, plus one
+    /// query block of attention scores per thread.
+    public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Int {
+        Int(min(activationBytes(batch: b, videoTokens: s, textTokens: l), Double(Int.max / 2)))
+    }
+
+    /// ``activationBytesEstimate(batch:videoTokens:textTokens:)`` in Double (no overflow for any sizes).
+    func activationBytes(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Double {
+        let n = Double(s) + Double(l)
+        let perToken = Double(14 * innerDim + feedForwardProjectionWidth)
+        let scores = Double(attentionQueryBlock) * n * Double(Parallelism.threadCount)
+        return 4 * (Double(b) * n * perToken + scores)
     }
 }

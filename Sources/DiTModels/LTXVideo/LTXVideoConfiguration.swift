@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The configuration of a diffusers `LTXVideoTransformer3DModel` (diffusers 0.42.1), decoded from
 /// `config.json`.
@@ -169,5 +170,43 @@ extension LTXVideoConfiguration {
             attentionBias: try value(.attentionBias, d.attentionBias),
             attentionOutBias: try value(.attentionOutBias, d.attentionOutBias)
         )
+    }
+}
+
+// MARK: - Cost model
+
+extension LTXVideoConfiguration {
+    /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, RoPE and softmax
+    /// are not counted), for `s` video tokens, `l` caption tokens and `timesteps` time-embedding rows
+    /// per sample (1, or `s` for per-token timesteps).
+    ///
+    /// Per block and video token: self-attention q, k, v, out `4D²`, cross-attention q/out `2D²`,
+    /// feed-forward `D·ffn_in + ffn·D` (`ffn_in = 2·ffn` for gated activations); per caption token the
+    /// cross-attention k, v `2D²`; attention `4·S·K·D` for QKᵀ and PV against K keys. Plus `proj_in`,
+    /// the time embedding (256 → D → D → 6D), the caption projection and `proj_out`.
+    public func forwardFLOPs(batch b: Int, videoTokens s: Int, textTokens l: Int, timesteps t: Int = 1) -> Double {
+        let d = Double(innerDim), bb = Double(b), ss = Double(s), ll = Double(l)
+        let ffn = Double(ffnDim)
+        let ffnIn = (feedForwardActivation?.isGated ?? false) ? 2 * ffn : ffn
+        var f = 2 * bb * ss * Double(inChannels) * d
+        f += 2 * bb * Double(t) * (Double(LTXVideoTimeEmbedding.frequencyChannels) * d + d * d + d * 6 * d)
+        f += 2 * bb * ll * (Double(captionChannels) * d + d * d)
+        var block = 2 * bb * ss * (4 * d * d + 2 * d * d + d * ffnIn + ffn * d)
+        block += 2 * bb * ll * 2 * d * d
+        block += 4 * bb * ss * ss * d + 4 * bb * ss * ll * d
+        f += Double(numLayers) * block
+        f += 2 * bb * ss * d * Double(outChannels)
+        return f
+    }
+
+    /// Estimated bytes of the activations alive at once inside a block (the largest set): the tokens,
+    /// the normalised copy, the stacked q/k/v and their normalised/rotated copies, the attention output,
+    /// the feed-forward hidden layer before and after the activation — about `(10·D + 2·ffn_in)·S`
+    /// floats — the rotary tables (`2·S·D`), the caption and its keys/values, and one query block of
+    /// attention scores per thread.
+    public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Int {
+        let ffnIn = (feedForwardActivation?.isGated ?? false) ? 2 * ffnDim : ffnDim
+        let scores = attentionQueryBlock * max(s, l) * Parallelism.threadCount
+        return 4 * (b * s * (10 * innerDim + 2 * ffnIn) + 2 * s * innerDim + 4 * b * l * innerDim + scores)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// The configuration of a diffusers `MochiTransformer3DModel` (diffusers 0.42.1), decoded from `config.json`.
 ///
@@ -41,13 +42,13 @@ public struct MochiConfiguration: DiTConfiguration {
     public var maxSequenceLength: Int
 
     /// Heads of the caption attention pool; diffusers fixes it at 8.
-    public static let poolHeads = 8
+    static let poolHeads = 8
     /// Epsilon of the blocks' RMS norms (`MochiRMSNormZero`, the modulated and gated RMS norms).
-    public static let blockEps: Float = 1e-6
+    static let blockEps: Float = 1e-6
     /// Epsilon of the per-head query/key RMS norms of the attention.
-    public static let qkEps: Float = 1e-5
+    static let qkEps: Float = 1e-5
     /// Epsilon of the output LayerNorm (`norm_out`).
-    public static let outputEps: Float = 1e-6
+    static let outputEps: Float = 1e-6
 
     /// A configuration; the defaults are diffusers' constructor defaults (Mochi-1-preview).
     public init(
@@ -160,5 +161,58 @@ extension MochiConfiguration {
             activationFn: try c.diffusersValue(.activationFn, default: d.activationFn),
             maxSequenceLength: try c.diffusersValue(.maxSequenceLength, default: d.maxSequenceLength)
         )
+    }
+}
+
+// MARK: - Cost model
+
+extension MochiConfiguration {
+    /// Matmul and attention FLOPs of one forward (2 per multiply-add; norms, activations, RoPE, softmax
+    /// and the attention pool's scores are not counted), for `s` visual and `l` caption tokens per sample.
+    ///
+    /// Per block and visual token: q, k, v and out `4D²`, the feed-forward `D·ffIn + ffInner·D` (ffIn =
+    /// 2·ffInner when gated); per caption token: q, k, v `3·P·D`, and in every block but the last the
+    /// output `D·P` and the text feed-forward; attention `4·S·(S + L)·D` for the visual queries plus
+    /// `4·L·(S + L)·D` for the caption queries (not in the last block); the two modulation projections
+    /// per sample; plus the patch embedding, the time embedder, the caption projection and pool, the
+    /// output norm's projection and `proj_out`.
+    public func forwardFLOPs(batch b: Int, visualTokens s: Int, textTokens l: Int) -> Double {
+        let d = Double(innerDim), p = Double(pooledProjectionDim), bb = Double(b), ss = Double(s), ll = Double(l)
+        let e = Double(textEmbedDim)
+        let gated = feedForwardActivation.isGated ? 2.0 : 1.0
+        let ff = Double(feedForwardInnerDim), ffc = Double(contextFeedForwardInnerDim)
+        var f = 2 * bb * ss * Double(inChannels * patchSize * patchSize) * d
+        f += 2 * bb * (Double(timeEmbedDim) * d + d * d)                       // timestep_embedder
+        f += 2 * bb * ll * e * p                                               // caption_proj
+        f += 2 * bb * (ll + 1) * e * 2 * e + 2 * bb * (e * e + e * d)          // pool: to_kv, to_q, to_out
+        for i in 0..<numLayers {
+            let last = i == numLayers - 1
+            var block = 2 * bb * ss * (4 * d * d + (gated + 1) * ff * d)
+            block += 2 * bb * ll * 3 * p * d
+            block += 4 * bb * ss * (ss + ll) * d
+            block += 2 * bb * d * 4 * d                                        // norm1
+            if last {
+                block += 2 * bb * d * p                                        // norm1_context.linear_1
+            } else {
+                block += 2 * bb * ll * (d * p + (gated + 1) * ffc * p)
+                block += 4 * bb * ll * (ss + ll) * d
+                block += 2 * bb * d * 4 * p                                    // norm1_context
+            }
+            f += block
+        }
+        f += 2 * bb * d * 2 * d + 2 * bb * ss * d * Double(outputTokenWidth)
+        return f
+    }
+
+    /// Estimated bytes of the activations alive at once inside a block (the largest set): the visual
+    /// tokens, their normalised copy, the fused q/k/v output and its normalised/rotated copies, the joint
+    /// keys and values, the attention output and the feed-forward's projection (2·ffInner when gated) and
+    /// activation — about `(13·D + 3·ffInner)·S` floats — plus the caption stream's share and one query
+    /// block of attention scores per thread.
+    public func activationBytesEstimate(batch b: Int, visualTokens s: Int, textTokens l: Int) -> Int {
+        let scores = attentionQueryBlock * (s + l) * Parallelism.threadCount
+        let visual = b * s * (13 * innerDim + 3 * feedForwardInnerDim)
+        let text = b * l * (8 * innerDim + 6 * pooledProjectionDim + 3 * contextFeedForwardInnerDim)
+        return 4 * (visual + text + scores)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Tensors
 
 /// The arguments of one `MochiTransformer3DModel.forward` call.
@@ -71,7 +72,7 @@ public struct MochiTransformer: Sendable {
     /// `proj_out` `[p²·out_channels, D]`.
     let projOut: Linear
     /// The rotary tables of the last grid seen.
-    let rotaryCache: MochiRotaryCache
+    private let rotaryCache: MochiRotaryCache
 
     /// Builds the model, taking every parameter from `weights` (called by ``MochiFamily``'s loading
     /// functions, which check the weights afterwards).
@@ -87,24 +88,6 @@ public struct MochiTransformer: Sendable {
         }
         normOut = AdaLayerNormContinuous(w["norm_out"], dim: d, conditioningDim: d, eps: MochiConfiguration.outputEps)
         projOut = Linear(w["proj_out"], in: d, out: c.outputTokenWidth)
-    }
-
-    /// Builds the model from stored weights (diffusers names).
-    /// - Throws: ``ModelLoadError`` for an invalid configuration or mismatched weights (all listed at once).
-    public init(configuration: MochiConfiguration, tensors: [String: Tensor]) throws(ModelLoadError) {
-        self = try MochiFamily.load(configuration, tensors: tensors)
-    }
-
-    /// Builds the model from the weights at `url`: a safetensors file, a sharded checkpoint's index, or a
-    /// diffusers `transformer/` folder (see ``WeightsLocation``).
-    public init(configuration: MochiConfiguration, weightsAt url: URL) throws(ModelLoadError) {
-        self = try MochiFamily.load(configuration, weightsAt: url)
-    }
-
-    /// A model with random weights following the fixtures' scheme (FORMAT.md §6), including the taper
-    /// of `time_embed.timestep_embedder.linear_1.weight` for a `steps`-step run on the 0…1000 scale.
-    public static func random(configuration: MochiConfiguration, seed: UInt64, steps: Int = 64) throws(ModelLoadError) -> MochiTransformer {
-        try MochiFamily.random(configuration, seed: seed, steps: steps)
     }
 
     /// Patch embedding, conditioning, caption tokens, rotary tables and mask.
@@ -138,31 +121,18 @@ public struct MochiTransformer: Sendable {
 
     /// Runs every block on the visual and text streams, then `norm_out` on the visual tokens, in place.
     public func runBlocks(_ state: inout MochiState) throws(TensorError) {
-        var h = state.tokens, c = state.text
-        for block in blocks {
-            try block(visual: &h, text: &c, temb: state.temb, rotary: state.rotary, mask: state.mask)
-        }
-        state.tokens = try normOut(h, conditioning: state.temb)
-        state.text = c
+        for index in blocks.indices { try runBlock(index, &state) }
+        try applyOutputNorm(&state)
     }
 
-    /// Block `index` on the visual and text streams in place.
-    func runBlock(at index: Int, _ state: inout MochiState) throws(TensorError) {
+    /// Block `index` on the visual and text streams in place: one step of ``runBlocks(_:)``, and what
+    /// First-Block Cache runs block by block.
+    /// - Throws: when `index` is outside `0 ..< num_layers`.
+    public func runBlock(_ index: Int, _ state: inout MochiState) throws(TensorError) {
         guard blocks.indices.contains(index) else {
             throw .invalidArgument(operation: "Mochi block", reason: "block \(index) is outside 0..<\(blocks.count)")
         }
         try blocks[index](visual: &state.tokens, text: &state.text, temb: state.temb, rotary: state.rotary, mask: state.mask)
-    }
-
-    /// `norm_out` on the visual tokens: the end of the span TeaCache caches.
-    func applyOutputNorm(_ state: inout MochiState) throws(TensorError) {
-        state.tokens = try normOut(state.tokens, conditioning: state.temb)
-    }
-
-    /// `proj_out` and unpatchify to `[B, out_channels, F, H, W]`.
-    public func outputHead(_ state: MochiState) throws(TensorError) -> Tensor {
-        let p = configuration.patchSize
-        return try Patches.unpatchify3D(projOut(state.tokens), grid: state.grid, patch: (1, p, p), order: .channelsLast)
     }
 
     /// The full forward: `output` of diffusers' `forward(..., return_dict=False)[0]`.
@@ -203,5 +173,489 @@ public struct MochiTransformer: Sendable {
             throw fail("\(name) holds NaN or infinite values")
         }
         return ((f, hh, ww), t.scalars)
+    }
+}
+
+// MARK: - Embeddings
+
+/// The per-frame Conv2d patch embedding (diffusers `PatchEmbed` without position embedding), computed as
+/// patchify + linear: every latent frame is cut into `p × p` patches independently.
+///
+/// The Conv2d weight `[D, C, p, p]` is read as a `[D, C·p·p]` matrix, whose column order is the
+/// `(c, ph, pw)` order of ``Patches/ChannelOrder/channelsFirst`` with a temporal patch of 1. Tokens come
+/// out in (frame, row, column) order, as diffusers' `unflatten(0, (B, -1)).flatten(1, 2)` arranges them.
+struct MochiPatchEmbedding: Sendable {
+    /// The weight as a matrix `[D, C·p·p]` and the bias `[D]`.
+    let projection: Linear
+    /// The spatial patch extent.
+    let patch: Int
+
+    /// Takes `proj.weight` `[D, C, p, p]` and `proj.bias` of the scope (`patch_embed`).
+    init(_ weights: WeightScope, configuration c: MochiConfiguration) {
+        let p = c.patchSize
+        let w = weights["proj"].tensor("weight", shape: [c.innerDim, c.inChannels, p, p])
+        let b = weights["proj"].tensor("bias", shape: [c.innerDim])
+        // Only a loader's placeholder for a missing or mis-shaped weight fails to reshape; the load reports it.
+        let flat = (try? w.reshaped([c.innerDim, c.inChannels * p * p])) ?? w
+        projection = Linear(weight: flat, bias: b)
+        patch = p
+    }
+
+    /// `[B, C, F, H, W]` → tokens `[B, F·(H/p)·(W/p), D]`.
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
+        try projection(Patches.patchify3D(x, patch: (1, patch, patch), order: .channelsFirst))
+    }
+}
+
+/// diffusers' `MochiCombinedTimestepCaptionEmbedding`: `temb = timestep_embedder(sinusoid(t)) +
+/// pooler(text, mask)` (visual width) and the caption tokens `caption_proj(text)` (text-stream width).
+///
+/// The sinusoid has `time_embed_dim` features, cosines first, frequency shift 0.
+struct MochiTimestepCaptionEmbedding: Sendable {
+    /// Sinusoidal timestep features.
+    let timeEmbedDim: Int
+    /// `timestep_embedder` (SiLU MLP to the visual width).
+    let timestepEmbedder: TimestepMLP
+    /// `pooler`.
+    let pooler: MochiAttentionPool
+    /// `caption_proj` `[pooled_projection_dim, text_embed_dim]`.
+    let captionProjection: Linear
+
+    /// Takes every parameter of the `time_embed` scope.
+    init(_ w: WeightScope, configuration c: MochiConfiguration) {
+        timeEmbedDim = c.timeEmbedDim
+        timestepEmbedder = TimestepMLP(w["timestep_embedder"], in: c.timeEmbedDim, hidden: c.innerDim, out: c.innerDim)
+        pooler = MochiAttentionPool(w["pooler"], embedDim: c.textEmbedDim, outputDim: c.innerDim,
+                                    heads: MochiConfiguration.poolHeads)
+        captionProjection = Linear(w["caption_proj"], in: c.textEmbedDim, out: c.pooledProjectionDim)
+    }
+
+    /// `temb` `[B, D]` and the caption tokens `[B, L, P]` for per-sample timesteps (one value is
+    /// broadcast over the batch, as diffusers' addition broadcasts it).
+    func callAsFunction(
+        timesteps: [Float], text: Tensor, mask: Tensor
+    ) throws(TensorError) -> (temb: Tensor, caption: Tensor) {
+        let features = try sinusoidalTimestepEmbedding(timesteps, dim: timeEmbedDim, flipSinToCos: true, downscaleFreqShift: 0)
+        var time = try timestepEmbedder(features)
+        let b = text.shape[0]
+        if time.shape[0] != b { time = try time.gatheringRows(Array(repeating: 0, count: b)) }
+        let temb = try time + pooler(text, mask: mask)
+        return (temb, try captionProjection(text))
+    }
+}
+
+/// diffusers' `MochiAttentionPool`: the mask-weighted mean of the text tokens is the single query of a
+/// multi-head attention over `[mean; tokens]`, projected to the visual width.
+///
+///     mean = Σₗ xₗ · mₗ / max(Σₗ mₗ, 1)        (the mask values as weights)
+///     q = to_q(mean), [k | v] = to_kv([mean; x])
+///     out = to_out(attention(q, k, v))          keys: the mean, then the tokens with mₗ ≠ 0
+///
+/// The key mask is the mask's truth value (nonzero = attend); the mean always attends, so a sample
+/// whose mask is all zero pools its (zero) mean token alone, as diffusers does.
+struct MochiAttentionPool: Sendable {
+    /// `to_kv` `[2·E, E]`, `to_q` `[E, E]`, `to_out` `[out, E]`.
+    let toKV: Linear
+    let toQ: Linear
+    let toOut: Linear
+    /// Attention heads (diffusers: 8).
+    let heads: Int
+
+    /// Takes `to_kv`, `to_q` and `to_out` of the scope (`time_embed.pooler`).
+    init(_ weights: WeightScope, embedDim e: Int, outputDim: Int, heads: Int) {
+        toKV = Linear(weights["to_kv"], in: e, out: 2 * e)
+        toQ = Linear(weights["to_q"], in: e, out: e)
+        toOut = Linear(weights["to_out"], in: e, out: outputDim)
+        self.heads = heads
+    }
+
+    /// Pools `x` `[B, L, E]` with the mask `[B, L]` into `[B, out]`.
+    func callAsFunction(_ x: Tensor, mask: Tensor) throws(TensorError) -> Tensor {
+        let (b, l, e) = (x.shape[0], x.shape[1], x.shape[2])
+        let m = mask.scalars
+        let xs = x.scalars
+        // The weighted mean, as diffusers computes it: weights m / clamp(Σ m, 1), then Σ x · weight.
+        var mean = [Float](repeating: 0, count: b * e)
+        for bi in 0..<b {
+            var total: Float = 0
+            for j in 0..<l { total += m[bi * l + j] }
+            let denominator = max(total, 1)
+            for j in 0..<l {
+                let weight = m[bi * l + j] / denominator
+                let row = (bi * l + j) * e
+                for c in 0..<e { mean[bi * e + c] += xs[row + c] * weight }
+            }
+        }
+        let meanToken = try Tensor(shape: [b, 1, e], scalars: mean)
+        let joined = try Tensor.concatenate([meanToken, x], axis: 1)  // [B, 1+L, E]
+        let kv = try toKV(joined).split(sizes: [e, e], axis: -1)
+        let q = try toQ(meanToken)
+        var keyMask = [Float](repeating: 1, count: b * (l + 1))
+        for bi in 0..<b { for j in 0..<l where m[bi * l + j] == 0 { keyMask[bi * (l + 1) + 1 + j] = 0 } }
+        let pooled = try attention(query: q, key: kv[0], value: kv[1], heads: heads,
+                                   mask: .keys(Tensor(shape: [b, l + 1], scalars: keyMask)))
+        return try toOut(pooled.reshaped([b, e]))
+    }
+}
+
+/// diffusers' `MochiRoPE` with the learned `pos_frequencies` `[3, H, Dh/2]`: every visual token has a
+/// 3-D position (frame index; row and column centres scaled so the grid covers the area of a 192 × 192
+/// base grid), and its angle for head h and frequency f is `Σ_d pos_d · freq[d, h, f]`.
+///
+/// The tables returned are laid out for ``RotaryEmbedding/apply(_:cos:sin:heads:layout:)`` with one
+/// "head" spanning the whole width `H·Dh` (interleaved pairs, each angle written twice), which applies
+/// diffusers' rotation `(x₀ cos − x₁ sin, x₀ sin + x₁ cos)` to every pair of every head.
+enum MochiRotaryEmbedding {
+    /// The base grid area (`base_height · base_width` = 192 · 192).
+    static let targetArea = 192.0 * 192.0
+
+    /// Positions `[F·h·w, 3]` (frame, row, column) of a patched grid, in token order. Rows and columns
+    /// are the centres of `n` equal cells spanning `±n·scale/2`, `scale = √(192²/(h·w))`.
+    static func positions(frames f: Int, height h: Int, width w: Int) -> [(Double, Double, Double)] {
+        let scale = (targetArea / (Double(h) * Double(w))).squareRoot()
+        func centres(_ n: Int) -> [Double] {
+            // torch.linspace in float32 from ±n·scale/2, then the mean of neighbouring edges.
+            let start = Float(-Double(n) * scale / 2), stop = Float(Double(n) * scale / 2)
+            let step = (stop - start) / Float(n)
+            let edges = (0...n).map { i -> Float in
+                i < (n + 1) / 2 ? start + step * Float(i) : stop - step * Float(n - i)
+            }
+            return (0..<n).map { Double((edges[$0] + edges[$0 + 1]) / 2) }
+        }
+        let rows = centres(h), cols = centres(w)
+        var out: [(Double, Double, Double)] = []
+        out.reserveCapacity(f * h * w)
+        for t in 0..<f { for r in rows { for c in cols { out.append((Double(t), r, c)) } } }
+        return out
+    }
+
+    /// cos/sin tables `[F·h·w, H·Dh]` for `pos_frequencies` `[3, H, Dh/2]`.
+    static func tables(
+        frequencies: Tensor, frames f: Int, height h: Int, width w: Int
+    ) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        guard frequencies.rank == 3, frequencies.shape[0] == 3 else {
+            throw .shapeMismatch(operation: "Mochi rotary tables", shapes: [frequencies.shape], reason: "pos_frequencies must be [3, H, Dh/2]")
+        }
+        let pairs = frequencies.shape[1] * frequencies.shape[2]  // H · Dh/2
+        let freq = frequencies.scalars.map(Double.init)
+        let pos = positions(frames: f, height: h, width: w)
+        let n = pos.count
+        let width = 2 * pairs
+        var cosT = [Float](repeating: 0, count: n * width)
+        var sinT = [Float](repeating: 0, count: n * width)
+        cosT.withUnsafeMutableBufferPointer { pc in
+            sinT.withUnsafeMutableBufferPointer { ps in
+                let c = pc.baseAddress!, s = ps.baseAddress!
+                Parallelism.forEachChunk(n, costPerItem: 60 * pairs) { tokens in
+                    for t in tokens {
+                        let (p0, p1, p2) = pos[t]
+                        for k in 0..<pairs {
+                            // float32 einsum result, then cos/sin of that float32 angle.
+                            let angle = Double(Float(p0 * freq[k] + p1 * freq[pairs + k] + p2 * freq[2 * pairs + k]))
+                            let cv = Float(Foundation.cos(angle)), sv = Float(Foundation.sin(angle))
+                            let o = t * width + 2 * k
+                            c[o] = cv; c[o + 1] = cv
+                            s[o] = sv; s[o + 1] = sv
+                        }
+                    }
+                }
+            }
+        }
+        return (try Tensor(shape: [n, width], scalars: cosT), try Tensor(shape: [n, width], scalars: sinT))
+    }
+}
+
+/// The rotary tables of the most recent grid, kept by a model: they depend only on `pos_frequencies`
+/// (fixed per model) and the patched grid, so a sampling loop computes them once instead of on every
+/// call (the values are the same either way).
+private final class MochiRotaryCache: Sendable {
+    private struct Entry { let grid: [Int]; let cos: Tensor; let sin: Tensor }
+    private let last = Mutex<Entry?>(nil)
+
+    /// The tables for the patched grid `f × h × w`, computed on a miss.
+    func tables(frequencies: Tensor, frames f: Int, height h: Int, width w: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+        let key = [f, h, w]
+        if let e = last.withLock({ $0 }), e.grid == key { return (e.cos, e.sin) }
+        let t = try MochiRotaryEmbedding.tables(frequencies: frequencies, frames: f, height: h, width: w)
+        last.withLock { $0 = Entry(grid: key, cos: t.cos, sin: t.sin) }
+        return t
+    }
+}
+
+// MARK: - Transformer block
+
+/// diffusers' `MochiRMSNormZero`: `linear(silu(temb))` → (scale_msa, gate_msa, scale_mlp, gate_mlp), each
+/// `[B, W]`, and `x̂ = RMSNorm(x) · (1 + scale_msa)` (no weight, no shift, ε = 1e-6). W is the width of
+/// the stream it normalises (D for the visual stream, P for the text stream); the conditioning is `temb`
+/// (width D) for both.
+private struct MochiRMSNormZero: Sendable {
+    /// `linear` `[4W, D]`.
+    let linear: Linear
+
+    /// The modulated input and the remaining modulation parameters.
+    struct Output: Sendable {
+        /// `RMSNorm(x)·(1 + scale_msa)`, `[B, S, W]`.
+        let normalized: Tensor
+        /// Gate of the attention update (tanh applied by the block).
+        let gateMSA: Tensor
+        /// Scale of the feed-forward input norm.
+        let scaleMLP: Tensor
+        /// Gate of the feed-forward update.
+        let gateMLP: Tensor
+    }
+
+    /// Takes `linear` of the scope (`norm1` or `norm1_context`).
+    init(_ weights: WeightScope, conditioningDim: Int, width: Int) {
+        linear = Linear(weights["linear"], in: conditioningDim, out: 4 * width)
+    }
+
+    /// Applies the norm to `x` `[B, S, W]` with `temb` `[B, D]`.
+    func callAsFunction(_ x: Tensor, emb: Tensor) throws(TensorError) -> Output {
+        let c = try linear(silu(emb)).chunked(4, axis: 1)
+        let n = try rmsNormModulated(x, eps: MochiConfiguration.blockEps, scale: c[0], shift: nil)
+        return Output(normalized: n, gateMSA: c[1], scaleMLP: c[2], gateMLP: c[3])
+    }
+}
+
+/// diffusers' `MochiTransformerBlock` (float32 throughout). Visual stream `h` `[B, S, D]`, text stream
+/// `c` `[B, L, P]`:
+///
+///     (scale, gate, scale_mlp, gate_mlp) = norm1(temb)             (and the text stream's own norm1_context)
+///     a_h, a_c = attn1(RMS(h)·(1 + scale), RMS(c)·(1 + c_scale))
+///     h = h + RMS(a_h)·tanh(gate)
+///     h = h + RMS(ff(RMS(h)·(1 + scale_mlp)))·tanh(gate_mlp)
+///     c likewise with its own modulation and ff_context
+///
+/// RMS has no weight and ε = 1e-6. In the last block (`context_pre_only`) the text stream is only
+/// normalised — `norm1_context` is then `MochiLayerNormContinuous`: `RMS(c)·(1 + linear_1(silu(temb)))`
+/// — to serve as keys and values; it is not updated (there is no `to_add_out`, no `ff_context`).
+struct MochiTransformerBlock: Sendable {
+    /// `norm1` (visual modulation `[4D, D]`).
+    fileprivate let norm1: MochiRMSNormZero
+    /// `norm1_context` of a full block (`[4P, D]`), nil in the `context_pre_only` block.
+    private let norm1Context: MochiRMSNormZero?
+    /// `norm1_context.linear_1` `[P, D]` of the `context_pre_only` block (its scale), else nil.
+    private let contextScale: Linear?
+    /// `attn1`.
+    private let attention: MochiAttention
+    /// `ff` (visual) and `ff_context` (text, nil in the `context_pre_only` block); no biases.
+    let ff: FeedForward
+    let ffContext: FeedForward?
+    /// Whether this is the last block.
+    let contextPreOnly: Bool
+
+    /// Takes every parameter of one block's scope (`transformer_blocks.<i>`).
+    init(_ w: WeightScope, configuration c: MochiConfiguration, contextPreOnly: Bool) {
+        let d = c.innerDim, p = c.pooledProjectionDim
+        self.contextPreOnly = contextPreOnly
+        norm1 = MochiRMSNormZero(w["norm1"], conditioningDim: d, width: d)
+        if contextPreOnly {
+            norm1Context = nil
+            contextScale = Linear(w["norm1_context"]["linear_1"], in: d, out: p)
+        } else {
+            norm1Context = MochiRMSNormZero(w["norm1_context"], conditioningDim: d, width: p)
+            contextScale = nil
+        }
+        attention = MochiAttention(w["attn1"], dim: d, heads: c.numAttentionHeads, headDim: c.attentionHeadDim,
+                                   textDim: p, contextPreOnly: contextPreOnly)
+        let act = c.feedForwardActivation
+        ff = FeedForward(w["ff"], dim: d, inner: c.feedForwardInnerDim, activation: act, bias: false)
+        ffContext = contextPreOnly ? nil
+            : FeedForward(w["ff_context"], dim: p, inner: c.contextFeedForwardInnerDim, activation: act, bias: false)
+    }
+
+    /// Updates `visual` `[B, S, D]` and (unless `context_pre_only`) `text` `[B, L, P]`.
+    func callAsFunction(
+        visual h: inout Tensor, text c: inout Tensor, temb: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
+    ) throws(TensorError) {
+        let m = try norm1(h, emb: temb)
+        let eps = MochiConfiguration.blockEps
+        var mc: MochiRMSNormZero.Output? = nil
+        let normalizedText: Tensor
+        if let norm1Context {
+            let o = try norm1Context(c, emb: temb)
+            mc = o
+            normalizedText = o.normalized
+        } else if let contextScale {
+            normalizedText = try rmsNormModulated(c, eps: eps, scale: contextScale(silu(temb)), shift: nil)
+        } else {
+            throw .invalidArgument(operation: "Mochi block", reason: "the text-stream norm is missing")
+        }
+        let (attnVisual, attnText) = try attention(visual: m.normalized, text: normalizedText, rotary: rotary, mask: mask)
+        h = try mochiGatedRMSResidual(h, attnVisual, gate: m.gateMSA)
+        h = try mochiGatedRMSResidual(h, ff(rmsNormModulated(h, eps: eps, scale: m.scaleMLP, shift: nil)), gate: m.gateMLP)
+        guard let mc, let attnText, let ffContext else { return }
+        c = try mochiGatedRMSResidual(c, attnText, gate: mc.gateMSA)
+        c = try mochiGatedRMSResidual(c, ffContext(rmsNormModulated(c, eps: eps, scale: mc.scaleMLP, shift: nil)),
+                                      gate: mc.gateMLP)
+    }
+}
+
+/// Several bias-free linear layers reading the same input as one sgemm over their stacked weights
+/// (diffusers' `to_q`/`to_k`/`to_v` and `add_q_proj`/`add_k_proj`/`add_v_proj` of Mochi have no bias).
+private struct MochiStackedProjection: Sendable {
+    /// The stacked `[Σ outᵢ, in]` weight.
+    let stacked: Linear
+    /// The output width of each part.
+    let widths: [Int]
+
+    /// Takes `weight` `[out, in]` of every scope (no bias), in order.
+    init(_ scopes: [WeightScope], in inFeatures: Int, out: Int) {
+        stacked = Linear.stacking(scopes.map { Linear($0, in: inFeatures, out: out, bias: false) })
+        widths = Array(repeating: out, count: scopes.count)
+    }
+
+    /// Each part's output `[..., out]`.
+    func callAsFunction(_ x: Tensor) throws(TensorError) -> [Tensor] {
+        try stacked(x).split(sizes: widths, axis: -1)
+    }
+}
+
+/// The text mask as the joint attention uses it: which caption tokens of each sample are valid
+/// (`encoder_attention_mask ≠ 0`).
+///
+/// diffusers' processor attends each sample separately over `[visual tokens; its valid caption tokens]`
+/// and writes the caption outputs of the valid tokens *in order to the first rows*, zero-padded to L.
+/// This port does the same: ``validRows(_:sample:)`` selects the valid rows (a view for the usual mask of
+/// ones then trailing zeros), ``padded(_:length:)`` lays the outputs out as diffusers' `F.pad` does. A
+/// mask with holes therefore moves rows forward exactly as in diffusers.
+struct MochiTextMask: Sendable {
+    /// The valid caption-token indices of each sample, ascending.
+    let validTokens: [[Int]]
+    /// Caption tokens per sample (L).
+    let textLength: Int
+
+    /// The mask of `mask` `[B, L]`.
+    init(_ mask: Tensor) {
+        let (b, l) = (mask.shape[0], mask.shape[1])
+        let m = mask.scalars
+        validTokens = (0..<b).map { bi in (0..<l).filter { m[bi * l + $0] != 0 } }
+        textLength = l
+    }
+
+    private init(validTokens: [[Int]], textLength: Int) {
+        self.validTokens = validTokens
+        self.textLength = textLength
+    }
+
+    /// The rows of the selected batch elements.
+    func selecting(batch indices: [Int]) -> MochiTextMask {
+        MochiTextMask(validTokens: indices.map { validTokens[$0] }, textLength: textLength)
+    }
+
+    /// The valid caption rows of sample `b` of `t` `[B, L, W]`, as `[1, n, W]`.
+    func validRows(_ t: Tensor, sample b: Int) throws(TensorError) -> Tensor {
+        let valid = validTokens[b]
+        let one = try t.slice(axis: 0, b..<(b + 1))
+        if valid.last.map({ $0 + 1 == valid.count }) ?? true { return try one.slice(axis: 1, 0..<valid.count) }
+        let w = t.shape[2]
+        return one.withUnsafeBufferPointer { src in
+            Tensor(uninitializedShape: [1, valid.count, w]) { dst in
+                for (j, token) in valid.enumerated() {
+                    (dst.baseAddress! + j * w).update(from: src.baseAddress! + token * w, count: w)
+                }
+            }
+        }
+    }
+
+    /// `[1, n, W]` outputs zero-padded to `[1, length, W]`.
+    static func padded(_ t: Tensor?, length: Int, width: Int) throws(TensorError) -> Tensor {
+        guard let t, t.shape[1] > 0 else { return try Tensor(zeros: [1, length, width]) }
+        if t.shape[1] == length { return t }
+        return try Tensor.concatenate([t, Tensor(zeros: [1, length - t.shape[1], width])], axis: 1)
+    }
+}
+
+/// diffusers' `MochiAttention` with `MochiAttnProcessor2_0`: asymmetric joint attention.
+///
+/// The visual stream (width D) is projected by `to_q`/`to_k`/`to_v`, the text stream (width P) by
+/// `add_q_proj`/`add_k_proj`/`add_v_proj`, both to D = H·Dh without bias; each head's queries and keys are
+/// RMS-normalised (`norm_q`, `norm_k`, `norm_added_q`, `norm_added_k`, ε = 1e-5, learned scale); the visual
+/// queries and keys are rotated by the learned 3-D rotary tables. Each sample attends over
+/// `[visual tokens; its valid caption tokens]`. The visual output goes through `to_out.0` (with bias, back
+/// to D); the caption output (laid out as ``MochiTextMask`` describes) through `to_add_out` (with bias, to P),
+/// except in the `context_pre_only` block, which has no `to_add_out` and whose caption output nobody reads
+/// (only the visual queries are computed there).
+private struct MochiAttention: Sendable {
+    /// `to_q`, `to_k`, `to_v` stacked.
+    let visual: MochiStackedProjection
+    /// `add_q_proj`, `add_k_proj`, `add_v_proj` stacked.
+    let text: MochiStackedProjection
+    /// `[Dh]` per-head RMS norm scales.
+    let normQ: Tensor
+    let normK: Tensor
+    let normAddedQ: Tensor
+    let normAddedK: Tensor
+    /// `to_out.0` `[D, D]` with bias.
+    let toOut: Linear
+    /// `to_add_out` `[P, D]` with bias; nil in the `context_pre_only` block.
+    let toAddOut: Linear?
+    let heads: Int
+    let headDim: Int
+
+    /// Takes the parameters of the scope (`transformer_blocks.<i>.attn1`).
+    init(_ w: WeightScope, dim: Int, heads: Int, headDim: Int, textDim: Int, contextPreOnly: Bool) {
+        let inner = heads * headDim
+        normQ = w["norm_q"].tensor("weight", shape: [headDim])
+        normK = w["norm_k"].tensor("weight", shape: [headDim])
+        normAddedQ = w["norm_added_q"].tensor("weight", shape: [headDim])
+        normAddedK = w["norm_added_k"].tensor("weight", shape: [headDim])
+        visual = MochiStackedProjection([w["to_q"], w["to_k"], w["to_v"]], in: dim, out: inner)
+        text = MochiStackedProjection([w["add_q_proj"], w["add_k_proj"], w["add_v_proj"]], in: textDim, out: inner)
+        toOut = Linear(w["to_out.0"], in: inner, out: dim)
+        toAddOut = contextPreOnly ? nil : Linear(w["to_add_out"], in: inner, out: textDim)
+        self.heads = heads
+        self.headDim = headDim
+    }
+
+    /// Per-head RMS norm of `[B, S, H·Dh]`.
+    private func headNorm(_ t: Tensor, _ weight: Tensor) throws(TensorError) -> Tensor {
+        let shape = t.shape
+        return try rmsNorm(t.reshaped([shape[0], shape[1], heads, headDim]), weight: weight, eps: MochiConfiguration.qkEps)
+            .reshaped(shape)
+    }
+
+    /// Attends the normalised visual tokens `x` `[B, S, D]` and caption tokens `c` `[B, L, P]` jointly, each
+    /// sample over its visual and valid caption tokens. Returns the visual output `[B, S, D]` and, unless
+    /// `context_pre_only`, the caption output `[B, L, P]`.
+    func callAsFunction(
+        visual x: Tensor, text c: Tensor, rotary: (cos: Tensor, sin: Tensor), mask: MochiTextMask
+    ) throws(TensorError) -> (visual: Tensor, text: Tensor?) {
+        let (qv, kv, vv) = try mochiNormRotateSplit(visual.stacked(x), heads: heads, headDim: headDim, normQ: normQ,
+                                                    normK: normK, cos: rotary.cos, sin: rotary.sin)
+        let pt = try text(c)
+        let kt = try headNorm(pt[1], normAddedK)
+        let qt = toAddOut == nil ? nil : try headNorm(pt[0], normAddedQ)
+        let (b, l, width) = (x.shape[0], c.shape[1], qv.shape[2])
+        var visualOut: [Tensor] = [], textOut: [Tensor] = []
+        for i in 0..<b {
+            // diffusers' per-sample attention over [visual; valid caption tokens]: no key mask needed.
+            let keys = try Tensor.concatenate([kv.slice(axis: 0, i..<(i + 1)), mask.validRows(kt, sample: i)], axis: 1)
+            let values = try Tensor.concatenate([vv.slice(axis: 0, i..<(i + 1)), mask.validRows(pt[2], sample: i)], axis: 1)
+            visualOut.append(try attention(query: qv.slice(axis: 0, i..<(i + 1)), key: keys, value: values, heads: heads))
+            if let qt {
+                let q = try mask.validRows(qt, sample: i)
+                let o = q.shape[1] == 0 ? nil : try attention(query: q, key: keys, value: values, heads: heads)
+                textOut.append(try MochiTextMask.padded(o, length: l, width: width))
+            }
+        }
+        let v = try toOut(b == 1 ? visualOut[0] : Tensor.concatenate(visualOut, axis: 0))
+        guard let toAddOut else { return (v, nil) }
+        return (v, try toAddOut(b == 1 ? textOut[0] : Tensor.concatenate(textOut, axis: 0)))
+    }
+}
+
+// MARK: - Output head
+
+extension MochiTransformer {
+    /// `norm_out` on the visual tokens: the end of the span TeaCache caches.
+    func applyOutputNorm(_ state: inout MochiState) throws(TensorError) {
+        state.tokens = try normOut(state.tokens, conditioning: state.temb)
+    }
+
+    /// `proj_out` and unpatchify to `[B, out_channels, F, H, W]`.
+    public func outputHead(_ state: MochiState) throws(TensorError) -> Tensor {
+        let p = configuration.patchSize
+        return try Patches.unpatchify3D(projOut(state.tokens), grid: state.grid, patch: (1, p, p), order: .channelsLast)
     }
 }

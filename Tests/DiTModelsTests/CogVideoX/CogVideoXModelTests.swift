@@ -125,9 +125,9 @@ struct CogVideoXModelTests {
         // Recompute the tokens before unpatchify and check one value of every (t, c, h, w) position.
         let v = try layerNorm(state.video, weight: model.normFinal.weight, bias: model.normFinal.bias, eps: c.normEps)
         let m = try model.normOutLinear.fewRows(silu(state.emb))
-        let chunks = JointSequence.Chunks(shift: 0, scale: 1)
-        let n = try JointSequence.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: model.normOutNorm.weight,
-                                                     bias: model.normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)
+        let chunks = CogVideoXKernels.Chunks(shift: 0, scale: 1)
+        let n = try CogVideoXKernels.layerNormModulated(v, leadingRows: 0, eps: c.normEps, weight: model.normOutNorm.weight,
+                                                        bias: model.normOutNorm.bias, modulation: m, leading: chunks, trailing: chunks)
         let tokens = try model.projOut(n)  // [1, 2·2·3, 3·2·2·2]
         for f in 0..<4 { for ch in 0..<3 { for h in 0..<4 { for w in 0..<6 {
             let token = ((f / 2) * 2 + h / 2) * 3 + w / 2
@@ -218,7 +218,7 @@ struct CogVideoXModelTests {
         weights["transformer_blocks.0.attn1.to_k.weight"] = nil
         weights["proj_out.bias"] = try Tensor(zeros: [3])
         weights["ofs_embedding.linear_1.weight"] = try Tensor(zeros: [24, 24])  // no ofs_embed_dim
-        #expect { try CogVideoXTransformer(configuration: c, tensors: weights) } throws: { e in
+        #expect { try CogVideoXFamily.load(c, tensors: weights) } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing == ["transformer_blocks.0.attn1.to_k.weight"] && unexpected == ["ofs_embedding.linear_1.weight"]
                 && misshaped.map(\.name) == ["proj_out.bias"]

@@ -17,7 +17,7 @@ enum CogVideoXFixtures {
 
     static func model(_ name: String) throws -> CogVideoXTransformer {
         let c = try CogVideoXConfiguration.load(url(name).appendingPathComponent("config.json"))
-        return try CogVideoXTransformer(configuration: c, weightsAt: url(name).appendingPathComponent("model.safetensors"))
+        return try CogVideoXFamily.load(c, weightsAt: url(name).appendingPathComponent("model.safetensors"))
     }
 
     /// The forward input of a folder (`input.*` without the rotary tables).

@@ -13,8 +13,7 @@ import TestSupport
 struct HunyuanVideoForwardTests {
     static func model() throws -> HunyuanVideoTransformer {
         let config = try HunyuanVideoConfiguration.load(Fixtures.folder("hunyuan_video").appendingPathComponent("config.json"))
-        return try HunyuanVideoTransformer(configuration: config,
-                                           tensors: Fixtures.tensors("hunyuan_video", "model.safetensors"))
+        return try HunyuanVideoFamily.load(config, tensors: Fixtures.tensors("hunyuan_video", "model.safetensors"))
     }
 
     static func input(_ t: [String: Tensor]) throws -> HunyuanVideoInput {

@@ -53,7 +53,7 @@ struct HunyuanVideoModelTests {
     /// `"l2"` builds in diffusers when there are no dual-stream blocks; so it does here.
     @Test func l2QueryKeyNormWithoutDualStreamBlocks() throws {
         let c = HunyuanVideoTestConfig.tiny(qkNorm: "l2", layers: 0, singleLayers: 1)
-        let model = try HunyuanVideoTransformer.random(configuration: c, seed: 1)
+        let model = try HunyuanVideoFamily.random(c, seed: 1, steps: 50)
         #expect(try model(HunyuanVideoTestConfig.input(c)).shape == [2, 3, 2, 4, 4])
         #expect(throws: TensorError.self) { try model.modulatedInput(model.prepare(HunyuanVideoTestConfig.input(c))) }
     }
@@ -62,7 +62,7 @@ struct HunyuanVideoModelTests {
 
     @Test func badInputsAreTypedErrors() throws {
         let c = HunyuanVideoTestConfig.tiny()
-        let model = try HunyuanVideoTransformer.random(configuration: c, seed: 1)
+        let model = try HunyuanVideoFamily.random(c, seed: 1, steps: 50)
         let good = try HunyuanVideoTestConfig.input(c)
         #expect(try model(good).shape == [2, 3, 2, 4, 4])
         func fails(_ edit: (inout HunyuanVideoInput) throws -> Void, _ what: String) throws {
@@ -93,7 +93,7 @@ struct HunyuanVideoModelTests {
     /// always passes one).
     @Test func guidanceIsIgnoredWithoutAGuidanceEmbedder() throws {
         let c = HunyuanVideoTestConfig.tiny(guidance: false)
-        let model = try HunyuanVideoTransformer.random(configuration: c, seed: 2)
+        let model = try HunyuanVideoFamily.random(c, seed: 2, steps: 50)
         var x = try HunyuanVideoTestConfig.input(c)
         let a = try model(x)
         x.guidance = try Tensor(shape: [2], repeating: 6000)
@@ -102,7 +102,7 @@ struct HunyuanVideoModelTests {
 
     /// A timestep of shape [1] is broadcast over the batch.
     @Test func scalarTimestepBroadcasts() throws {
-        let model = try HunyuanVideoTransformer.random(configuration: Self.tiny, seed: 1)
+        let model = try HunyuanVideoFamily.random(Self.tiny, seed: 1, steps: 50)
         var x = try HunyuanVideoTestConfig.input(Self.tiny)
         let a = try model(x)
         x.timestep = try Tensor(shape: [1], repeating: 700)
@@ -119,7 +119,7 @@ struct HunyuanVideoModelTests {
         weights["transformer_blocks.0.attn.norm_added_k.weight"] = nil
         weights["proj_out.bias"] = try Tensor(zeros: [5])
         weights["context_embedder.token_refiner.refiner_blocks.1.norm1.weight"] = try Tensor(zeros: [16])  // 1 refiner layer
-        #expect { try HunyuanVideoTransformer(configuration: Self.tiny, tensors: weights) } throws: { e in
+        #expect { try HunyuanVideoFamily.load(Self.tiny, tensors: weights) } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing == ["transformer_blocks.0.attn.norm_added_k.weight"]
                 && unexpected == ["context_embedder.token_refiner.refiner_blocks.1.norm1.weight"]
@@ -144,7 +144,7 @@ struct HunyuanVideoModelTests {
     @Test func randomInitTapersEveryTimestepMLP() throws {
         let raw = WeightLoader(randomSeed: 9)
         _ = try HunyuanVideoFamily.build(Self.tiny, raw)
-        let model = try HunyuanVideoTransformer.random(configuration: Self.tiny, seed: 9, steps: 12)
+        let model = try HunyuanVideoFamily.random(Self.tiny, seed: 9, steps: 12)
         let tapered = [
             ("time_text_embed.timestep_embedder.linear_1.weight", model.timeTextEmbed.timestepEmbedder.linear1.weight.float32Tensor()),
             ("time_text_embed.guidance_embedder.linear_1.weight", try #require(model.timeTextEmbed.guidanceEmbedder).linear1.weight.float32Tensor()),
@@ -171,7 +171,7 @@ struct HunyuanVideoModelTests {
     @Test(arguments: [nil, "token_replace"])
     func selectedRowsEqualTheSampleRunAlone(_ condition: String?) throws {
         let c = HunyuanVideoTestConfig.tiny(imageCondition: condition)
-        let model = try HunyuanVideoTransformer.random(configuration: c, seed: 3)
+        let model = try HunyuanVideoFamily.random(c, seed: 3, steps: 50)
         let x = try HunyuanVideoTestConfig.input(c, valid: [5, 2])
         var both = try model.prepare(x)
         var second = try both.selecting(batch: [1])
@@ -188,7 +188,7 @@ struct HunyuanVideoModelTests {
     /// from the regular model's.
     @Test func tokenReplaceModulatesTheFirstFrameApart() throws {
         let c = HunyuanVideoTestConfig.tiny(imageCondition: "token_replace")
-        let model = try HunyuanVideoTransformer.random(configuration: c, seed: 4)
+        let model = try HunyuanVideoFamily.random(c, seed: 4, steps: 50)
         var x = try HunyuanVideoTestConfig.input(c)
         let p1 = try model.prepare(x)
         x.timestep = try Tensor(shape: [2], repeating: 100)

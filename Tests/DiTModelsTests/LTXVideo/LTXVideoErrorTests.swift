@@ -7,7 +7,7 @@ import TestSupport
 /// Bad inputs and mismatched weights are typed errors before any large allocation.
 @Suite("LTX-Video errors")
 struct LTXVideoErrorTests {
-    static let model = try! LTXVideoTransformer.random(configuration: tinyLTXConfiguration(), seed: 2)
+    static let model = try! LTXVideoFamily.random(tinyLTXConfiguration(), seed: 2, steps: 50)
 
     @Test func goodInputRuns() throws {
         #expect(try Self.model(tinyLTXInput()).shape == [2, 12, 5])
@@ -37,7 +37,7 @@ struct LTXVideoErrorTests {
 
     /// Without blocks the reference has no block 0 to read the modulated input from.
     @Test func modulatedInputNeedsABlock() throws {
-        let m = try LTXVideoTransformer.random(configuration: tinyLTXConfiguration(layers: 0), seed: 1)
+        let m = try LTXVideoFamily.random(tinyLTXConfiguration(layers: 0), seed: 1, steps: 50)
         let s = try m.prepare(tinyLTXInput())
         #expect(throws: TensorError.self) { try m.modulatedInput(s) }
         #expect(try m(tinyLTXInput()).shape == [2, 12, 5])
@@ -53,7 +53,7 @@ struct LTXVideoErrorTests {
         c.normElementwiseAffine = true
         c.captionChannels = 33
         #expect {
-            try LTXVideoTransformer(configuration: c, weightsAt: url)
+            try LTXVideoFamily.load(c, weightsAt: url)
         } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing.contains("transformer_blocks.0.norm1.weight")
@@ -62,6 +62,6 @@ struct LTXVideoErrorTests {
         }
         c = good
         c.numLayers = 2
-        #expect(throws: ModelLoadError.self) { try LTXVideoTransformer(configuration: c, weightsAt: url) }
+        #expect(throws: ModelLoadError.self) { try LTXVideoFamily.load(c, weightsAt: url) }
     }
 }

@@ -38,7 +38,7 @@ struct LTXVideoForwardTests {
     /// A per-token timestep `[B, S]` holding one value per sample gives the per-sample forward (the
     /// per-token path embeds every token separately, so only float noise may differ).
     @Test func perTokenTimestepWithEqualValuesIsThePerSampleForward() throws {
-        let model = try LTXVideoTransformer.random(configuration: tinyLTXConfiguration(), seed: 4)
+        let model = try LTXVideoFamily.random(tinyLTXConfiguration(), seed: 4, steps: 50)
         let x = try tinyLTXInput()
         var perToken = x
         perToken.timestep = try Tensor(shape: [2, 12], repeating: 600)
@@ -51,7 +51,7 @@ struct LTXVideoForwardTests {
     /// `video_coords` equal to the scaled grid (in the grid's units) give the grid's rotary tables.
     @Test func explicitCoordinatesReproduceTheGrid() throws {
         let c = tinyLTXConfiguration()
-        let model = try LTXVideoTransformer.random(configuration: c, seed: 4)
+        let model = try LTXVideoFamily.random(c, seed: 4, steps: 50)
         let x = try tinyLTXInput()
         let grid = model.rotary.gridCoordinates(frames: 2, height: 2, width: 3, scale: [0.32, 32, 32])
         // video_coords [1, 3, S] in base units: coordinate · base.

@@ -25,7 +25,7 @@ struct LTXVideoTeaCacheTests {
     /// Double from the state: RMS over the row (ε = norm_eps), then the first two of the six
     /// `scale_shift_table + temb` rows.
     @Test func modulatedInputIsBlockZerosModulatedNorm() throws {
-        let model = try LTXVideoTransformer.random(configuration: tinyLTXConfiguration(), seed: 6)
+        let model = try LTXVideoFamily.random(tinyLTXConfiguration(), seed: 6, steps: 50)
         let s = try model.prepare(tinyLTXInput())
         let m = try model.modulatedInput(s)
         let d = model.innerDim
@@ -45,14 +45,14 @@ struct LTXVideoTeaCacheTests {
 
     /// The cached span ends after the output norm: `outputHead` is `proj_out` alone.
     @Test func outputHeadIsTheProjectionOnly() throws {
-        let model = try LTXVideoTransformer.random(configuration: tinyLTXConfiguration(), seed: 6)
+        let model = try LTXVideoFamily.random(tinyLTXConfiguration(), seed: 6, steps: 50)
         var s = try model.prepare(tinyLTXInput())
         try model.runBlocks(&s)
         #expect(try model.outputHead(s) == model.projOut(s.tokens))
     }
 
     @Test func stateSelectionGathersBatchElements() throws {
-        let model = try LTXVideoTransformer.random(configuration: tinyLTXConfiguration(), seed: 1)
+        let model = try LTXVideoFamily.random(tinyLTXConfiguration(), seed: 1, steps: 50)
         var x = try tinyLTXInput(batch: 3)
         x.timestep = try Tensor(shape: [3], scalars: [900, 500, 100])
         let full = try model.prepare(x)

@@ -28,6 +28,6 @@ func tinyLTXInput(batch b: Int = 2, seed: UInt64 = 3) throws -> LTXVideoInput {
 func ltxFixture(_ folder: String) throws -> (LTXVideoTransformer, LTXVideoInput, [String: Tensor]) {
     let f = try FixtureFolder(Fixtures.folder(folder))
     let config = try LTXVideoConfiguration.parse(f.config, className: f.className)
-    let model = try LTXVideoTransformer(configuration: config, weightsAt: f.weightsURL)
+    let model = try LTXVideoFamily.load(config, weightsAt: f.weightsURL)
     return (model, try LTXVideoFamily.forwardInput(f.forwardArguments(), configuration: config), f.forwardTensors)
 }

@@ -177,7 +177,7 @@ struct MochiModelTests {
 
     @Test func outputShapeAndErrorsOnBadInputs() throws {
         let c = tinyMochiConfiguration()
-        let model = try MochiTransformer.random(configuration: c, seed: 1)
+        let model = try MochiFamily.random(c, seed: 1, steps: 64)
         let good = tinyMochiInput(batch: 2, masks: [[1, 1, 1, 0], [1, 0, 0, 0]])
         #expect(try model(good).shape == [2, 3, 2, 4, 4])
         func rejects(_ edit: (inout MochiInput) -> Void, _ label: String) {
@@ -202,7 +202,7 @@ struct MochiModelTests {
 
     /// A timestep of shape [1] is broadcast over the batch, as diffusers' addition broadcasts it.
     @Test func scalarTimestepBroadcasts() throws {
-        let model = try MochiTransformer.random(configuration: tinyMochiConfiguration(), seed: 1)
+        let model = try MochiFamily.random(tinyMochiConfiguration(), seed: 1, steps: 64)
         var x = tinyMochiInput(batch: 2, masks: [[1, 1, 0], [1, 1, 1]], timestep: 300)
         let a = try model(x)
         x.timestep = try Tensor(shape: [1], scalars: [300])
@@ -212,7 +212,7 @@ struct MochiModelTests {
     /// Without blocks the forward still runs (`norm_out` and `proj_out` on the patch tokens), but
     /// TeaCache's modulated input (`transformer_blocks[0].norm1`) does not exist: a typed error.
     @Test func zeroLayersForwardButNoModulatedInput() throws {
-        let model = try MochiTransformer.random(configuration: tinyMochiConfiguration(layers: 0), seed: 1)
+        let model = try MochiFamily.random(tinyMochiConfiguration(layers: 0), seed: 1, steps: 64)
         let x = tinyMochiInput()
         #expect(try model(x).shape == [1, 3, 2, 4, 4])
         #expect(throws: TensorError.self) { try model.modulatedInput(model.prepare(x)) }
@@ -239,7 +239,7 @@ struct MochiModelTests {
         weights["transformer_blocks.0.attn1.to_q.weight"] = nil
         weights["pos_frequencies"] = try Tensor(zeros: [3, 2, 8])  // needs [3, heads, head_dim / 2] = [3, 2, 4]
         weights["transformer_blocks.1.attn1.to_add_out.weight"] = try Tensor(zeros: [12, 16])  // last block has none
-        #expect { try MochiTransformer(configuration: c, tensors: weights) } throws: { e in
+        #expect { try MochiFamily.load(c, tensors: weights) } throws: { e in
             guard case let ModelLoadError.weightMismatch(missing, unexpected, misshaped) = e else { return false }
             return missing == ["transformer_blocks.0.attn1.to_q.weight"]
                 && unexpected == ["transformer_blocks.1.attn1.to_add_out.weight"]
@@ -255,7 +255,7 @@ struct MochiModelTests {
         c.attentionHeadDim = 1024
         c.pooledProjectionDim = 8192
         let url = Fixtures.folder("mochi").appendingPathComponent("model.safetensors")
-        #expect { try MochiTransformer(configuration: c, weightsAt: url) } throws: { e in
+        #expect { try MochiFamily.load(c, weightsAt: url) } throws: { e in
             guard case let ModelLoadError.weightMismatch(_, _, misshaped) = e else { return false }
             return misshaped.contains { $0.name == "pos_frequencies" && $0.expected == [3, 64, 512] && $0.found == [3, 2, 8] }
         }
@@ -263,7 +263,7 @@ struct MochiModelTests {
 
     @Test func randomInitTapersTheTimestepColumns() throws {
         let c = tinyMochiConfiguration()
-        let a = try MochiTransformer.random(configuration: c, seed: 9, steps: 12)
+        let a = try MochiFamily.random(c, seed: 9, steps: 12)
         let w = a.timeEmbedding.timestepEmbedder.linear1.weight.float32Tensor()  // [16, 10]
         let untapered = WeightLoader(randomSeed: 9)
         _ = try MochiFamily.build(c, untapered).model
@@ -282,7 +282,7 @@ struct MochiModelTests {
     // MARK: TeaCache state
 
     @Test func stateSelectionGathersBatchElements() throws {
-        let model = try MochiTransformer.random(configuration: tinyMochiConfiguration(), seed: 1)
+        let model = try MochiFamily.random(tinyMochiConfiguration(), seed: 1, steps: 64)
         let x = tinyMochiInput(batch: 3, masks: [[1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
         let full = try model.prepare(x)
         let sub = try full.selecting(batch: [2, 1])

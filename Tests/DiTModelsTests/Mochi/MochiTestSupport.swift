@@ -26,7 +26,7 @@ enum MochiFixture {
     }
 
     static func model(_ folder: URL = Fixtures.folder("mochi")) throws -> MochiTransformer {
-        try MochiTransformer(configuration: configuration(folder), weightsAt: folder.appendingPathComponent("model.safetensors"))
+        try MochiFamily.load(configuration(folder), weightsAt: folder.appendingPathComponent("model.safetensors"))
     }
 
     static func input(_ t: [String: Tensor]) throws -> MochiInput {
