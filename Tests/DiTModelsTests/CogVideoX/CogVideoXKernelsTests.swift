@@ -1,6 +1,7 @@
 import Testing
 @testable import DiTModels
 import Tensors
+import TestSupport
 
 /// ``CogVideoXKernels``' fused passes against naive Double compositions (the joint `[text; video]`
 /// modulated norm and the q/k/v split with per-head norm and rotary).
