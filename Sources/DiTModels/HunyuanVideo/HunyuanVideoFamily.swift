@@ -71,10 +71,7 @@ extension HunyuanVideoState: BatchSelectableState {
     /// precondition; `CachedTransformer` only assigns arrays of the count it read).
     public var streams: [Tensor] {
         get { [image] }
-        set {
-            precondition(newValue.count == 1, "HunyuanVideo's state has one stream (the image tokens), got \(newValue.count)")
-            image = newValue[0]
-        }
+        set { image = newValue.soleStream(of: "HunyuanVideo") }
     }
 
     /// The batch size.

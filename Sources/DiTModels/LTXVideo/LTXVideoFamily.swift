@@ -61,10 +61,7 @@ extension LTXVideoState: BatchSelectableState {
     /// (a precondition; `CachedTransformer` only assigns arrays of the count it read).
     public var streams: [Tensor] {
         get { [tokens] }
-        set {
-            precondition(newValue.count == 1, "LTX-Video's state has one stream (the video tokens), got \(newValue.count)")
-            tokens = newValue[0]
-        }
+        set { tokens = newValue.soleStream(of: "LTX-Video") }
     }
 
     /// The batch size.

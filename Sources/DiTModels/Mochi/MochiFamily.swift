@@ -62,10 +62,7 @@ extension MochiState: BatchSelectableState {
     /// tensor (a precondition; `CachedTransformer` only assigns arrays of the count it read).
     public var streams: [Tensor] {
         get { [tokens] }
-        set {
-            precondition(newValue.count == 1, "Mochi's state has one stream (the visual tokens), got \(newValue.count)")
-            tokens = newValue[0]
-        }
+        set { tokens = newValue.soleStream(of: "Mochi") }
     }
 
     /// The batch size.
