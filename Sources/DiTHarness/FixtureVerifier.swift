@@ -52,8 +52,8 @@ public enum FixtureVerifier {
 
     /// Verifies the fixture folder at `url` with the family it resolves to (``resolve(_:)``).
     ///
-    /// - Throws: ``VerifyError`` when the folder is incomplete or malformed or no family handles it;
-    ///   ``ModelLoadError`` when the model cannot be built; errors of the model or TeaCache when a call
+    /// - Throws: `VerifyError` when the folder is incomplete or malformed or no family handles it;
+    ///   `ModelLoadError` when the model cannot be built; errors of the model or TeaCache when a call
     ///   fails. Numeric disagreements are not errors: they are failed checks in the report.
     ///
     /// With `precision` other than float32 the model's weight matrices are held in it and the checks use
@@ -66,9 +66,9 @@ public enum FixtureVerifier {
                           tolerances: tolerances ?? .forPrecision(precision))
     }
 
-    /// The registered family handling `folder` (``DiTFamilies``, by config.json's class) and the fixture
+    /// The registered family handling `folder` (`DiTFamilies`, by config.json's class) and the fixture
     /// family name: the one stated by forward.json/sampling.json when present (it must be one of the
-    /// family's ``DiTModels/DiTFamilyHarness/fixtureNames``), else the family's ``DiTModels/DiTFamilyHarness/fixtureName(configuration:)``.
+    /// family's `DiTFamilyHarness.fixtureNames`), else the family's `DiTFamilyHarness.fixtureName(configuration:)`.
     public static func resolve(_ folder: FixtureFolder) throws(VerifyError) -> (family: any DiTFamilyHarness.Type, name: String) {
         let family: any DiTFamilyHarness.Type
         do { family = try DiTFamilies.harness(forClass: folder.className) } catch {

@@ -7,7 +7,7 @@ import Tensors
 ///
 /// Built from a benchmark file (`Benchmarks/configs/*.json`): `{"class", "config", "inputs"}` where
 /// `config` is a diffusers configuration and `inputs` holds integer sizes (batch, latent sizes, text
-/// tokens) whose meaning is the family's. The family is the registry's for the class (``DiTFamilies``).
+/// tokens) whose meaning is the family's. The family is the registry's for the class (`DiTFamilies`).
 public struct ForwardBenchmark {
     /// A description of the benchmark shape (e.g. "FLUX 512-wide, 2+4 blocks, 1024+128 tokens, B=1").
     public let summary: String
@@ -36,7 +36,7 @@ public struct ForwardBenchmark {
 
     /// Reads a benchmark file and builds the benchmark for its model class.
     ///
-    /// - Throws: ``ModelLoadError`` for an unreadable or malformed file, an unknown class, or an invalid
+    /// - Throws: `ModelLoadError` for an unreadable or malformed file, an unknown class, or an invalid
     ///   configuration or input size.
     public static func make(data: Data, seed: UInt64 = 0, precision: WeightPrecision = .float32,
                             memoryBudget: MemoryBudget = .wholeModelDefault) throws -> ForwardBenchmark {
@@ -115,7 +115,7 @@ public struct ForwardBenchmark {
     }
 
     /// The ``Plan`` of the benchmark file `data` at `precision`.
-    /// - Throws: ``ModelLoadError`` for a malformed file, an unknown class or an invalid configuration.
+    /// - Throws: `ModelLoadError` for a malformed file, an unknown class or an invalid configuration.
     public static func plan(data: Data, precision: WeightPrecision) throws -> Plan {
         let (className, config) = try ModelConfigFile.parse(data)
         let family = try DiTFamilies.harness(forClass: className)

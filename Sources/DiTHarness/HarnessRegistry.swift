@@ -1,6 +1,6 @@
 import DiTModels
 
-/// A family the harness was asked to drive does not conform to ``DiTModels/DiTFamilyHarness``.
+/// A family the harness was asked to drive does not conform to `DiTFamilyHarness`.
 public enum HarnessError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The family `name` can be loaded and sampled, but has no benchmark shape or fixture reading.
     case noHarness(family: String)

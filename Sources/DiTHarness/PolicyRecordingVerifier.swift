@@ -151,7 +151,7 @@ public struct PolicyRecordings: Decodable, Sendable {
     enum CodingKeys: String, CodingKey { case records, magRatios = "mag_ratios", thresholdDetails = "threshold_details" }
 
     /// Reads `policy_refs.json` in `folder`.
-    /// - Throws: ``VerifyError/unreadableFile(path:reason:)`` or ``VerifyError/malformedFixture(file:reason:)``.
+    /// - Throws: `VerifyError.unreadableFile(path:reason:)` or `VerifyError.malformedFixture(file:reason:)`.
     public init(folder: URL) throws(VerifyError) {
         let url = folder.appendingPathComponent(PolicyRecordingVerifier.jsonName)
         let data: Data
@@ -238,7 +238,7 @@ public enum PolicyRecordingVerifier {
 
     /// The checks of every runnable record of the recordings in `refs` on the fixture `folder`'s model, and
     /// one line per record that cannot run, saying why.
-    /// - Throws: ``VerifyError`` when the recording files are unreadable or malformed; errors of the model.
+    /// - Throws: `VerifyError` when the recording files are unreadable or malformed; errors of the model.
     public static func checks<F: DiTFamilyHarness>(
         _ folder: FixtureFolder, refs: URL, _: F.Type, model: F.Model, configuration: F.Configuration, tolerance: Double
     ) throws -> (checks: [VerifyCheck], unsupported: [String]) {

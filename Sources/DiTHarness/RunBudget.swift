@@ -7,7 +7,7 @@ import Tensors
 /// exists: `teacache bench forward`, `teacache demo` and `teacache calibrate` all start here.
 ///
 /// A refusal is `TensorError.memoryBudgetExceeded` naming the bytes needed, the budget and the largest
-/// inputs of the same proportions that would fit (found from the analytic ``ForwardCost`` alone), so the
+/// inputs of the same proportions that would fit (found from the analytic `ForwardCost` alone), so the
 /// message says what to run instead.
 public enum RunBudget {
     /// Checks a forward of `F` at `inputs` against `budget` and returns its cost and the share of the
@@ -20,7 +20,7 @@ public enum RunBudget {
     ///   - budget: what the run may allocate.
     ///   - activationSets: how many forward-sized activation sets the run keeps alive at once (1 for a
     ///     forward; 2 for a sampling run, whose cached residuals and CFG outputs live beside the forward).
-    /// - Throws: ``ModelLoadError`` for invalid sizes; `TensorError.memoryBudgetExceeded` when the
+    /// - Throws: `ModelLoadError` for invalid sizes; `TensorError.memoryBudgetExceeded` when the
     ///   activations alone exceed the budget.
     public static func check<F: DiTFamilyHarness>(
         _: F.Type, configuration: F.Configuration, inputs: BenchmarkInputs, budget: MemoryBudget,
