@@ -10,15 +10,40 @@ public enum AttentionMask: Sendable {
     case additive(Tensor)
 }
 
-/// Query-block size used by ``attention(query:key:value:heads:mask:scale:)``.
+/// The fewest query rows ``attention(query:key:value:heads:mask:scale:)`` puts in one block (fewer only
+/// when the sequence is shorter).
 public let attentionQueryBlock = 128
+
+/// Scores of one query block are kept under this many floats (4 MB) when the block has more than
+/// ``attentionQueryBlock`` rows: larger blocks make fewer, larger products (each has a set-up cost).
+let attentionScoreFloatsTarget = 1 << 20
+
+/// The query rows of one block of ``attention(query:key:value:heads:mask:scale:)`` for `sq` queries and
+/// `sk` keys: at least ``attentionQueryBlock``, up to `2²⁰ / sk`, the blocks of a head made equal.
+func attentionQueryRows(queries sq: Int, keys sk: Int) -> Int {
+    let most = max(attentionQueryBlock, attentionScoreFloatsTarget / max(sk, 1))
+    let blocks = (max(sq, 1) + most - 1) / most
+    return (max(sq, 1) + blocks - 1) / blocks
+}
+
+/// The most score floats one worker of ``attention(query:key:value:heads:mask:scale:)`` holds at once for
+/// `keys` keys (any number of queries): what a model's activation estimate adds per thread.
+public func attentionScoreFloats(keys: Int) -> Int {
+    max(attentionQueryBlock, attentionScoreFloatsTarget / max(keys, 1)) * keys
+}
+
+/// ``attentionScoreFloats(keys:)`` in Double, for estimates that must not overflow at any size (an upper
+/// bound: `max(attentionQueryBlock · keys, 2²⁰)`).
+public func attentionScoreFloats(keys: Double) -> Double {
+    max(Double(attentionQueryBlock) * keys, Double(attentionScoreFloatsTarget))
+}
 
 /// Multi-head scaled-dot-product attention on token-major tensors.
 ///
 /// Works directly on the `[B, S, H·Dh]` layout that linear projections produce: each head's columns are
-/// addressed with a row stride, so no transposes are made. Queries are processed in blocks of
-/// ``attentionQueryBlock`` rows, so the extra memory is `O(block × Sk)` per worker rather than
-/// `O(Sq × Sk)`.
+/// addressed with a row stride, so no transposes are made. Queries are processed in blocks of at least
+/// ``attentionQueryBlock`` rows (more while the block's scores stay under 4 MB), so the extra memory is
+/// ``attentionScoreFloats(keys:)`` per worker rather than `O(Sq × Sk)`.
 ///
 /// - Parameters:
 ///   - query: `[B, Sq, H·Dh]`.
@@ -69,7 +94,8 @@ public func attention(
             maskTensor = m
             ms = (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk)
         }
-        let blocksPerHead = (sq + attentionQueryBlock - 1) / attentionQueryBlock
+        let blockRows = attentionQueryRows(queries: sq, keys: sk)
+        let blocksPerHead = (sq + blockRows - 1) / blockRows
         let tasks = b * heads * blocksPerHead
         let workers = max(1, min(Parallelism.threadCount, tasks))
         let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
@@ -84,15 +110,15 @@ public func attention(
                             guard sq > 0, width > 0 else { return }
                             if sk == 0 { po.update(repeating: 0); return }
                             let run = { (taskRange: Range<Int>) in
-                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock * sk)
-                                let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: attentionQueryBlock)
-                                defer { scores.deallocate(); inverseSums.deallocate() }
+                                let scores = BufferPool.allocate(Float.self, count: blockRows * sk)
+                                let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: blockRows)
+                                defer { BufferPool.release(scores, count: blockRows * sk); inverseSums.deallocate() }
                                 for t in taskRange {
                                     let blk = t % blocksPerHead
                                     let h = (t / blocksPerHead) % heads
                                     let bi = t / (blocksPerHead * heads)
-                                    let q0 = blk * attentionQueryBlock
-                                    let rows = min(attentionQueryBlock, sq - q0)
+                                    let q0 = blk * blockRows
+                                    let rows = min(blockRows, sq - q0)
                                     let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
                                     let kp = pk.baseAddress! + bi * sk * width + h * dh
                                     let vp = pv.baseAddress! + bi * sk * width + h * dh

@@ -33,14 +33,28 @@ import Testing
         return out
     }
 
-    // Sq = 130 crosses the 128-row query block; odd key counts exercise the softmax tail.
-    @Test(arguments: [(1, 5, 7, 1, 4), (2, 130, 33, 3, 8), (1, 17, 300, 2, 16)])
+    // Sq = 130 crosses the 128-row query block; odd key counts exercise the softmax tail; 1000 × 2000
+    // takes two 500-row blocks per head (scores under 2²⁰ floats), 300 × 9000 three 100-row ones.
+    @Test(arguments: [(1, 5, 7, 1, 4), (2, 130, 33, 3, 8), (1, 17, 300, 2, 16), (1, 1000, 2000, 2, 4), (1, 300, 9000, 1, 4)])
     func unmaskedMatchesNaive(_ c: (Int, Int, Int, Int, Int)) throws {
         let (b, sq, sk, h, dh) = c
         let q = rand([b, sq, h * dh], seed: 1), k = rand([b, sk, h * dh], seed: 2), v = rand([b, sk, h * dh], seed: 3)
         let o = try attention(query: q, key: k, value: v, heads: h)
         #expect(o.shape == [b, sq, h * dh])
         expectClose(o, naive(q, k, v, heads: h))
+    }
+
+    /// Query blocks: at least 128 rows, scores under 2²⁰ floats beyond that, equal blocks per head; the
+    /// per-worker bound the models' estimates use covers every block.
+    @Test func queryBlocks() {
+        #expect(attentionQueryRows(queries: 1000, keys: 2000) == 500)
+        #expect(attentionQueryRows(queries: 300, keys: 9000) == 100)
+        #expect(attentionQueryRows(queries: 5, keys: 7) == 5)
+        #expect(attentionQueryRows(queries: 4096, keys: 4096) == 256)
+        for (sq, sk) in [(1000, 2000), (300, 9000), (5, 7), (4096, 4096), (70_000, 70_000)] {
+            #expect(attentionQueryRows(queries: sq, keys: sk) * sk <= attentionScoreFloats(keys: sk))
+            #expect(Double(attentionScoreFloats(keys: sk)) <= attentionScoreFloats(keys: Double(sk)))
+        }
     }
 
     @Test func keyMaskAndAdditiveMask() throws {

@@ -396,7 +396,7 @@ extension CogVideoXConfiguration {
     func activationBytes(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Double {
         let n = Double(s) + Double(l)
         let perToken = Double(14 * innerDim + feedForwardProjectionWidth)
-        let scores = Double(attentionQueryBlock) * n * Double(Parallelism.threadCount)
+        let scores = attentionScoreFloats(keys: n) * Double(Parallelism.threadCount)
         return 4 * (Double(b) * n * perToken + scores)
     }
 }

@@ -161,7 +161,7 @@ extension FluxConfiguration {
     /// about `23·T·D` floats for `T = L + S` tokens, plus one query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
         let t = s + l
-        let scores = attentionQueryBlock * t * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: t) * Parallelism.threadCount
         return 4 * (23 * b * t * innerDim + scores)
     }
 }

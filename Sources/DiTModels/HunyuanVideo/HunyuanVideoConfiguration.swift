@@ -252,7 +252,7 @@ extension HunyuanVideoConfiguration {
     /// The product is taken in `Double` and saturates at `Int.max`, so no size can make it trap.
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
         let t = Double(s) + Double(l)
-        let scores = Double(attentionQueryBlock) * t * Double(Parallelism.threadCount)
+        let scores = attentionScoreFloats(keys: t) * Double(Parallelism.threadCount)
         let bytes = 4 * (Double(b) * t * (15 * Double(innerDim) + 3 * Double(mlpHiddenDim)) + scores)
         return bytes < 0x1p62 ? Int(bytes) : Int.max
     }

@@ -206,7 +206,7 @@ extension LTXVideoConfiguration {
     /// attention scores per thread.
     public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int) -> Int {
         let ffnIn = (feedForwardActivation?.isGated ?? false) ? 2 * ffnDim : ffnDim
-        let scores = attentionQueryBlock * max(s, l) * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: max(s, l)) * Parallelism.threadCount
         return 4 * (b * s * (10 * innerDim + 2 * ffnIn) + 2 * s * innerDim + 4 * b * l * innerDim + scores)
     }
 }

@@ -174,7 +174,7 @@ extension Lumina2Configuration {
     /// floats — plus one query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
         let t = s + l
-        let scores = attentionQueryBlock * t * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: t) * Parallelism.threadCount
         return 4 * (b * t * (14 * hiddenSize + 3 * ffnInnerDim) + scores)
     }
 }

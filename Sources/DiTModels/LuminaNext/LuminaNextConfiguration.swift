@@ -155,7 +155,7 @@ extension LuminaNextConfiguration {
     /// projection and its `F`-wide gated output — about `(16·D + 3·F)·S` floats — plus the caption keys
     /// and values and one query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, imageTokens s: Int, textTokens l: Int) -> Int {
-        let scores = attentionQueryBlock * max(s, l) * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: max(s, l)) * Parallelism.threadCount
         return 4 * (b * s * (16 * hiddenSize + 3 * ffnInnerDim) + 4 * b * l * heads.queryWidth + scores)
     }
 }

@@ -210,7 +210,7 @@ extension MochiConfiguration {
     /// activation — about `(13·D + 3·ffInner)·S` floats — plus the caption stream's share and one query
     /// block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, visualTokens s: Int, textTokens l: Int) -> Int {
-        let scores = attentionQueryBlock * (s + l) * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: s + l) * Parallelism.threadCount
         let visual = b * s * (13 * innerDim + 3 * feedForwardInnerDim)
         let text = b * l * (8 * innerDim + 6 * pooledProjectionDim + 3 * contextFeedForwardInnerDim)
         return 4 * (visual + text + scores)

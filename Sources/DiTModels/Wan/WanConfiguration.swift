@@ -235,7 +235,7 @@ extension WanConfiguration {
     /// plus the context keys/values and one query block of attention scores per thread.
     public func activationBytesEstimate(batch b: Int, videoTokens s: Int, textTokens l: Int, imageTokens n: Int = 0) -> Int {
         let c = self
-        let scores = attentionQueryBlock * max(s, l + n) * Parallelism.threadCount
+        let scores = attentionScoreFloats(keys: max(s, l + n)) * Parallelism.threadCount
         return 4 * (b * s * (10 * c.innerDim + 2 * c.ffnDim) + 3 * b * (l + n) * c.innerDim + scores)
     }
 }
