@@ -32,5 +32,12 @@ struct BenchKernelsCommand: ParsableCommand {
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))
         let att = try KernelBenchmarks.attentionGFLOPS(repeats: repeats)
         print(String(format: "attention 8x1152x64 %.1f GFLOP/s %.0f%% of sgemm", att, 100 * att / sgemm))
+        if WeightProducts.path(for: .bfloat16) == .oneDNNBFloat16 {
+            let att16 = try KernelBenchmarks.attentionGFLOPS(repeats: repeats, precision: .bfloat16)
+            print(String(format: "attention 8x1152x64, bf16 products (bf16/int8 models) %.1f GFLOP/s %.0f%% of sgemm",
+                         att16, 100 * att16 / sgemm))
+        } else {
+            print("attention with bf16 products: not on this CPU (\(WeightProducts.describe(.bfloat16)))")
+        }
     }
 }

@@ -56,14 +56,16 @@ enum KernelBenchmarks {
     }
 
     /// Attention rate in GFLOP/s: QKᵀ and PV count 4·H·S²·Dh flops (softmax not counted).
-    static func attentionGFLOPS(heads: Int = 8, tokens: Int = 1152, headDim: Int = 64, repeats: Int = 5) throws -> Double {
+    /// `precision` is the weights' (bf16 operands for bfloat16 where the CPU has bf16 products).
+    static func attentionGFLOPS(heads: Int = 8, tokens: Int = 1152, headDim: Int = 64, repeats: Int = 5,
+                                precision: WeightPrecision = .float32) throws -> Double {
         var g = SeededGenerator(seed: 2)
         let shape = [1, tokens, heads * headDim]
         let q = try Tensor.randomUniform(shape: shape, using: &g)
         let k = try Tensor.randomUniform(shape: shape, using: &g)
         let v = try Tensor.randomUniform(shape: shape, using: &g)
         let t = try medianSeconds(repeats: repeats, warmup: 2) {
-            _ = try attention(query: q, key: k, value: v, heads: heads)
+            _ = try attention(query: q, key: k, value: v, heads: heads, precision: precision)
         }
         return 4 * Double(heads * tokens * tokens * headDim) / t / 1e9
     }

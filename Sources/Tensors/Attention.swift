@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// A mask for ``attention(query:key:value:heads:mask:scale:)``.
@@ -52,9 +53,15 @@ public func attentionScoreFloats(keys: Double) -> Double {
 ///   - heads: H.
 ///   - mask: optional key mask or additive bias.
 ///   - scale: score scale, `1/√Dh` by default.
+///   - precision: the precision of the model's weights. For bfloat16 and int8 weights on a CPU with
+///     bf16 products (``WeightProducts/path(for:)`` is `oneDNNBFloat16`), the two products take bf16
+///     operands — queries, keys, values and the softmax numerators rounded to bf16, accumulated in float32
+///     — as the weight products of such a model do; the softmax stays float32. Otherwise (the default,
+///     float32) every product is float32.
 /// - Returns: `[B, Sq, H·Dh]`, heads concatenated in the last axis.
 public func attention(
-    query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil
+    query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil,
+    precision: WeightPrecision = .float32
 ) throws(TensorError) -> Tensor {
     try PhaseProfiler.measure(.attention) { () throws(TensorError) -> Tensor in
         guard query.rank == 3, key.rank == 3, value.rank == 3, key.shape == value.shape,
@@ -101,6 +108,9 @@ public func attention(
         let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
         let mt = maskTensor ?? emptyMask!
         let hasMask = maskTensor != nil
+        // bf16 operands, converted once for the whole call (nil: float32 products).
+        let bf16 = precision != .float32 && WeightProducts.path(for: precision) == .oneDNNBFloat16
+            ? (q: BFloat16Operand(query), k: BFloat16Operand(key), v: BFloat16Operand(value)) : nil
 
         return query.withUnsafeBufferPointer { pq in
             key.withUnsafeBufferPointer { pk in
@@ -112,7 +122,12 @@ public func attention(
                             let run = { (taskRange: Range<Int>) in
                                 let scores = BufferPool.allocate(Float.self, count: blockRows * sk)
                                 let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: blockRows)
-                                defer { BufferPool.release(scores, count: blockRows * sk); inverseSums.deallocate() }
+                                let p16 = bf16 == nil ? nil : BufferPool.allocate(UInt16.self, count: blockRows * sk)
+                                defer {
+                                    BufferPool.release(scores, count: blockRows * sk); inverseSums.deallocate()
+                                    if let p16 { BufferPool.release(p16, count: blockRows * sk) }
+                                }
+                                if bf16 != nil { ck_dnnl_set_threads(1) }
                                 for t in taskRange {
                                     let blk = t % blocksPerHead
                                     let h = (t / blocksPerHead) % heads
@@ -122,8 +137,14 @@ public func attention(
                                     let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
                                     let kp = pk.baseAddress! + bi * sk * width + h * dh
                                     let vp = pv.baseAddress! + bi * sk * width + h * dh
-                                    sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
-                                          a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
+                                    let o16 = (bi * sq + q0) * width + h * dh, kv16 = bi * sk * width + h * dh
+                                    // A product oneDNN refuses falls back to float32 (the operands are still here).
+                                    if !(bf16.map { ck_dnnl_gemm(Int32(CK_DNNL_BF16), 0, 1, Int64(rows), Int64(sk), Int64(dh), alpha,
+                                                                 $0.q.values + o16, Int64(width), $0.k.values + kv16, Int64(width),
+                                                                 0, scores, Int64(sk)) == Int32(CK_DNNL_OK) } ?? false) {
+                                        sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
+                                                    a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
+                                    }
                                     for r in 0..<rows {
                                         let row = scores + r * sk
                                         if hasMask {
@@ -140,8 +161,17 @@ public func attention(
                                         inverseSums[r] = softmaxExpRowInPlace(row, sk)
                                     }
                                     let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
-                                    sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
-                                          a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
+                                    var done = false
+                                    if let bf16, let p16 {
+                                        for r in 0..<rows { ck_f32_to_bf16(scores + r * sk, p16 + r * sk, sk) }
+                                        done = ck_dnnl_gemm(Int32(CK_DNNL_BF16), 0, 0, Int64(rows), Int64(dh), Int64(sk), 1,
+                                                            p16, Int64(sk), bf16.v.values + kv16, Int64(width),
+                                                            0, out, Int64(width)) == Int32(CK_DNNL_OK)
+                                    }
+                                    if !done {
+                                        sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
+                                                    a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
+                                    }
                                     for r in 0..<rows {
                                         let c = inverseSums[r], o = out + r * width
                                         for j in 0..<dh { o[j] *= c }
@@ -167,3 +197,25 @@ public func attention(
 }
 
 import Dispatch
+
+/// A tensor's values rounded to bf16 into a contiguous buffer (from ``BufferPool``, given back when the
+/// operand is released), converted in parallel: the operands of attention's bf16 products.
+private final class BFloat16Operand: @unchecked Sendable {
+    let values: UnsafeMutablePointer<UInt16>
+    let count: Int
+
+    init(_ t: Tensor) {
+        count = t.count
+        values = BufferPool.allocate(UInt16.self, count: count)
+        let width = t.shape.last ?? 1, rows = count / max(width, 1)
+        let out = values
+        t.withUnsafeBufferPointer { p in
+            guard let base = p.baseAddress, count > 0 else { return }
+            Parallelism.forEachChunk(rows, costPerItem: width) { range in
+                for r in range { ck_f32_to_bf16(base + r * width, out + r * width, width) }
+            }
+        }
+    }
+
+    deinit { BufferPool.release(values, count: count) }
+}

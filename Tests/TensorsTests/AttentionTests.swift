@@ -57,6 +57,29 @@ import Testing
         }
     }
 
+    /// bf16 products for bf16 (and int8) models where the CPU has them: within bf16 rounding of the naive
+    /// reference (operands rounded to 8 significant bits: ~1% relative on these scores), with a key mask and
+    /// across a two-block head; elsewhere the float32 result exactly.
+    @Test(arguments: [WeightPrecision.bfloat16, .int8])
+    func bfloat16ProductsWhereTheCPUHasThem(_ precision: WeightPrecision) throws {
+        let (b, sq, sk, h, dh) = (2, 600, 1900, 2, 16)
+        let q = rand([b, sq, h * dh], seed: 11), k = rand([b, sk, h * dh], seed: 12), v = rand([b, sk, h * dh], seed: 13)
+        var keep = [Float](repeating: 1, count: b * sk)
+        for j in 1500..<sk { keep[sk + j] = 0 }   // the second sample's last 400 keys are padding
+        let mask = AttentionMask.keys(try Tensor(shape: [b, sk], scalars: keep))
+        let f32 = try attention(query: q, key: k, value: v, heads: h, mask: mask)
+        let low = try attention(query: q, key: k, value: v, heads: h, mask: mask, precision: precision)
+        if WeightProducts.path(for: precision) == .oneDNNBFloat16 {
+            let reference = naive(q, k, v, heads: h, keep: { bi, j in keep[bi * sk + j] != 0 })
+            let ref = try Tensor(shape: [b, sq, h * dh], scalars: reference.map(Float.init))
+            let e = try Tensor.relativeL2(low, ref)
+            #expect(e < 1e-2, "bf16 attention rel L2 \(e)")
+            #expect(low.scalars != f32.scalars, "the bf16 route must have run")
+        } else {
+            #expect(low.scalars == f32.scalars, "without bf16 products: the float32 route")
+        }
+    }
+
     @Test func keyMaskAndAdditiveMask() throws {
         let (b, sq, sk, h, dh) = (2, 9, 11, 2, 4)
         let q = rand([b, sq, h * dh], seed: 4), k = rand([b, sk, h * dh], seed: 5), v = rand([b, sk, h * dh], seed: 6)

@@ -65,6 +65,11 @@ int ck_dnnl_matmul(int type, int64_t m, int64_t n, int64_t k, const void *a, int
 int ck_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Row-major C (float32) = alpha * op(A) * op(B) + beta * C with A and B of `type` (CK_DNNL_BF16: uint16_t
+   bf16 values), op() a transpose read through the strides when its flag is set. Same return codes. */
+int ck_dnnl_gemm(int type, int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+                 int64_t lda, const void *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* The number of OpenMP threads oneDNN uses for products started from the calling thread. */
 void ck_dnnl_set_threads(int n);
 
