@@ -48,14 +48,15 @@ struct LuminaHeads: Sendable, Equatable {
 ///   - q: `[B, Sq, heads·Dh]`; `k`, `v`: `[B, Sk, kvHeads·Dh]`.
 ///   - keyMask: `[B, Sk]` (nonzero = attend), or nil.
 ///   - scale: the softmax scale (`1/√Dh` when nil).
+///   - precision: the model's weight precision (bf16 products for bf16/int8 weights where the CPU has them).
 func luminaAttention(
-    q: Tensor, k: Tensor, v: Tensor, layout: LuminaHeads, keyMask: Tensor?, scale: Float?
+    q: Tensor, k: Tensor, v: Tensor, layout: LuminaHeads, keyMask: Tensor?, scale: Float?, precision: WeightPrecision
 ) throws(TensorError) -> Tensor {
     let g = layout.groupSize
     let key = g == 1 ? k : try repeatingHeads(k, groups: layout.kvHeads, times: g)
     let value = g == 1 ? v : try repeatingHeads(v, groups: layout.kvHeads, times: g)
     return try attention(query: q, key: key, value: value, heads: layout.heads,
-                         mask: keyMask.map { .keys($0) }, scale: scale)
+                         mask: keyMask.map { .keys($0) }, scale: scale, precision: precision)
 }
 
 /// `[B, S, n·Dh]` → `[B, S, n·times·Dh]`, each head's `Dh` channels repeated `times` times in place

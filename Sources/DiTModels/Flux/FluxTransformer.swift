@@ -370,7 +370,7 @@ private struct FluxJointAttention: Sendable {
         let q = try Tensor.concatenate([qt, qi], axis: 1)
         let k = try Tensor.concatenate([kt, ki], axis: 1)
         let v = try Tensor.concatenate([vt, vi], axis: 1)
-        let o = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: image.heads)
+        let o = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: image.heads, precision: toAddOut.weight.precision)
         let l = c.shape[1]
         let parts = try o.split(sizes: [l, o.shape[1] - l], axis: 1)
         return (try toOut(parts[1]), try toAddOut(parts[0]))
@@ -408,7 +408,7 @@ private struct FluxSingleStreamBlock: Sendable {
             throw .invalidArgument(operation: "FLUX single block", reason: "the MLP projection is missing")
         }
         let mlp = gelu(mlpIn, approximation: .tanh)
-        let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads)
+        let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads, precision: projOut.weight.precision)
         let out = try linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias)
         x = try addingGated(x, out, gate: gate)
     }
@@ -465,9 +465,9 @@ private struct FluxQKVProjection: Sendable {
 /// Scaled-dot-product attention over the rotary-embedded joint sequence (`q`, `k`, `v` all
 /// `[B, L+S, H·Dh]` with the rotary tables `[L+S, Dh]`). Returns `[B, L+S, H·Dh]`.
 private func fluxRotaryAttention(
-    q: Tensor, k: Tensor, v: Tensor, rope: (cos: Tensor, sin: Tensor), heads: Int
+    q: Tensor, k: Tensor, v: Tensor, rope: (cos: Tensor, sin: Tensor), heads: Int, precision: WeightPrecision
 ) throws(TensorError) -> Tensor {
     let qr = try RotaryEmbedding.apply(q, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
     let kr = try RotaryEmbedding.apply(k, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-    return try attention(query: qr, key: kr, value: v, heads: heads)
+    return try attention(query: qr, key: kr, value: v, heads: heads, precision: precision)
 }

@@ -370,8 +370,8 @@ struct HunyuanVideoTokenRefiner: Sendable {
         }
 
         /// Attention of `q`, `k`, `v` `[B, L, H·Dh]` under this rule.
-        func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int) throws(TensorError) -> Tensor {
-            var out = try attention(query: q, key: k, value: v, heads: heads, mask: .keys(keys))
+        func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, precision: WeightPrecision) throws(TensorError) -> Tensor {
+            var out = try attention(query: q, key: k, value: v, heads: heads, mask: .keys(keys), precision: precision)
             guard paddedQueries.contains(where: { !$0.isEmpty }) else { return out }
             let (l, width) = (v.shape[1], v.shape[2])
             v.withUnsafeBufferPointer { pv in
@@ -428,7 +428,7 @@ private struct HunyuanVideoRefinerBlock: Sendable {
         _ h: Tensor, temb: Tensor, mask: HunyuanVideoTokenRefiner.SelfAttentionMask
     ) throws(TensorError) -> Tensor {
         let p = try qkv(norm1(h))
-        let a = try toOut(mask.attend(p[0], p[1], p[2], heads: heads))
+        let a = try toOut(mask.attend(p[0], p[1], p[2], heads: heads, precision: toOut.weight.precision))
         let g = try modulationChunks(gates, temb, count: 2)
         let h1 = try addingGated(h, a, gate: g[0])
         return try addingGated(h1, ff(norm2(h1)), gate: g[1])
@@ -658,7 +658,7 @@ private struct HunyuanVideoDualStreamBlock: Sendable {
         let pt = try text.project(mt.modulatedNorm(y, shift: 0, scale: 1))
         let o = try hunyuanVideoJointAttention(
             [image.source(pi, rows: 0..<s), text.source(pt, rows: 0..<y.shape[1])],
-            context: c, heads: heads)
+            context: c, heads: heads, precision: norm1Context.linear.weight.precision)
         let parts = try o.split(sizes: [s, o.shape[1] - s], axis: 1)
         try mi.addGated(&x, toOut(parts[0]), gate: 2)
         try mt.addGated(&y, toAddOut(parts[1]), gate: 2)
@@ -703,7 +703,8 @@ private struct HunyuanVideoSingleStreamBlock: Sendable {
         let n = try m.modulatedNorm(x, shift: 0, scale: 1)
         let p = try attention.project(n)
         let mlp = try linear(n, weight: projMLP.weight, bias: projMLP.bias, activation: .gelu(.tanh))
-        let a = try hunyuanVideoJointAttention([attention.source(p, rows: 0..<x.shape[1])], context: c, heads: heads)
+        let a = try hunyuanVideoJointAttention([attention.source(p, rows: 0..<x.shape[1])], context: c, heads: heads,
+                                               precision: projOut.weight.precision)
         try m.addGated(&x, linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias), gate: 2)
     }
 }
@@ -763,12 +764,12 @@ private struct HunyuanVideoQKV: Sendable {
 /// tables (whose text rows leave the text tokens unchanged, as diffusers rotates only the image tokens),
 /// keys masked by the text mask.
 private func hunyuanVideoJointAttention(
-    _ sources: [HunyuanVideoQKVSource], context c: HunyuanVideoBlockContext, heads: Int
+    _ sources: [HunyuanVideoQKVSource], context c: HunyuanVideoBlockContext, heads: Int, precision: WeightPrecision
 ) throws(TensorError) -> Tensor {
     let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads)
     let qr = try RotaryEmbedding.apply(q, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
     let kr = try RotaryEmbedding.apply(k, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
-    return try attention(query: qr, key: kr, value: v, heads: heads, mask: c.keyMask.map { .keys($0) })
+    return try attention(query: qr, key: kr, value: v, heads: heads, mask: c.keyMask.map { .keys($0) }, precision: precision)
 }
 
 // MARK: - Output head

@@ -585,7 +585,7 @@ private struct LTXVideoAttention: Sendable {
         let q = try LTXVideoKernels.normalizedColumns(p, part: 0, parts: 3, weight: normQ, eps: Self.qkNormEps, rotary: rotary)
         let k = try LTXVideoKernels.normalizedColumns(p, part: 1, parts: 3, weight: normK, eps: Self.qkNormEps, rotary: rotary)
         let v = LTXVideoKernels.columns(p, part: 2, parts: 3)
-        return try toOut(attention(query: q, key: k, value: v, heads: heads))
+        return try toOut(attention(query: q, key: k, value: v, heads: heads, precision: toOut.weight.precision))
     }
 
     /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]` with an optional additive bias
@@ -598,7 +598,8 @@ private struct LTXVideoAttention: Sendable {
         let kv = try stacked.stacked(context)
         let k = try LTXVideoKernels.normalizedColumns(kv, part: 0, parts: 2, weight: normK, eps: Self.qkNormEps, rotary: nil)
         let v = LTXVideoKernels.columns(kv, part: 1, parts: 2)
-        return try toOut(attention(query: q, key: k, value: v, heads: heads, mask: bias.map { .additive($0) }))
+        return try toOut(attention(query: q, key: k, value: v, heads: heads, mask: bias.map { .additive($0) },
+                                   precision: toOut.weight.precision))
     }
 }
 

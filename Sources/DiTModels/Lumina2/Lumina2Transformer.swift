@@ -450,7 +450,8 @@ private struct Lumina2Attention: Sendable {
     func callAsFunction(_ x: Tensor, rope: PerSampleRotary, keyMask: Tensor?) throws(TensorError) -> Tensor {
         let q = try rope.apply(headNorm(toQ(x), normQ, heads: layout.heads), heads: layout.heads)
         let k = try rope.apply(headNorm(toK(x), normK, heads: layout.kvHeads), heads: layout.kvHeads)
-        return try toOut(luminaAttention(q: q, k: k, v: toV(x), layout: layout, keyMask: keyMask, scale: nil))
+        return try toOut(luminaAttention(q: q, k: k, v: toV(x), layout: layout, keyMask: keyMask, scale: nil,
+                                          precision: toOut.weight.precision))
     }
 
     private func headNorm(_ t: Tensor, _ w: Tensor, heads: Int) throws(TensorError) -> Tensor {

@@ -480,8 +480,10 @@ private struct LuminaNextBlock: Sendable {
         q1 = try RotaryEmbedding.apply(q1, cos: cos, sin: sin, heads: layout.heads)
         k1 = try RotaryEmbedding.apply(k1, cos: cos, sin: sin, heads: layout.kvHeads)
         q2 = try RotaryEmbedding.apply(q2, cos: cos, sin: sin, heads: layout.heads)
-        let selfOut = try luminaAttention(q: q1, k: k1, v: v1, layout: layout, keyMask: nil, scale: ctx.selfAttentionScale)
-        let crossOut = try luminaAttention(q: q2, k: k2, v: v2, layout: layout, keyMask: ctx.captionMask, scale: nil)
+        let selfOut = try luminaAttention(q: q1, k: k1, v: v1, layout: layout, keyMask: nil, scale: ctx.selfAttentionScale,
+                                          precision: toOut.weight.precision)
+        let crossOut = try luminaAttention(q: q2, k: k2, v: v2, layout: layout, keyMask: ctx.captionMask, scale: nil,
+                                           precision: toOut.weight.precision)
         let mixed = try LuminaKernels.addingScaledColumns(selfOut, crossOut, columns: crossGate)
         var out = try LuminaKernels.addingGatedRMSNorm(h, toOut(mixed), weight: norm2.weight, eps: norm2.eps, gate: n.gateMSA)
         let mlp = try feedForward(LuminaKernels.rmsNormScaled(out, weight: ffnNorm1.weight, eps: ffnNorm1.eps, scale: n.scaleMLP))

@@ -632,10 +632,12 @@ private struct MochiAttention: Sendable {
             // diffusers' per-sample attention over [visual; valid caption tokens]: no key mask needed.
             let keys = try Tensor.concatenate([kv.slice(axis: 0, i..<(i + 1)), mask.validRows(kt, sample: i)], axis: 1)
             let values = try Tensor.concatenate([vv.slice(axis: 0, i..<(i + 1)), mask.validRows(pt[2], sample: i)], axis: 1)
-            visualOut.append(try attention(query: qv.slice(axis: 0, i..<(i + 1)), key: keys, value: values, heads: heads))
+            visualOut.append(try attention(query: qv.slice(axis: 0, i..<(i + 1)), key: keys, value: values, heads: heads,
+                                           precision: toOut.weight.precision))
             if let qt {
                 let q = try mask.validRows(qt, sample: i)
-                let o = q.shape[1] == 0 ? nil : try attention(query: q, key: keys, value: values, heads: heads)
+                let o = q.shape[1] == 0 ? nil : try attention(query: q, key: keys, value: values, heads: heads,
+                                                                        precision: toOut.weight.precision)
                 textOut.append(try MochiTextMask.padded(o, length: l, width: width))
             }
         }

@@ -478,7 +478,7 @@ private struct WanAttention: Sendable {
         let k = try RotaryEmbedding.apply(rmsNorm(toK(x), weight: normK, eps: eps),
                                           cos: rotary.cos, sin: rotary.sin, heads: heads)
         let v = try toV(x)
-        return try toOut(attention(query: q, key: k, value: v, heads: heads))
+        return try toOut(attention(query: q, key: k, value: v, heads: heads, precision: toOut.weight.precision))
     }
 
     /// Cross-attention of `x` `[B, S, D]` to `context` `[B, L, D]`, plus, for I2V, to `image` `[B, N, D]`
@@ -487,12 +487,12 @@ private struct WanAttention: Sendable {
         let q = try rmsNorm(toQ(x), weight: normQ, eps: eps)
         let k = try rmsNorm(toK(context), weight: normK, eps: eps)
         let v = try toV(context)
-        var out = try attention(query: q, key: k, value: v, heads: heads)
+        var out = try attention(query: q, key: k, value: v, heads: heads, precision: toOut.weight.precision)
         switch (added, image) {
         case let (added?, image?):
             let ki = try rmsNorm(added.key(image), weight: added.normKey, eps: eps)
             let vi = try added.value(image)
-            out = try attention(query: q, key: ki, value: vi, heads: heads) + out
+            out = try attention(query: q, key: ki, value: vi, heads: heads, precision: toOut.weight.precision) + out
         case (nil, nil):
             break
         case (.some, nil):

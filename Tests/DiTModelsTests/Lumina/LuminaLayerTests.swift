@@ -165,7 +165,7 @@ import TestSupport
                 }
             }
         }
-        let got = try luminaAttention(q: q, k: k, v: v, layout: layout, keyMask: mask, scale: scale)
+        let got = try luminaAttention(q: q, k: k, v: v, layout: layout, keyMask: mask, scale: scale, precision: .float32)
         #expect(relL2(got, try Self.tensor(expected, [b, sq, heads * dh])) <= 1e-5)
         let repeated = try repeatingHeads(k, groups: kvHeads, times: heads / kvHeads)
         #expect(repeated.shape == [b, sk, heads * dh])
