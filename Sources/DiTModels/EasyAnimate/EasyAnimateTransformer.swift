@@ -326,8 +326,9 @@ private struct EasyAnimateTextProjection: Sendable {
 
 /// The 3-D rotary table of `EasyAnimateRotaryPosEmbed`: diffusers' `get_3d_rotary_pos_embed` (the
 /// same function the CogVideoX 1.0 pipelines call, whose port ``CogVideoXRotaryEmbedding`` provides) with
-/// the crop region of the patched grid inside the fixed `90/p × 60/p` base (width × height).
-private enum EasyAnimateRotaryEmbedding {
+/// the crop region of the patched grid inside the fixed `90/p × 60/p` base (width × height). Internal for
+/// its closed-form test.
+enum EasyAnimateRotaryEmbedding {
     /// cos/sin tables `[F·h·w, head_dim]` of a patched `F × h × w` grid, tokens in (frame, row, column) order.
     static func videoTables(
         headDim: Int, frames f: Int, height gh: Int, width gw: Int, patch p: Int
