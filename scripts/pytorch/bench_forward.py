@@ -17,7 +17,7 @@ Usage:
 
 Fully supported (pipeline-faithful inputs): WanTransformer3DModel, FluxTransformer2DModel.
 Also implemented: HunyuanVideoTransformer3DModel, MochiTransformer3DModel, LTXVideoTransformer3DModel,
-CogVideoXTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel.
+CogVideoXTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel, EasyAnimateTransformer3DModel.
 """
 
 import argparse
@@ -204,6 +204,24 @@ def inputs_lumina_next(model, cfg, inp, dtype):
     )
 
 
+def inputs_easyanimate(model, cfg, inp, dtype):
+    # EasyAnimatePipeline: latents [B, out_channels, F, H, W]; prompt_embeds [B, T, text_embed_dim] (Qwen2-VL);
+    # timestep = t.expand(B) in [0, 1000); an InP/control model (in_channels > out_channels) gets the rest of
+    # its channels as inpaint_latents.
+    B, T = inp.get("batch", 1), inp["text_tokens"]
+    F, H, W = inp["latent_frames"], inp["latent_height"], inp["latent_width"]
+    C = cfg["out_channels"]
+    kw = dict(
+        hidden_states=rnd(B, C, F, H, W, dtype=dtype),
+        encoder_hidden_states=rnd(B, T, cfg.get("text_embed_dim", 3584), dtype=dtype),
+        timestep=torch.full((B,), 500.0).to(dtype),
+        return_dict=False,
+    )
+    if cfg["in_channels"] > C:
+        kw["inpaint_latents"] = rnd(B, cfg["in_channels"] - C, F, H, W, dtype=dtype)
+    return kw
+
+
 BUILDERS = {
     "WanTransformer3DModel": inputs_wan,
     "FluxTransformer2DModel": inputs_flux,
@@ -213,6 +231,7 @@ BUILDERS = {
     "CogVideoXTransformer3DModel": inputs_cogvideox,
     "Lumina2Transformer2DModel": inputs_lumina2,
     "LuminaNextDiT2DModel": inputs_lumina_next,
+    "EasyAnimateTransformer3DModel": inputs_easyanimate,
 }
 
 

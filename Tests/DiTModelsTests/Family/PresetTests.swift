@@ -36,6 +36,10 @@ import TestSupport
         "wan2.1_t2v_14b_ret": [-0.315584, 0.0522715, 0.218949, -2.27316, -187.661],
         "wan2.1_i2v_480p_ret": [0.132518, 0.104063, 0.13956, 3.09446, 181.588],
         "wan2.1_i2v_720p_ret": [-0.0417769, 0.0893477, 0.174313, 0.835551, 18.4077],
+        // EasyAnimate (not in the spec's table): numpy's poly1d of the coefficients, printed the same way.
+        "easyanimate_v5.1_12b": [0.0136149, 0.0204245, 0.0470291, 0.0818563, 0.169763],
+        "easyanimate_v5.1_7b": [0.0237476, 0.0273663, 0.0474791, 0.0834961, 0.180938],
+        "easyanimate_v5_7b": [-0.170664, -0.0789703, 0.0516489, 0.0682914, -0.0266416],
     ]
 
     /// The built-in families' presets and the unported models' (families registered by other tests are
