@@ -35,7 +35,7 @@ public enum FixtureVerifier {
         /// The tolerances of a model loaded with `precision` weights: FORMAT.md §7 for float32; for the
         /// others about twice the worst error measured over the 66 public and variant fixture folders
         /// (README, "Weight precision": forward rel L2 at most 9.9e-3 bf16, 9.4e-4 f16, 2.5e-2 int8; final
-        /// latents 6.8e-3, 7.3e-4, 1.7e-2), and up to 10% of TeaCache decisions may differ: rounding
+        /// latents 6.5e-3, 7.3e-4, 1.7e-2), and up to 10% of TeaCache decisions may differ: rounding
         /// perturbs each distance by about the format's precision, which tips a decision only where the
         /// accumulator sat within that much of the threshold (2 of 1,092 calls at bf16, 0 at f16 and int8).
         public static func forPrecision(_ precision: WeightPrecision) -> Tolerances {
