@@ -67,6 +67,13 @@ void ck_silu_portable(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + exp_portable(-v)); }
 }
 
+/* out = h + x * g, the product rounded before the sum (no fused multiply-add: diffusers' `h + x * gate`
+   in float32). out may alias h. */
+void ck_add_gated_portable(const float *h, const float *x, const float *g, float *out, size_t n) {
+#pragma STDC FP_CONTRACT OFF
+    for (size_t i = 0; i < n; i++) { float p = x[i] * g[i]; out[i] = h[i] + p; }
+}
+
 /* ---------- AVX2 + FMA versions ---------- */
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -161,6 +168,15 @@ AVX2 static void gelu_tanh_avx2(const float *x, float *y, size_t n) {
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, tanh_avx2(inner))));
     }
     ck_gelu_tanh_portable(x + i, y + i, n - i);
+}
+
+AVX2 static void add_gated_avx2(const float *h, const float *x, const float *g, float *out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(g + i));
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(h + i), p));
+    }
+    ck_add_gated_portable(h + i, x + i, g + i, out + i, n - i);
 }
 
 AVX2 static void silu_avx2(const float *x, float *y, size_t n) {
@@ -280,6 +296,14 @@ AVX512 static void gelu_tanh_avx512(const float *x, float *y, size_t n) {
     }
 }
 
+AVX512 static void add_gated_avx512(const float *h, const float *x, const float *g, float *out, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(i, n);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, g + i));
+        _mm512_mask_storeu_ps(out + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, h + i), p));
+    }
+}
+
 AVX512 static void silu_avx512(const float *x, float *y, size_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
@@ -312,8 +336,6 @@ int ck_level(void) {
     }
     return cached;
 }
-
-int ck_vectorized(void) { return ck_level() > 0; }
 
 static int clamp_level(int level) {
     int best = ck_level();
@@ -364,3 +386,15 @@ void ck_softmax_row(float *p, size_t n) { ck_softmax_row_level(2, p, n); }
 float ck_softmax_exp_row(float *p, size_t n) { return ck_softmax_exp_row_level(2, p, n); }
 void ck_gelu_tanh(const float *x, float *y, size_t n) { ck_gelu_tanh_level(2, x, y, n); }
 void ck_silu(const float *x, float *y, size_t n) { ck_silu_level(2, x, y, n); }
+
+void ck_add_gated_level(int level, const float *h, const float *x, const float *g, float *out, size_t n) {
+    switch (clamp_level(level)) {
+#if defined(__x86_64__) || defined(__i386__)
+    case 2: add_gated_avx512(h, x, g, out, n); return;
+    case 1: add_gated_avx2(h, x, g, out, n); return;
+#endif
+    default: ck_add_gated_portable(h, x, g, out, n);
+    }
+}
+
+void ck_add_gated(const float *h, const float *x, const float *g, float *out, size_t n) { ck_add_gated_level(2, h, x, g, out, n); }

@@ -22,8 +22,9 @@ void ck_gelu_tanh(const float *x, float *y, size_t n);
 /* y = x / (1 + exp(-x)); x and y may alias. */
 void ck_silu(const float *x, float *y, size_t n);
 
-/* 1 when a vectorised version (AVX2+FMA or AVX-512F) is in use. */
-int ck_vectorized(void);
+/* out = h + x * g element-wise, the product rounded before the sum (no fused multiply-add); out may alias
+   h. The gated residual of adaLN-Zero blocks. */
+void ck_add_gated(const float *h, const float *x, const float *g, float *out, size_t n);
 
 /* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F. */
 int ck_level(void);
@@ -33,10 +34,12 @@ void ck_softmax_row_level(int level, float *p, size_t n);
 float ck_softmax_exp_row_level(int level, float *p, size_t n);
 void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n);
 void ck_silu_level(int level, const float *x, float *y, size_t n);
+void ck_add_gated_level(int level, const float *h, const float *x, const float *g, float *out, size_t n);
 
 /* The portable versions, always available (tests compare both paths). */
 void ck_softmax_row_portable(float *p, size_t n);
 void ck_gelu_tanh_portable(const float *x, float *y, size_t n);
 void ck_silu_portable(const float *x, float *y, size_t n);
+void ck_add_gated_portable(const float *h, const float *x, const float *g, float *out, size_t n);
 
 #endif

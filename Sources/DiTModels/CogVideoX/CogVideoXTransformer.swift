@@ -565,7 +565,7 @@ private struct CogVideoXLayerNormZero: Sendable {
 
     /// `x += gate · y` with the video gate on the video rows and the text gate on the text rows.
     func addGated(_ x: inout Tensor, _ y: Tensor, textLength l: Int, modulation m: Tensor) throws(TensorError) {
-        try JointSequence.addGated(&x, y, leadingRows: l, modulation: m, leadingGate: Self.textGate, trailingGate: Self.videoGate)
+        try Tensors.addGated(&x, y, gate: .chunks(of: m, leadingRows: l, leading: Self.textGate, trailing: Self.videoGate))
     }
 }
 

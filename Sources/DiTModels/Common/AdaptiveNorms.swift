@@ -91,5 +91,5 @@ public func addingGated(_ residual: Tensor, _ x: Tensor, gate: Tensor) throws(Te
     guard gate.rank == 2 else {
         throw .shapeMismatch(operation: "gated residual", shapes: [x.shape, gate.shape], reason: "gate must be [B, D]")
     }
-    return try residual + x * gate.unsqueezed(1)
+    return try addingGated(residual, x, gate: .perSample(gate))
 }

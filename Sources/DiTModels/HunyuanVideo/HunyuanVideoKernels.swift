@@ -57,35 +57,6 @@ enum HunyuanVideoKernels {
         }
         return (pass(column: 0) { $0.normQ }, pass(column: d) { $0.normK }, pass(column: 2 * d) { _ in nil })
     }
-
-    /// `residual += x · gate` in place, with `gate` `[B, D]` (per sample) or `[B, T, D]` (per token); the
-    /// product is rounded before the sum, as diffusers' `residual + x * gate`.
-    static func addGated(_ residual: inout Tensor, _ x: Tensor, gate: Tensor) throws(TensorError) {
-        guard residual.rank == 3, x.shape == residual.shape,
-              gate.shape == [residual.shape[0], residual.shape[2]] || gate.shape == residual.shape else {
-            throw .shapeMismatch(operation: "gated residual", shapes: [residual.shape, x.shape, gate.shape],
-                                 reason: "expected residual and x [B, T, D] and a gate [B, D] or [B, T, D]")
-        }
-        let (t, d) = (residual.shape[1], residual.shape[2])
-        let rowCount = residual.count / max(d, 1)
-        let perToken = gate.rank == 3
-        x.withUnsafeBufferPointer { px in
-            gate.withUnsafeBufferPointer { pg in
-                residual.withUnsafeMutableBufferPointer { pr in
-                    Parallelism.forEachChunk(rowCount, costPerItem: 3 * d) { rows in
-                        for r in rows {
-                            let g = pg.baseAddress! + (perToken ? r : r / t) * d
-                            let o = pr.baseAddress! + r * d, xi = px.baseAddress! + r * d
-                            for j in 0..<d {
-                                let p = xi[j] * g[j]
-                                o[j] = o[j] + p
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 extension HunyuanVideoHeadNorm {

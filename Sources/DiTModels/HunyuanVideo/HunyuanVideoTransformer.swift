@@ -593,7 +593,8 @@ struct HunyuanVideoModulation {
 
     /// `residual += x · gate` with the gate `gate` of this set (diffusers' order: multiply, then add).
     func addGated(_ residual: inout Tensor, _ x: Tensor, gate: Int) throws(TensorError) {
-        try HunyuanVideoKernels.addGated(&residual, x, gate: parameters[gate])
+        let g = parameters[gate]
+        try Tensors.addGated(&residual, x, gate: g.rank == 3 ? .perToken(g) : .perSample(g))
     }
 }
 

@@ -4,33 +4,6 @@ import Tensors
 /// update, and the q/k RMS norm (with the rotary embedding in self-attention) read straight from the
 /// stacked projection output.
 enum LTXVideoKernels {
-    /// `h + x · gate` for `h`, `x` `[B, S, D]` and `gate` `[B, T, D]` with T = 1 (per sample) or S (per
-    /// token): diffusers' `hidden_states + out * gate`, the product rounded before the sum.
-    static func gatedResidual(_ h: Tensor, _ x: Tensor, gate: Tensor) throws(TensorError) -> Tensor {
-        guard h.rank == 3, x.shape == h.shape, gate.rank == 3, gate.shape[0] == h.shape[0], gate.shape[2] == h.shape[2],
-              gate.shape[1] == 1 || gate.shape[1] == h.shape[1] else {
-            throw .shapeMismatch(operation: "LTX gated residual", shapes: [h.shape, x.shape, gate.shape],
-                                 reason: "expected h, x [B, S, D] and gate [B, 1 or S, D]")
-        }
-        let (s, d) = (h.shape[1], h.shape[2])
-        let perToken = gate.shape[1] != 1
-        return h.withUnsafeBufferPointer { ph in
-            x.withUnsafeBufferPointer { px in
-                gate.withUnsafeBufferPointer { pg in
-                    Tensor(uninitializedShape: h.shape) { out in
-                        Parallelism.forEachChunk(h.shape[0] * s, costPerItem: 3 * d) { rows in
-                            for r in rows {
-                                let a = ph.baseAddress! + r * d, b = px.baseAddress! + r * d, o = out.baseAddress! + r * d
-                                let g = pg.baseAddress! + (perToken ? r : r / max(s, 1)) * d
-                                for j in 0..<d { o[j] = a[j] + b[j] * g[j] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Column block `part` (of `parts` equal blocks of width D) of `p` `[B, S, parts·D]`, RMS-normalised
     /// over its D values with the learned `weight` (`torch.nn.RMSNorm`: `x · rsqrt(mean(x²) + ε) · w`),
     /// then rotated pairwise by `rotary` when given (`(a, b) → (a·c − b·s, b·c + a·s)`). Returns

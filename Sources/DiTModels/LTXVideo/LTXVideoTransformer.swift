@@ -511,14 +511,18 @@ struct LTXVideoTransformerBlock: Sendable {
     }
 
     /// Runs the block on `h` `[B, S, D]`.
+    /// A gate `[B, 1, D]` (per sample) or `[B, S, D]` (per token, a per-token timestep) as the rows of
+    /// a gated residual.
+    private static func rowGate(_ g: Tensor) -> ResidualGate { g.shape[1] == 1 ? .perSample(g) : .perToken(g) }
+
     func callAsFunction(_ h: Tensor, _ ctx: LTXVideoBlockContext) throws(TensorError) -> Tensor {
         let m = try modulation(ctx.temb)
         var h = h
-        h = try LTXVideoKernels.gatedResidual(h, attn1.selfAttention(attentionInput(h, m), rotary: ctx.rotary), gate: m.gateMSA)
+        h = try addingGated(h, attn1.selfAttention(attentionInput(h, m), rotary: ctx.rotary), gate: Self.rowGate(m.gateMSA))
         var cross = try attn2.crossAttention(h, context: ctx.context, bias: ctx.attentionBias)
         try cross.add(h)
         h = cross
-        h = try LTXVideoKernels.gatedResidual(h, ff(norm2(h, scale: m.scaleMLP, shift: m.shiftMLP)), gate: m.gateMLP)
+        h = try addingGated(h, ff(norm2(h, scale: m.scaleMLP, shift: m.shiftMLP)), gate: Self.rowGate(m.gateMLP))
         return h
     }
 }

@@ -179,14 +179,14 @@ struct HunyuanVideoLayerTests {
         let r = randomTensor([2, 3, 4], seed: 1), x = randomTensor([2, 3, 4], seed: 2)
         for gate in [randomTensor([2, 4], seed: 3), randomTensor([2, 3, 4], seed: 4)] {
             var out = r
-            try HunyuanVideoKernels.addGated(&out, x, gate: gate)
+            try addGated(&out, x, gate: gate.rank == 2 ? .perSample(gate) : .perToken(gate))
             for b in 0..<2 { for t in 0..<3 { for j in 0..<4 {
                 let g = gate.rank == 2 ? gate[b, j] : gate[b, t, j]
                 #expect(out[b, t, j] == r[b, t, j] + x[b, t, j] * g)
             } } }
         }
         var bad = r
-        #expect(throws: TensorError.self) { try HunyuanVideoKernels.addGated(&bad, x, gate: randomTensor([2, 3], seed: 1)) }
+        #expect(throws: TensorError.self) { try addGated(&bad, x, gate: .perSample(randomTensor([2, 3], seed: 1))) }
     }
 
     /// Token-replace parameters: the first `n` token rows take the first-frame values, the others the
