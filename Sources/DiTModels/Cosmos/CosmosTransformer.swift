@@ -303,7 +303,7 @@ enum CosmosTimesteps {
 /// (`Dh − 4⌊Dh/6⌋`, `2⌊Dh/6⌋`, `2⌊Dh/6⌋`); each axis has its own base `10000 · scale^(dim/(dim−2))`
 /// (NTK), frequencies `base^(−2i/dim)` in float32, and the frame positions are scaled by `24 / fps`
 /// for videos. The table is `[t ‖ h ‖ w, t ‖ h ‖ w]` per token: the split-halves layout.
-private enum CosmosRotaryTables {
+enum CosmosRotaryTables {
     /// The base frame rate of the temporal positions.
     static let baseFPS: Float = 24
 
@@ -342,7 +342,7 @@ private enum CosmosRotaryTables {
 
 /// diffusers' `CosmosLearnablePositionalEmbed`: per token `e = pos_emb_t[f] + pos_emb_h[h] + pos_emb_w[w]`,
 /// divided by `ε + ‖e‖₂/√D` (ε = 1e-6) — an RMS normalisation with ε outside the root.
-private struct CosmosLearnablePositions: Sendable {
+struct CosmosLearnablePositions: Sendable {
     /// `pos_emb_t` `[T, D]`.
     let frames: Tensor
     /// `pos_emb_h` `[H, D]`.
@@ -358,6 +358,13 @@ private struct CosmosLearnablePositions: Sendable {
         frames = w.tensor("pos_emb_t", shape: [m[0], d])
         rows = w.tensor("pos_emb_h", shape: [m[1], d])
         columns = w.tensor("pos_emb_w", shape: [m[2], d])
+    }
+
+    /// The three tables `[T, D]`, `[H, D]`, `[W, D]` themselves.
+    init(frames: Tensor, rows: Tensor, columns: Tensor) {
+        self.frames = frames
+        self.rows = rows
+        self.columns = columns
     }
 
     /// The embedding `[f·h·w, D]` of a patched grid.
