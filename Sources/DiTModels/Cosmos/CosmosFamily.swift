@@ -123,7 +123,8 @@ extension CosmosTransformer: MemoryBudgeted {}
 // MARK: Harness
 
 extension CosmosFamily {
-    public static let demoThresholds = [0.2, 0.4, 0.6]
+    /// The two presets' default thresholds (T2V 0.3, I2V 0.4) and a sparser one.
+    public static let demoThresholds = [0.3, 0.4, 0.6]
 
     public static let benchmarkFileName = "cosmos-bench.json"
 
