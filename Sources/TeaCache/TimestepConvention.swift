@@ -1,3 +1,5 @@
+import Foundation
+
 /// How a family turns the flow-matching sigma into the `timestep` value the model receives
 /// (FORMAT.md §2). Computed in Float32, like the reference.
 public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
@@ -9,6 +11,8 @@ public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
     case oneMinusSigmaTimes1000 = "(1-sigma)*1000"
     /// `t = 1 - sigma` (t = 0 is noise, 1 is data).
     case oneMinusSigma = "1-sigma"
+    /// `t = 0.25 · ln(sigma)` (Cosmos' EDM noise conditioning `c_noise`; float32 log).
+    case quarterLogSigma = "0.25*ln(sigma)"
 
     /// The timestep for `sigma`, in Float32 arithmetic.
     public func timestep(sigma: Float) -> Float {
@@ -17,6 +21,7 @@ public enum TimestepConvention: String, Codable, Sendable, CaseIterable {
         case .sigmaTimes1000: return sigma * 1000
         case .oneMinusSigmaTimes1000: return (1 - sigma) * 1000
         case .oneMinusSigma: return 1 - sigma
+        case .quarterLogSigma: return logf(sigma) * 0.25
         }
     }
 }

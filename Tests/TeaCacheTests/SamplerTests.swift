@@ -17,7 +17,13 @@ import TestSupport
             // The JSON holds exact float32 values as decimals: Float(Double) recovers them exactly.
             #expect(sampler.sigmas == (try #require(f.sigmas)).map { Float($0) }, "\(name) sigmas")
             #expect(sampler.dt == (try #require(f.dt)).map { Float($0) }, "\(name) dt")
-            #expect(sampler.timesteps == (try #require(f.timesteps)).map { Float($0) }, "\(name) timesteps")
+            let timesteps = (try #require(f.timesteps)).map { Float($0) }
+            if convention == .quarterLogSigma {
+                // torch's float32 log (MKL) is not correctly rounded; logf is: one ulp apart at most.
+                #expect(zip(sampler.timesteps, timesteps).allSatisfy { abs($0 - $1) <= $1.ulp }, "\(name) timesteps")
+            } else {
+                #expect(sampler.timesteps == timesteps, "\(name) timesteps")
+            }
             #expect(sampler.branches.count * steps == f.modelCalls, "\(name): calls per run")
         }
     }

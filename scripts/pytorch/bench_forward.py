@@ -17,7 +17,8 @@ Usage:
 
 Fully supported (pipeline-faithful inputs): WanTransformer3DModel, FluxTransformer2DModel.
 Also implemented: HunyuanVideoTransformer3DModel, MochiTransformer3DModel, LTXVideoTransformer3DModel,
-CogVideoXTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel, EasyAnimateTransformer3DModel.
+CogVideoXTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel, EasyAnimateTransformer3DModel,
+CosmosTransformer3DModel.
 """
 
 import argparse
@@ -222,6 +223,39 @@ def inputs_easyanimate(model, cfg, inp, dtype):
     return kw
 
 
+def inputs_cosmos(model, cfg, inp, dtype):
+    # CosmosTextToWorldPipeline / CosmosVideoToWorldPipeline: latents [B, 16, F, H, W]; prompt_embeds
+    # [B, T, text_embed_dim] (T5-XXL); timestep = EDM c_noise 0.25*ln(sigma); fps 30; padding_mask zeros
+    # [1, 1, height, width] (resized to the latent grid inside) when concat_padding_mask; Video2World adds
+    # condition_mask [B, condition_channels, F, H, W] (1 on the conditioning frames).
+    # diffusers resizes the padding mask with torchvision, which this environment may lack: a stand-in
+    # with torch's nearest interpolation (what torchvision's NEAREST resize of a tensor calls) is installed.
+    import types
+    import diffusers.models.transformers.transformer_cosmos as tc
+    if not hasattr(tc, "transforms"):
+        def resize(img, size, interpolation=None):
+            return torch.nn.functional.interpolate(img, size=list(size), mode="nearest")
+        tc.transforms = types.SimpleNamespace(
+            functional=types.SimpleNamespace(resize=resize), InterpolationMode=types.SimpleNamespace(NEAREST="nearest"))
+    B, T = inp.get("batch", 1), inp["text_tokens"]
+    F, H, W = inp["latent_frames"], inp["latent_height"], inp["latent_width"]
+    m = inp.get("condition_channels", 0)
+    kw = dict(
+        hidden_states=rnd(B, cfg.get("in_channels", 16) - m, F, H, W, dtype=dtype),
+        timestep=torch.full((B,), 0.25 * math.log(0.5)).to(dtype),
+        encoder_hidden_states=rnd(B, T, cfg.get("text_embed_dim", 1024), dtype=dtype),
+        fps=30,
+        return_dict=False,
+    )
+    if m > 0:
+        cm = torch.zeros(B, m, F, H, W)
+        cm[:, :, 0] = 1
+        kw["condition_mask"] = cm.to(dtype)
+    if cfg.get("concat_padding_mask", True):
+        kw["padding_mask"] = torch.zeros(1, 1, H, W, dtype=dtype)
+    return kw
+
+
 BUILDERS = {
     "WanTransformer3DModel": inputs_wan,
     "FluxTransformer2DModel": inputs_flux,
@@ -232,6 +266,7 @@ BUILDERS = {
     "Lumina2Transformer2DModel": inputs_lumina2,
     "LuminaNextDiT2DModel": inputs_lumina_next,
     "EasyAnimateTransformer3DModel": inputs_easyanimate,
+    "CosmosTransformer3DModel": inputs_cosmos,
 }
 
 

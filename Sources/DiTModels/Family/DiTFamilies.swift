@@ -16,6 +16,7 @@ public enum DiTFamilies {
         LuminaNextFamily.self,
         Lumina2Family.self,
         EasyAnimateFamily.self,
+        CosmosFamily.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])

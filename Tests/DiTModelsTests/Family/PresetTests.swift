@@ -10,7 +10,7 @@ import TestSupport
 @Suite struct PresetTests {
     static let xs = [0.0, 0.01, 0.05, 0.1, 0.2]
     /// Each preset's row of the table, by preset name. Rows shared by several presets (FLUX = TangoFlux,
-    /// Lumina-Next = Lumina2 v1, CogVideoX-5b = 5b-I2V = ConsisID) are repeated for each. Cosmos,
+    /// Lumina-Next = Lumina2 v1, CogVideoX-5b = 5b-I2V = ConsisID, Cosmos T2V = I2V) are repeated for each.
     /// Open-Sora, Latte and Open-Sora-Plan have rows but no preset.
     static let vectors: [String: [Double]] = [
         "flux": [0.264231, 0.231335, 0.180503, 0.206847, 0.261995],
@@ -27,6 +27,8 @@ import TestSupport
         "consisid": [-0.0523162, 0.0147884, 0.106125, 0.0905064, 0.450956],
         "cogvideox1.5_5b": [0.035856, 0.0314559, 0.0671607, 0.175465, 0.390609],
         "cogvideox1.5_5b_i2v": [0.0371213, 0.0365882, 0.0753229, 0.177697, 0.391684],
+        "cosmos_t2v": [0.141776, 0.162747, 0.241763, 0.307714, 0.346292],
+        "cosmos_i2v": [0.141776, 0.162747, 0.241763, 0.307714, 0.346292],
         "hidream_i1": [0.108054, 0.194593, 0.359096, -2.42254, -52.1497],
         "wan2.1_t2v_1.3b": [0.137888, 0.0737482, 0.0773813, 0.249923, -0.122561],
         "wan2.1_t2v_14b": [-13.0225, -10.6355, -4.09181, -0.635951, 0.125989],
