@@ -17,8 +17,8 @@ Usage:
 
 Fully supported (pipeline-faithful inputs): WanTransformer3DModel, FluxTransformer2DModel.
 Also implemented: HunyuanVideoTransformer3DModel, MochiTransformer3DModel, LTXVideoTransformer3DModel,
-CogVideoXTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel, EasyAnimateTransformer3DModel,
-CosmosTransformer3DModel.
+CogVideoXTransformer3DModel, ConsisIDTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel,
+EasyAnimateTransformer3DModel, CosmosTransformer3DModel.
 """
 
 import argparse
@@ -174,6 +174,19 @@ def inputs_cogvideox(model, cfg, inp, dtype):
     return kw
 
 
+def inputs_consisid(model, cfg, inp, dtype):
+    # ConsisIDPipeline: the CogVideoX 1.0 inputs, hidden_states = cat([latents, image_latents], dim=2) (in_channels
+    # = 2x the latent channels), plus id_cond [B_id, LFE_id_dim] and id_vit_hidden (LFE_num_scale tensors
+    # [B_id, vit_tokens, LFE_vit_dim]) when is_train_face.
+    kw = inputs_cogvideox(model, cfg, inp, dtype)
+    if cfg.get("is_train_face", False):
+        b_id = inp.get("id_batch", inp.get("batch", 1))
+        kw["id_cond"] = rnd(b_id, cfg.get("LFE_id_dim", 1280), dtype=dtype)
+        kw["id_vit_hidden"] = [rnd(b_id, inp["vit_tokens"], cfg.get("LFE_vit_dim", 1024), dtype=dtype)
+                               for _ in range(cfg.get("LFE_num_scale", 5))]
+    return kw
+
+
 def inputs_lumina2(model, cfg, inp, dtype):
     B, T = inp.get("batch", 1), inp["text_tokens"]
     return dict(
@@ -263,6 +276,7 @@ BUILDERS = {
     "MochiTransformer3DModel": inputs_mochi,
     "LTXVideoTransformer3DModel": inputs_ltx,
     "CogVideoXTransformer3DModel": inputs_cogvideox,
+    "ConsisIDTransformer3DModel": inputs_consisid,
     "Lumina2Transformer2DModel": inputs_lumina2,
     "LuminaNextDiT2DModel": inputs_lumina_next,
     "EasyAnimateTransformer3DModel": inputs_easyanimate,

@@ -6,7 +6,7 @@ import Tensors
 
 /// CogVideoX (diffusers `CogVideoXTransformer3DModel`: 1.0 2B/5B/5B-I2V and 1.5 T2V/I2V) in the
 /// registry: loading, sampling conventions (timestep = sigma·1000, the output taken as the velocity, one
-/// call per step as in the fixtures), the CogVideoX and ConsisID presets, the benchmark shape and the
+/// call per step as in the fixtures), the CogVideoX presets, the benchmark shape and the
 /// fixture plug-in.
 ///
 /// Fixture arguments are diffusers' forward arguments `hidden_states` (`[B, F, C, H, W]`),
@@ -44,14 +44,14 @@ public enum CogVideoXFamily: DiTFamilyHarness {
     // MARK: Sampling conventions and presets
 
     public static let timestepConvention = TimestepConvention.sigmaTimes1000
-    /// CogVideoX1.5-5B first (the demo's default model is 1.5-shaped), then 1.5-5B-I2V, 2b, 5b,
-    /// 5b-I2V and ConsisID (CogVideoX-5b coefficients).
+    /// CogVideoX1.5-5B first (the demo's default model is 1.5-shaped), then 1.5-5B-I2V, 2b, 5b and
+    /// 5b-I2V (ConsisID's preset, with the 5b coefficients, is ``ConsisIDFamily``'s).
     public static var presets: [TeaCachePreset] {
-        [.cogVideoX15_5B, .cogVideoX15_5BI2V, .cogVideoX2B, .cogVideoX5B, .cogVideoX5BI2V, .consisID]
+        [.cogVideoX15_5B, .cogVideoX15_5BI2V, .cogVideoX2B, .cogVideoX5B, .cogVideoX5BI2V]
     }
 }
 
-/// The reference repository's CogVideoX and ConsisID (TeaCache4CogVideoX1.5, TeaCache4ConsisID) coefficients (ali-vilab/TeaCache @ 7c10efc, copied character
+/// The reference repository's CogVideoX (TeaCache4CogVideoX1.5) coefficients (the 5b list is also ConsisID's) (ali-vilab/TeaCache @ 7c10efc, copied character
 /// for character from teacache-spec.md §2.2) and its published thresholds and speedups (§2.1, §3).
 extension TeaCachePreset {
     static let cogVideoX5BCoefficients = [-1.53880483e+03, 8.43202495e+02, -1.34363087e+02, 7.97131516e+00, -5.23162339e-02]
@@ -90,13 +90,6 @@ extension TeaCachePreset {
         defaultThreshold: 0.2, speedups: [(0.1, 1.5), (0.2, 2.2), (0.3, 2.7)],
         modulatedInput: "emb = time_embedding(time_proj(t)) + ofs_embedding(ofs_proj(ofs))",
         provenance: "TeaCache4CogVideoX1.5/teacache_sample_video.py, coefficients_dict['CogVideoX1.5-5B-I2V']")
-
-    /// ConsisID (CogVideoX-5b coefficients). Default δ 0.1.
-    public static let consisID = TeaCachePreset(
-        reference: "consisid", cogVideoX5BCoefficients, defaultThreshold: 0.1,
-        speedups: [(0.1, 1.6), (0.15, 2.1), (0.2, 2.7)],
-        modulatedInput: "emb = time_embedding(time_proj(t))",
-        provenance: "TeaCache4ConsisID/teacache_sample_video.py (README speedups)")
 }
 
 // MARK: TeaCache adapter

@@ -11,6 +11,7 @@ public enum DiTFamilies {
         WanFamily.self,
         HunyuanVideoFamily.self,
         CogVideoXFamily.self,
+        ConsisIDFamily.self,
         LTXVideoFamily.self,
         MochiFamily.self,
         LuminaNextFamily.self,

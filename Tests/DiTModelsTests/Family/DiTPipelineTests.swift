@@ -30,8 +30,8 @@ import TestSupport
                                  from: Data(contentsOf: Fixtures.folder(fixture).appendingPathComponent("sampling.json")))
     }
 
-    @Test(arguments: ["flux", "tangoflux", "wan21", "hunyuan_video", "ltx_video", "mochi", "cogvideox", "lumina_next", "lumina2",
-                      "easyanimate", "cosmos"])
+    @Test(arguments: ["flux", "tangoflux", "wan21", "hunyuan_video", "ltx_video", "mochi", "cogvideox", "consisid", "lumina_next",
+                      "lumina2", "easyanimate", "cosmos"])
     func uncachedAndCachedSamplingMatchDiffusers(fixture: String) throws {
         let folder = try Self.transformerFolder(fixture)
         defer { Self.remove(folder) }

@@ -10,7 +10,7 @@ import TestSupport
 /// budgets refused from the configuration alone.
 @Suite struct PrecisionTests {
     static let publicFixtures = ["flux", "tangoflux", "wan21", "hunyuan_video", "cogvideox", "mochi", "ltx_video",
-                                 "lumina_next", "lumina2", "easyanimate", "cosmos"]
+                                 "lumina_next", "lumina2", "easyanimate", "cosmos", "consisid"]
 
     /// The forward and the TeaCache run of each public fixture, with the weight matrices held in each
     /// precision, within ``FixtureVerifier/Tolerances/forPrecision(_:)`` (the README gives the measured
@@ -112,7 +112,8 @@ import TestSupport
             .filter { $0.pathExtension == "json" }
         #expect(files.count >= 11)
         let published: [String: Double] = ["flux1-dev.json": 11.90e9, "hunyuanvideo.json": 12.82e9, "mochi-1.json": 10.03e9,
-                                           "wan2.1-t2v-14b.json": 14.29e9, "cogvideox-5b.json": 5.57e9, "wan2.1-t2v-1.3b.json": 1.42e9]
+                                           "wan2.1-t2v-14b.json": 14.29e9, "cogvideox-5b.json": 5.57e9, "wan2.1-t2v-1.3b.json": 1.42e9,
+                                           "consisid-preview.json": 6.16e9]
         for file in files {
             let data = try Data(contentsOf: file)
             let int8 = try ForwardBenchmark.plan(data: data, precision: .int8)
