@@ -112,7 +112,8 @@ extension LatteTransformer: MemoryBudgeted {}
 // MARK: Harness
 
 extension LatteFamily {
-    public static let demoThresholds = [0.05, 0.1, 0.2]
+    /// Measured on the default model (28 steps, seed 0): the preset computes 15 and 9 of 28 calls at 0.1 and 0.2.
+    public static let demoThresholds = [0.1, 0.2, 0.3]
 
     public static let benchmarkFileName = "latte-bench.json"
 

@@ -101,7 +101,7 @@ public struct LatteTransformer: Sendable {
             LatteBlock(w["temporal_transformer_blocks"][$0], configuration: c, crossAttention: false)
         }
         do {
-            temporalPositions = try SinCosTable.rows((0..<c.videoLength).map(Float.init), dim: d)
+            temporalPositions = try LattePositionTable.rows((0..<c.videoLength).map(Float.init), dim: d)
         } catch {
             throw .tensor(error)
         }
@@ -124,7 +124,7 @@ public struct LatteTransformer: Sendable {
         let timesteps = input.timestep.scalars
         let (modulation, embedded) = try adalnSingle(timesteps)
         var tokens = try patchEmbedding(input.hiddenStates)  // [B, F·T, D], tokens in (f, h, w) order
-        let positions = try SinCosTable.grid(height: grid.h, width: grid.w, dim: d, baseSize: configuration.baseGridSize,
+        let positions = try LattePositionTable.grid(height: grid.h, width: grid.w, dim: d, baseSize: configuration.baseGridSize,
                                              interpolationScale: configuration.positionInterpolationScale)
         tokens = try (tokens.reshaped([b * grid.f, grid.h * grid.w, d]) + positions).reshaped([b, grid.f * grid.h * grid.w, d])
         return LatteState(tokens: tokens, modulation: modulation, embeddedTimestep: embedded,
@@ -218,8 +218,9 @@ public struct LatteTransformer: Sendable {
 // MARK: Embeddings
 
 /// diffusers' sin-cos position tables (`get_1d_sincos_pos_embed_from_grid` and `get_2d_sincos_pos_embed`),
-/// computed in Double from float32 positions and rounded to float32, as diffusers does.
-private enum SinCosTable {
+/// computed in Double from float32 positions and rounded to float32, as diffusers does (internal for its
+/// layer test).
+enum LattePositionTable {
     /// `[positions.count, dim]`: `[sin(p·ω_i), cos(p·ω_i)]` with `ω_i = 10000^(−i/(dim/2))`, i < dim/2.
     static func rows(_ positions: [Float], dim: Int) throws(TensorError) -> Tensor {
         try Tensor(shape: [positions.count, dim], scalars: positions.flatMap { halves(Double($0), dim: dim) })

@@ -11,7 +11,7 @@ import TestSupport
     static let xs = [0.0, 0.01, 0.05, 0.1, 0.2]
     /// Each preset's row of the table, by preset name. Rows shared by several presets (FLUX = TangoFlux,
     /// Lumina-Next = Lumina2 v1, CogVideoX-5b = 5b-I2V = ConsisID) are repeated for each. Cosmos,
-    /// Open-Sora, Latte and Open-Sora-Plan have rows but no preset.
+    /// Open-Sora and Open-Sora-Plan have rows but no preset.
     static let vectors: [String: [Double]] = [
         "flux": [0.264231, 0.231335, 0.180503, 0.206847, 0.261995],
         "tangoflux": [0.264231, 0.231335, 0.180503, 0.206847, 0.261995],
@@ -36,6 +36,7 @@ import TestSupport
         "wan2.1_t2v_14b_ret": [-0.315584, 0.0522715, 0.218949, -2.27316, -187.661],
         "wan2.1_i2v_480p_ret": [0.132518, 0.104063, 0.13956, 3.09446, 181.588],
         "wan2.1_i2v_720p_ret": [-0.0417769, 0.0893477, 0.174313, 0.835551, 18.4077],
+        "latte": [0.111001, 0.0782208, 0.130274, 0.568675, 1.03943],
     ]
 
     /// The built-in families' presets and the unported models' (families registered by other tests are
