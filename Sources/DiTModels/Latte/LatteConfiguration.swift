@@ -212,15 +212,15 @@ extension LatteConfiguration {
         let n = bb * ff * tt
         let ffnIn = Double(feedForwardActivation.isGated ? 2 * feedForwardDim : feedForwardDim)
         let ffn = 2 * n * d * (ffnIn + Double(feedForwardDim))
-        var f32 = 2 * n * Double(latentChannels * patch * patch) * d
-        f32 += 2 * bb * (Double(Self.timestepChannels) * d + d * d + d * 6 * d)
-        f32 += 2 * bb * ll * (Double(captionChannels ?? 0) * d + d * d)
+        var total = 2 * n * Double(latentChannels * patch * patch) * d
+        total += 2 * bb * (Double(Self.timestepChannels) * d + d * d + d * 6 * d)
+        total += 2 * bb * ll * (Double(captionChannels ?? 0) * d + d * d)
         var layer = 2 * n * 4 * d * d + 4 * n * tt * d + ffn   // spatial self-attention, feed-forward
         if hasCrossAttention { layer += 2 * n * 2 * d * d + 2 * bb * ff * ll * 2 * d * d + 4 * n * ll * d }
         layer += 2 * n * 4 * d * d + 4 * n * ff * d + ffn      // temporal self-attention, feed-forward
-        f32 += Double(numLayers) * layer
-        f32 += 2 * n * d * Double(outputTokenWidth)
-        return f32
+        total += Double(numLayers) * layer
+        total += 2 * n * d * Double(outputTokenWidth)
+        return total
     }
 
     /// Estimated bytes of the activations alive at once inside a block (the largest set): the tokens, the
