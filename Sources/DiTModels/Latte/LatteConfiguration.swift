@@ -120,6 +120,8 @@ public struct LatteConfiguration: DiTConfiguration {
     public var latentChannels: Int { inChannels ?? 0 }
     /// Output channels per pixel: `out_channels`, or `in_channels` when it is null or 0.
     public var outChannels: Int { outChannelsSetting ?? latentChannels }
+    /// Caption feature width (0 when unset; ``validate()`` refuses that).
+    public var captionWidth: Int { captionChannels ?? 0 }
     /// The patch side (0 when unset; ``validate()`` refuses that).
     public var patch: Int { patchSize ?? 0 }
     /// Width of the output projection: `patch² · outChannels`.
@@ -131,7 +133,10 @@ public struct LatteConfiguration: DiTConfiguration {
     /// Hidden width of the feed-forwards.
     public var feedForwardDim: Int { Self.feedForwardMultiple * innerDim }
     /// The feed-forward activation (valid after ``validate()``).
-    var feedForwardActivation: FeedForwardActivation { FeedForwardActivation(diffusersName: activationFn) ?? .gelu(.tanh) }
+    var feedForwardActivation: FeedForwardActivation {
+        // validate() refuses every name FeedForwardActivation does not know, so a model never sees the fallback.
+        FeedForwardActivation(diffusersName: activationFn) ?? .gelu(.tanh)
+    }
     /// Whether the spatial blocks have a cross-attention to the caption.
     public var hasCrossAttention: Bool { crossAttentionDim != nil }
 
@@ -214,7 +219,7 @@ extension LatteConfiguration {
         let ffn = 2 * n * d * (ffnIn + Double(feedForwardDim))
         var total = 2 * n * Double(latentChannels * patch * patch) * d
         total += 2 * bb * (Double(Self.timestepChannels) * d + d * d + d * 6 * d)
-        total += 2 * bb * ll * (Double(captionChannels ?? 0) * d + d * d)
+        total += 2 * bb * ll * (Double(captionWidth) * d + d * d)
         var layer = 2 * n * 4 * d * d + 4 * n * tt * d + ffn   // spatial self-attention, feed-forward
         if hasCrossAttention { layer += 2 * n * 2 * d * d + 2 * bb * ff * ll * 2 * d * d + 4 * n * ll * d }
         layer += 2 * n * 4 * d * d + 4 * n * ff * d + ffn      // temporal self-attention, feed-forward

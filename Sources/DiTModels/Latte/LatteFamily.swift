@@ -135,7 +135,7 @@ extension LatteFamily {
         let (b, f, h, w, l) = (try s.positive("batch"), try s.positive("latent_frames"), try s.positive("latent_height"),
                                try s.positive("latent_width"), try s.positive("text_tokens"))
         try SizeLimits.checkInputElements("hidden_states", [b, c.latentChannels, f, h, w])
-        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, max(c.captionChannels ?? 0, c.innerDim)])
+        try SizeLimits.checkInputElements("encoder_hidden_states", [b, l, max(c.captionWidth, c.innerDim)])
         guard h % c.patch == 0, w % c.patch == 0 else {
             throw ModelLoadError.malformedConfig(reason: "latent \(h)×\(w) must be divisible by patch_size \(c.patch)")
         }
@@ -148,7 +148,7 @@ extension LatteFamily {
         var g = SeededGenerator(seed: seed)
         let input = LatteInput(hiddenStates: try .randomNormal(shape: [b, c.latentChannels, f, h, w], using: &g),
                                timestep: try Tensor(shape: [b], repeating: 500),
-                               encoderHiddenStates: try .randomNormal(shape: [b, l, c.captionChannels ?? 0], using: &g))
+                               encoderHiddenStates: try .randomNormal(shape: [b, l, c.captionWidth], using: &g))
         return SamplingInputs(cond: input, batch: b)
     }
 

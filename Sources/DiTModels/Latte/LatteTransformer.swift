@@ -95,7 +95,7 @@ public struct LatteTransformer: Sendable {
         patchEmbedding = PatchEmbedding3D(w["pos_embed"]["proj"], inChannels: c.latentChannels, outChannels: d,
                                           framePatch: (c.patch, c.patch))
         adalnSingle = AdaLayerNormSingle(w["adaln_single"], dim: d)
-        captionProjection = PixArtAlphaTextProjection(w["caption_projection"], in: c.captionChannels ?? 0, hidden: d)
+        captionProjection = PixArtAlphaTextProjection(w["caption_projection"], in: c.captionWidth, hidden: d)
         spatialBlocks = (0..<c.numLayers).map { LatteBlock(w["transformer_blocks"][$0], configuration: c, crossAttention: true) }
         temporalBlocks = (0..<c.numLayers).map {
             LatteBlock(w["temporal_transformer_blocks"][$0], configuration: c, crossAttention: false)
@@ -194,8 +194,8 @@ public struct LatteTransformer: Sendable {
             throw fail("the latent height and width \(h)×\(w) must be positive multiples of patch_size = \(p)")
         }
         let e = x.encoderHiddenStates.shape
-        guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.captionChannels else {
-            throw fail("encoder_hidden_states must be [B = \(b), L > 0, caption_channels = \(c.captionChannels ?? 0)], got \(e)")
+        guard e.count == 3, e[0] == b, e[1] > 0, e[2] == c.captionWidth else {
+            throw fail("encoder_hidden_states must be [B = \(b), L > 0, caption_channels = \(c.captionWidth)], got \(e)")
         }
         guard x.timestep.shape == [b] else {
             throw fail("timestep must be [B = \(b)] (one value per sample, as diffusers requires), got \(x.timestep.shape)")
