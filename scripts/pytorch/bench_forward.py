@@ -18,7 +18,7 @@ Usage:
 Fully supported (pipeline-faithful inputs): WanTransformer3DModel, FluxTransformer2DModel.
 Also implemented: HunyuanVideoTransformer3DModel, MochiTransformer3DModel, LTXVideoTransformer3DModel,
 CogVideoXTransformer3DModel, ConsisIDTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel,
-EasyAnimateTransformer3DModel, CosmosTransformer3DModel.
+EasyAnimateTransformer3DModel, CosmosTransformer3DModel, LatteTransformer3DModel.
 """
 
 import argparse
@@ -269,6 +269,19 @@ def inputs_cosmos(model, cfg, inp, dtype):
     return kw
 
 
+def inputs_latte(model, cfg, inp, dtype):
+    # LattePipeline: latents [B, C, F, H, W]; prompt_embeds [B, T, caption_channels] (T5, 120 tokens);
+    # timestep = t.expand(B); enable_temporal_attentions=True; no encoder_attention_mask.
+    B = inp.get("batch", 1)
+    return dict(
+        hidden_states=rnd(B, cfg["in_channels"], inp["latent_frames"], inp["latent_height"], inp["latent_width"], dtype=dtype),
+        timestep=torch.full((B,), 500.0),
+        encoder_hidden_states=rnd(B, inp["text_tokens"], cfg["caption_channels"], dtype=dtype),
+        enable_temporal_attentions=True,
+        return_dict=False,
+    )
+
+
 BUILDERS = {
     "WanTransformer3DModel": inputs_wan,
     "FluxTransformer2DModel": inputs_flux,
@@ -281,6 +294,7 @@ BUILDERS = {
     "LuminaNextDiT2DModel": inputs_lumina_next,
     "EasyAnimateTransformer3DModel": inputs_easyanimate,
     "CosmosTransformer3DModel": inputs_cosmos,
+    "LatteTransformer3DModel": inputs_latte,
 }
 
 

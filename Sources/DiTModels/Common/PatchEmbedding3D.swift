@@ -18,12 +18,24 @@ public struct PatchEmbedding3D: Sendable {
     /// Takes `weight` `[outChannels, inChannels, pt, ph, pw]` (and `bias` `[outChannels]` when `bias` is true)
     /// of the scope (e.g. `x_embedder.proj`).
     public init(_ weights: WeightScope, inChannels: Int, outChannels: Int, patch: (t: Int, h: Int, w: Int), bias: Bool = true) {
-        let w = weights.tensor("weight", shape: [outChannels, inChannels, patch.t, patch.h, patch.w])
+        self.init(weights, kernel: [outChannels, inChannels, patch.t, patch.h, patch.w], patch: patch, bias: bias)
+    }
+
+    /// Takes a per-frame `nn.Conv2d` (diffusers' `PatchEmbed.proj`, e.g. Latte's `pos_embed.proj`): `weight`
+    /// `[outChannels, inChannels, ph, pw]` (and `bias`) of the scope — the 3-D embedding with a temporal
+    /// patch of 1, whose `[D, C·ph·pw]` matrix has the same `(c, ph, pw)` column order.
+    public init(_ weights: WeightScope, inChannels: Int, outChannels: Int, framePatch patch: (h: Int, w: Int), bias: Bool = true) {
+        self.init(weights, kernel: [outChannels, inChannels, patch.h, patch.w], patch: (1, patch.h, patch.w), bias: bias)
+    }
+
+    /// Takes `weight` of shape `kernel` (`[D, C, …]`) read as `[D, C·…]`, and `bias` `[D]` when `bias` is true.
+    private init(_ weights: WeightScope, kernel: [Int], patch: (t: Int, h: Int, w: Int), bias: Bool) {
+        let w = weights.tensor("weight", shape: kernel)
         // A mis-shaped stored weight is a placeholder here, already recorded by the loader as mis-shaped.
-        let flat = (try? w.reshaped([outChannels, inChannels * patch.t * patch.h * patch.w])) ?? w
-        projection = Linear(weight: flat, bias: bias ? weights.tensor("bias", shape: [outChannels]) : nil)
+        let flat = (try? w.reshaped([kernel[0], kernel.dropFirst().reduce(1, *)])) ?? w
+        projection = Linear(weight: flat, bias: bias ? weights.tensor("bias", shape: [kernel[0]]) : nil)
         self.patch = patch
-        self.inChannels = inChannels
+        inChannels = kernel[1]
     }
 
     /// `[B, C, F, H, W]` → tokens `[B, (F/pt)(H/ph)(W/pw), D]`.

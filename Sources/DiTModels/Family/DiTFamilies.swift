@@ -18,6 +18,7 @@ public enum DiTFamilies {
         Lumina2Family.self,
         EasyAnimateFamily.self,
         CosmosFamily.self,
+        LatteFamily.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])

@@ -10,7 +10,7 @@ import TestSupport
 /// budgets refused from the configuration alone.
 @Suite struct PrecisionTests {
     static let publicFixtures = ["flux", "tangoflux", "wan21", "hunyuan_video", "cogvideox", "mochi", "ltx_video",
-                                 "lumina_next", "lumina2", "easyanimate", "cosmos", "consisid"]
+                                 "lumina_next", "lumina2", "easyanimate", "cosmos", "consisid", "latte"]
 
     /// The forward and the TeaCache run of each public fixture, with the weight matrices held in each
     /// precision, within ``FixtureVerifier/Tolerances/forPrecision(_:)`` (the README gives the measured

@@ -11,7 +11,7 @@ import TestSupport
     static let xs = [0.0, 0.01, 0.05, 0.1, 0.2]
     /// Each preset's row of the table, by preset name. Rows shared by several presets (FLUX = TangoFlux,
     /// Lumina-Next = Lumina2 v1, CogVideoX-5b = 5b-I2V = ConsisID, Cosmos T2V = I2V) are repeated for each.
-    /// Open-Sora, Latte and Open-Sora-Plan have rows but no preset.
+    /// Open-Sora and Open-Sora-Plan have rows but no preset.
     static let vectors: [String: [Double]] = [
         "flux": [0.264231, 0.231335, 0.180503, 0.206847, 0.261995],
         "tangoflux": [0.264231, 0.231335, 0.180503, 0.206847, 0.261995],
@@ -42,6 +42,7 @@ import TestSupport
         "easyanimate_v5.1_12b": [0.0136149, 0.0204245, 0.0470291, 0.0818563, 0.169763],
         "easyanimate_v5.1_7b": [0.0237476, 0.0273663, 0.0474791, 0.0834961, 0.180938],
         "easyanimate_v5_7b": [-0.170664, -0.0789703, 0.0516489, 0.0682914, -0.0266416],
+        "latte": [0.111001, 0.0782208, 0.130274, 0.568675, 1.03943],
     ]
 
     /// The built-in families' presets and the unported models' (families registered by other tests are
