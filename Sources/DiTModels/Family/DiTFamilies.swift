@@ -15,6 +15,7 @@ public enum DiTFamilies {
         MochiFamily.self,
         LuminaNextFamily.self,
         Lumina2Family.self,
+        HiDreamI1Family.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])
