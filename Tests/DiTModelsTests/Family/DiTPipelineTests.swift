@@ -30,7 +30,7 @@ import TestSupport
                                  from: Data(contentsOf: Fixtures.folder(fixture).appendingPathComponent("sampling.json")))
     }
 
-    @Test(arguments: ["flux", "tangoflux", "wan21", "hunyuan_video", "ltx_video", "mochi", "cogvideox", "lumina_next", "lumina2"])
+    @Test(arguments: ["flux", "tangoflux", "wan21", "hunyuan_video", "ltx_video", "mochi", "cogvideox", "lumina_next", "lumina2", "hidream_i1"])
     func uncachedAndCachedSamplingMatchDiffusers(fixture: String) throws {
         let folder = try Self.transformerFolder(fixture)
         defer { Self.remove(folder) }
