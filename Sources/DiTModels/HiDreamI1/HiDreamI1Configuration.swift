@@ -6,9 +6,9 @@ import Tensors
 ///
 /// Field names and defaults are diffusers'. Every field that changes a shape or the computation is
 /// honoured; ``validate()`` rejects values the model cannot run with a typed error. `force_inference_output`
-/// only changes diffusers' training path and is read but has no effect; `max_resolution` only sizes the
-/// padded layout of non-square latents, which this port refuses (see ``HiDreamI1Transformer``). Keys
-/// starting with `_` and unknown keys are ignored.
+/// only changes diffusers' training path and is read but has no effect; `max_resolution` sizes the padded
+/// layout of non-square latents (see ``HiDreamI1Transformer``). Keys starting with `_` and unknown keys
+/// are ignored.
 public struct HiDreamI1Configuration: DiTConfiguration {
     /// The diffusers class this configuration describes.
     public static let classNames = ["HiDreamImageTransformer2DModel"]
@@ -102,6 +102,8 @@ public struct HiDreamI1Configuration: DiTConfiguration {
     public var patchWidth: Int { patch * patch * inChannels }
     /// Width of the output projection: `patch² · out_channels`.
     public var outputWidth: Int { patch * patch * outChannels }
+    /// `max_seq`: the padded image-token count of a non-square latent, `max_resolution[0]·max_resolution[1] / patch²`.
+    public var maxSequence: Int { (maxResolution.first ?? 0) * (maxResolution.last ?? 0) / (patch * patch) }
     /// Number of blocks, double-stream then single-stream.
     public var blockCount: Int { numLayers + numSingleLayers }
     /// Whether every head is rotated whole (the rotary axes add up to the head width) rather than its
@@ -175,6 +177,11 @@ public struct HiDreamI1Configuration: DiTConfiguration {
         }
         guard maxResolution.count == 2, maxResolution.allSatisfy({ $0 > 0 }) else {
             throw .unsupportedConfig(field: "max_resolution", value: "\(maxResolution)", reason: "needs two positive sizes")
+        }
+        for v in maxResolution { try SizeLimits.checkConfig("max_resolution", v) }
+        guard maxSequence >= 1, maxSequence <= SizeLimits.maximumExtent else {
+            throw .unsupportedConfig(field: "max_resolution", value: "\(maxResolution)",
+                                     reason: "max_resolution[0]·max_resolution[1] / patch_size² must be in 1...\(SizeLimits.maximumExtent)")
         }
         guard blockCount >= 1 else {
             throw .unsupportedConfig(field: "num_layers", value: "\(numLayers)",

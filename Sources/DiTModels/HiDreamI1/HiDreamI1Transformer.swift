@@ -4,7 +4,8 @@ import Tensors
 /// The tensor arguments of one HiDream-I1 forward call, named after diffusers'
 /// `HiDreamImageTransformer2DModel.forward`.
 public struct HiDreamI1Input: LatentTimestepInput, Sendable {
-    /// `hidden_states` `[B, in_channels, H, W]` (a square latent, H = W, both multiples of the patch size).
+    /// `hidden_states` `[B, in_channels, H, W]` (H and W multiples of the patch size; a non-square latent
+    /// runs in diffusers' padded layout, see ``HiDreamI1Transformer``).
     public var hiddenStates: Tensor
     /// `timesteps` `[B]` (or `[1]`, broadcast), sigma·1000.
     public var timestep: Tensor
@@ -34,7 +35,7 @@ public struct HiDreamI1Input: LatentTimestepInput, Sendable {
 /// single-stream blocks run on `[image, text, llama states of the block]` and keep the first two parts.
 public struct HiDreamI1State: Sendable {
     /// Image tokens `[B, S, D]`: the `x_embedder` output after ``HiDreamI1Transformer/prepare(_:)``, then
-    /// the output of the last block run.
+    /// the output of the last block run. For a non-square latent `S` is the padded `max_seq`.
     public internal(set) var image: Tensor
     /// The kept text tokens `[B, L_t5 + L_llama, D]`: the projected T5 states followed by the last
     /// block's projected llama states, then the output of the last block run.
@@ -50,6 +51,10 @@ public struct HiDreamI1State: Sendable {
     let rope: (cos: Tensor, sin: Tensor)
     /// The latent grid `(H, W)` the output is unpatchified to.
     let latentSize: (height: Int, width: Int)
+    /// Non-square latents only: `hidden_states_masks` `[B, max_seq]`, 1 for the real image tokens and 0 for
+    /// the padding, by which every attention multiplies the image keys (diffusers zeroes them; it does not
+    /// mask them out of the softmax).
+    let keyMask: Tensor?
 }
 
 /// diffusers' `HiDreamImageTransformer2DModel` (HiDream-I1), float32 on the CPU.
@@ -59,8 +64,9 @@ public struct HiDreamI1State: Sendable {
 /// single-stream blocks) and ``outputHead(_:)``; ``callAsFunction(_:)`` runs all but the modulated input.
 /// Build one with ``HiDreamI1Family``'s loaders.
 ///
-/// Non-square latents, which diffusers runs in a padded `max_resolution` layout with masks, are refused
-/// with a typed error.
+/// A non-square latent runs as diffusers runs it: its tokens are padded with zero tokens to
+/// `max_seq = max_resolution[0]·max_resolution[1] / patch²`, the padding tokens (at position 0) flow
+/// through every block with their attention keys zeroed, and the output keeps the real tokens.
 public struct HiDreamI1Transformer: Sendable {
     /// The validated configuration.
     public let configuration: HiDreamI1Configuration
@@ -118,7 +124,15 @@ public struct HiDreamI1Transformer: Sendable {
         let c = configuration
         let (h, w) = (inputs.hiddenStates.shape[2], inputs.hiddenStates.shape[3])
         let p = c.patch
-        let tokens = try Patches.patchify2D(inputs.hiddenStates, patch: p, order: .channelsLast)
+        var tokens = try Patches.patchify2D(inputs.hiddenStates, patch: p, order: .channelsLast)
+        var keyMask: Tensor? = nil
+        if h != w {
+            let real = tokens.shape[1]
+            tokens = try Tensor.concatenate([tokens, Tensor(zeros: [b, c.maxSequence - real, tokens.shape[2]])], axis: 1)
+            var mask = [Float](repeating: 0, count: b * c.maxSequence)
+            for r in 0..<b { for t in 0..<real { mask[r * c.maxSequence + t] = 1 } }
+            keyMask = try Tensor(shape: [b, c.maxSequence], scalars: mask)
+        }
         let image = try xEmbedder(tokens)
         var timesteps = inputs.timestep.scalars
         if timesteps.count == 1 && b > 1 { timesteps = Array(repeating: timesteps[0], count: b) }
@@ -138,7 +152,8 @@ public struct HiDreamI1Transformer: Sendable {
         let grid = (h / p, w / p)
         return HiDreamI1State(
             image: image, text: text, llama: llama, timestepEmbedding: timestepEmbedding, temb: temb,
-            rope: try rotaryTables(grid: grid, textTokens: text.shape[1] + ll), latentSize: (h, w))
+            rope: try rotaryTables(grid: grid, imageTokens: image.shape[1], textTokens: text.shape[1] + ll),
+            latentSize: (h, w), keyMask: keyMask)
     }
 
     /// TeaCache's modulated input (TeaCache4HiDream-I1): the timestep embedding `t_embedder(timesteps)`
@@ -168,31 +183,33 @@ public struct HiDreamI1Transformer: Sendable {
         let l = p.text.shape[1]
         if index < doubleBlocks.count {
             var text = try Tensor.concatenate([p.text, p.llama[index]], axis: 1)
-            try doubleBlocks[index](image: &p.image, text: &text, temb: p.temb, rope: p.rope)
+            try doubleBlocks[index](image: &p.image, text: &text, temb: p.temb, rope: p.rope, keyMask: p.keyMask)
             p.text = try text.slice(axis: 1, 0..<l)
             return
         }
         let s = p.image.shape[1]
         var joint = try Tensor.concatenate([p.image, p.text, p.llama[index]], axis: 1)
-        try singleBlocks[index - doubleBlocks.count](&joint, temb: p.temb, rope: p.rope)
+        try singleBlocks[index - doubleBlocks.count](&joint, temb: p.temb, rope: p.rope, keyMask: p.keyMask)
         let parts = try joint.split(sizes: [s, l, joint.shape[1] - s - l], axis: 1)
         (p.image, p.text) = (parts[0], parts[1])
     }
 
     /// `unpatchify(final_layer(image, temb))`: `[B, out_channels, H, W]`.
     public func outputHead(_ p: HiDreamI1State) throws(TensorError) -> Tensor {
-        let tokens = try finalLayer(p.image, temb: p.temb)
+        var tokens = try finalLayer(p.image, temb: p.temb)
+        let real = (p.latentSize.height / configuration.patch) * (p.latentSize.width / configuration.patch)
+        if tokens.shape[1] != real { tokens = try tokens.slice(axis: 1, 0..<real) }
         return try Patches.unpatchify2D(tokens, height: p.latentSize.height, width: p.latentSize.width,
                                         patch: configuration.patch, order: .channelsLast)
     }
 
-    /// `HiDreamImageEmbedND` over the image ids `(0, row, column)` of the `grid` followed by `textTokens`
-    /// zero ids, `[S + textTokens, headDim]` each. When the rotary axes cover half a head, the second
+    /// `HiDreamImageEmbedND` over the image ids `(0, row, column)` of the `grid` (padded with zero ids to
+    /// `imageTokens`) followed by `textTokens` zero ids, `[imageTokens + textTokens, headDim]` each. When the rotary axes cover half a head, the second
     /// half of every head gets the identity rotation (cos 1, sin 0), which leaves it exactly unchanged,
     /// as diffusers leaves it unrotated.
-    private func rotaryTables(grid: (h: Int, w: Int), textTokens: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
+    private func rotaryTables(grid: (h: Int, w: Int), imageTokens: Int, textTokens: Int) throws(TensorError) -> (cos: Tensor, sin: Tensor) {
         let c = configuration
-        let n = grid.h * grid.w + textTokens
+        let n = imageTokens + textTokens
         var ids = [Float](repeating: 0, count: n * 3)
         for r in 0..<grid.h {
             for col in 0..<grid.w {
@@ -217,12 +234,13 @@ public struct HiDreamI1Transformer: Sendable {
         guard h.count == 4, h[1] == c.inChannels, h.allSatisfy({ $0 > 0 }) else {
             throw fail("hidden_states must be [B, \(c.inChannels), H, W] with B, H, W > 0, got \(h)")
         }
-        guard h[2] == h[3] else {
-            throw fail("hidden_states is \(h[2])×\(h[3]): non-square latents use diffusers' padded max_resolution layout "
-                       + "with masks, which this port does not run; pass a square latent")
+        guard h[2] % c.patch == 0, h[3] % c.patch == 0 else {
+            throw fail("the latent \(h[2])×\(h[3]) is not a multiple of patch_size = \(c.patch)")
         }
-        guard h[2] % c.patch == 0 else {
-            throw fail("the latent side \(h[2]) is not a multiple of patch_size = \(c.patch)")
+        let real = (h[2] / c.patch) * (h[3] / c.patch)
+        guard h[2] == h[3] || real <= c.maxSequence else {
+            throw fail("a non-square latent runs padded to max_resolution: \(h[2])×\(h[3]) has \(real) patches, "
+                       + "more than max_seq = \(c.maxSequence)")
         }
         let b = h[0]
         let t5 = x.encoderHiddenStatesT5.shape
@@ -242,7 +260,7 @@ public struct HiDreamI1Transformer: Sendable {
             }
             indices.append(i)
         }
-        let s = (h[2] / c.patch) * (h[3] / c.patch)
+        let s = h[2] == h[3] ? real : c.maxSequence
         try memoryBudget.check("HiDream-I1 forward of batch \(b), \(s) image + \(t5[1]) T5 + \(llama[2]) llama tokens",
                                bytes: Double(c.activationBytesEstimate(batch: b, imageTokens: s, t5Tokens: t5[1],
                                                                        llamaTokens: llama[2])))
@@ -316,13 +334,13 @@ private struct HiDreamI1DoubleStreamBlock: Sendable {
 
     /// Updates `image` `[B, S, D]` and `text` `[B, L', D]` with conditioning `temb` `[B, D]`.
     func callAsFunction(
-        image: inout Tensor, text: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)
+        image: inout Tensor, text: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor), keyMask: Tensor?
     ) throws(TensorError) {
         let chunks = try modulationChunks(modulation, temb, count: 12)
         let mi = HiDreamI1Modulation(chunks, stream: 0), mt = HiDreamI1Modulation(chunks, stream: 1)
         let ni = try layerNormModulated(image, eps: blockNormEps, scale: mi.attention.scale, shift: mi.attention.shift)
         let nt = try layerNormModulated(text, eps: blockNormEps, scale: mt.attention.scale, shift: mt.attention.shift)
-        let (ai, at) = try attention.joint(image: ni, text: nt, rope: rope)
+        let (ai, at) = try attention.joint(image: ni, text: nt, rope: rope, keyMask: keyMask)
         image = try feedForwardUpdate(addingGated(image, ai, gate: mi.attention.gate), mi.feedForward) { x throws(TensorError) in
             try imageFeedForward(x)
         }
@@ -349,11 +367,11 @@ private struct HiDreamI1SingleStreamBlock: Sendable {
         feedForward = HiDreamI1ImageFeedForward(w["ff_i"], configuration: c)
     }
 
-    /// Updates the joint sequence `x` `[B, T, D]`.
-    func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
+    /// Updates the joint sequence `x` `[B, T, D]` (`keyMask` covers its first, image, tokens).
+    func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor), keyMask: Tensor?) throws(TensorError) {
         let m = HiDreamI1Modulation(try modulationChunks(modulation, temb, count: 6), stream: 0)
         let n = try layerNormModulated(x, eps: blockNormEps, scale: m.attention.scale, shift: m.attention.shift)
-        let a = try attention.single(n, rope: rope)
+        let a = try attention.single(n, rope: rope, keyMask: keyMask)
         x = try feedForwardUpdate(addingGated(x, a, gate: m.attention.gate), m.feedForward) { y throws(TensorError) in
             try feedForward(y)
         }
@@ -393,13 +411,16 @@ private struct HiDreamI1Attention: Sendable {
     }
 
     /// Image and text stream attended jointly (image tokens first); returns both projected outputs.
-    func joint(image: Tensor, text t: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) -> (image: Tensor, text: Tensor) {
+    func joint(
+        image: Tensor, text t: Tensor, rope: (cos: Tensor, sin: Tensor), keyMask: Tensor?
+    ) throws(TensorError) -> (image: Tensor, text: Tensor) {
         guard let text else {
             throw .invalidArgument(operation: "HiDream-I1 attention", reason: "a single-stream attention has no text projections")
         }
         let (qi, ki, vi) = try qkv(image, projection, normQ, normK)
         let (qt, kt, vt) = try qkv(t, text.projection, text.normQ, text.normK)
-        let o = try rotaryAttention(q: Tensor.concatenate([qi, qt], axis: 1), k: Tensor.concatenate([ki, kt], axis: 1),
+        let k = try Tensor.concatenate([masked(ki, keyMask), kt], axis: 1)
+        let o = try rotaryAttention(q: Tensor.concatenate([qi, qt], axis: 1), k: k,
                                     v: Tensor.concatenate([vi, vt], axis: 1), rope: rope)
         let s = image.shape[1]
         let parts = try o.split(sizes: [s, o.shape[1] - s], axis: 1)
@@ -407,9 +428,31 @@ private struct HiDreamI1Attention: Sendable {
     }
 
     /// Self-attention of the joint sequence `x` `[B, T, D]`, projected out.
-    func single(_ x: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
+    func single(_ x: Tensor, rope: (cos: Tensor, sin: Tensor), keyMask: Tensor?) throws(TensorError) -> Tensor {
         let (q, k, v) = try qkv(x, projection, normQ, normK)
-        return try toOut(rotaryAttention(q: q, k: k, v: v, rope: rope))
+        return try toOut(rotaryAttention(q: q, k: masked(k, keyMask), v: v, rope: rope))
+    }
+
+    /// `k` `[B, T, D]` with its first `mask.shape[1]` tokens multiplied by `mask` `[B, S]` (diffusers'
+    /// `key * hidden_states_masks`; the text tokens' mask is all ones).
+    private func masked(_ k: Tensor, _ mask: Tensor?) throws(TensorError) -> Tensor {
+        guard let mask else { return k }
+        let (b, t, d) = (k.shape[0], k.shape[1], k.shape[2])
+        let s = mask.shape[1]
+        guard mask.shape[0] == b, s <= t else {
+            throw .shapeMismatch(operation: "HiDream-I1 key mask", shapes: [k.shape, mask.shape],
+                                 reason: "the mask must be [B, S] with S at most the keys' length")
+        }
+        var values = k.scalars
+        let m = mask.scalars
+        for r in 0..<b {
+            for i in 0..<s {
+                let f = m[r * s + i]
+                let base = (r * t + i) * d
+                for j in 0..<d { values[base + j] *= f }
+            }
+        }
+        return try Tensor(shape: k.shape, scalars: values)
     }
 
     private func qkv(_ x: Tensor, _ p: FusedLinear, _ nq: Tensor, _ nk: Tensor) throws(TensorError) -> (Tensor, Tensor, Tensor) {

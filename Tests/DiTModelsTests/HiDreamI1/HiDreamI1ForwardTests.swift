@@ -131,6 +131,28 @@ import TestSupport
         #expect(try weights(x) == reloaded(x))
     }
 
+    /// A non-square latent runs padded to `max_seq` (its output has the latent's shape) and its real
+    /// tokens see the padding tokens: a larger `max_resolution` (more padding) changes the output, as
+    /// diffusers' zeroed keys still take part in the softmax. The padded run's parity with diffusers is
+    /// the `hidream_i1_h4w8` variant folder.
+    @Test func nonSquareLatentsRunPadded() throws {
+        var c = Self.tiny()
+        c.maxResolution = [6, 6]
+        let model = try HiDreamI1Family.random(c, seed: 7, steps: 12)
+        var x = try Self.input(c, side: 4, seed: 8)
+        x.hiddenStates = randomTensor([1, 4, 4, 6], seed: 9)
+        let out = try model(x)
+        #expect(out.shape == [1, 4, 4, 6])
+        var wider = c
+        wider.maxResolution = [8, 8]
+        let other = try HiDreamI1Family.random(wider, seed: 7, steps: 12)
+        #expect(relL2(try other(x), out) > 1e-4)
+        var state = try model.prepare(x)
+        #expect(state.image.shape == [1, 9, c.innerDim])
+        try model.runBlocks(&state)
+        #expect(try model.outputHead(state) == out)
+    }
+
     static func tiny(routed: Int = 3, activated: Int = 2) -> HiDreamI1Configuration {
         var c = HiDreamI1Configuration()
         c.patchSize = 2
@@ -277,12 +299,13 @@ import TestSupport
     }
 
     @Test func badInputsAreRefused() throws {
-        let c = HiDreamI1PropertyTests.tiny()
+        var c = HiDreamI1PropertyTests.tiny()
+        c.maxResolution = [4, 4]
         let model = try HiDreamI1Family.random(c, seed: 1, steps: 12)
         let good = try HiDreamI1PropertyTests.input(c, side: 4, seed: 2)
         _ = try model(good)
         var x = good; x.hiddenStates = randomTensor([1, 4, 4, 6], seed: 3)
-        #expect(throws: TensorError.self, "non-square") { try model(x) }
+        #expect(throws: TensorError.self, "non-square: 6 patches, max_seq 4") { try model(x) }
         x = good; x.hiddenStates = randomTensor([1, 4, 5, 5], seed: 3)
         #expect(throws: TensorError.self, "not a multiple of the patch") { try model(x) }
         x = good; x.hiddenStates = randomTensor([1, 3, 4, 4], seed: 3)
