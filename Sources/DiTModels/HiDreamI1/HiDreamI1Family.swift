@@ -140,7 +140,8 @@ extension HiDreamI1Family {
     /// Measured on the default model (28 steps, seed 0): every step moves the timestep embedding by a
     /// distance of ≈ 0.024, which the Full polynomial rescales to ≈ 0.31, so δ 0.5, 0.7 and 1.0 skip one,
     /// two and three calls after each computed one (0.2 and 0.3 skip nothing): the preset computes 15 of
-    /// 28 calls at 0.5.
+    /// 28 calls at 0.5. For the same reason `teacache calibrate --model hidream_i1` needs `--force` on this
+    /// random model: its distances span only 0.023–0.025, too narrow a range for a fit (R² ≈ 0.2).
     public static let demoThresholds = [0.5, 0.7, 1.0]
 
     public static let benchmarkFileName = "hidream-i1-bench.json"
