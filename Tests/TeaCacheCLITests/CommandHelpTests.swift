@@ -96,7 +96,7 @@ import TeaCacheDemo
         #expect(flux?.contains("TeaCache4FLUX/teacache_flux.py") == true)
         #expect(lines.contains { $0.hasPrefix("magcache:flux ") && $0.contains("magcache") })
         #expect(lines.contains { $0.hasPrefix("wan2.1_t2v_14b ") && $0.contains("wan21") })
-        #expect(lines.contains { $0.hasPrefix("hidream_i1 ") && $0.contains("(no port)") })
+        #expect(lines.contains { $0.hasPrefix("hidream_i1 ") && $0.contains("TeaCache4HiDream-I1") })
     }
 
     @Test func modelAliasesAndPresetNamesParseAndValidate() throws {

@@ -44,7 +44,7 @@ import TeaCache
                 #expect(try #require(DiTFamilies.all.first { $0.name == entry.family }).magCachePresets.contains(p))
             }
         }
-        #expect(PresetCatalog.entry(named: "hidream_i1")?.family == nil)
+        #expect(PresetCatalog.entry(named: "hidream_i1")?.family == "hidream_i1")
         let flux = try #require(PresetCatalog.entry(named: "flux"))
         #expect(flux.suggestedThresholds == "default 0.6; 0.25 → 1.5×, 0.4 → 1.8×, 0.6 → 2×, 0.8 → 2.25×")
         #expect(flux.source == TeaCachePreset.flux.provenance)

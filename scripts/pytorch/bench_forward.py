@@ -18,7 +18,7 @@ Usage:
 Fully supported (pipeline-faithful inputs): WanTransformer3DModel, FluxTransformer2DModel.
 Also implemented: HunyuanVideoTransformer3DModel, MochiTransformer3DModel, LTXVideoTransformer3DModel,
 CogVideoXTransformer3DModel, ConsisIDTransformer3DModel, Lumina2Transformer2DModel, LuminaNextDiT2DModel,
-EasyAnimateTransformer3DModel, CosmosTransformer3DModel, LatteTransformer3DModel.
+EasyAnimateTransformer3DModel, CosmosTransformer3DModel, LatteTransformer3DModel, HiDreamImageTransformer2DModel.
 """
 
 import argparse
@@ -282,6 +282,22 @@ def inputs_latte(model, cfg, inp, dtype):
     )
 
 
+def inputs_hidream_i1(model, cfg, inp, dtype):
+    # HiDreamImagePipeline: latents [B, C, H, W] (square: the pipeline's non-square path pads to max_resolution);
+    # T5 states [B, L_t5, caption_channels[0]], the stacked llama hidden states [n_llama, B, L_llama,
+    # caption_channels[1]], pooled CLIP embeddings [B, text_emb_dim]; timesteps = t in [0, 1000).
+    B = inp.get("batch", 1)
+    n = inp.get("llama_layers", max(k if k >= 0 else -k - 1 for k in cfg["llama_layers"]) + 1)
+    return dict(
+        hidden_states=rnd(B, cfg["in_channels"], inp["latent_height"], inp["latent_width"], dtype=dtype),
+        timesteps=torch.full((B,), 500.0).to(dtype),
+        encoder_hidden_states_t5=rnd(B, inp["t5_tokens"], cfg["caption_channels"][0], dtype=dtype),
+        encoder_hidden_states_llama3=rnd(n, B, inp["llama_tokens"], cfg["caption_channels"][1], dtype=dtype),
+        pooled_embeds=rnd(B, cfg["text_emb_dim"], dtype=dtype),
+        return_dict=False,
+    )
+
+
 BUILDERS = {
     "WanTransformer3DModel": inputs_wan,
     "FluxTransformer2DModel": inputs_flux,
@@ -295,6 +311,7 @@ BUILDERS = {
     "EasyAnimateTransformer3DModel": inputs_easyanimate,
     "CosmosTransformer3DModel": inputs_cosmos,
     "LatteTransformer3DModel": inputs_latte,
+    "HiDreamImageTransformer2DModel": inputs_hidream_i1,
 }
 
 

@@ -43,10 +43,11 @@ public func sinusoidalColumnFrequencies(dim: Int, downscaleFreqShift: Float, max
 /// The demo/benchmark taper for randomly initialised timestep MLPs (fixtures FORMAT.md §6): scales the
 /// column of frequency `f` of `linear_1.weight` by `max(exp(−0.5·(u·f/0.1)²), 0.02)`, where `u` is how far
 /// the sinusoid argument moves per sampling step. Trained models embed time smoothly; random ones do not.
-public func taperTimestepColumns(_ weight: inout Tensor, frequencies: [Double], stepSize u: Double) {
+/// `floor` replaces the 0.02 where a family's fixtures taper harder (HiDream-I1: 0.002).
+public func taperTimestepColumns(_ weight: inout Tensor, frequencies: [Double], stepSize u: Double, floor: Double = 0.02) {
     guard weight.rank == 2, weight.shape[1] == frequencies.count else { return }
     let cols = weight.shape[1]
-    let factors = frequencies.map { f in Float(max(Foundation.exp(-0.5 * pow(u * f / 0.1, 2)), 0.02)) }
+    let factors = frequencies.map { f in Float(max(Foundation.exp(-0.5 * pow(u * f / 0.1, 2)), floor)) }
     weight.withUnsafeMutableBufferPointer { w in
         for r in 0..<(w.count / cols) { for c in 0..<cols { w[r * cols + c] *= factors[c] } }
     }

@@ -19,6 +19,7 @@ public enum DiTFamilies {
         EasyAnimateFamily.self,
         CosmosFamily.self,
         LatteFamily.self,
+        HiDreamI1Family.self,
     ]
 
     private static let registered = Mutex<[any DiTFamily.Type]>([])

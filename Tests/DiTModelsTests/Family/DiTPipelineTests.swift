@@ -31,7 +31,7 @@ import TestSupport
     }
 
     @Test(arguments: ["flux", "tangoflux", "wan21", "hunyuan_video", "ltx_video", "mochi", "cogvideox", "consisid", "lumina_next",
-                      "lumina2", "easyanimate", "cosmos", "latte"])
+                      "lumina2", "easyanimate", "cosmos", "latte", "hidream_i1"])
     func uncachedAndCachedSamplingMatchDiffusers(fixture: String) throws {
         let folder = try Self.transformerFolder(fixture)
         defer { Self.remove(folder) }

@@ -10,7 +10,7 @@ import TestSupport
 /// budgets refused from the configuration alone.
 @Suite struct PrecisionTests {
     static let publicFixtures = ["flux", "tangoflux", "wan21", "hunyuan_video", "cogvideox", "mochi", "ltx_video",
-                                 "lumina_next", "lumina2", "easyanimate", "cosmos", "consisid", "latte"]
+                                 "lumina_next", "lumina2", "easyanimate", "cosmos", "consisid", "latte", "hidream_i1"]
 
     /// The forward and the TeaCache run of each public fixture, with the weight matrices held in each
     /// precision, within ``FixtureVerifier/Tolerances/forPrecision(_:)`` (the README gives the measured
@@ -113,12 +113,16 @@ import TestSupport
         #expect(files.count >= 11)
         let published: [String: Double] = ["flux1-dev.json": 11.90e9, "hunyuanvideo.json": 12.82e9, "mochi-1.json": 10.03e9,
                                            "wan2.1-t2v-14b.json": 14.29e9, "cogvideox-5b.json": 5.57e9, "wan2.1-t2v-1.3b.json": 1.42e9,
-                                           "consisid-preview.json": 6.16e9]
+                                           "consisid-preview.json": 6.16e9, "hidream-i1-full.json": 17.11e9]
+        // HiDream-I1's 17.1 B parameters take 18.2 GB in int8 with their group scales: it needs a 32 GB
+        // machine's default budget (24 GB).
+        let budgets: [String: Double] = ["hidream-i1-full.json": 24e9]
         for file in files {
             let data = try Data(contentsOf: file)
             let int8 = try ForwardBenchmark.plan(data: data, precision: .int8)
             let f32 = try ForwardBenchmark.plan(data: data, precision: .float32)
-            #expect(int8.weightBytes + int8.activationBytes < 18e9, "\(file.lastPathComponent): \(int8)")
+            #expect(int8.weightBytes + int8.activationBytes < budgets[file.lastPathComponent, default: 18e9],
+                    "\(file.lastPathComponent): \(int8)")
             #expect(int8.weightBytes < 0.3 * f32.weightBytes, "\(file.lastPathComponent)")
             if let n = published[file.lastPathComponent] {
                 #expect(abs(Double(int8.parameters) - n) < 0.01 * n, "\(file.lastPathComponent): \(int8.parameters)")
