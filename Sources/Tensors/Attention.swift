@@ -1,7 +1,7 @@
 import CKernels
 import COpenBLAS
 
-/// A mask for ``attention(query:key:value:heads:mask:scale:)``.
+/// A mask for ``attention(query:key:value:heads:mask:scale:precision:)``.
 public enum AttentionMask: Sendable {
     /// Per-key boolean mask `[B, Sk]`: nonzero = attend, zero = masked out (the key-padding mask of
     /// text encoders).
@@ -11,7 +11,7 @@ public enum AttentionMask: Sendable {
     case additive(Tensor)
 }
 
-/// The fewest query rows ``attention(query:key:value:heads:mask:scale:)`` puts in one block (fewer only
+/// The fewest query rows ``attention(query:key:value:heads:mask:scale:precision:)`` puts in one block (fewer only
 /// when the sequence is shorter).
 public let attentionQueryBlock = 128
 
@@ -19,7 +19,7 @@ public let attentionQueryBlock = 128
 /// ``attentionQueryBlock`` rows: larger blocks make fewer, larger products (each has a set-up cost).
 let attentionScoreFloatsTarget = 1 << 20
 
-/// The query rows of one block of ``attention(query:key:value:heads:mask:scale:)`` for `sq` queries and
+/// The query rows of one block of ``attention(query:key:value:heads:mask:scale:precision:)`` for `sq` queries and
 /// `sk` keys: at least ``attentionQueryBlock``, up to `2²⁰ / sk`, the blocks of a head made equal.
 func attentionQueryRows(queries sq: Int, keys sk: Int) -> Int {
     let most = max(attentionQueryBlock, attentionScoreFloatsTarget / max(sk, 1))
@@ -27,13 +27,13 @@ func attentionQueryRows(queries sq: Int, keys sk: Int) -> Int {
     return (max(sq, 1) + blocks - 1) / blocks
 }
 
-/// The most score floats one worker of ``attention(query:key:value:heads:mask:scale:)`` holds at once for
+/// The most score floats one worker of ``attention(query:key:value:heads:mask:scale:precision:)`` holds at once for
 /// `keys` keys (any number of queries): what a model's activation estimate adds per thread.
 public func attentionScoreFloats(keys: Int) -> Int {
     max(attentionQueryBlock, attentionScoreFloatsTarget / max(keys, 1)) * keys
 }
 
-/// ``attentionScoreFloats(keys:)`` in Double, for estimates that must not overflow at any size (an upper
+/// ``attentionScoreFloats(keys:)-(Int)`` in Double, for estimates that must not overflow at any size (an upper
 /// bound: `max(attentionQueryBlock · keys, 2²⁰)`).
 public func attentionScoreFloats(keys: Double) -> Double {
     max(Double(attentionQueryBlock) * keys, Double(attentionScoreFloatsTarget))
@@ -44,7 +44,7 @@ public func attentionScoreFloats(keys: Double) -> Double {
 /// Works directly on the `[B, S, H·Dh]` layout that linear projections produce: each head's columns are
 /// addressed with a row stride, so no transposes are made. Queries are processed in blocks of at least
 /// ``attentionQueryBlock`` rows (more while the block's scores stay under 4 MB), so the extra memory is
-/// ``attentionScoreFloats(keys:)`` per worker rather than `O(Sq × Sk)`.
+/// ``attentionScoreFloats(keys:)-(Int)`` per worker rather than `O(Sq × Sk)`.
 ///
 /// - Parameters:
 ///   - query: `[B, Sq, H·Dh]`.

@@ -107,7 +107,7 @@ extension ConsisIDState: BatchSelectableState {
 /// - streams: `[video tokens, text tokens]` after the patch embedding; each residual is its stream after
 ///   the last block (and its cross-attention) minus before the first. The face extractor runs before
 ///   the blocks, `norm_final`, `norm_out` and `proj_out` after them, on every call.
-/// - counter: the standard one (``TeaCachePreset/consisID`` says why ConsisID's wrap changes nothing within a run).
+/// - counter: the standard one (`TeaCachePreset.consisID` says why ConsisID's wrap changes nothing within a run).
 extension ConsisIDTransformer: DiffusionTransformer {
     public typealias Input = ConsisIDInput
     public typealias State = ConsisIDState
@@ -223,7 +223,7 @@ extension ConsisIDFamily {
     }
 
     /// TeaCache4ConsisID's counter (FORMAT.md §4, kind `consisid`): wrapped to 0 when it reaches N − 1, so
-    /// a run of N calls forces its first and last call — the standard schedule (see ``TeaCachePreset/consisID``).
+    /// a run of N calls forces its first and last call — the standard schedule (see `TeaCachePreset.consisID`).
     /// Also accepts the standard kind.
     public static func teaCacheConfiguration(record: SamplingRecord, steps: Int) throws -> TeaCacheConfiguration {
         let state = record.teacacheState

@@ -10,7 +10,7 @@ import Tensors
 ///
 /// TeaCache (TeaCache4HiDream-I1): the modulated input is the timestep embedding alone, the cached
 /// residual covers the image tokens across both block stacks, and the first 10% of the steps are
-/// computed, the last one is not forced (``TeaCacheSchedule/hiDreamI1Reference``).
+/// computed, the last one is not forced (`TeaCacheSchedule.hiDreamI1Reference`).
 ///
 /// Fixture arguments are diffusers' forward arguments: `hidden_states`, `timesteps`,
 /// `encoder_hidden_states_t5`, `encoder_hidden_states_llama3` and `pooled_embeds`.
@@ -227,7 +227,7 @@ extension HiDreamI1Family {
     public static var residualNames: [String] { ["teacache.residual"] }
 
     /// `hidream_i1` records: TeaCache4HiDream-I1's counter (`counter < ret_steps = 0.1·N` forced, no
-    /// last-step forcing), ``TeaCacheSchedule/hiDreamI1Reference``; `standard` records: the standard counter.
+    /// last-step forcing), `TeaCacheSchedule.hiDreamI1Reference`; `standard` records: the standard counter.
     public static func teaCacheConfiguration(record: SamplingRecord, steps: Int) throws -> TeaCacheConfiguration {
         let state = record.teacacheState
         if let period = state["counter_period"], period.integer != steps {
