@@ -164,6 +164,13 @@ enum CLIFuzzWorkers {
         }
     }
 
+    /// The nice value of the process (its main thread; Linux keeps one per thread).
+    static let processNice: Int32 = {
+        errno = 0
+        let value = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(getpid()))
+        return errno == 0 ? value : 0
+    }()
+
     /// Starts ``run(_:executable:limits:jobs:)`` on another thread.
     static func start(_ cases: [(folder: URL, runs: [[String]])], executable: String, limits: ChildLimits, jobs: Int) -> Pending {
         let pending = Pending()
@@ -176,7 +183,11 @@ enum CLIFuzzWorkers {
 
     static func run(_ cases: [(folder: URL, runs: [[String]])], executable: String, limits: ChildLimits, jobs: Int) -> [CLIFuzzCaseResult] {
         let queue = Queue(count: cases.count)
+        let nice = processNice
         DispatchQueue.concurrentPerform(iterations: min(jobs, cases.count)) { _ in
+            // Children inherit the nice value of the thread that spawns them, and a pool thread does not
+            // have the process's (`nice -n 19 scripts/fuzz.sh` would otherwise run its children at 0).
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
             while true {
                 queue.lock.lock()
                 let i = queue.next
