@@ -285,13 +285,14 @@ struct ChildRun {
             result.stderr = "posix_spawn failed: \(rc)"
             return result
         }
+        let executableName = String(URL(fileURLWithPath: executable).lastPathComponent.prefix(15))   // the kernel's comm is 15 bytes
         var status: Int32 = 0
         var usage = rusage()
         var delay: useconds_t = 250
         while true {
             // The child's own high-water mark (VmHWM), sampled while it runs. (wait4's ru_maxrss would
             // include this process's: posix_spawn shares our address space until the exec.)
-            if let hwm = Self.highWaterMark(pid) { result.peakRSSBytes = max(result.peakRSSBytes, hwm) }
+            if let hwm = Self.highWaterMark(pid, name: executableName) { result.peakRSSBytes = max(result.peakRSSBytes, hwm) }
             let r = wait4(pid, &status, WNOHANG, &usage)
             if r == pid { break }
             if r < 0 && errno != EINTR { result.status = -1; return result }
@@ -322,9 +323,12 @@ struct ChildRun {
         return env.map { "\($0.key)=\($0.value)" }.sorted()
     }()
 
-    /// VmHWM of a running process in bytes, from /proc (nil once it has exited).
-    static func highWaterMark(_ pid: pid_t) -> Int? {
+    /// VmHWM of a running process in bytes, from /proc, once it runs `name` (nil before: between spawn and
+    /// exec the child shares this process's memory and reports this process's high-water mark; and nil
+    /// once it has exited).
+    static func highWaterMark(_ pid: pid_t, name: String) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              text.split(separator: "\n").first == "Name:\t\(name)"[...],
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
         return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
     }
