@@ -67,7 +67,7 @@ public struct WeightMatrix: Sendable {
         guard groupSize >= 1 else {
             throw .invalidArgument(operation: "weight matrix", reason: "int8 group size must be at least 1, got \(groupSize)")
         }
-        let groups = (columns + groupSize - 1) / groupSize
+        let groups = Self.groupCount(columns: columns, groupSize: groupSize)
         guard values.byteCount == n, scales.shape == [rows, groups] else {
             throw .invalidArgument(operation: "weight matrix",
                                    reason: "int8 \(rows) × \(columns) in groups of \(groupSize) needs \(n) value bytes and scales [\(rows), \(groups)]; got \(values.byteCount) bytes and scales \(scales.shape)")
@@ -78,6 +78,12 @@ public struct WeightMatrix: Sendable {
         storage = .int8(values: values, scales: scales, groupSize: groupSize)
         self.rows = rows
         self.columns = columns
+    }
+
+    /// ⌈columns / groupSize⌉ for `columns ≥ 0`, `groupSize ≥ 1`, without overflow for any group size (a
+    /// group size read from a file can be as large as `Int.max`; found by `scripts/fuzz.sh`).
+    static func groupCount(columns: Int, groupSize: Int) -> Int {
+        columns == 0 ? 0 : (columns - 1) / groupSize + 1
     }
 
     /// The storage precision.
@@ -142,7 +148,7 @@ public struct WeightMatrix: Sendable {
             guard tensor.isFinite else {
                 throw .invalidArgument(operation: "int8 quantisation", reason: "the weights hold NaN or infinity")
             }
-            let groups = (columns + groupSize - 1) / groupSize
+            let groups = Self.groupCount(columns: columns, groupSize: groupSize)
             var scales = try Tensor(zeros: [rows, groups])
             let values = tensor.withUnsafeBufferPointer { src in
                 scales.withUnsafeMutableBufferPointer { sc in
