@@ -71,7 +71,7 @@ public struct EasyAnimateTransformer: Sendable {
     /// `time_embedding` (after the sinusoidal `time_proj` of width D).
     private let timeEmbedding: EasyAnimateTimeEmbedding
     /// `proj`: the per-frame Conv2d patch embedding.
-    private let patchEmbedding: EasyAnimatePatchEmbedding
+    private let patchEmbedding: PatchEmbedding3D
     /// `text_proj`.
     private let textProjection: EasyAnimateTextProjection
     /// `text_proj_t5`, for configurations with `text_embed_dim_t5`.
@@ -91,7 +91,9 @@ public struct EasyAnimateTransformer: Sendable {
         configuration = c
         let d = c.innerDim
         timeEmbedding = EasyAnimateTimeEmbedding(w["time_embedding"], configuration: c)
-        patchEmbedding = EasyAnimatePatchEmbedding(w["proj"], configuration: c)
+        // `proj`: a Conv2d with kernel = stride = p on every latent frame.
+        patchEmbedding = PatchEmbedding3D(w["proj"], inChannels: c.patchInChannels, outChannels: c.innerDim,
+                                          framePatch: (c.patch, c.patch))
         textProjection = EasyAnimateTextProjection(w["text_proj"], in: c.textEmbedDim, configuration: c)
         textProjectionT5 = c.textEmbedDimT5.map { EasyAnimateTextProjection(w["text_proj_t5"], in: $0, configuration: c) }
         blocks = (0..<c.numLayers).map { EasyAnimateBlock(w["transformer_blocks"][$0], configuration: c, mmdit: c.isMMDiT($0)) }
@@ -267,32 +269,6 @@ private struct EasyAnimateTimeEmbedding: Sendable {
         let features = try sinusoidalTimestepEmbedding(timesteps, dim: channels, flipSinToCos: flipSinToCos,
                                                        downscaleFreqShift: shift)
         return try mlp.linear2(mlp.linear1(features, activation: activation))
-    }
-}
-
-/// `proj`: a Conv2d with kernel = stride = p applied to every latent frame, computed as patchify + one
-/// matmul. The weight `[D, C, p, p]` read as `[D, C·p·p]` has the `(c, ph, pw)` column order of
-/// `Patches.ChannelOrder.channelsFirst`; tokens come out in (frame, row, column) order, as diffusers'
-/// `flatten(2, 4).transpose(1, 2)` of `[B, D, F, h, w]` arranges them.
-private struct EasyAnimatePatchEmbedding: Sendable {
-    /// The kernel as a matrix, and the bias.
-    let projection: Linear
-    /// The patch side.
-    let patch: Int
-
-    /// Takes `weight` `[D, in_channels, p, p]` and `bias` `[D]` of the scope.
-    init(_ w: WeightScope, configuration c: EasyAnimateConfiguration) {
-        let p = c.patch, cin = c.patchInChannels
-        let kernel = w.tensor("weight", shape: [c.innerDim, cin, p, p])
-        // A mis-shaped stored kernel is a placeholder here, already recorded by the loader as mis-shaped.
-        let flat = (try? kernel.reshaped([c.innerDim, cin * p * p])) ?? kernel
-        projection = Linear(weight: flat, bias: w.tensor("bias", shape: [c.innerDim]))
-        patch = p
-    }
-
-    /// `[B, C, F, H, W]` → `[B, F·(H/p)·(W/p), D]`.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try projection(Patches.patchify3D(x, patch: (1, patch, patch), order: .channelsFirst))
     }
 }
 

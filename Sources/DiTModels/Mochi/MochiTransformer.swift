@@ -60,7 +60,7 @@ public struct MochiTransformer: Sendable {
     /// beyond it with `TensorError.memoryBudgetExceeded`.
     public var memoryBudget = MemoryBudget.machineDefault
     /// `patch_embed`.
-    let patchEmbedding: MochiPatchEmbedding
+    let patchEmbedding: PatchEmbedding3D
     /// `time_embed`.
     let timeEmbedding: MochiTimestepCaptionEmbedding
     /// `pos_frequencies` `[3, H, Dh/2]`.
@@ -80,7 +80,9 @@ public struct MochiTransformer: Sendable {
         configuration = c
         rotaryCache = MochiRotaryCache()
         let d = c.innerDim
-        patchEmbedding = MochiPatchEmbedding(w["patch_embed"], configuration: c)
+        // diffusers' per-frame `PatchEmbed` Conv2d (no position embedding): a 3-D embedding with a temporal patch of 1.
+        patchEmbedding = PatchEmbedding3D(w["patch_embed"]["proj"], inChannels: c.inChannels, outChannels: c.innerDim,
+                                          framePatch: (c.patchSize, c.patchSize))
         timeEmbedding = MochiTimestepCaptionEmbedding(w["time_embed"], configuration: c)
         positionFrequencies = w.tensor("pos_frequencies", shape: [3, c.numAttentionHeads, c.attentionHeadDim / 2])
         blocks = (0..<c.numLayers).map {
@@ -177,35 +179,6 @@ public struct MochiTransformer: Sendable {
 }
 
 // MARK: - Embeddings
-
-/// The per-frame Conv2d patch embedding (diffusers `PatchEmbed` without position embedding), computed as
-/// patchify + linear: every latent frame is cut into `p × p` patches independently.
-///
-/// The Conv2d weight `[D, C, p, p]` is read as a `[D, C·p·p]` matrix, whose column order is the
-/// `(c, ph, pw)` order of ``Patches/ChannelOrder/channelsFirst`` with a temporal patch of 1. Tokens come
-/// out in (frame, row, column) order, as diffusers' `unflatten(0, (B, -1)).flatten(1, 2)` arranges them.
-struct MochiPatchEmbedding: Sendable {
-    /// The weight as a matrix `[D, C·p·p]` and the bias `[D]`.
-    let projection: Linear
-    /// The spatial patch extent.
-    let patch: Int
-
-    /// Takes `proj.weight` `[D, C, p, p]` and `proj.bias` of the scope (`patch_embed`).
-    init(_ weights: WeightScope, configuration c: MochiConfiguration) {
-        let p = c.patchSize
-        let w = weights["proj"].tensor("weight", shape: [c.innerDim, c.inChannels, p, p])
-        let b = weights["proj"].tensor("bias", shape: [c.innerDim])
-        // Only a loader's placeholder for a missing or mis-shaped weight fails to reshape; the load reports it.
-        let flat = (try? w.reshaped([c.innerDim, c.inChannels * p * p])) ?? w
-        projection = Linear(weight: flat, bias: b)
-        patch = p
-    }
-
-    /// `[B, C, F, H, W]` → tokens `[B, F·(H/p)·(W/p), D]`.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try projection(Patches.patchify3D(x, patch: (1, patch, patch), order: .channelsFirst))
-    }
-}
 
 /// diffusers' `MochiCombinedTimestepCaptionEmbedding`: `temb = timestep_embedder(sinusoid(t)) +
 /// pooler(text, mask)` (visual width) and the caption tokens `caption_proj(text)` (text-stream width).

@@ -156,7 +156,8 @@ struct MochiModelTests {
     @Test func patchEmbeddingIsAPerFrameConvolution() throws {
         let c = tinyMochiConfiguration()
         let loader = WeightLoader(randomSeed: 5)
-        let pe = MochiPatchEmbedding(loader.root["patch_embed"], configuration: c)
+        let pe = PatchEmbedding3D(loader.root["patch_embed"]["proj"], inChannels: c.inChannels, outChannels: c.innerDim,
+                                  framePatch: (c.patchSize, c.patchSize))
         let w = doubles(loader.supplied["patch_embed.proj.weight"]!)  // [16, 3, 2, 2]
         let bias = doubles(loader.supplied["patch_embed.proj.bias"]!)
         let x = randomTensor([1, 3, 2, 4, 6], seed: 8)
