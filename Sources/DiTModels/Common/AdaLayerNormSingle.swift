@@ -1,6 +1,6 @@
 import Tensors
 
-/// diffusers' `AdaLayerNormSingle` without additional conditions (PixArt-α's adaLN-single, Latte): the
+/// diffusers' `AdaLayerNormSingle` without additional conditions (PixArt-α's adaLN-single; Latte, LTX-Video): the
 /// combined timestep embedding — 256 sinusoidal features (cos first, shift 0) through
 /// `emb.timestep_embedder` (`TimestepEmbedding`, SiLU) — is `embedded_timestep`, and
 /// `linear(silu(embedded_timestep))` is the 6·D modulation every block adds to its `scale_shift_table`.

@@ -189,7 +189,7 @@ extension LTXVideoConfiguration {
         let ffn = Double(ffnDim)
         let ffnIn = (feedForwardActivation?.isGated ?? false) ? 2 * ffn : ffn
         var f = 2 * bb * ss * Double(inChannels) * d
-        f += 2 * bb * Double(t) * (Double(LTXVideoTimeEmbedding.frequencyChannels) * d + d * d + d * 6 * d)
+        f += 2 * bb * Double(t) * (Double(AdaLayerNormSingle.frequencyChannels) * d + d * d + d * 6 * d)
         f += 2 * bb * ll * (Double(captionChannels) * d + d * d)
         var block = 2 * bb * ss * (4 * d * d + 2 * d * d + d * ffnIn + ffn * d)
         block += 2 * bb * ll * 2 * d * d

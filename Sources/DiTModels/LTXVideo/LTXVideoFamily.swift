@@ -28,7 +28,7 @@ public enum LTXVideoFamily: DiTFamilyHarness {
 
     /// The §6 taper of `time_embed.emb.timestep_embedder.linear_1.weight`, `u = 1000 / steps`.
     public static func randomWeightAdjustment(_ c: LTXVideoConfiguration, steps: Int) -> WeightAdjustment? {
-        let frequencies = sinusoidalColumnFrequencies(dim: LTXVideoTimeEmbedding.frequencyChannels, downscaleFreqShift: 0)
+        let frequencies = sinusoidalColumnFrequencies(dim: AdaLayerNormSingle.frequencyChannels, downscaleFreqShift: 0)
         let u = 1000 / Double(steps)
         return { name, tensor in
             if name == taperedWeight { taperTimestepColumns(&tensor, frequencies: frequencies, stepSize: u) }

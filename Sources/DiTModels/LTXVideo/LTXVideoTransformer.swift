@@ -82,7 +82,7 @@ public struct LTXVideoTransformer: Sendable {
     /// `proj_in`.
     let projIn: Linear
     /// `time_embed` (AdaLayerNormSingle).
-    let timeEmbed: LTXVideoTimeEmbedding
+    let timeEmbed: AdaLayerNormSingle
     /// `caption_projection`.
     let captionProjection: PixArtAlphaTextProjection
     /// `rope`.
@@ -103,7 +103,7 @@ public struct LTXVideoTransformer: Sendable {
         let d = c.innerDim
         projIn = Linear(w["proj_in"], in: c.inChannels, out: d)
         scaleShiftTable = w["scale_shift_table"].tensor(shape: [2, d])
-        timeEmbed = LTXVideoTimeEmbedding(w["time_embed"], dim: d)
+        timeEmbed = AdaLayerNormSingle(w["time_embed"], dim: d)
         captionProjection = PixArtAlphaTextProjection(w["caption_projection"], in: c.captionChannels, hidden: d)
         rotary = LTXVideoRotaryEmbedding(configuration: c)
         blocks = (0..<c.numLayers).map { LTXVideoTransformerBlock(w["transformer_blocks"][$0], configuration: c) }
@@ -252,34 +252,6 @@ public struct LTXVideoTransformer: Sendable {
 }
 
 // MARK: - Embeddings
-
-/// diffusers' `AdaLayerNormSingle` without additional conditions (PixArt-α's adaLN-single): the
-/// combined timestep embedding `emb` — sinusoidal features (256, cos first, shift 0) through
-/// `emb.timestep_embedder` (`TimestepEmbedding`, SiLU) — is `embedded_timestep`, and
-/// `linear(silu(embedded_timestep))` gives the 6·D block modulation `temb`.
-struct LTXVideoTimeEmbedding: Sendable {
-    /// Sinusoidal features of `PixArtAlphaCombinedTimestepSizeEmbeddings`.
-    static let frequencyChannels = 256
-    /// `emb.timestep_embedder`.
-    let timestepEmbedder: TimestepMLP
-    /// `linear`: `[6D, D]`.
-    let linear: Linear
-
-    /// Takes every parameter of the `time_embed` scope.
-    init(_ w: WeightScope, dim: Int) {
-        timestepEmbedder = TimestepMLP(w["emb"]["timestep_embedder"], in: Self.frequencyChannels, hidden: dim, out: dim)
-        linear = Linear(w["linear"], in: dim, out: 6 * dim)
-    }
-
-    /// `(temb [N, 6D], embedded_timestep [N, D])` for N timestep values.
-    func callAsFunction(_ timesteps: [Float]) throws(TensorError) -> (temb: Tensor, embedded: Tensor) {
-        let features = try sinusoidalTimestepEmbedding(timesteps, dim: Self.frequencyChannels, flipSinToCos: true,
-                                                       downscaleFreqShift: 0)
-        let embedded = try timestepEmbedder(features)
-        let temb = try linear(silu(embedded))
-        return (temb, embedded)
-    }
-}
 
 /// LTX-Video's rotary position embedding (diffusers `LTXVideoRotaryPosEmbed`) over the full model width.
 ///
