@@ -39,5 +39,13 @@ struct BenchKernelsCommand: ParsableCommand {
         } else {
             print("attention with bf16 products: not on this CPU (\(WeightProducts.describe(.bfloat16)))")
         }
+        for precision in WeightPrecision.allCases {
+            print("\(precision) weights: \(WeightProducts.describe(precision))")
+            // A DiT block's products (Wan2.1-1.3B, 1280 tokens): projection, feed-forward up and down.
+            for (n, k) in [(1536, 1536), (8960, 1536), (1536, 8960)] {
+                let rate = try KernelBenchmarks.linearGFLOPS(m: 1280, n: n, k: k, precision: precision, repeats: repeats)
+                print(String(format: "  linear 1280x%d->%d %.1f GFLOP/s %.0f%% of sgemm", k, n, rate, 100 * rate / sgemm))
+            }
+        }
     }
 }

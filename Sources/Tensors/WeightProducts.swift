@@ -128,10 +128,15 @@ public enum Float32Products {
     }
 }
 
-/// Rows of weights converted per panel: the panel's float32 copy stays near `panelBytes` (about L2's
-/// size), at least 64 rows, in multiples of 64.
+/// Rows of weights converted per panel: the panel's converted copy stays near `panelBytes`, at least
+/// 64 rows, in multiples of 64.
+///
+/// 8 MB (in L3, not L2): each panel is one product, so a panel of few rows makes a thin product that
+/// re-reads all of `A`. With 2 MB a feed-forward down-projection (`k` = 8960) had 64-row panels and ran
+/// at 0.70 of the bf16 rate (int8 weights, `bench kernels`, AMD EPYC Zen 5, 2 threads); with 8 MB at 0.95,
+/// and the other shapes did not change.
 @usableFromInline
-func panelRows(columns: Int, bytesPerValue: Int, panelBytes: Int = 2 << 20) -> Int {
+func panelRows(columns: Int, bytesPerValue: Int, panelBytes: Int = 8 << 20) -> Int {
     let rows = panelBytes / max(1, columns * bytesPerValue)
     return max(64, rows / 64 * 64)
 }
@@ -146,7 +151,8 @@ func panelRows(columns: Int, bytesPerValue: Int, panelBytes: Int = 2 << 20) -> I
 ///   - path: force a route (tests); nil chooses ``WeightProducts/path(for:)``.
 func weightProduct(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, path: WeightProducts.Path? = nil
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, path: WeightProducts.Path? = nil,
+    panelBytes: Int = 8 << 20
 ) {
     let n = weight.rows
     guard m > 0, n > 0, k > 0 else { return }
@@ -162,17 +168,20 @@ func weightProduct(
         defer { BufferPool.release(a16, count: m * k) }
         let w = b.baseAddress.assumingMemoryBound(to: UInt16.self) + columnOffset
         if !bfloat16Product(m: m, n: n, k: k, a16: a16, w: w, ldw: weight.columns, c: c, ldc: ldc, accumulate: accumulate) {
-            panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
+            panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
+                         panelBytes: panelBytes)
         }
     case (.int8, .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { BufferPool.release(a16, count: m * k) }
         if !int8BFloat16Product(m: m, k: k, a: a, lda: lda, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
-                                accumulate: accumulate) {
-            panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
+                                accumulate: accumulate, panelBytes: panelBytes) {
+            panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
+                         panelBytes: panelBytes)
         }
     default:
-        panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate)
+        panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
+                     panelBytes: panelBytes)
     }
 }
 
@@ -217,10 +226,10 @@ private func roundedToBFloat16(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// columns of `C`. False when oneDNN refused (nothing of `C` written then).
 private func int8BFloat16Product(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, a16: UnsafePointer<UInt16>, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelBytes: Int
 ) -> Bool {
     guard case .int8(let values, let scales, let g) = weight.storage else { return false }
-    let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 2))
+    let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 2, panelBytes: panelBytes))
     let scratch = BufferPool.allocate(UInt16.self, count: p * k)
     defer { BufferPool.release(scratch, count: p * k) }
     let q = values.baseAddress.assumingMemoryBound(to: Int8.self)
@@ -250,7 +259,7 @@ private func int8BFloat16Product(
                 if r0 == 0 { return false }
                 // A later panel failing would leave C half-written: finish it on the portable path.
                 panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
-                             accumulate: accumulate, rowStart: r0)
+                             accumulate: accumulate, rowStart: r0, panelBytes: panelBytes)
                 return true
             }
             r0 += rows
@@ -263,9 +272,9 @@ private func int8BFloat16Product(
 /// one (parallel) sgemm into its columns of `C`; from weight row `rowStart` on (0: the whole product).
 func panelProduct(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowStart: Int = 0
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowStart: Int = 0, panelBytes: Int
 ) {
-    let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 4))
+    let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 4, panelBytes: panelBytes))
     let scratch = BufferPool.allocate(Float.self, count: p * k)
     defer { BufferPool.release(scratch, count: p * k) }
     var r0 = rowStart
@@ -296,7 +305,10 @@ public func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor? = nil) throw
 }
 
 /// ``linear(_:weight:bias:)-(Tensor,WeightMatrix,Tensor?)`` on a forced route (tests compare every route).
-func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor?, path: WeightProducts.Path?) throws(TensorError) -> Tensor {
+///
+/// `panelBytes` is ``panelRows(columns:bytesPerValue:panelBytes:)``'s (tests make it small to run several panels).
+func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor?, path: WeightProducts.Path?,
+            panelBytes: Int = 8 << 20) throws(TensorError) -> Tensor {
     try PhaseProfiler.measure(.products) { () throws(TensorError) -> Tensor in
         if case .float32(let w) = weight.storage, path == nil || path == .float32 { return try linear(x, weight: w, bias: bias) }
         guard x.rank >= 1, x.shape[x.rank - 1] == weight.columns else {
@@ -315,7 +327,7 @@ func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor?, path: WeightProduc
                 fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
                 guard inF > 0 else { return }
                 weightProduct(m: rows, k: inF, a: px.baseAddress!, lda: inF, weight: weight, columnOffset: 0,
-                              c: py.baseAddress!, ldc: out, accumulate: true, path: path)
+                              c: py.baseAddress!, ldc: out, accumulate: true, path: path, panelBytes: panelBytes)
             }
         }
     }

@@ -133,6 +133,31 @@ import Testing
         }
     }
 
+    /// Products of several weight panels (the converting routes work one panel of rows at a time; here
+    /// 64-row panels, so 257 rows are five panels, the last of one row) equal the Double reference like
+    /// the one-panel product. Tolerance as above (2e-5 of the largest output; bf16 operands rounded first).
+    @Test(arguments: [WeightPrecision.bfloat16, .float16, .int8])
+    func productsOverSeveralPanelsMatchADoubleReference(precision: WeightPrecision) throws {
+        let (m, k, n) = (7, 96, 257)
+        let x = rand([m, k], seed: 11)
+        let w = try WeightMatrix.make(rand([n, k], seed: 12), precision: precision, groupSize: 32)
+        let stored = w.float32Tensor().scalars, xs = x.scalars
+        var routes: [WeightProducts.Path] = [.panels]
+        if WeightProducts.bfloat16Available, precision == .int8 { routes.append(.oneDNNBFloat16) }
+        for route in routes {
+            let toBF16 = { (v: Float) in Float(bitPattern: UInt32(Self.referenceBF16(v)) << 16) }
+            let xr: [Float] = route == .oneDNNBFloat16 ? xs.map(toBF16) : xs
+            let wr: [Float] = route == .oneDNNBFloat16 ? stored.map(toBF16) : stored
+            var ref = [Double](repeating: 0, count: m * n)
+            for i in 0..<m { for j in 0..<n {
+                ref[i * n + j] = (0..<k).reduce(0.0) { $0 + Double(xr[i * k + $1]) * Double(wr[j * k + $1]) }
+            } }
+            #expect(panelRows(columns: k, bytesPerValue: route == .panels ? 4 : 2, panelBytes: 1) == 64)
+            let y = try linear(x, weight: w, bias: nil, path: route, panelBytes: 1)
+            expectClose(y, ref, tol: 2e-5)
+        }
+    }
+
     /// Column blocks (a product of a concatenation) that start inside an int8 group, on every route.
     @Test(arguments: [WeightPrecision.bfloat16, .float16, .int8])
     func concatenatedProductsMatchTheWholeProduct(precision: WeightPrecision) throws {
