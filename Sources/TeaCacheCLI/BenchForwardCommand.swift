@@ -7,11 +7,11 @@ import TeaCacheDemo
 import Tensors
 
 /// `teacache bench forward --config PATH`: times one model forward at a benchmark shape (random weights)
-/// and reports it against sgemm measured in the same run.
+/// and reports it against the product rate at the weights' precision (sgemm for float32) measured in the same run.
 struct BenchForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
-        abstract: "Median forward time, effective GFLOP/s and its share of sgemm, threads and peak memory.",
+        abstract: "Median forward time, effective GFLOP/s and its share of the product rate at its precision, phases, threads and peak memory.",
         discussion: "PATH is a benchmark file such as Benchmarks/configs/flux-bench.json: "
             + "{\"class\", \"config\" (a diffusers config), \"inputs\" (batch and latent/text sizes)}."
     )
@@ -65,14 +65,15 @@ struct BenchForwardCommand: ParsableCommand {
         // Measure the peak of the forwards, not of the random initialisation before them.
         let peakReset = KernelBenchmarks.resetPeakRSS()
         let before = KernelBenchmarks.currentRSSBytes()
-        // Forwards and sgemm alternate, so both medians see the same machine load.
-        let sgemmProbe = try KernelBenchmarks.SgemmProbe()
-        var forwardTimes: [Double] = [], sgemmRates: [Double] = []
+        // Forwards and the product probe (at the weights' precision: sgemm for float32) alternate, so both
+        // medians see the same machine load.
+        let probe = try KernelBenchmarks.ProductProbe(precision: precision.precision)
+        var forwardTimes: [Double] = [], productRates: [Double] = []
         do {
             try bench.run()
             for _ in 0..<repeats {
                 forwardTimes.append(try KernelBenchmarks.timeSeconds { try bench.run() })
-                sgemmRates.append(try sgemmProbe.gflops())
+                productRates.append(try probe.gflops())
             }
         } catch {
             // Inputs the model refuses at run time (found by scripts/fuzz.sh) are reported like the others.
@@ -90,10 +91,10 @@ struct BenchForwardCommand: ParsableCommand {
         let profile = PhaseProfiler.stop()
         let seconds = KernelBenchmarks.median(forwardTimes)
         let rate = bench.flops / seconds / 1e9
-        let sgemm = KernelBenchmarks.median(sgemmRates)
-        print(String(format: "forward median %.1f ms (%d runs, interleaved with sgemm)", seconds * 1000, repeats))
+        let productRate = KernelBenchmarks.median(productRates)
+        print(String(format: "forward median %.1f ms (%d runs, interleaved with the %@)", seconds * 1000, repeats, probe.name))
         print(String(format: "forward %.1f GFLOP -> %.1f GFLOP/s", bench.flops / 1e9, rate))
-        print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s; forward at %.0f%% of sgemm", sgemm, 100 * rate / sgemm))
+        print(String(format: "%@ %.1f GFLOP/s; forward at %.0f%% of it", probe.name, productRate, 100 * rate / productRate))
         print(Self.phaseLine(profile, total: profiledSeconds))
         let mb = { (b: Int) in Double(b) / 1_048_576 }
         let budget = bench.weightBytes + bench.activationBytes

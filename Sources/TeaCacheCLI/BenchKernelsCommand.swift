@@ -16,11 +16,25 @@ struct BenchKernelsCommand: ParsableCommand {
     @Option(help: "Timed repetitions per measurement (median reported).")
     var repeats: Int = 7
 
+    @Option(name: .customLong("linear"), parsing: .singleValue,
+            help: "A linear shape to time per weight storage, ROWSxINxOUT (repeatable; default: 1280x1536x1536, 1280x1536x8960, 1280x8960x1536, a Wan2.1-1.3B block's products).")
+    var linearShapes: [String] = []
+
     @OptionGroup var logging: LoggingOptions
+
+    /// `ROWSxINxOUT` as (m, k, n), or nil when it is not three positive integers.
+    static func parseShape(_ text: String) -> (m: Int, k: Int, n: Int)? {
+        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 3, parts.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { return nil }
+        return (parts[0], parts[1], parts[2])
+    }
 
     func validate() throws {
         try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats \(repeats): must be at least 1; give the number of timed repetitions") }
+        for shape in linearShapes where Self.parseShape(shape) == nil {
+            throw ValidationError("--linear \(shape): give ROWSxINxOUT, three integers from 1 to 65536 (e.g. 1024x512x2048)")
+        }
     }
 
     func run() throws {
@@ -41,10 +55,12 @@ struct BenchKernelsCommand: ParsableCommand {
         }
         for precision in WeightPrecision.allCases {
             print("\(precision) weights: \(WeightProducts.describe(precision))")
-            // A DiT block's products (Wan2.1-1.3B, 1280 tokens): projection, feed-forward up and down.
-            for (n, k) in [(1536, 1536), (8960, 1536), (1536, 8960)] {
-                let rate = try KernelBenchmarks.linearGFLOPS(m: 1280, n: n, k: k, precision: precision, repeats: repeats)
-                print(String(format: "  linear 1280x%d->%d %.1f GFLOP/s %.0f%% of sgemm", k, n, rate, 100 * rate / sgemm))
+            // By default a DiT block's products (Wan2.1-1.3B, 1280 tokens): projection, feed-forward up and down.
+            let shapes = linearShapes.isEmpty ? [(1280, 1536, 1536), (1280, 1536, 8960), (1280, 8960, 1536)]
+                : linearShapes.compactMap(Self.parseShape)
+            for (m, k, n) in shapes {
+                let rate = try KernelBenchmarks.linearGFLOPS(m: m, n: n, k: k, precision: precision, repeats: repeats)
+                print(String(format: "  linear %dx%d->%d %.1f GFLOP/s %.0f%% of sgemm", m, k, n, rate, 100 * rate / sgemm))
             }
         }
     }

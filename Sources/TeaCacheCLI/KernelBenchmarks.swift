@@ -29,20 +29,32 @@ enum KernelBenchmarks {
         return s.isEmpty ? .nan : s[s.count / 2]
     }
 
-    /// An n×n×n sgemm kept ready so its rate can be sampled between other measurements.
-    struct SgemmProbe {
-        let a: Tensor, b: Tensor, n: Int
-        init(n: Int = 1024) throws {
+    /// An n×n×n product kept ready so its rate can be sampled between other measurements: sgemm for
+    /// float32, else `linear` with an n × n weight stored in `precision` on n rows (the route that
+    /// precision's products take here, e.g. oneDNN bf16).
+    struct ProductProbe {
+        let x: Tensor, n: Int
+        let weight: WeightMatrix
+        init(n: Int = 1024, precision: WeightPrecision = .float32) throws {
             var g = SeededGenerator(seed: 1)
-            a = try Tensor.randomUniform(shape: [n, n], using: &g)
-            b = try Tensor.randomUniform(shape: [n, n], using: &g)
+            x = try Tensor.randomUniform(shape: [n, n], using: &g)
+            weight = try WeightMatrix.make(try Tensor.randomUniform(shape: [n, n], using: &g), precision: precision)
             self.n = n
-            _ = try matmul(a, b)
+            try product()
+        }
+        /// What the probe runs: sgemm `x · W` for float32 weights, else `linear(x, W)`.
+        private func product() throws {
+            if case .float32(let w) = weight.storage { _ = try matmul(x, w) } else { _ = try linear(x, weight: weight) }
         }
         /// GFLOP/s of the faster of two products (2n³ flops each).
         func gflops() throws -> Double {
-            let t = min(try timeSeconds { _ = try matmul(a, b) }, try timeSeconds { _ = try matmul(a, b) })
+            let t = min(try timeSeconds { try product() }, try timeSeconds { try product() })
             return 2 * Double(n * n * n) / t / 1e9
+        }
+        /// How the report names the probe, e.g. "sgemm 1024x1024x1024" or "bfloat16-weight product 1024x1024x1024".
+        var name: String {
+            let shape = "\(n)x\(n)x\(n)"
+            return weight.precision == .float32 ? "sgemm \(shape)" : "\(weight.precision)-weight product \(shape)"
         }
     }
 

@@ -21,9 +21,6 @@ func geluVector(_ x: SIMD16<Float>, _ approximation: GELUApproximation) -> SIMD1
     }
 }
 
-@inlinable @inline(__always)
-func siluVector(_ x: SIMD16<Float>) -> SIMD16<Float> { x * VectorMath.sigmoid(x) }
-
 /// GELU, exact or tanh-approximated.
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
     var y = x.copy()
@@ -54,9 +51,9 @@ public func tanh(_ x: Tensor) -> Tensor { x.mapVector(VectorMath.tanh) }
 
 /// Applies `value · act(gate)` where the last axis of `x` holds `[value, gate]` halves
 /// (the layout of diffusers' `GEGLU`/`SwiGLU` projections). Output last axis is half the input's.
-func gated(
-    _ x: Tensor, name: String, _ act: (SIMD16<Float>) -> SIMD16<Float>
-) throws(TensorError) -> Tensor {
+/// The activation runs through ``Activation/apply(_:to:_:)`` (the `CKernels` vector paths for SiLU
+/// and tanh-GELU), then each value multiplies its activated gate.
+func gated(_ x: Tensor, name: String, _ activation: Activation) throws(TensorError) -> Tensor {
     guard x.rank >= 1, x.shape[x.rank - 1] % 2 == 0 else {
         throw .invalidArgument(operation: name, reason: "last axis of \(x.shape) must be even")
     }
@@ -69,7 +66,7 @@ func gated(
             Parallelism.forEachChunk(rows, costPerItem: 8 * d) { range in
                 for r in range {
                     let v = src.baseAddress! + r * d2, g = v + d, o = dst.baseAddress! + r * d
-                    simdMap(g, o, d, act)
+                    activation.apply(g, to: o, d)
                     for j in 0..<d { o[j] *= v[j] }
                 }
             }
@@ -79,10 +76,10 @@ func gated(
 
 /// GEGLU: `value · gelu(gate)` over `[value, gate]` halves of the last axis.
 public func geglu(_ x: Tensor, approximation: GELUApproximation = .none) throws(TensorError) -> Tensor {
-    try gated(x, name: "geglu") { geluVector($0, approximation) }
+    try gated(x, name: "geglu", .gelu(approximation))
 }
 
 /// SwiGLU: `value · silu(gate)` over `[value, gate]` halves of the last axis.
 public func swiglu(_ x: Tensor) throws(TensorError) -> Tensor {
-    try gated(x, name: "swiglu", siluVector)
+    try gated(x, name: "swiglu", .silu)
 }

@@ -39,6 +39,15 @@ public func attentionScoreFloats(keys: Double) -> Double {
     max(Double(attentionQueryBlock) * keys, Double(attentionScoreFloatsTarget))
 }
 
+/// Whether ``attention(query:key:value:heads:mask:scale:precision:)`` takes bf16 products: weights of
+/// `precision` run bf16 products on this CPU (``WeightProducts/path(for:)``), and one block's score
+/// product (`2 · rows · keys · headDim` flops) is at least oneDNN's minimum (below it the float32
+/// products run on single-threaded OpenBLAS, like small products elsewhere).
+func attentionUsesBFloat16(precision: WeightPrecision, queryRows: Int, keys: Int, headDim: Int) -> Bool {
+    precision != .float32 && WeightProducts.path(for: precision) == .oneDNNBFloat16
+        && 2 * Double(queryRows) * Double(keys) * Double(headDim) >= oneDNNMinimumFlops
+}
+
 /// Multi-head scaled-dot-product attention on token-major tensors.
 ///
 /// Works directly on the `[B, S, H·Dh]` layout that linear projections produce: each head's columns are
@@ -57,7 +66,8 @@ public func attentionScoreFloats(keys: Double) -> Double {
 ///     bf16 products (``WeightProducts/path(for:)`` is `oneDNNBFloat16`), the two products take bf16
 ///     operands — queries, keys, values and the softmax numerators rounded to bf16, accumulated in float32
 ///     — as the weight products of such a model do; the softmax stays float32. Otherwise (the default,
-///     float32) every product is float32.
+///     float32), and when one block's products are too small for oneDNN's set-up to pay (a few keys, as in
+///     temporal attention over frames), every product is float32.
 /// - Returns: `[B, Sq, H·Dh]`, heads concatenated in the last axis.
 public func attention(
     query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil,
@@ -108,8 +118,10 @@ public func attention(
         let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
         let mt = maskTensor ?? emptyMask!
         let hasMask = maskTensor != nil
-        // bf16 operands, converted once for the whole call (nil: float32 products).
-        let bf16 = precision != .float32 && WeightProducts.path(for: precision) == .oneDNNBFloat16
+        // bf16 operands, converted once for the whole call (nil: float32 products). Only for products
+        // large enough for oneDNN (its per-call set-up dwarfs a tiny product: a temporal attention over
+        // a few frames ran 2× slower in bf16 than in float32); smaller ones stay float32 like sgemmSerial's.
+        let bf16 = attentionUsesBFloat16(precision: precision, queryRows: blockRows, keys: sk, headDim: dh)
             ? (q: BFloat16Operand(query), k: BFloat16Operand(key), v: BFloat16Operand(value)) : nil
 
         return query.withUnsafeBufferPointer { pq in

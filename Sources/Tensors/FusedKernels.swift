@@ -9,12 +9,15 @@ public enum Activation: Sendable, Equatable {
     case tanh
 
     /// Applies the activation to `n` contiguous values in place (exp-heavy cases through `CKernels`).
-    func apply(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    func apply(_ p: UnsafeMutablePointer<Float>, _ n: Int) { apply(p, to: p, n) }
+
+    /// `y[i] = act(x[i])` for `n` contiguous values; `x` and `y` may be the same.
+    func apply(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, _ n: Int) {
         switch self {
-        case .gelu(.tanh): ck_gelu_tanh(p, p, n)
-        case .silu: ck_silu(p, p, n)
-        case .gelu(.none): simdMap(p, p, n) { geluVector($0, .none) }
-        case .tanh: simdMap(p, p, n, VectorMath.tanh)
+        case .gelu(.tanh): ck_gelu_tanh(x, y, n)
+        case .silu: ck_silu(x, y, n)
+        case .gelu(.none): simdMap(x, y, n) { geluVector($0, .none) }
+        case .tanh: simdMap(x, y, n, VectorMath.tanh)
         }
     }
 }

@@ -23,6 +23,8 @@ import Testing
         (["calibrate", "--threads", "100000"], "--threads 100000: must be between 1 and"),
         (["bench", "forward", "--config", "x.json", "--repeats", "0"], "--repeats 0: must be at least 1; give the number of timed"),
         (["bench", "kernels", "--repeats", "0"], "--repeats 0: must be at least 1; give the number of timed"),
+        (["bench", "kernels", "--linear", "1024x512"], "--linear 1024x512: give ROWSxINxOUT, three integers from 1 to 65536"),
+        (["bench", "kernels", "--linear", "0x512x512"], "--linear 0x512x512: give ROWSxINxOUT"),
         (["inspect", "f.safetensors", "--log-level", "loud"], "loud"),
         (["demo", "--memory-budget", "-1"], "--memory-budget -1: must be a positive number of gigabytes"),
         (["calibrate", "--memory-budget", "nan"], "--memory-budget nan: must be a positive number of gigabytes"),

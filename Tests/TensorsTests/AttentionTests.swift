@@ -80,6 +80,21 @@ import Testing
         }
     }
 
+    /// A block too small for oneDNN (temporal attention over 4 frames: 2·4·4·64 flops) takes float32
+    /// products even for a bf16 model — the float32 result exactly; the threshold is oneDNN's minimum.
+    @Test func smallBlocksKeepFloat32ProductsForBFloat16Models() throws {
+        let (b, s, h, dh) = (6, 4, 2, 64)
+        let q = rand([b, s, h * dh], seed: 21), k = rand([b, s, h * dh], seed: 22), v = rand([b, s, h * dh], seed: 23)
+        let f32 = try attention(query: q, key: k, value: v, heads: h)
+        let low = try attention(query: q, key: k, value: v, heads: h, precision: .bfloat16)
+        #expect(low.scalars == f32.scalars)
+        #expect(!attentionUsesBFloat16(precision: .bfloat16, queryRows: 4, keys: 4, headDim: 64))
+        #expect(!attentionUsesBFloat16(precision: .float32, queryRows: 1024, keys: 1024, headDim: 64))
+        let bf16Here = WeightProducts.path(for: .bfloat16) == .oneDNNBFloat16
+        #expect(attentionUsesBFloat16(precision: .bfloat16, queryRows: 128, keys: 64, headDim: 64) == bf16Here)  // 2²⁰ flops
+        #expect(!attentionUsesBFloat16(precision: .bfloat16, queryRows: 128, keys: 63, headDim: 64))
+    }
+
     @Test func keyMaskAndAdditiveMask() throws {
         let (b, sq, sk, h, dh) = (2, 9, 11, 2, 4)
         let q = rand([b, sq, h * dh], seed: 4), k = rand([b, sk, h * dh], seed: 5), v = rand([b, sk, h * dh], seed: 6)

@@ -6,21 +6,34 @@ import TeaCache
 import TeaCacheDemo
 import Tensors
 
-/// Model-level benchmarks at the FLUX benchmark shape (Benchmarks/configs/flux-bench.json, random
-/// weights): one full forward, and the TeaCache decision overhead — what a skipped call costs beyond
-/// `prepare` and the output head (modulated input, relative L1 distance, policy decision, residual add).
-/// Divide the two p50s for the overhead as a fraction of one forward.
+/// Model-level benchmarks: one forward of every family at its benchmark shape
+/// (`Benchmarks/configs/*-bench.json`, random weights) in float32, bfloat16 and int8 weights (the
+/// products' route is this CPU's: `WeightProducts.describe`), and, at the FLUX shape, the TeaCache
+/// decision overhead — what a skipped call costs beyond `prepare` and the output head (modulated input,
+/// relative L1 distance, policy decision, residual add). Divide the two p50s for the overhead as a
+/// fraction of one forward. `teacache bench forward --config …` gives the same forward with the phase
+/// profile and PyTorch's figure beside it (README, Speed).
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration.metrics = [.wallClock, .mallocCountTotal]
-    let configURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("configs/flux-bench.json")
+    let configs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("configs")
+    let configURL = configs.appendingPathComponent("flux-bench.json")
+    let benchShapes = (try! FileManager.default.contentsOfDirectory(atPath: configs.path))
+        .filter { $0.hasSuffix("-bench.json") }.sorted()
 
-    // One forward per weight precision (the products' route is this CPU's: WeightProducts.describe).
-    for precision in WeightPrecision.allCases {
-        let forward = try! ForwardBenchmark.make(url: configURL, seed: 0, precision: precision)
-        Benchmark("FLUX forward, \(precision) weights (\(forward.summary))",
-                  configuration: .init(maxDuration: .seconds(10), maxIterations: 12)) { benchmark in
-            for _ in benchmark.scaledIterations { try forward.run() }
+    // One forward per family and weight precision; each model is built when its benchmark runs (not
+    // all 39 at start-up), outside the measured region.
+    for file in benchShapes {
+        let name = String(file.dropLast("-bench.json".count))
+        for precision in [WeightPrecision.float32, .bfloat16, .int8] {
+            Benchmark("\(name) forward, \(precision) weights",
+                      configuration: .init(maxDuration: .seconds(10), maxIterations: 12)) { benchmark in
+                let forward = try ForwardBenchmark.make(url: configs.appendingPathComponent(file), seed: 0, precision: precision)
+                try forward.run()  // warm-up: buffer pool, oneDNN primitives
+                benchmark.startMeasurement()
+                for _ in benchmark.scaledIterations { try forward.run() }
+                benchmark.stopMeasurement()
+            }
         }
     }
 

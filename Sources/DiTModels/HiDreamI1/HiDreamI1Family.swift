@@ -146,8 +146,9 @@ extension HiDreamI1Family {
 
     public static let benchmarkFileName = "hidream-i1-bench.json"
 
-    /// `Benchmarks/configs/hidream-i1-bench.json`: 256 wide, 2 double + 2 single blocks, 4 routed experts
-    /// (2 active), a 32×32 latent in 2×2 patches (256 image tokens), 64 T5 and 32 llama tokens, batch 1.
+    /// `Benchmarks/configs/hidream-i1-bench.json`: 512 wide (8 heads of 64), 2 double + 2 single blocks,
+    /// 4 routed experts (2 active), a 64×64 latent in 2×2 patches (1024 image tokens), 64 T5 and 64 llama
+    /// tokens, batch 1 — the size of the other families' bench shapes.
     public static var benchmarkDefault: BenchmarkShape<HiDreamI1Configuration> {
         var c = HiDreamI1Configuration()
         c.patchSize = 2
@@ -155,16 +156,16 @@ extension HiDreamI1Family {
         c.numLayers = 2
         c.numSingleLayers = 2
         c.attentionHeadDim = 64
-        c.numAttentionHeads = 4
-        c.captionChannels = [256, 256]
-        c.textEmbDim = 256
+        c.numAttentionHeads = 8
+        c.captionChannels = [512, 512]
+        c.textEmbDim = 512
         c.numRoutedExperts = 4
         c.numActivatedExperts = 2
         c.axesDimsRope = [16, 24, 24]
-        c.maxResolution = [32, 32]
+        c.maxResolution = [64, 64]
         c.llamaLayers = [0, 1, 2, 3]
         return BenchmarkShape(configuration: c, inputs: BenchmarkInputs(
-            ["batch": 1, "latent_height": 32, "latent_width": 32, "t5_tokens": 64, "llama_tokens": 32,
+            ["batch": 1, "latent_height": 64, "latent_width": 64, "t5_tokens": 64, "llama_tokens": 64,
              "llama_layers": 4]))
     }
 
