@@ -86,6 +86,11 @@ int ck_dnnl_gemm(int type, int transA, int transB, int64_t m, int64_t n, int64_t
     return ck_dnnl_gemm_any(type, transA, transB, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
 }
 
+int ck_dnnl_gemm_bias(int type, int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+                      int64_t lda, const void *b, int64_t ldb, const float *bias, float beta, float *c, int64_t ldc) {
+    return ck_dnnl_gemm_any(type, transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, beta, c, ldc);
+}
+
 int ck_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     return ck_dnnl_gemm_any(CK_DNNL_F32, transA, transB, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);

@@ -28,11 +28,14 @@ public func sgemm(
           beta: beta, c: c, ldc: ldc, backend: Float32Products.backend)
 }
 
-/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` on a given backend (tests run both).
+/// ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` on a given backend (tests run
+/// both), with an optional `bias` (`n` values) added to every row: `C = alpha·op(A)·op(B) + bias + beta·C`
+/// (see ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:bias:backend:)``).
 func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: Float32Products.Backend
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+    backend: Float32Products.Backend
 ) {
     let threads = Parallelism.threadCount
     let panel = 64
@@ -41,7 +44,7 @@ func sgemm(
     let workers = min(threads, panels)
     guard workers > 1, 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold else {
         sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, backend: backend)
+                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, bias: bias, backend: backend)
         return
     }
     let perWorker = (panels + workers - 1) / workers
@@ -53,14 +56,20 @@ func sgemm(
             // Columns lo..<hi of C: the same columns of op(B).
             sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k, alpha: alpha,
                         a: a, lda: lda, b: b + (transposeB ? lo * ldb : lo), ldb: ldb,
-                        beta: beta, c: c + lo, ldc: ldc, backend: backend)
+                        beta: beta, c: c + lo, ldc: ldc, bias: bias.map { $0 + lo }, backend: backend)
         } else {
             // Rows lo..<hi of C: the same rows of op(A).
             sgemmSerial(transposeA: transposeA, transposeB: transposeB, m: hi - lo, n: n, k: k, alpha: alpha,
                         a: a + (transposeA ? lo : lo * lda), lda: lda, b: b, ldb: ldb,
-                        beta: beta, c: c + lo * ldc, ldc: ldc, backend: backend)
+                        beta: beta, c: c + lo * ldc, ldc: ldc, bias: bias, backend: backend)
         }
     }
+}
+
+/// `body` with the base address of `tensor`'s values, or with nil when there is no tensor.
+func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let tensor else { return body(nil) }
+    return tensor.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
 /// Products smaller than this many flops run as one single-threaded sgemm on the calling thread.
@@ -85,16 +94,35 @@ let oneDNNMinimumFlops: Double = 1_048_576
 /// runs single-threaded on the calling thread (its OpenMP team of one, so no OpenMP workers spin between
 /// products and compete with this module's workers), OpenBLAS is kept single-threaded
 /// (``Parallelism/blasConfigured``).
+///
+/// With `bias` (`n` values): `C = alpha·op(A)·op(B) + bias + beta·C`. oneDNN adds it inside the product
+/// (for `alpha` = 1); otherwise C's rows are first set to `bias + beta·C` and the product accumulates
+/// onto them.
 func sgemmSerial(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: Float32Products.Backend
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
+    backend: Float32Products.Backend
 ) {
-    if backend == .oneDNN, m > 0, n > 0, k > 0, 2 * Double(m) * Double(n) * Double(k) >= oneDNNMinimumFlops {
+    guard m > 0, n > 0 else { return }
+    if backend == .oneDNN, k > 0, bias == nil || alpha == 1, 2 * Double(m) * Double(n) * Double(k) >= oneDNNMinimumFlops {
         ck_dnnl_set_threads(1)
-        if ck_dnnl_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda),
-                         b, Int64(ldb), beta, c, Int64(ldc)) == Int32(CK_DNNL_OK) { return }
+        if ck_dnnl_gemm_bias(Int32(CK_DNNL_F32), transposeA ? 1 : 0, transposeB ? 1 : 0, Int64(m), Int64(n), Int64(k), alpha,
+                             a, Int64(lda), b, Int64(ldb), bias, beta, c, Int64(ldc)) == Int32(CK_DNNL_OK) { return }
     }
+    var beta = beta
+    if let bias {
+        for r in 0..<m {
+            let row = c + r * ldc
+            if beta == 0 { row.update(from: bias, count: n) } else { for j in 0..<n { row[j] = bias[j] + beta * row[j] } }
+        }
+        beta = 1
+    } else if k == 0 {
+        // BLAS leaves C alone for k = 0 only when beta = 1; make "C = beta·C" explicit.
+        for r in 0..<m { let row = c + r * ldc; for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] } }
+        return
+    }
+    guard k > 0 else { return }
     _ = Parallelism.blasConfigured
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -169,19 +197,13 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws(Tens
             weight.withUnsafeBufferPointer { pw in
                 Tensor(uninitializedShape: outShape) { py in
                     guard rows > 0, out > 0 else { return }
-                    var beta: Float = 0
-                    if let bias {
-                        bias.withUnsafeBufferPointer { pb in
-                            for r in 0..<rows { (py.baseAddress! + r * out).update(from: pb.baseAddress!, count: out) }
-                        }
-                        beta = 1
-                    } else if inF == 0 {
-                        py.update(repeating: 0)
+                    guard inF > 0 else { fillRows(py.baseAddress!, rows: rows, width: out, with: bias); return }
+                    // The bias is added inside the product (no separate pass over the output).
+                    withOptionalPointer(bias) { pb in
+                        sgemm(transposeA: false, transposeB: true, m: rows, n: out, k: inF, alpha: 1,
+                              a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF,
+                              beta: 0, c: py.baseAddress!, ldc: out, bias: pb, backend: Float32Products.backend)
                     }
-                    guard inF > 0 else { return }
-                    sgemm(transposeA: false, transposeB: true, m: rows, n: out, k: inF, alpha: 1,
-                          a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF,
-                          beta: beta, c: py.baseAddress!, ldc: out)
                 }
             }
         }

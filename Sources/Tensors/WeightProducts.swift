@@ -148,11 +148,12 @@ func panelRows(columns: Int, bytesPerValue: Int, panelBytes: Int = 8 << 20) -> I
 ///   - columnOffset: the first weight column (`c₀`), so a product can use a column block of `W`.
 ///   - c: `m` rows of `n` values, row stride `ldc`.
 ///   - accumulate: add to `C` instead of overwriting it.
+///   - bias: `n` values added to every row of the product (inside oneDNN's product where it runs), or nil.
 ///   - path: force a route (tests); nil chooses ``WeightProducts/path(for:)``.
 func weightProduct(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, path: WeightProducts.Path? = nil,
-    panelBytes: Int = 8 << 20
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, bias: UnsafePointer<Float>? = nil,
+    path: WeightProducts.Path? = nil, panelBytes: Int = 8 << 20
 ) {
     let n = weight.rows
     guard m > 0, n > 0, k > 0 else { return }
@@ -161,36 +162,38 @@ func weightProduct(
     case (.float32(let t), _):
         t.withUnsafeBufferPointer { pw in
             sgemm(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: lda,
-                  b: pw.baseAddress! + columnOffset, ldb: weight.columns, beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+                  b: pw.baseAddress! + columnOffset, ldb: weight.columns, beta: accumulate ? 1 : 0, c: c, ldc: ldc,
+                  bias: bias, backend: Float32Products.backend)
         }
     case (.bfloat16(let b), .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { BufferPool.release(a16, count: m * k) }
         let w = b.baseAddress.assumingMemoryBound(to: UInt16.self) + columnOffset
-        if !bfloat16Product(m: m, n: n, k: k, a16: a16, w: w, ldw: weight.columns, c: c, ldc: ldc, accumulate: accumulate) {
+        if !bfloat16Product(m: m, n: n, k: k, a16: a16, w: w, ldw: weight.columns, c: c, ldc: ldc, accumulate: accumulate,
+                            bias: bias) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
-                         panelBytes: panelBytes)
+                         bias: bias, panelBytes: panelBytes)
         }
     case (.int8, .oneDNNBFloat16):
         let a16 = roundedToBFloat16(m: m, k: k, a: a, lda: lda)
         defer { BufferPool.release(a16, count: m * k) }
         if !int8BFloat16Product(m: m, k: k, a: a, lda: lda, a16: a16, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
-                                accumulate: accumulate, panelBytes: panelBytes) {
+                                accumulate: accumulate, bias: bias, panelBytes: panelBytes) {
             panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
-                         panelBytes: panelBytes)
+                         bias: bias, panelBytes: panelBytes)
         }
     default:
         panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc, accumulate: accumulate,
-                     panelBytes: panelBytes)
+                     bias: bias, panelBytes: panelBytes)
     }
 }
 
-/// `C[m, n] (+)= A16 · W16ᵀ` through oneDNN's bf16 matmul, split over ``Parallelism`` workers into
+/// `C[m, n] (+)= A16 · W16ᵀ (+ bias)` through oneDNN's bf16 matmul, split over ``Parallelism`` workers into
 /// blocks of 64-aligned columns (or rows when M is the larger), each a single-threaded oneDNN product
 /// on the worker's thread (one thread pool for the forward; see ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:backend:)``).
 /// False when oneDNN refused the first block (then nothing was written).
 private func bfloat16Product(m: Int, n: Int, k: Int, a16: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
-                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) -> Bool {
+                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, bias: UnsafePointer<Float>?) -> Bool {
     let panel = 64, alongN = n >= m
     let panels = ((alongN ? n : m) + panel - 1) / panel
     let workers = 2 * Double(m) * Double(n) * Double(k) >= parallelGEMMThreshold ? min(Parallelism.threadCount, panels) : 1
@@ -204,9 +207,9 @@ private func bfloat16Product(m: Int, n: Int, k: Int, a16: UnsafePointer<UInt16>,
         ck_dnnl_set_threads(1)
         let status = alongN
             ? ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(m), Int64(hi - lo), Int64(k), a16, Int64(k), w + lo * ldw, Int64(ldw),
-                             nil, c + lo, Int64(ldc), accumulate ? 1 : 0)
+                             bias.map { $0 + lo }, c + lo, Int64(ldc), accumulate ? 1 : 0)
             : ck_dnnl_matmul(Int32(CK_DNNL_BF16), Int64(hi - lo), Int64(n), Int64(k), a16 + lo * k, Int64(k), w, Int64(ldw),
-                             nil, c + lo * ldc, Int64(ldc), accumulate ? 1 : 0)
+                             bias, c + lo * ldc, Int64(ldc), accumulate ? 1 : 0)
         failed[worker] = status != Int32(CK_DNNL_OK)
     }
     // Blocks are the same kind of product: oneDNN refuses all of them or none.
@@ -226,7 +229,7 @@ private func roundedToBFloat16(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// columns of `C`. False when oneDNN refused (nothing of `C` written then).
 private func int8BFloat16Product(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, a16: UnsafePointer<UInt16>, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelBytes: Int
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, bias: UnsafePointer<Float>?, panelBytes: Int
 ) -> Bool {
     guard case .int8(let values, let scales, let g) = weight.storage else { return false }
     let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 2, panelBytes: panelBytes))
@@ -254,12 +257,13 @@ private func int8BFloat16Product(
                     }
                 }
             }
-            if !bfloat16Product(m: m, n: rows, k: k, a16: a16, w: scratch, ldw: k, c: c + r0, ldc: ldc, accumulate: accumulate) {
+            if !bfloat16Product(m: m, n: rows, k: k, a16: a16, w: scratch, ldw: k, c: c + r0, ldc: ldc, accumulate: accumulate,
+                                bias: bias.map { $0 + r0 }) {
                 // Only the first panel can fail (same descriptor shape otherwise); nothing written yet.
                 if r0 == 0 { return false }
                 // A later panel failing would leave C half-written: finish it on the portable path.
                 panelProduct(m: m, k: k, a: a, lda: lda, weight: weight, columnOffset: columnOffset, c: c, ldc: ldc,
-                             accumulate: accumulate, rowStart: r0, panelBytes: panelBytes)
+                             accumulate: accumulate, bias: bias, rowStart: r0, panelBytes: panelBytes)
                 return true
             }
             r0 += rows
@@ -272,7 +276,7 @@ private func int8BFloat16Product(
 /// one (parallel) sgemm into its columns of `C`; from weight row `rowStart` on (0: the whole product).
 func panelProduct(
     m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, weight: WeightMatrix, columnOffset: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, rowStart: Int = 0, panelBytes: Int
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, bias: UnsafePointer<Float>?, rowStart: Int = 0, panelBytes: Int
 ) {
     let n = weight.rows, p = min(n, panelRows(columns: k, bytesPerValue: 4, panelBytes: panelBytes))
     let scratch = BufferPool.allocate(Float.self, count: p * k)
@@ -285,7 +289,8 @@ func panelProduct(
                                into: scratch + part.lowerBound * k)
         }
         sgemm(transposeA: false, transposeB: true, m: m, n: rows, k: k, alpha: 1, a: a, lda: lda,
-              b: scratch, ldb: k, beta: accumulate ? 1 : 0, c: c + r0, ldc: ldc)
+              b: scratch, ldb: k, beta: accumulate ? 1 : 0, c: c + r0, ldc: ldc, bias: bias.map { $0 + r0 },
+              backend: Float32Products.backend)
         r0 += rows
     }
 }
@@ -324,10 +329,11 @@ func linear(_ x: Tensor, weight: WeightMatrix, bias: Tensor?, path: WeightProduc
         return x.withUnsafeBufferPointer { px in
             Tensor(uninitializedShape: Array(x.shape.dropLast()) + [out]) { py in
                 guard rows > 0, out > 0 else { return }
-                fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
-                guard inF > 0 else { return }
-                weightProduct(m: rows, k: inF, a: px.baseAddress!, lda: inF, weight: weight, columnOffset: 0,
-                              c: py.baseAddress!, ldc: out, accumulate: true, path: path, panelBytes: panelBytes)
+                guard inF > 0 else { fillRows(py.baseAddress!, rows: rows, width: out, with: bias); return }
+                withOptionalPointer(bias) { pb in
+                    weightProduct(m: rows, k: inF, a: px.baseAddress!, lda: inF, weight: weight, columnOffset: 0,
+                                  c: py.baseAddress!, ldc: out, accumulate: false, bias: pb, path: path, panelBytes: panelBytes)
+                }
             }
         }
     }
@@ -371,14 +377,18 @@ public func linear(concatenating parts: [Tensor], weight: WeightMatrix, bias: Te
         _ = try blasInt(rows, "linear of concatenation"); _ = try blasInt(out, "linear of concatenation")
         return Tensor(uninitializedShape: lead + [out]) { py in
             guard rows > 0, out > 0 else { return }
-            fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
-            var column = 0
+            guard weight.columns > 0 else { fillRows(py.baseAddress!, rows: rows, width: out, with: bias); return }
+            // The first non-empty part writes C (with the bias, inside its product); the others add to it.
+            var column = 0, written = false
             for (part, w) in zip(parts, widths) {
                 if w > 0 {
                     part.withUnsafeBufferPointer { px in
-                        weightProduct(m: rows, k: w, a: px.baseAddress!, lda: w, weight: weight, columnOffset: column,
-                                      c: py.baseAddress!, ldc: out, accumulate: true)
+                        withOptionalPointer(written ? nil : bias) { pb in
+                            weightProduct(m: rows, k: w, a: px.baseAddress!, lda: w, weight: weight, columnOffset: column,
+                                          c: py.baseAddress!, ldc: out, accumulate: written, bias: pb)
+                        }
                     }
+                    written = true
                 }
                 column += w
             }
@@ -387,7 +397,7 @@ public func linear(concatenating parts: [Tensor], weight: WeightMatrix, bias: Te
 }
 
 /// Every row of `p` (`rows × width`) set to `bias`, or to zeros without one.
-private func fillRows(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, with bias: Tensor?) {
+func fillRows(_ p: UnsafeMutablePointer<Float>, rows: Int, width: Int, with bias: Tensor?) {
     if let bias {
         bias.withUnsafeBufferPointer { pb in
             for r in 0..<rows { (p + r * width).update(from: pb.baseAddress!, count: width) }

@@ -208,28 +208,56 @@ import Testing
 
 /// Large float32 products on both backends, with transposes, strides, alpha and beta, against Double.
 @Suite struct Float32BackendTests {
+    /// Every transpose pair, with and without a bias row (`C = alpha·op(A)·op(B) + bias + beta·C`; oneDNN
+    /// adds it inside the product for alpha = 1, else C is set to bias + beta·C first). Tolerance 2e-5 of
+    /// the largest |C| (float32 accumulation over K = 300).
     @Test(arguments: Float32Products.Backend.allCases)
     func sgemmMatchesADoubleReference(backend: Float32Products.Backend) throws {
         let (m, n, k) = (67, 129, 300)  // ≥ the threshold that sends a product to a backend at all
+        let bias = rand([n], seed: 4).scalars
+        let cases: [(alpha: Float, beta: Float, bias: Bool)] = [(0.75, 0.5, false), (1, 0, true), (1, 0.5, true), (0.75, 0, true)]
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2
-            let a = rand([(ta ? k : m) * lda], seed: 1).scalars, b = rand([(tb ? n : k) * ldb], seed: 2).scalars
-            let c0 = rand([m * ldc], seed: 3).scalars
-            var c = c0
-            let (alpha, beta): (Float, Float) = (0.75, 0.5)
-            sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                  beta: beta, c: &c, ldc: ldc, backend: backend)
-            var worst = 0.0, scale = 0.0
-            for i in 0..<m { for j in 0..<n {
-                var acc = 0.0
-                for t in 0..<k {
-                    acc += Double(ta ? a[t * lda + i] : a[i * lda + t]) * Double(tb ? b[j * ldb + t] : b[t * ldb + j])
+            for (alpha, beta, withBias) in cases {
+                let lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2
+                let a = rand([(ta ? k : m) * lda], seed: 1).scalars, b = rand([(tb ? n : k) * ldb], seed: 2).scalars
+                let c0 = rand([m * ldc], seed: 3).scalars
+                var c = c0
+                c.withUnsafeMutableBufferPointer { pc in
+                    bias.withUnsafeBufferPointer { pb in
+                        sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                              beta: beta, c: pc.baseAddress!, ldc: ldc, bias: withBias ? pb.baseAddress : nil, backend: backend)
+                    }
                 }
-                let ref = Double(alpha) * acc + Double(beta) * Double(c0[i * ldc + j])
-                worst = max(worst, abs(Double(c[i * ldc + j]) - ref)); scale = max(scale, abs(ref))
-            } }
-            #expect(worst / scale <= 2e-5, "\(backend) transposes \(ta) \(tb): \(worst / scale)")
-            for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) } }  // padding untouched
+                var worst = 0.0, scale = 0.0
+                for i in 0..<m { for j in 0..<n {
+                    var acc = 0.0
+                    for t in 0..<k {
+                        acc += Double(ta ? a[t * lda + i] : a[i * lda + t]) * Double(tb ? b[j * ldb + t] : b[t * ldb + j])
+                    }
+                    let ref = Double(alpha) * acc + (withBias ? Double(bias[j]) : 0) + Double(beta) * Double(c0[i * ldc + j])
+                    worst = max(worst, abs(Double(c[i * ldc + j]) - ref)); scale = max(scale, abs(ref))
+                } }
+                #expect(worst / scale <= 2e-5, "\(backend) transposes \(ta) \(tb) alpha \(alpha) beta \(beta) bias \(withBias): \(worst / scale)")
+                for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) } }  // padding untouched
+            }
+        }
+    }
+
+    /// K = 0: C = bias + beta·C exactly (nothing is multiplied), on both backends.
+    @Test(arguments: Float32Products.Backend.allCases)
+    func emptyProductsKeepBiasAndBetaC(backend: Float32Products.Backend) {
+        let (m, n) = (3, 5)
+        let bias: [Float] = [1, -2, 3, 0.5, 4], c0: [Float] = (0..<(m * n)).map { Float($0) }
+        let one: [Float] = [0]
+        for withBias in [false, true] {
+            var c = c0
+            c.withUnsafeMutableBufferPointer { pc in
+                bias.withUnsafeBufferPointer { pb in
+                    sgemmSerial(transposeA: false, transposeB: true, m: m, n: n, k: 0, alpha: 1, a: one, lda: 1, b: one, ldb: 1,
+                                beta: 0.5, c: pc.baseAddress!, ldc: n, bias: withBias ? pb.baseAddress : nil, backend: backend)
+                }
+            }
+            #expect(c == (0..<(m * n)).map { (withBias ? bias[$0 % n] : 0) + 0.5 * c0[$0] })
         }
     }
 

@@ -70,6 +70,12 @@ int ck_dnnl_sgemm(int transA, int transB, int64_t m, int64_t n, int64_t k, float
 int ck_dnnl_gemm(int type, int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
                  int64_t lda, const void *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* ck_dnnl_gemm plus bias[n] (float32, may be NULL) added to every row of the product before beta * C:
+   C = alpha * op(A) * op(B) + bias + beta * C for alpha = 1 (with another alpha, oneDNN scales the sum
+   of product and bias). Same return codes. */
+int ck_dnnl_gemm_bias(int type, int transA, int transB, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+                      int64_t lda, const void *b, int64_t ldb, const float *bias, float beta, float *c, int64_t ldc);
+
 /* The number of OpenMP threads oneDNN uses for products started from the calling thread. */
 void ck_dnnl_set_threads(int n);
 
