@@ -158,13 +158,24 @@ extension Tensor {
     ///   tensor, or an index outside `0 ..< shape[0]`.
     public func gatheringRows(_ indices: [Int]) throws(TensorError) -> Tensor {
         try PhaseProfiler.measure(.copies) { () throws(TensorError) -> Tensor in
-            guard rank >= 1, !indices.isEmpty, indices.allSatisfy({ (0..<shape[0]).contains($0) }) else {
-                throw .invalidArgument(operation: "row gather",
-                                       reason: "indices \(indices) must be non-empty and in 0..<\(rank >= 1 ? shape[0] : 0) (shape \(shape))")
+            let extent = rank >= 1 ? shape[0] : 0
+            guard rank >= 1, !indices.isEmpty else {
+                throw .invalidArgument(operation: "row gather", reason: "needs a non-empty selection of a tensor of rank ≥ 1 (shape \(shape))")
             }
-            var parts: [Tensor] = []
-            for i in indices { parts.append(try slice(axis: 0, i..<(i + 1))) }
-            return try Tensor.concatenate(parts, axis: 0)
+            if let bad = indices.first(where: { !(0..<extent).contains($0) }) {
+                throw .invalidArgument(operation: "row gather", reason: "index \(bad) is outside 0..<\(extent) (shape \(shape))")
+            }
+            var outShape = shape
+            outShape[0] = indices.count
+            let rowSize = count / extent
+            return withUnsafeBufferPointer { src in
+                Tensor(uninitializedShape: outShape) { dst in
+                    guard rowSize > 0 else { return }
+                    for (j, i) in indices.enumerated() {
+                        (dst.baseAddress! + j * rowSize).update(from: src.baseAddress! + i * rowSize, count: rowSize)
+                    }
+                }
+            }
         }
     }
 

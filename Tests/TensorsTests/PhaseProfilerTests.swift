@@ -12,7 +12,7 @@ import TestSupport
         PhaseProfiler.start()
         _ = try linear(x, weight: w)                                // products
         _ = try linear(x, weight: WeightMatrix(w), bias: nil)       // products (any storage)
-        _ = try x.gatheringRows([2, 0])                             // copies: slices + a concatenate inside
+        _ = try x.gatheringRows([2, 0])                             // copies
         _ = try attention(query: q, key: q, value: q, heads: 2)     // attention: products inside
         let p = PhaseProfiler.stop()
         #expect(p.calls[.products] == 2)

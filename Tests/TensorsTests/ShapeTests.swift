@@ -88,4 +88,19 @@ import Testing
         }
         #expect(throws: TensorError.self) { try Patches.patchify3D(x, patch: (3, 3, 2), order: .channelsFirst) }
     }
+
+    /// Rows of axis 0 picked in any order, repeated, of a rank-3 tensor: each output row equals the
+    /// source row it names; bad selections are typed errors naming the index.
+    @Test func gatheringRowsCopiesTheNamedRows() throws {
+        let x = try Tensor(shape: [4, 2, 3], scalars: (0..<24).map(Float.init))
+        let g = try x.gatheringRows([3, 0, 3, 1])
+        #expect(g.shape == [4, 2, 3])
+        #expect(g.scalars == [3, 0, 3, 1].flatMap { r in (0..<6).map { Float(r * 6 + $0) } })
+        #expect(throws: TensorError.self) { try x.gatheringRows([]) }
+        #expect(throws: TensorError.self) { try x.gatheringRows([4]) }
+        #expect(throws: TensorError.self) { try x.gatheringRows([-1]) }
+        do { _ = try x.gatheringRows([0, 7]); Issue.record("index 7 accepted") } catch {
+            #expect("\(error)".contains("index 7 is outside 0..<4"))
+        }
+    }
 }

@@ -551,20 +551,20 @@ struct HiDreamI1MixtureOfExperts: Sendable {
     func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         let d = x.shape[x.rank - 1]
         let flat = try x.reshaped([x.count / max(d, 1), d])
-        let input = flat.scalars
-        var y = [Float](repeating: 0, count: flat.count)
+        // Routed outputs summed in expert order (each weighted by its gate), then the shared expert added.
+        var y = try Tensor(zeros: flat.shape)
         for (i, route) in try routing(flat).enumerated() where !route.rows.isEmpty {
-            var gathered = [Float](repeating: 0, count: route.rows.count * d)
-            for (j, r) in route.rows.enumerated() {
-                gathered.replaceSubrange((j * d)..<((j + 1) * d), with: input[(r * d)..<((r + 1) * d)])
-            }
-            let out = try experts[i](Tensor(shape: [route.rows.count, d], scalars: gathered)).scalars
-            for (j, r) in route.rows.enumerated() {
-                let w = route.weights[j]
-                for c in 0..<d { y[r * d + c] += out[j * d + c] * w }
+            let out = try experts[i](flat.gatheringRows(route.rows))
+            y.withUnsafeMutableBufferPointer { py in
+                out.withUnsafeBufferPointer { po in
+                    for (j, r) in route.rows.enumerated() {
+                        let w = route.weights[j], dst = py.baseAddress! + r * d, src = po.baseAddress! + j * d
+                        for c in 0..<d { dst[c] += src[c] * w }
+                    }
+                }
             }
         }
-        return try Tensor(shape: x.shape, scalars: y) + shared(x)
+        return try (y + shared(flat)).reshaped(x.shape)
     }
 }
 
