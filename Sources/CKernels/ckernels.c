@@ -63,6 +63,32 @@ void ck_gelu_tanh_portable(const float *x, float *y, size_t n) {
     }
 }
 
+/* erf(z) for z >= 0 through Numerical Recipes' erfc: 1 - t * exp(-z^2 + P(t)), t = 1 / (1 + z/2);
+   about 1.2e-7 absolute. */
+static float erf_nonnegative_portable(float z) {
+    float t = 1.0f / (z * 0.5f + 1.0f);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    return 1.0f - t * exp_portable(p - z * z);
+}
+
+void ck_gelu_erf_portable(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v != v) { y[i] = v; continue; }
+        float u = v * 0.70710678118654752f, e = erf_nonnegative_portable(fabsf(u));
+        y[i] = 0.5f * v * (1.0f + (u < 0 ? -e : e));
+    }
+}
+
 void ck_silu_portable(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + exp_portable(-v)); }
 }
@@ -177,6 +203,36 @@ AVX2 static void add_gated_avx2(const float *h, const float *x, const float *g, 
         _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(h + i), p));
     }
     ck_add_gated_portable(h + i, x + i, g + i, out + i, n - i);
+}
+
+/* The portable erf's polynomial, 8 lanes: erf(|u|) with its sign restored. */
+AVX2 static inline __m256 erf_avx2(__m256 u) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 z = _mm256_andnot_ps(sign, u);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
+    __m256 p = _mm256_set1_ps(0.17087277f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+    __m256 e = _mm256_sub_ps(one, _mm256_mul_ps(t, exp_avx2(_mm256_sub_ps(p, _mm256_mul_ps(z, z)))));
+    return _mm256_or_ps(e, _mm256_and_ps(sign, u));
+}
+
+AVX2 static void gelu_erf_avx2(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), r2 = _mm256_set1_ps(0.70710678118654752f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf_avx2(_mm256_mul_ps(v, r2))));
+        _mm256_storeu_ps(y + i, _mm256_blendv_ps(g, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    }
+    ck_gelu_erf_portable(x + i, y + i, n - i);
 }
 
 AVX2 static void silu_avx2(const float *x, float *y, size_t n) {
@@ -304,6 +360,38 @@ AVX512 static void add_gated_avx512(const float *h, const float *x, const float 
     }
 }
 
+/* The portable erf's polynomial, 16 lanes: erf(|u|) with its sign restored. */
+AVX512 static inline __m512 erf_avx512(__m512 u) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_abs_ps(u);
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
+    __m512 p = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+    __m512 e = _mm512_sub_ps(one, _mm512_mul_ps(t, exp_avx512(_mm512_sub_ps(p, _mm512_mul_ps(z, z)))));
+    /* the sign bit of u on |erf| */
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e),
+        _mm512_and_si512(_mm512_castps_si512(u), _mm512_set1_epi32((int)0x80000000u))));
+}
+
+AVX512 static void gelu_erf_avx512(const float *x, float *y, size_t n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), r2 = _mm512_set1_ps(0.70710678118654752f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(i, n);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512 g = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v, r2))));
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mask_mov_ps(g, nan, v));
+    }
+}
+
 AVX512 static void silu_avx512(const float *x, float *y, size_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
@@ -382,6 +470,17 @@ void ck_silu_level(int level, const float *x, float *y, size_t n) {
     }
 }
 
+void ck_gelu_erf_level(int level, const float *x, float *y, size_t n) {
+    switch (clamp_level(level)) {
+#if defined(__x86_64__) || defined(__i386__)
+    case 2: gelu_erf_avx512(x, y, n); return;
+    case 1: gelu_erf_avx2(x, y, n); return;
+#endif
+    default: ck_gelu_erf_portable(x, y, n);
+    }
+}
+
+void ck_gelu_erf(const float *x, float *y, size_t n) { ck_gelu_erf_level(2, x, y, n); }
 void ck_softmax_row(float *p, size_t n) { ck_softmax_row_level(2, p, n); }
 float ck_softmax_exp_row(float *p, size_t n) { return ck_softmax_exp_row_level(2, p, n); }
 void ck_gelu_tanh(const float *x, float *y, size_t n) { ck_gelu_tanh_level(2, x, y, n); }

@@ -10,17 +10,6 @@ public enum GELUApproximation: Sendable {
     case tanh
 }
 
-@inlinable @inline(__always)
-func geluVector(_ x: SIMD16<Float>, _ approximation: GELUApproximation) -> SIMD16<Float> {
-    switch approximation {
-    case .none:
-        return 0.5 * x * (1 + VectorMath.erf(x * 0.70710678118654752))
-    case .tanh:
-        let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        return 0.5 * x * (1 + VectorMath.tanh(inner))
-    }
-}
-
 /// GELU, exact or tanh-approximated.
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
     var y = x.copy()

@@ -16,7 +16,7 @@ public enum Activation: Sendable, Equatable {
         switch self {
         case .gelu(.tanh): ck_gelu_tanh(x, y, n)
         case .silu: ck_silu(x, y, n)
-        case .gelu(.none): simdMap(x, y, n) { geluVector($0, .none) }
+        case .gelu(.none): ck_gelu_erf(x, y, n)
         case .tanh: simdMap(x, y, n, VectorMath.tanh)
         }
     }

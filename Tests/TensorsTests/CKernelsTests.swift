@@ -42,6 +42,27 @@ import Testing
         for level in Self.levels { check(run { ck_silu_level(Int32(level), $0, $1, $2) }, ref) }
     }
 
+    /// The exact GELU (erf polynomial ≈ 1.2e-7 absolute, scaled by |x|/2): every path within 2e-6 of
+    /// max(|ref|, 1), NaN kept, and all paths within 1e-6 of each other.
+    @Test func geluErfEveryPath() {
+        let ref = { (x: Double) in 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot())) }
+        check(run { ck_gelu_erf($0, $1, $2) }, ref)
+        check(run { ck_gelu_erf_portable($0, $1, $2) }, ref)
+        for level in Self.levels { check(run { ck_gelu_erf_level(Int32(level), $0, $1, $2) }, ref) }
+        let portable = run { ck_gelu_erf_portable($0, $1, $2) }
+        for level in Self.levels {
+            let got = run { ck_gelu_erf_level(Int32(level), $0, $1, $2) }
+            for (g, p) in zip(got, portable) { #expect(abs(g - p) <= 1e-6 * max(abs(p), 1)) }
+        }
+        for level in Self.levels {
+            let x: [Float] = [.nan, 1, -1, .nan, 0, 2, 3, -4, 5, .nan, 0.5, -0.5, 6, 7, 8, 9, .nan]  // 17: a tail too
+            var y = [Float](repeating: 0, count: x.count)
+            x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { ck_gelu_erf_level(Int32(level), px.baseAddress, $0.baseAddress, x.count) } }
+            for (g, v) in zip(y, x) where v.isNaN { #expect(g.isNaN, "level \(level)") }
+            #expect(y[4] == 0 && abs(Double(y[1]) - ref(1)) <= 2e-6)
+        }
+    }
+
     /// Lengths around the 8- and 16-lane boundaries (empty, shorter than a vector, exact multiples).
     @Test(arguments: [0, 1, 7, 8, 9, 15, 16, 17, 31, 33])
     func everyPathHandlesShortAndTailRows(n: Int) {

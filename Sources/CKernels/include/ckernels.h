@@ -19,6 +19,10 @@ float ck_softmax_exp_row(float *p, size_t n);
 /* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); x and y may alias. */
 void ck_gelu_tanh(const float *x, float *y, size_t n);
 
+/* y = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU (erf to about 1.2e-7 absolute, Numerical Recipes'
+   erfc polynomial); x and y may alias. NaN stays NaN. */
+void ck_gelu_erf(const float *x, float *y, size_t n);
+
 /* y = x / (1 + exp(-x)); x and y may alias. */
 void ck_silu(const float *x, float *y, size_t n);
 
@@ -34,12 +38,14 @@ void ck_softmax_row_level(int level, float *p, size_t n);
 float ck_softmax_exp_row_level(int level, float *p, size_t n);
 void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n);
 void ck_silu_level(int level, const float *x, float *y, size_t n);
+void ck_gelu_erf_level(int level, const float *x, float *y, size_t n);
 void ck_add_gated_level(int level, const float *h, const float *x, const float *g, float *out, size_t n);
 
 /* The portable versions, always available (tests compare both paths). */
 void ck_softmax_row_portable(float *p, size_t n);
 void ck_gelu_tanh_portable(const float *x, float *y, size_t n);
 void ck_silu_portable(const float *x, float *y, size_t n);
+void ck_gelu_erf_portable(const float *x, float *y, size_t n);
 void ck_add_gated_portable(const float *h, const float *x, const float *g, float *out, size_t n);
 
 #endif
