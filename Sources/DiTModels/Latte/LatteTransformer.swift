@@ -333,10 +333,10 @@ private struct LatteBlock: Sendable {
         let b = h.shape[0]
         var h = h
         let attnIn = try sequences.gather(modulatedNorm1(h, m))
-        h = try h + sequences.scatter(attn1(attnIn, context: nil), batch: b) * m[2]
+        h = try addingGated(h, sequences.scatter(attn1(attnIn, context: nil), batch: b), gate: .perSample(m[2]))
         if let attn2, let caption { h = try h + attn2(h, context: caption) }
         let ffIn = try Self.modulatedNorm(h, norm2, eps: eps, scale: m[4], shift: m[3])
-        return try h + ff(ffIn) * m[5]
+        return try addingGated(h, ff(ffIn), gate: .perSample(m[5]))
     }
 
     /// `LN(h)·(1 + scale) + shift`, with the LayerNorm's own scale and bias first when it has them.

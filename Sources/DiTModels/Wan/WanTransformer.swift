@@ -420,11 +420,11 @@ private struct WanTransformerBlock: Sendable {
         let m = try (scaleShiftTable + ctx.timestepProjection).chunked(6, axis: 1)  // each [B, 1, D]
         var h = h
         let attnIn = try layerNormModulated(h, eps: eps, scale: m[1], shift: m[0])
-        h = try h + attn1.selfAttention(attnIn, rotary: (ctx.rotaryCos, ctx.rotarySin)) * m[2]
+        h = try addingGated(h, attn1.selfAttention(attnIn, rotary: (ctx.rotaryCos, ctx.rotarySin)), gate: .perSample(m[2]))
         let crossIn = try norm2.map { n throws(TensorError) in try n(h) } ?? h
         h = try h + attn2.crossAttention(crossIn, context: ctx.context, image: ctx.image)
         let ffIn = try layerNormModulated(h, eps: eps, scale: m[4], shift: m[3])
-        h = try h + ffn(ffIn) * m[5]
+        h = try addingGated(h, ffn(ffIn), gate: .perSample(m[5]))
         return h
     }
 }
