@@ -171,11 +171,12 @@ public func attention(
                                         // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
                                         // below instead of the Sk-wide rows of P (a fully masked row gives 0).
                                         inverseSums[r] = softmaxExpRowInPlace(row, sk)
+                                        // The bf16 numerators, while the row is still in L1.
+                                        if let p16 { ck_f32_to_bf16(row, p16 + r * sk, sk) }
                                     }
                                     let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
                                     var done = false
                                     if let bf16, let p16 {
-                                        for r in 0..<rows { ck_f32_to_bf16(scores + r * sk, p16 + r * sk, sk) }
                                         done = ck_dnnl_gemm(Int32(CK_DNNL_BF16), 0, 0, Int64(rows), Int64(dh), Int64(sk), 1,
                                                             p16, Int64(sk), bf16.v.values + kv16, Int64(width),
                                                             0, out, Int64(width)) == Int32(CK_DNNL_OK)
