@@ -63,20 +63,16 @@ void ck_gelu_tanh_portable(const float *x, float *y, size_t n) {
     }
 }
 
-/* erf(z) for z >= 0 through Numerical Recipes' erfc: 1 - t * exp(-z^2 + P(t)), t = 1 / (1 + z/2);
-   about 1.2e-7 absolute. */
+/* erf(z) for z >= 0 through Numerical Recipes' erfc: 1 - t * exp(-z^2 + P(t)), t = 1 / (1 + z/2),
+   P's coefficients highest degree first; about 1.2e-7 absolute. Every vector width uses these. */
+static const float erfc_poly[10] = {
+    0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+    -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
+
 static float erf_nonnegative_portable(float z) {
     float t = 1.0f / (z * 0.5f + 1.0f);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    p = p * t - 1.26551223f;
+    float p = erfc_poly[0];
+    for (int c = 1; c < 10; c++) p = p * t + erfc_poly[c];
     return 1.0f - t * exp_portable(p - z * z);
 }
 
@@ -210,16 +206,8 @@ AVX2 static inline __m256 erf_avx2(__m256 u) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     __m256 z = _mm256_andnot_ps(sign, u);
     __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
-    __m256 p = _mm256_set1_ps(0.17087277f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+    __m256 p = _mm256_set1_ps(erfc_poly[0]);
+    for (int c = 1; c < 10; c++) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(erfc_poly[c]));
     __m256 e = _mm256_sub_ps(one, _mm256_mul_ps(t, exp_avx2(_mm256_sub_ps(p, _mm256_mul_ps(z, z)))));
     return _mm256_or_ps(e, _mm256_and_ps(sign, u));
 }
@@ -365,16 +353,8 @@ AVX512 static inline __m512 erf_avx512(__m512 u) {
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 z = _mm512_abs_ps(u);
     __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
-    __m512 p = _mm512_set1_ps(0.17087277f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+    __m512 p = _mm512_set1_ps(erfc_poly[0]);
+    for (int c = 1; c < 10; c++) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(erfc_poly[c]));
     __m512 e = _mm512_sub_ps(one, _mm512_mul_ps(t, exp_avx512(_mm512_sub_ps(p, _mm512_mul_ps(z, z)))));
     /* the sign bit of u on |erf| */
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e),

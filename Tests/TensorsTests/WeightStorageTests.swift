@@ -102,6 +102,30 @@ import Testing
         #expect(throws: TensorError.self) { try WeightMatrix(Tensor(shape: [4], repeating: 1)) }
     }
 
+    /// The routes a product with `precision` weights can take on this CPU.
+    static func routes(for precision: WeightPrecision) -> [WeightProducts.Path] {
+        var routes: [WeightProducts.Path] = precision == .float32 ? [.float32, .panels] : [.panels]
+        if WeightProducts.bfloat16Available, precision == .bfloat16 || precision == .int8 { routes.append(.oneDNNBFloat16) }
+        return routes
+    }
+
+    /// `x · wᵀ + bias` in Double from the stored (dequantised) weights, `x` `[m, k]`, `w` `[n, k]`; on the
+    /// bf16 route the activations and weights are rounded to bf16 first, as that route does.
+    static func referenceProduct(_ x: Tensor, _ w: WeightMatrix, bias: Tensor?, route: WeightProducts.Path) -> [Double] {
+        let (m, k, n) = (x.shape[0], x.shape[1], w.rows)
+        let toBF16 = { (v: Float) in Float(bitPattern: UInt32(Self.referenceBF16(v)) << 16) }
+        let xs = x.scalars, stored = w.float32Tensor().scalars, bs = bias?.scalars
+        let xr: [Float] = route == .oneDNNBFloat16 ? xs.map(toBF16) : xs
+        let wr: [Float] = route == .oneDNNBFloat16 ? stored.map(toBF16) : stored
+        var ref = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
+            var acc = bs.map { Double($0[j]) } ?? 0
+            for t in 0..<k { acc += Double(xr[i * k + t]) * Double(wr[j * k + t]) }
+            ref[i * n + j] = acc
+        } }
+        return ref
+    }
+
     /// Every storage and route on odd shapes against a Double product of the stored (dequantised)
     /// weights. Tolerance 2e-5 of the largest output (float32 accumulation, K ≤ 300); the bf16 route
     /// rounds the activations to bf16 first, so its reference rounds them too.
@@ -111,50 +135,28 @@ import Testing
             let x = rand([m, k], seed: UInt64(m * 1000 + k))
             let w = try WeightMatrix.make(rand([n, k], seed: UInt64(n)), precision: precision, groupSize: 32)
             let bias = rand([n], seed: 99)
-            let stored = w.float32Tensor().scalars, xs = x.scalars, bs = bias.scalars
-            var routes: [WeightProducts.Path] = [.panels]
-            if precision == .float32 { routes = [.float32, .panels] }
-            if WeightProducts.bfloat16Available, precision == .bfloat16 || precision == .int8 { routes.append(.oneDNNBFloat16) }
-            for route in routes {
-                // The bf16 route rounds the activations (and int8's dequantised weights) to bf16.
-                let toBF16 = { (v: Float) in Float(bitPattern: UInt32(Self.referenceBF16(v)) << 16) }
-                let xr: [Float] = route == .oneDNNBFloat16 ? xs.map(toBF16) : xs
-                let wr: [Float] = route == .oneDNNBFloat16 ? stored.map(toBF16) : stored
-                var ref = [Double](repeating: 0, count: m * n)
-                for i in 0..<m { for j in 0..<n {
-                    var acc = Double(bs[j])
-                    for t in 0..<k { acc += Double(xr[i * k + t]) * Double(wr[j * k + t]) }
-                    ref[i * n + j] = acc
-                } }
+            for route in Self.routes(for: precision) {
                 let y = try linear(x, weight: w, bias: bias, path: route)
                 #expect(y.shape == [m, n])
-                expectClose(y, ref, tol: 2e-5)
+                expectClose(y, Self.referenceProduct(x, w, bias: bias, route: route), tol: 2e-5)
             }
         }
     }
 
     /// Products of several weight panels (the converting routes work one panel of rows at a time; here
     /// 64-row panels, so 257 rows are five panels, the last of one row) equal the Double reference like
-    /// the one-panel product. Tolerance as above (2e-5 of the largest output; bf16 operands rounded first).
+    /// the one-panel product, with and without a bias. Tolerance as above.
     @Test(arguments: [WeightPrecision.bfloat16, .float16, .int8])
     func productsOverSeveralPanelsMatchADoubleReference(precision: WeightPrecision) throws {
         let (m, k, n) = (7, 96, 257)
         let x = rand([m, k], seed: 11)
         let w = try WeightMatrix.make(rand([n, k], seed: 12), precision: precision, groupSize: 32)
-        let stored = w.float32Tensor().scalars, xs = x.scalars
-        var routes: [WeightProducts.Path] = [.panels]
-        if WeightProducts.bfloat16Available, precision == .int8 { routes.append(.oneDNNBFloat16) }
-        for route in routes {
-            let toBF16 = { (v: Float) in Float(bitPattern: UInt32(Self.referenceBF16(v)) << 16) }
-            let xr: [Float] = route == .oneDNNBFloat16 ? xs.map(toBF16) : xs
-            let wr: [Float] = route == .oneDNNBFloat16 ? stored.map(toBF16) : stored
-            var ref = [Double](repeating: 0, count: m * n)
-            for i in 0..<m { for j in 0..<n {
-                ref[i * n + j] = (0..<k).reduce(0.0) { $0 + Double(xr[i * k + $1]) * Double(wr[j * k + $1]) }
-            } }
+        for route in Self.routes(for: precision) where route != .float32 {
             #expect(panelRows(columns: k, bytesPerValue: route == .panels ? 4 : 2, panelBytes: 1) == 64)
-            let y = try linear(x, weight: w, bias: nil, path: route, panelBytes: 1)
-            expectClose(y, ref, tol: 2e-5)
+            for bias in [nil, rand([n], seed: 13)] {
+                let y = try linear(x, weight: w, bias: bias, path: route, panelBytes: 1)
+                expectClose(y, Self.referenceProduct(x, w, bias: bias, route: route), tol: 2e-5)
+            }
         }
     }
 
