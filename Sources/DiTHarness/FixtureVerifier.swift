@@ -33,25 +33,27 @@ public enum FixtureVerifier {
         public init() {}
 
         /// The tolerances of a model loaded with `precision` weights: FORMAT.md §7 for float32; for the
-        /// others about twice the worst error measured over the 66 public and variant fixture folders
-        /// (README, "Weight precision": forward rel L2 at most 9.9e-3 bf16, 9.4e-4 f16, 2.5e-2 int8; final
-        /// latents 6.5e-3, 7.3e-4, 1.7e-2), and up to 10% of TeaCache decisions may differ: rounding
-        /// perturbs each distance by about the format's precision, which tips a decision only where the
-        /// accumulator sat within that much of the threshold (2 of 1,092 calls at bf16, 0 at f16 and int8).
+        /// others about twice the worst error measured over the 101 public and variant fixture folders of
+        /// the 14 families (README, "Weight precision": forward rel L2 at most 2.0e-2 bf16, 1.9e-3 f16,
+        /// 3.5e-2 int8; final latents 2.0e-2, 1.6e-3, 2.9e-2 — the worst from ConsisID's residual, a deep
+        /// difference, and HiDream-I1's expert routing), and up to 10% of TeaCache decisions may differ:
+        /// rounding perturbs each distance by about the format's precision, which tips a decision only
+        /// where the accumulator sat within that much of the threshold (2 of 1,572 calls at bf16, 0 at f16
+        /// and int8).
         public static func forPrecision(_ precision: WeightPrecision) -> Tolerances {
             var t = Tolerances()
             switch precision {
             case .float32: return t
             case .float16:
-                t.forwardRelativeL2 = 2e-3; t.latentRelativeL2 = 2e-3
+                t.forwardRelativeL2 = 4e-3; t.latentRelativeL2 = 4e-3
                 t.relL1Absolute = 2e-3; t.accumulatorRelative = 5e-2; t.decisionMismatchShare = 0.1
                 t.accumulatorFloorOfThreshold = 1
             case .bfloat16:
-                t.forwardRelativeL2 = 2e-2; t.latentRelativeL2 = 2e-2
+                t.forwardRelativeL2 = 4e-2; t.latentRelativeL2 = 4e-2
                 t.relL1Absolute = 2e-2; t.accumulatorRelative = 0.5; t.decisionMismatchShare = 0.1
                 t.accumulatorFloorOfThreshold = 1
             case .int8:
-                t.forwardRelativeL2 = 5e-2; t.latentRelativeL2 = 4e-2
+                t.forwardRelativeL2 = 7e-2; t.latentRelativeL2 = 6e-2
                 t.relL1Absolute = 5e-2; t.accumulatorRelative = 0.5; t.decisionMismatchShare = 0.1
                 t.accumulatorFloorOfThreshold = 1
             }

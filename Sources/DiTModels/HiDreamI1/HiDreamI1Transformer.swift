@@ -514,7 +514,9 @@ private enum HiDreamI1ImageFeedForward: Sendable {
 /// `torch.topk` breaks them on the CPU, ``TorchTopK``); the token's output is the sum of
 /// `weight · expert(x)` over its experts in ascending expert order, plus the shared expert's output.
 struct HiDreamI1MixtureOfExperts: Sendable {
-    /// `gate.weight` `[E, D]` (no bias).
+    /// `gate.weight` `[E, D]` (no bias), always float32: the router's top-k is a discrete choice, and
+    /// rounding its small weight to 16 or 8 bits flipped tokens to other experts (a jump in the output,
+    /// not a rounding error); E·D values cost nothing to keep.
     let gate: Linear
     /// `experts.e`.
     private let experts: [HiDreamI1SwiGLU]
@@ -525,7 +527,7 @@ struct HiDreamI1MixtureOfExperts: Sendable {
 
     init(_ w: WeightScope, configuration c: HiDreamI1Configuration) {
         let d = c.innerDim
-        gate = Linear(w["gate"], in: d, out: c.numRoutedExperts, bias: false)
+        gate = Linear(weight: w["gate"].tensor("weight", shape: [c.numRoutedExperts, d]), bias: nil)
         experts = (0..<c.numRoutedExperts).map { HiDreamI1SwiGLU(w["experts"][$0], dim: d, hidden: c.expertHiddenDim) }
         shared = HiDreamI1SwiGLU(w["shared_experts"], dim: d, hidden: c.sharedExpertHiddenDim)
         activated = c.numActivatedExperts
