@@ -190,7 +190,7 @@ func weightProduct(
 
 /// `C[m, n] (+)= A16 · W16ᵀ (+ bias)` through oneDNN's bf16 matmul, split over ``Parallelism`` workers into
 /// blocks of 64-aligned columns (or rows when M is the larger), each a single-threaded oneDNN product
-/// on the worker's thread (one thread pool for the forward; see ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:backend:)``).
+/// on the worker's thread (one thread pool for the forward; see ``sgemmSerial(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:bias:backend:)``).
 /// False when oneDNN refused the first block (then nothing was written).
 private func bfloat16Product(m: Int, n: Int, k: Int, a16: UnsafePointer<UInt16>, w: UnsafePointer<UInt16>, ldw: Int,
                              c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, bias: UnsafePointer<Float>?) -> Bool {
