@@ -129,12 +129,20 @@ enum StoredWeights {
             case .tensors(let t):
                 guard let v = t[name] else { throw SafetensorsError.tensorNotFound(name) }
                 return v
-            case .file(let f, _): return try f.tensor(named: name)
-            case .sharded(let s, _): return try s.tensor(named: name)
+            case .file(let f, _): return try Self.float32Tensor(f, name)
+            case .sharded(let s, _): return try Self.float32Tensor(s, name)
             }
         } catch {
             throw .invalidWeights(path: path, error: error)
         }
+    }
+
+    /// The named tensor as float32; an int8 matrix (`teacache quantize`'s form) is dequantised, so a
+    /// parameter a model keeps in float32 can be read from a file that stored it quantised (HiDream-I1's
+    /// router gate, which files quantised before it was kept in float32 hold as int8).
+    private static func float32Tensor(_ source: some SafetensorsTensorSource, _ name: String) throws(SafetensorsError) -> Tensor {
+        if source.isInt8Matrix(name) { return try source.weightMatrix(named: name, precision: .float32).float32Tensor() }
+        return try source.tensor(named: name)
     }
 
     /// The file or checkpoint as a source of weight matrices (nil for in-memory tensors).

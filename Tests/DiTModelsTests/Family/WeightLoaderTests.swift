@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Safetensors
 import Tensors
 import DiTHarness
 @testable import DiTModels
@@ -23,6 +24,17 @@ import TestSupport
         #expect(loader.root["new"]["norm"].tensor("weight", shape: [2]) == w)
         #expect(loader.root["x"].tensor("bias", shape: [2]) == w)
         #expect(!loader.root["old"].contains("norm.weight"))
+        try loader.finish()
+    }
+
+    /// A parameter a model keeps in float32 (read with `tensor`, e.g. HiDream-I1's router gate) that a file
+    /// stores as an int8 matrix (`teacache quantize` wrote every matrix so before) is dequantised: the values
+    /// are q × the row's scale, exact in float32. Read as a matrix it is the same values.
+    @Test func float32ParametersStoredAsInt8AreDequantised() throws {
+        let file = try FuzzFindingsTests.int8File(groupSize: "3")
+        let loader = WeightLoader(stored: .file(file, path: "int8.safetensors"), precision: .int8)
+        let expected: [Float] = [63.5, -1.5, 0, -254, 10, 128]
+        #expect(loader.root.tensor("w", shape: [2, 3]).scalars == expected)
         try loader.finish()
     }
 
