@@ -39,13 +39,8 @@ public func linearFewRows(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) thro
         return x.withUnsafeBufferPointer { px in
             weight.withUnsafeBufferPointer { pw in
                 Tensor(uninitializedShape: Array(x.shape.dropLast()) + [out]) { py in
-                    if let bias {
-                        bias.withUnsafeBufferPointer { pb in
-                            for r in 0..<rows { (py.baseAddress! + r * out).update(from: pb.baseAddress!, count: out) }
-                        }
-                    } else {
-                        py.update(repeating: 0)
-                    }
+                    guard rows > 0 else { return }
+                    fillRows(py.baseAddress!, rows: rows, width: out, with: bias)
                     let run = { (w: Int) in
                         let lo = w * perWorker * panel, hi = min(out, (w + 1) * perWorker * panel)
                         guard lo < hi else { return }

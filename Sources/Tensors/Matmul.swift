@@ -66,8 +66,8 @@ func sgemm(
     }
 }
 
-/// `body` with the base address of `tensor`'s values, or with nil when there is no tensor.
-func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+/// `body` with the base address of `tensor`'s values, or with nil when there is no tensor (or it is empty).
+package func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
     guard let tensor else { return body(nil) }
     return tensor.withUnsafeBufferPointer { body($0.baseAddress) }
 }

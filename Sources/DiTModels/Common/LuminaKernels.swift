@@ -115,9 +115,4 @@ enum LuminaKernels {
         }
         return (x.shape[0], x.shape[1], x.shape[2])
     }
-
-    private static func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let t else { return body(nil) }
-        return t.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
 }
