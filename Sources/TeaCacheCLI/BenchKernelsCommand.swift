@@ -7,7 +7,7 @@ import Tensors
 struct BenchKernelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "sgemm GFLOP/s at 1024³ and attention (8 heads × 1152 tokens × 64) as a share of it."
+        abstract: "sgemm GFLOP/s at 1024³, and attention and linear shapes as a share of it."
     )
 
     @Option(help: "Threads for BLAS and element-wise loops (default: all cores).")
@@ -20,6 +20,10 @@ struct BenchKernelsCommand: ParsableCommand {
             help: "A linear shape to time per weight storage, ROWSxINxOUT (repeatable; default: 1280x1536x1536, 1280x1536x8960, 1280x8960x1536, a Wan2.1-1.3B block's products).")
     var linearShapes: [String] = []
 
+    @Option(name: .customLong("attention"), parsing: .singleValue,
+            help: "An attention shape to time, BATCHxQUERIESxKEYSxHEADSxHEADDIM (repeatable; default: 1x1152x1152x8x64).")
+    var attentionShapes: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     /// `ROWSxINxOUT` as (m, k, n), or nil when it is not three positive integers.
@@ -29,11 +33,21 @@ struct BenchKernelsCommand: ParsableCommand {
         return (parts[0], parts[1], parts[2])
     }
 
+    /// `BATCHxQUERIESxKEYSxHEADSxHEADDIM`, or nil when it is not five positive integers.
+    static func parseAttentionShape(_ text: String) -> KernelBenchmarks.AttentionShape? {
+        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 5, parts.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { return nil }
+        return .init(batch: parts[0], queries: parts[1], keys: parts[2], heads: parts[3], headDim: parts[4])
+    }
+
     func validate() throws {
         try ThreadsOption.validate(threads)
         if repeats < 1 { throw ValidationError("--repeats \(repeats): must be at least 1; give the number of timed repetitions") }
         for shape in linearShapes where Self.parseShape(shape) == nil {
             throw ValidationError("--linear \(shape): give ROWSxINxOUT, three integers from 1 to 65536 (e.g. 1024x512x2048)")
+        }
+        for shape in attentionShapes where Self.parseAttentionShape(shape) == nil {
+            throw ValidationError("--attention \(shape): give BATCHxQUERIESxKEYSxHEADSxHEADDIM, five integers from 1 to 65536 (e.g. 4x256x256x8x64)")
         }
     }
 
@@ -44,13 +58,19 @@ struct BenchKernelsCommand: ParsableCommand {
         for line in BLASKernel.reportLines { print(line) }
         let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: repeats)
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))
-        let att = try KernelBenchmarks.attentionGFLOPS(repeats: repeats)
-        print(String(format: "attention 8x1152x64 %.1f GFLOP/s %.0f%% of sgemm", att, 100 * att / sgemm))
-        if WeightProducts.path(for: .bfloat16) == .oneDNNBFloat16 {
-            let att16 = try KernelBenchmarks.attentionGFLOPS(repeats: repeats, precision: .bfloat16)
-            print(String(format: "attention 8x1152x64, bf16 products (bf16/int8 models) %.1f GFLOP/s %.0f%% of sgemm",
-                         att16, 100 * att16 / sgemm))
-        } else {
+        let bf16Attention = WeightProducts.path(for: .bfloat16) == .oneDNNBFloat16
+        let attentionShapes = self.attentionShapes.isEmpty ? [KernelBenchmarks.AttentionShape.default]
+            : self.attentionShapes.compactMap(Self.parseAttentionShape)
+        for shape in attentionShapes {
+            let att = try KernelBenchmarks.attentionGFLOPS(shape, repeats: repeats)
+            print("attention \(shape.name) " + String(format: "%.1f GFLOP/s %.0f%% of sgemm", att, 100 * att / sgemm))
+            if bf16Attention {
+                let att16 = try KernelBenchmarks.attentionGFLOPS(shape, repeats: repeats, precision: .bfloat16)
+                print("attention \(shape.name), bf16 products (bf16/int8 models) "
+                      + String(format: "%.1f GFLOP/s %.0f%% of sgemm", att16, 100 * att16 / sgemm))
+            }
+        }
+        if !bf16Attention {
             print("attention with bf16 products: not on this CPU (\(WeightProducts.describe(.bfloat16)))")
         }
         for precision in WeightPrecision.allCases {

@@ -67,19 +67,31 @@ enum KernelBenchmarks {
         return 2 * Double(n * n * n) / t / 1e9
     }
 
-    /// Attention rate in GFLOP/s: QKᵀ and PV count 4·H·S²·Dh flops (softmax not counted).
-    /// `precision` is the weights' (bf16 operands for bfloat16 where the CPU has bf16 products).
-    static func attentionGFLOPS(heads: Int = 8, tokens: Int = 1152, headDim: Int = 64, repeats: Int = 5,
+    /// The sizes of one timed attention call: `batch` sequences of `queries` and `keys` tokens, `heads`
+    /// heads of `headDim`.
+    struct AttentionShape: Equatable {
+        var batch: Int, queries: Int, keys: Int, heads: Int, headDim: Int
+        /// 8 heads of 64 over 1152 tokens (1024 image + 128 text), one sequence.
+        static let `default` = AttentionShape(batch: 1, queries: 1152, keys: 1152, heads: 8, headDim: 64)
+        /// How reports name it, `BATCHxQUERIESxKEYSxHEADSxHEADDIM`.
+        var name: String { "\(batch)x\(queries)x\(keys)x\(heads)x\(headDim)" }
+        /// QKᵀ and PV: 4·B·H·Sq·Sk·Dh flops (the softmax not counted).
+        var flops: Double { 4 * Double(batch) * Double(heads) * Double(queries) * Double(keys) * Double(headDim) }
+    }
+
+    /// Attention rate in GFLOP/s (``AttentionShape/flops``). `precision` is the weights' (bf16 operands for
+    /// bfloat16 where the CPU has bf16 products).
+    static func attentionGFLOPS(_ shape: AttentionShape = .default, repeats: Int = 5,
                                 precision: WeightPrecision = .float32) throws -> Double {
         var g = SeededGenerator(seed: 2)
-        let shape = [1, tokens, heads * headDim]
-        let q = try Tensor.randomUniform(shape: shape, using: &g)
-        let k = try Tensor.randomUniform(shape: shape, using: &g)
-        let v = try Tensor.randomUniform(shape: shape, using: &g)
+        let width = shape.heads * shape.headDim
+        let q = try Tensor.randomUniform(shape: [shape.batch, shape.queries, width], using: &g)
+        let k = try Tensor.randomUniform(shape: [shape.batch, shape.keys, width], using: &g)
+        let v = try Tensor.randomUniform(shape: [shape.batch, shape.keys, width], using: &g)
         let t = try medianSeconds(repeats: repeats, warmup: 2) {
-            _ = try attention(query: q, key: k, value: v, heads: heads, precision: precision)
+            _ = try attention(query: q, key: k, value: v, heads: shape.heads, precision: precision)
         }
-        return 4 * Double(heads * tokens * tokens * headDim) / t / 1e9
+        return shape.flops / t / 1e9
     }
 
     /// Rate in GFLOP/s (2·m·n·k flops) of `linear` with `m` rows of activations and an `n × k` weight

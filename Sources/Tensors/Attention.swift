@@ -121,7 +121,12 @@ public func attention(
         // bf16 operands, converted once for the whole call (nil: float32 products). Only for products
         // large enough for oneDNN (its per-call set-up dwarfs a tiny product: a temporal attention over
         // a few frames ran 2× slower in bf16 than in float32); smaller ones stay float32 like sgemmSerial's.
-        let bf16 = attentionUsesBFloat16(precision: precision, queryRows: blockRows, keys: sk, headDim: dh)
+        let usesBFloat16 = attentionUsesBFloat16(precision: precision, queryRows: blockRows, keys: sk, headDim: dh)
+        if !usesBFloat16 {
+            return fusedAttention(query: query, key: key, value: value, heads: heads, scale: alpha, mask: mt,
+                                  maskStrides: hasMask ? ms : nil, isKeyMask: isKeyMask)
+        }
+        let bf16 = usesBFloat16
             ? (q: BFloat16Operand(query), k: BFloat16Operand(key), v: BFloat16Operand(value)) : nil
 
         return query.withUnsafeBufferPointer { pq in
@@ -200,6 +205,72 @@ public func attention(
                                     let lo = w * per, hi = min(tasks, lo + per)
                                     if lo < hi { run(lo..<hi) }
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Query rows of one task of ``fusedAttention(query:key:value:heads:scale:mask:maskStrides:isKeyMask:)``: a tile
+/// of the widest kernel (4 vectors of 16 lanes).
+let fusedAttentionRows = 64
+
+/// Float32 attention through the fused CKernels kernel (`ck_attention_f32`: scores, online softmax and
+/// P·V block by block in a per-worker workspace), parallel over (batch, head, 64-query tile). Shapes and
+/// the mask were validated by the caller; `maskStrides` (over batch, head, query) is nil without a mask.
+private func fusedAttention(
+    query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, mask: Tensor,
+    maskStrides ms: (b: Int, h: Int, q: Int)?, isKeyMask: Bool
+) -> Tensor {
+    let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    let sk = key.shape[1], dh = width / heads
+    let tilesPerHead = (sq + fusedAttentionRows - 1) / fusedAttentionRows
+    let tasks = b * heads * tilesPerHead
+    let flops = 4 * Double(b) * Double(sq) * Double(sk) * Double(width)
+    let workers = flops < Double(Parallelism.serialThreshold) * 8 ? 1 : max(1, min(Parallelism.threadCount, tasks))
+    let workFloats = ck_attention_workspace_floats(dh)
+    return query.withUnsafeBufferPointer { pq in
+        key.withUnsafeBufferPointer { pk in
+            value.withUnsafeBufferPointer { pv in
+                mask.withUnsafeBufferPointer { pm in
+                    Tensor(uninitializedShape: [b, sq, width]) { po in
+                        guard sq > 0, width > 0 else { return }
+                        if sk == 0 { po.update(repeating: 0); return }
+                        let run = { (taskRange: Range<Int>) in
+                            let work = BufferPool.allocate(Float.self, count: workFloats)
+                            defer { BufferPool.release(work, count: workFloats) }
+                            for t in taskRange {
+                                let tile = t % tilesPerHead
+                                let h = (t / tilesPerHead) % heads
+                                let bi = t / (tilesPerHead * heads)
+                                let q0 = tile * fusedAttentionRows
+                                let rows = min(fusedAttentionRows, sq - q0)
+                                let qOffset = (bi * sq + q0) * width + h * dh, kvOffset = bi * sk * width + h * dh
+                                var bias: UnsafePointer<Float>? = nil, keyMask: UnsafePointer<Float>? = nil
+                                var biasStride = 0
+                                if let ms {
+                                    if isKeyMask {
+                                        keyMask = UnsafePointer(pm.baseAddress! + bi * ms.b)
+                                    } else {
+                                        bias = UnsafePointer(pm.baseAddress! + bi * ms.b + h * ms.h + q0 * ms.q)
+                                        biasStride = ms.q
+                                    }
+                                }
+                                ck_attention_f32(pq.baseAddress! + qOffset, Int64(width), pk.baseAddress! + kvOffset, Int64(width),
+                                                 pv.baseAddress! + kvOffset, Int64(width), po.baseAddress! + qOffset, Int64(width),
+                                                 rows, sk, dh, scale, bias, Int64(biasStride), keyMask, work)
+                            }
+                        }
+                        if workers == 1 {
+                            run(0..<tasks)
+                        } else {
+                            let per = (tasks + workers - 1) / workers
+                            Parallelism.concurrentPerform(workers) { w in
+                                let lo = w * per, hi = min(tasks, lo + per)
+                                if lo < hi { run(lo..<hi) }
                             }
                         }
                     }

@@ -2,6 +2,7 @@
 #define CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "ckprecision.h"  /* weight storages and the oneDNN bridge */
 
 /* Element-wise kernels whose cost is dominated by exp(): the widest version the CPU supports is chosen
@@ -30,6 +31,23 @@ void ck_silu(const float *x, float *y, size_t n);
    h. The gated residual of adaLN-Zero blocks. */
 void ck_add_gated(const float *h, const float *x, const float *g, float *out, size_t n);
 
+/* Keys per block of ck_attention_f32: one block's scores for a tile of 64 queries are 32 KB (in L1). */
+#define CK_ATTENTION_KEY_BLOCK 128
+
+/* Floats of workspace one ck_attention_f32 call needs for head dimension dh (the same for every version). */
+size_t ck_attention_workspace_floats(size_t dh);
+
+/* Fused scaled-dot-product attention of one head for `rows` queries (flash-style: scores, an online
+   softmax and the probability-weighted sum of values block by block in `work`, never the whole score
+   matrix). Row r of q, out: q + r·ldq, out + r·ldo; key/value row j: k + j·ldk, v + j·ldv; dh values each.
+   out[r] = Σ_j p_rj v_j with p_r = softmax_j(scale · q_r·k_j + bias_rj), where bias (NULL: none) holds the
+   additive bias of query r at bias + r·bias_ldq (bias_ldq 0: one row for every query), and keys whose
+   keymask entry is 0 (keymask NULL: none) are left out. A query with every key left out (or −∞) gets 0.
+   Requires keys ≥ 1; rows, dh ≥ 0. work: ck_attention_workspace_floats(dh) floats, any alignment. */
+void ck_attention_f32(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                      float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale, const float *bias,
+                      int64_t bias_ldq, const float *keymask, float *work);
+
 /* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F. */
 int ck_level(void);
 
@@ -39,6 +57,9 @@ float ck_softmax_exp_row_level(int level, float *p, size_t n);
 void ck_gelu_tanh_level(int level, const float *x, float *y, size_t n);
 void ck_silu_level(int level, const float *x, float *y, size_t n);
 void ck_gelu_erf_level(int level, const float *x, float *y, size_t n);
+void ck_attention_f32_level(int level, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                            int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
+                            const float *bias, int64_t bias_ldq, const float *keymask, float *work);
 void ck_add_gated_level(int level, const float *h, const float *x, const float *g, float *out, size_t n);
 
 /* The portable versions, always available (tests compare both paths). */

@@ -1,0 +1,201 @@
+/* One vector width of the fused attention of attention.c, included once per width. The includer defines:
+   VF (the vector type), W (its lanes), RV (vectors in a register tile), KR (key or value rows in a register
+   tile, at most 6), ATTR (the target attribute),
+   SFX(name) (the width's name suffix), RV4 (1 when RV is 4) and the operations V_LOAD(p), V_STORE(p, v),
+   V_SET1(x), V_ZERO(), V_ADD, V_SUB, V_MUL, V_FMA(a, b, c) = a·b + c, V_MAX, V_EXP and V_NEGINF_TO_ZERO(v)
+   (−∞ lanes become 0).
+
+   Layout of one tile of MT = 4·W queries (columns) in the workspace: qt [dh][MT] the queries transposed,
+   st [NB][MT] one key block's scores then probabilities, ot [dh][MT] the unnormalised output transposed,
+   m / l / corr / bmax [MT] the running maximum, the running sum, the last block's rescaling factor and the
+   block's maximum. Columns
+   are queries, so every softmax step is element-wise across vectors (no horizontal reductions). */
+
+#define MT (4 * W)
+
+/* st[r][c] = scale · Σ_d qt[d][c] · k[r][d] for nk keys (rows of k) and nv vectors of queries; bmax[c]
+   (when not NULL) becomes the maximum of itself and the new scores of column c. */
+ATTR static inline __attribute__((always_inline)) void SFX(qk_tile)(const float *qt, const float *k, int64_t ldk,
+                                                                   size_t dh, float scale, float *st, float *bmax,
+                                                                   const int nk, const int nv) {
+    VF acc[KR][RV];
+    for (int r = 0; r < nk; r++)
+        for (int c = 0; c < nv; c++) acc[r][c] = V_ZERO();
+    for (size_t d = 0; d < dh; d++) {
+        VF qv[RV];
+        for (int c = 0; c < nv; c++) qv[c] = V_LOAD(qt + d * MT + c * W);
+        for (int r = 0; r < nk; r++) {
+            VF kb = V_SET1(k[r * ldk + (int64_t)d]);
+            for (int c = 0; c < nv; c++) acc[r][c] = V_FMA(qv[c], kb, acc[r][c]);
+        }
+    }
+    VF vs = V_SET1(scale);
+    for (int r = 0; r < nk; r++)
+        for (int c = 0; c < nv; c++) {
+            acc[r][c] = V_MUL(acc[r][c], vs);
+            V_STORE(st + r * MT + c * W, acc[r][c]);
+        }
+    if (bmax)
+        for (int c = 0; c < nv; c++) {
+            VF mx = V_LOAD(bmax + c * W);
+            for (int r = 0; r < nk; r++) mx = V_MAX(mx, acc[r][c]);
+            V_STORE(bmax + c * W, mx);
+        }
+}
+
+/* ot[r][c] = ot[r][c] · corr[c] + Σ_j st[j][c] · v[j][r] for nd output dimensions and nv vectors. */
+ATTR static inline __attribute__((always_inline)) void SFX(pv_tile)(const float *st, const float *v, int64_t ldv,
+                                                                   size_t nb, float *ot, const float *corr,
+                                                                   const int nd, const int nv) {
+    VF acc[KR][RV];
+    for (int c = 0; c < nv; c++) {
+        VF cr = V_LOAD(corr + c * W);
+        for (int r = 0; r < nd; r++) acc[r][c] = V_MUL(V_LOAD(ot + r * MT + c * W), cr);
+    }
+    for (size_t j = 0; j < nb; j++) {
+        VF pv[RV];
+        for (int c = 0; c < nv; c++) pv[c] = V_LOAD(st + j * MT + c * W);
+        for (int r = 0; r < nd; r++) {
+            VF vb = V_SET1(v[(int64_t)j * ldv + r]);
+            for (int c = 0; c < nv; c++) acc[r][c] = V_FMA(pv[c], vb, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < nd; r++)
+        for (int c = 0; c < nv; c++) V_STORE(ot + r * MT + c * W, acc[r][c]);
+}
+
+#if RV4
+#define SFX_NV_CASES(CALL, NK) case 1: CALL(NK, 1); break; case 2: CALL(NK, 2); break; case 3: CALL(NK, 3); break; default: CALL(NK, 4); break;
+#else
+#define SFX_NV_CASES(CALL, NK) case 1: CALL(NK, 1); break; default: CALL(NK, 2); break;
+#endif
+/* CALL(nk, nv) with both compile-time constants: nk = 1 ... KR rows, nv = 1 ... RV vectors. */
+#if KR == 6
+#define SFX_TILE_SWITCH(CALL, nk, nv) switch (nk) { \
+    case 1: switch (nv) { SFX_NV_CASES(CALL, 1) } break; case 2: switch (nv) { SFX_NV_CASES(CALL, 2) } break; \
+    case 3: switch (nv) { SFX_NV_CASES(CALL, 3) } break; case 4: switch (nv) { SFX_NV_CASES(CALL, 4) } break; \
+    case 5: switch (nv) { SFX_NV_CASES(CALL, 5) } break; default: switch (nv) { SFX_NV_CASES(CALL, 6) } break; }
+#else
+#define SFX_TILE_SWITCH(CALL, nk, nv) switch (nk) { \
+    case 1: switch (nv) { SFX_NV_CASES(CALL, 1) } break; case 2: switch (nv) { SFX_NV_CASES(CALL, 2) } break; \
+    case 3: switch (nv) { SFX_NV_CASES(CALL, 3) } break; default: switch (nv) { SFX_NV_CASES(CALL, 4) } break; }
+#endif
+
+/* The scores of nb keys for nvt vectors of queries: tiles of KR keys, then one of the rest. With bmax,
+   also each column's maximum (bmax is set to −∞ first). */
+ATTR static void SFX(qk_block)(const float *qt, const float *k, int64_t ldk, size_t nb, size_t dh, float scale,
+                               float *st, float *bmax, int nvt) {
+    if (bmax)
+        for (int i = 0; i < nvt * W; i++) bmax[i] = -INFINITY;
+    for (int c0 = 0; c0 < nvt; c0 += RV) {
+        int nv = nvt - c0 < RV ? nvt - c0 : RV;
+        for (size_t j = 0; j < nb; j += KR) {
+            int nk = nb - j < KR ? (int)(nb - j) : KR;
+#define QK(NK, NV) SFX(qk_tile)(qt + c0 * W, k + (int64_t)j * ldk, ldk, dh, scale, st + j * MT + c0 * W, \
+                                    bmax ? bmax + c0 * W : NULL, NK, NV)
+            SFX_TILE_SWITCH(QK, nk, nv)
+#undef QK
+        }
+    }
+}
+
+/* ot = ot · corr + the probability-weighted sum of nb value rows, for nvt vectors of queries: tiles of KR
+   output dimensions, then one of the rest. */
+ATTR static void SFX(pv_block)(const float *st, const float *v, int64_t ldv, size_t nb, size_t dh, float *ot,
+                               const float *corr, int nvt) {
+    for (int c0 = 0; c0 < nvt; c0 += RV) {
+        int nv = nvt - c0 < RV ? nvt - c0 : RV;
+        for (size_t d = 0; d < dh; d += KR) {
+            int nd = dh - d < KR ? (int)(dh - d) : KR;
+#define PV(ND, NV) SFX(pv_tile)(st + c0 * W, v + d, ldv, nb, ot + d * MT + c0 * W, corr + c0 * W, ND, NV)
+            SFX_TILE_SWITCH(PV, nd, nv)
+#undef PV
+        }
+    }
+}
+
+#undef SFX_NV_CASES
+#undef SFX_TILE_SWITCH
+
+/* The online softmax step of one key block: the running maximum and sum of every query column are
+   updated, st becomes exp(s − m), and corr = exp(m_old − m_new) rescales what ot holds. A column whose
+   keys so far are all −∞ keeps m = −∞, l = 0 and probabilities 0. bmax: the block's column maxima when
+   known, else NULL. */
+ATTR static void SFX(softmax_block)(float *st, size_t nb, const float *bmax, float *m, float *l, float *corr,
+                                    int nvt) {
+    for (int c = 0; c < nvt; c++) {
+        VF bm;
+        if (bmax) {
+            bm = V_LOAD(bmax + c * W);
+        } else {
+            bm = V_SET1(-INFINITY);
+            for (size_t j = 0; j < nb; j++) bm = V_MAX(bm, V_LOAD(st + j * MT + c * W));
+        }
+        VF mo = V_LOAD(m + c * W);
+        VF mn = V_MAX(mo, bm);
+        VF ms = V_NEGINF_TO_ZERO(mn);
+        VF cr = V_EXP(V_SUB(mo, ms));
+        VF sum = V_ZERO();
+        for (size_t j = 0; j < nb; j++) {
+            VF p = V_EXP(V_SUB(V_LOAD(st + j * MT + c * W), ms));
+            V_STORE(st + j * MT + c * W, p);
+            sum = V_ADD(sum, p);
+        }
+        V_STORE(l + c * W, V_ADD(V_MUL(V_LOAD(l + c * W), cr), sum));
+        V_STORE(m + c * W, mn);
+        V_STORE(corr + c * W, cr);
+    }
+}
+
+ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                                int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh,
+                                float scale, const float *bias, int64_t bias_ldq, const float *keymask,
+                                float *work) {
+    float *qt = work, *ot = qt + MT * dh, *st = ot + MT * dh;
+    float *m = st + CK_ATTENTION_KEY_BLOCK * MT, *l = m + MT, *corr = l + MT, *bmax = corr + MT;
+    /* The block maxima come with the scores unless a bias or mask changes the scores afterwards. */
+    float *fused_max = bias || keymask ? NULL : bmax;
+    for (size_t i0 = 0; i0 < rows; i0 += MT) {
+        size_t mr = rows - i0 < MT ? rows - i0 : MT;
+        int nvt = (int)((mr + W - 1) / W);
+        size_t cols = (size_t)nvt * W; /* the columns in use: mr queries and the padding of the last vector */
+        /* Scalar on purpose: vectorised, this transposition became scatters (slow on some CPUs). */
+        for (size_t i = 0; i < cols; i++) {
+            const float *qrow = q + (int64_t)(i0 + i) * ldq;
+#pragma clang loop vectorize(disable) interleave(disable)
+            for (size_t d = 0; d < dh; d++) qt[d * MT + i] = i < mr ? qrow[d] : 0.0f;
+        }
+        for (size_t d = 0; d < dh; d++)
+            for (size_t i = 0; i < cols; i++) ot[d * MT + i] = 0.0f;
+        for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+        for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
+            size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
+            SFX(qk_block)(qt, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
+            if (bias && bias_ldq == 0) {
+                for (size_t j = 0; j < nb; j++) {
+                    VF b = V_SET1(bias[j0 + j]);
+                    for (int c = 0; c < nvt; c++) V_STORE(st + j * MT + c * W, V_ADD(V_LOAD(st + j * MT + c * W), b));
+                }
+            } else if (bias) {
+                for (size_t i = 0; i < mr; i++) {
+                    const float *brow = bias + (int64_t)(i0 + i) * bias_ldq + j0;
+                    for (size_t j = 0; j < nb; j++) st[j * MT + i] += brow[j];
+                }
+            }
+            if (keymask)
+                for (size_t j = 0; j < nb; j++)
+                    if (keymask[j0 + j] == 0.0f)
+                        for (size_t i = 0; i < cols; i++) st[j * MT + i] = -INFINITY;
+            SFX(softmax_block)(st, nb, fused_max, m, l, corr, nvt);
+            SFX(pv_block)(st, v + (int64_t)j0 * ldv, ldv, nb, dh, ot, corr, nvt);
+        }
+        for (size_t i = 0; i < mr; i++) {
+            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+            float *orow = out + (int64_t)(i0 + i) * ldo;
+#pragma clang loop vectorize(disable) interleave(disable)
+            for (size_t d = 0; d < dh; d++) orow[d] = ot[d * MT + i] * inv;
+        }
+    }
+}
+
+#undef MT
