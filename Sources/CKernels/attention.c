@@ -23,6 +23,7 @@
 #define V_MAX(a, b) ((b) > (a) ? (b) : (a))
 #define V_EXP(x) exp_portable(x)
 #define V_NEGINF_TO_ZERO(x) ((x) == -INFINITY ? 0.0f : (x))
+#define V_HSUM(x) (x)
 #include "attention_impl.h"
 #undef VF
 #undef W
@@ -42,6 +43,7 @@
 #undef V_MAX
 #undef V_EXP
 #undef V_NEGINF_TO_ZERO
+#undef V_HSUM
 
 #if defined(__x86_64__) || defined(__i386__)
 /* ---------- AVX2 + FMA: 8 lanes, register tiles of 6 × 2 vectors (15 of 16 registers) ---------- */
@@ -64,6 +66,13 @@
 #define V_EXP(x) exp_avx2(x)
 #define V_NEGINF_TO_ZERO(x) _mm256_blendv_ps((x), _mm256_setzero_ps(), \
                                              _mm256_cmp_ps((x), _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ))
+#define V_HSUM(x) hsum_avx2(x)
+AVX2 static inline float hsum_avx2(__m256 x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 #include "attention_impl.h"
 #undef VF
 #undef W
@@ -83,27 +92,12 @@
 #undef V_MAX
 #undef V_EXP
 #undef V_NEGINF_TO_ZERO
+#undef V_HSUM
 
 /* ---------- AVX-512F: 16 lanes, register tiles of 6 × 4 vectors (29 of 32 registers) ---------- */
 
-/* exp(x) for x ≤ 0 or NaN (a score minus its row's maximum): the exp_avx512 polynomial with the power of
-   two applied by scalef, so no overflow handling. Below −120 (−∞ included) it is exactly 0; NaN stays NaN. */
-AVX512 static inline __m512 exp_nonpositive_avx512(__m512 x) {
-    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-120.0f), x); /* NaN x: max returns x */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
+/* exp of scores minus their maximum (≤ 0): exp_scalef_avx512 (ckmath.h). */
+#define exp_nonpositive_avx512 exp_scalef_avx512
 #define VF __m512
 #define W 16
 #define RV 4
@@ -123,12 +117,17 @@ AVX512 static inline __m512 exp_nonpositive_avx512(__m512 x) {
 #define V_EXP(x) exp_nonpositive_avx512(x)
 #define V_NEGINF_TO_ZERO(x) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), \
                                                  (x), _mm512_setzero_ps())
+#define V_HSUM(x) _mm512_reduce_add_ps(x)
 #include "attention_impl.h"
 #endif
 
 size_t ck_attention_workspace_floats(size_t dh) {
     const size_t mt = 64; /* the widest tile: 4 vectors of 16 lanes */
-    return 2 * mt * dh + CK_ATTENTION_KEY_BLOCK * mt + 4 * mt;
+    size_t f32 = 2 * mt * dh + CK_ATTENTION_KEY_BLOCK * mt + 4 * mt;
+    /* bf16: ot, st, m/l/corr/bmax, then the query pairs and the probability pairs (32-bit each) */
+    size_t bf16 = mt * dh + CK_ATTENTION_KEY_BLOCK * mt + 4 * mt + mt * ((dh + 1) / 2)
+                  + mt * ((CK_ATTENTION_KEY_BLOCK + 1) / 2);
+    return f32 > bf16 ? f32 : bf16;
 }
 
 void ck_attention_f32_level(int level, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
@@ -148,3 +147,246 @@ void ck_attention_f32(const float *q, int64_t ldq, const float *k, int64_t ldk, 
                       int64_t bias_ldq, const float *keymask, float *work) {
     ck_attention_f32_level(2, q, ldq, k, ldk, v, ldv, out, ldo, rows, keys, dh, scale, bias, bias_ldq, keymask, work);
 }
+
+/* ---------- bf16 operands (AVX512_BF16): vdpbf16ps on pairs ---------- */
+
+#if defined(__x86_64__)
+#include <string.h>
+#define BF16ATTR __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define BMT 64 /* queries of one tile: 4 vectors of 16 lanes */
+
+int ck_attention_bf16_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && ck_cpu_has_avx512_bf16();
+}
+
+/* 16 pairs (bf16(x[l]), bf16(y[l])), x in the low half of each 32-bit lane; rounded to nearest even. */
+BF16ATTR static inline __m512i pair_bf16(__m512 x, __m512 y) {
+    static const uint16_t interleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                            8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    __m512i both = (__m512i)_mm512_cvtne2ps_pbh(y, x); /* words 0-15: x, 16-31: y */
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), both);
+}
+
+BF16ATTR static void bf16_pairs_avx512(const float *r0, const float *r1, uint32_t *out, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(k, r0 + i);
+        __m512 y = r1 ? _mm512_maskz_loadu_ps(k, r1 + i) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(out + i, k, pair_bf16(x, y));
+    }
+}
+
+void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n) {
+    if (ck_attention_bf16_available()) { bf16_pairs_avx512(r0, r1, out, n); return; }
+    uint16_t a, b;
+    for (size_t i = 0; i < n; i++) {
+        ck_f32_to_bf16(r0 + i, &a, 1);
+        if (r1) ck_f32_to_bf16(r1 + i, &b, 1); else b = 0;
+        out[i] = (uint32_t)a | ((uint32_t)b << 16);
+    }
+}
+
+/* st[r][c] = scale · Σ_p qtp[p][c] · k[r][2p..2p+1] for nk keys and nv vectors; bmax as in qk_tile. */
+BF16ATTR static inline __attribute__((always_inline)) void qk_tile_bf16(const uint32_t *qtp, const uint16_t *k,
+                                                                       int64_t ldk, size_t npairs, float scale,
+                                                                       float *st, float *bmax, const int nk,
+                                                                       const int nv) {
+    __m512 acc[6][4];
+    for (int r = 0; r < nk; r++)
+        for (int c = 0; c < nv; c++) acc[r][c] = _mm512_setzero_ps();
+    for (size_t p = 0; p < npairs; p++) {
+        __m512bh qv[4];
+        for (int c = 0; c < nv; c++) qv[c] = (__m512bh)_mm512_loadu_si512(qtp + p * BMT + c * 16);
+        for (int r = 0; r < nk; r++) {
+            uint32_t kk;
+            memcpy(&kk, k + r * ldk + 2 * (int64_t)p, sizeof kk);
+            __m512bh kb = (__m512bh)_mm512_set1_epi32((int)kk);
+            for (int c = 0; c < nv; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], qv[c], kb);
+        }
+    }
+    __m512 vs = _mm512_set1_ps(scale);
+    for (int r = 0; r < nk; r++)
+        for (int c = 0; c < nv; c++) {
+            acc[r][c] = _mm512_mul_ps(acc[r][c], vs);
+            _mm512_storeu_ps(st + r * BMT + c * 16, acc[r][c]);
+        }
+    if (bmax)
+        for (int c = 0; c < nv; c++) {
+            __m512 mx = _mm512_loadu_ps(bmax + c * 16);
+            for (int r = 0; r < nk; r++) mx = _mm512_max_ps(mx, acc[r][c]);
+            _mm512_storeu_ps(bmax + c * 16, mx);
+        }
+}
+
+/* ot[r][c] = ot[r][c] · corr[c] + Σ_t ptp[t][c] · vp[t][r] for nd dimensions and nv vectors. */
+BF16ATTR static inline __attribute__((always_inline)) void pv_tile_bf16(const uint32_t *ptp, const uint32_t *vp,
+                                                                       int64_t ldvp, size_t npairs, float *ot,
+                                                                       const float *corr, const int nd,
+                                                                       const int nv) {
+    __m512 acc[6][4];
+    for (int c = 0; c < nv; c++) {
+        __m512 cr = _mm512_loadu_ps(corr + c * 16);
+        for (int r = 0; r < nd; r++) acc[r][c] = _mm512_mul_ps(_mm512_loadu_ps(ot + r * BMT + c * 16), cr);
+    }
+    for (size_t t = 0; t < npairs; t++) {
+        __m512bh pv[4];
+        for (int c = 0; c < nv; c++) pv[c] = (__m512bh)_mm512_loadu_si512(ptp + t * BMT + c * 16);
+        for (int r = 0; r < nd; r++) {
+            __m512bh vb = (__m512bh)_mm512_set1_epi32((int)vp[(int64_t)t * ldvp + r]);
+            for (int c = 0; c < nv; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pv[c], vb);
+        }
+    }
+    for (int r = 0; r < nd; r++)
+        for (int c = 0; c < nv; c++) _mm512_storeu_ps(ot + r * BMT + c * 16, acc[r][c]);
+}
+
+#define B_NV_CASES(CALL, NK) case 1: CALL(NK, 1); break; case 2: CALL(NK, 2); break; case 3: CALL(NK, 3); break; default: CALL(NK, 4); break;
+#define B_TILE_SWITCH(CALL, nk, nv) switch (nk) { \
+    case 1: switch (nv) { B_NV_CASES(CALL, 1) } break; case 2: switch (nv) { B_NV_CASES(CALL, 2) } break; \
+    case 3: switch (nv) { B_NV_CASES(CALL, 3) } break; case 4: switch (nv) { B_NV_CASES(CALL, 4) } break; \
+    case 5: switch (nv) { B_NV_CASES(CALL, 5) } break; default: switch (nv) { B_NV_CASES(CALL, 6) } break; }
+
+BF16ATTR static void qk_block_bf16(const uint32_t *qtp, const uint16_t *k, int64_t ldk, size_t nb, size_t dh,
+                                   float scale, float *st, float *bmax, int nvt) {
+    if (bmax)
+        for (int i = 0; i < nvt * 16; i++) bmax[i] = -INFINITY;
+    for (int c0 = 0; c0 < nvt; c0 += 4) {
+        int nv = nvt - c0 < 4 ? nvt - c0 : 4;
+        for (size_t j = 0; j < nb; j += 6) {
+            int nk = nb - j < 6 ? (int)(nb - j) : 6;
+#define QKB(NK, NV) qk_tile_bf16(qtp + c0 * 16, k + (int64_t)j * ldk, ldk, dh / 2, scale, st + j * BMT + c0 * 16, \
+                                 bmax ? bmax + c0 * 16 : NULL, NK, NV)
+            B_TILE_SWITCH(QKB, nk, nv)
+#undef QKB
+        }
+    }
+}
+
+BF16ATTR static void pv_block_bf16(const uint32_t *ptp, const uint32_t *vp, int64_t ldvp, size_t npairs, size_t dh,
+                                   float *ot, const float *corr, int nvt) {
+    for (int c0 = 0; c0 < nvt; c0 += 4) {
+        int nv = nvt - c0 < 4 ? nvt - c0 : 4;
+        for (size_t d = 0; d < dh; d += 6) {
+            int nd = dh - d < 6 ? (int)(dh - d) : 6;
+#define PVB(ND, NV) pv_tile_bf16(ptp + c0 * 16, vp + d, ldvp, npairs, ot + d * BMT + c0 * 16, corr + c0 * 16, ND, NV)
+            B_TILE_SWITCH(PVB, nd, nv)
+#undef PVB
+        }
+    }
+}
+
+#undef B_NV_CASES
+#undef B_TILE_SWITCH
+
+/* The online softmax step of attention_impl.h's softmax_block, the probabilities written as bf16 pairs of
+   consecutive keys (ptp [nb/2 rounded up][BMT]; an odd block's last pair ends in 0). The sum is of the
+   float32 probabilities. */
+BF16ATTR static void softmax_block_bf16(const float *st, size_t nb, const float *bmax, float *m, float *l,
+                                        float *corr, uint32_t *ptp, int nvt) {
+    for (int c = 0; c < nvt; c++) {
+        __m512 bm;
+        if (bmax) {
+            bm = _mm512_loadu_ps(bmax + c * 16);
+        } else {
+            bm = _mm512_set1_ps(-INFINITY);
+            for (size_t j = 0; j < nb; j++) bm = _mm512_max_ps(bm, _mm512_loadu_ps(st + j * BMT + c * 16));
+        }
+        __m512 mo = _mm512_loadu_ps(m + c * 16);
+        __m512 mn = _mm512_max_ps(mo, bm);
+        __m512 ms = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), mn,
+                                         _mm512_setzero_ps());
+        __m512 cr = exp_nonpositive_avx512(_mm512_sub_ps(mo, ms));
+        __m512 sum = _mm512_setzero_ps();
+        for (size_t j = 0; j < nb; j += 2) {
+            __m512 x = exp_nonpositive_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + j * BMT + c * 16), ms));
+            __m512 y = j + 1 < nb ? exp_nonpositive_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + (j + 1) * BMT + c * 16), ms))
+                                  : _mm512_setzero_ps();
+            sum = _mm512_add_ps(sum, _mm512_add_ps(x, y));
+            _mm512_storeu_si512(ptp + (j / 2) * BMT + c * 16, pair_bf16(x, y));
+        }
+        _mm512_storeu_ps(l + c * 16, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(l + c * 16), cr), sum));
+        _mm512_storeu_ps(m + c * 16, mn);
+        _mm512_storeu_ps(corr + c * 16, cr);
+    }
+}
+
+BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk,
+                                           const uint32_t *vp, int64_t ldvp, float *out, int64_t ldo, size_t rows,
+                                           size_t keys, size_t dh, float scale, const float *bias, int64_t bias_ldq,
+                                           const float *keymask, float *work) {
+    const size_t npairs_d = dh / 2;
+    float *ot = work, *st = ot + BMT * dh;
+    float *m = st + CK_ATTENTION_KEY_BLOCK * BMT, *l = m + BMT, *corr = l + BMT, *bmax = corr + BMT;
+    uint32_t *qtp = (uint32_t *)(bmax + BMT), *ptp = qtp + BMT * npairs_d;
+    float *fused_max = bias || keymask ? NULL : bmax;
+    for (size_t i0 = 0; i0 < rows; i0 += BMT) {
+        size_t mr = rows - i0 < BMT ? rows - i0 : BMT;
+        int nvt = (int)((mr + 15) / 16);
+        size_t cols = (size_t)nvt * 16;
+        for (size_t i = 0; i < cols; i++) {
+            const uint16_t *qrow = q + (int64_t)(i0 + i) * ldq;
+#pragma clang loop vectorize(disable) interleave(disable)
+            for (size_t p = 0; p < npairs_d; p++) {
+                uint32_t pair = 0;
+                if (i < mr) memcpy(&pair, qrow + 2 * p, sizeof pair);
+                qtp[p * BMT + i] = pair;
+            }
+        }
+        for (size_t d = 0; d < dh; d++)
+            for (size_t i = 0; i < cols; i++) ot[d * BMT + i] = 0.0f;
+        for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+        for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
+            size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
+            qk_block_bf16(qtp, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
+            if (bias && bias_ldq == 0) {
+                for (size_t j = 0; j < nb; j++) {
+                    __m512 b = _mm512_set1_ps(bias[j0 + j]);
+                    for (int c = 0; c < nvt; c++)
+                        _mm512_storeu_ps(st + j * BMT + c * 16, _mm512_add_ps(_mm512_loadu_ps(st + j * BMT + c * 16), b));
+                }
+            } else if (bias) {
+                for (size_t i = 0; i < mr; i++) {
+                    const float *brow = bias + (int64_t)(i0 + i) * bias_ldq + j0;
+                    for (size_t j = 0; j < nb; j++) st[j * BMT + i] += brow[j];
+                }
+            }
+            if (keymask)
+                for (size_t j = 0; j < nb; j++)
+                    if (keymask[j0 + j] == 0.0f)
+                        for (size_t i = 0; i < cols; i++) st[j * BMT + i] = -INFINITY;
+            softmax_block_bf16(st, nb, fused_max, m, l, corr, ptp, nvt);
+            pv_block_bf16(ptp, vp + (int64_t)(j0 / 2) * ldvp, ldvp, (nb + 1) / 2, dh, ot, corr, nvt);
+        }
+        for (size_t i = 0; i < mr; i++) {
+            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+            float *orow = out + (int64_t)(i0 + i) * ldo;
+#pragma clang loop vectorize(disable) interleave(disable)
+            for (size_t d = 0; d < dh; d++) orow[d] = ot[d * BMT + i] * inv;
+        }
+    }
+}
+
+int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
+                      int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
+                      const float *bias, int64_t bias_ldq, const float *keymask, float *work) {
+    if (dh % 2 != 0 || keys <= CK_ATTENTION_FEW_KEYS || !ck_attention_bf16_available()) return 0;
+    attention_bf16_avx512(q, ldq, k, ldk, vpairs, ldvp, out, ldo, rows, keys, dh, scale, bias, bias_ldq, keymask, work);
+    return 1;
+}
+#else
+int ck_attention_bf16_available(void) { return 0; }
+void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n) {
+    uint16_t a, b;
+    for (size_t i = 0; i < n; i++) {
+        ck_f32_to_bf16(r0 + i, &a, 1);
+        if (r1) ck_f32_to_bf16(r1 + i, &b, 1); else b = 0;
+        out[i] = (uint32_t)a | ((uint32_t)b << 16);
+    }
+}
+int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
+                      int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
+                      const float *bias, int64_t bias_ldq, const float *keymask, float *work) {
+    return 0;
+}
+#endif

@@ -2,8 +2,8 @@
    VF (the vector type), W (its lanes), RV (vectors in a register tile), KR (key or value rows in a register
    tile, at most 6), ATTR (the target attribute),
    SFX(name) (the width's name suffix), RV4 (1 when RV is 4) and the operations V_LOAD(p), V_STORE(p, v),
-   V_SET1(x), V_ZERO(), V_ADD, V_SUB, V_MUL, V_FMA(a, b, c) = a·b + c, V_MAX, V_EXP and V_NEGINF_TO_ZERO(v)
-   (−∞ lanes become 0).
+   V_SET1(x), V_ZERO(), V_ADD, V_SUB, V_MUL, V_FMA(a, b, c) = a·b + c, V_MAX, V_EXP, V_NEGINF_TO_ZERO(v)
+   (−∞ lanes become 0) and V_HSUM(v) (the sum of the lanes).
 
    Layout of one tile of MT = 4·W queries (columns) in the workspace: qt [dh][MT] the queries transposed,
    st [NB][MT] one key block's scores then probabilities, ot [dh][MT] the unnormalised output transposed,
@@ -147,10 +147,18 @@ ATTR static void SFX(softmax_block)(float *st, size_t nb, const float *bmax, flo
     }
 }
 
+ATTR static void SFX(attention_rows)(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                                     int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh,
+                                     float scale, const float *bias, int64_t bias_ldq, const float *keymask);
+
 ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                                 int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh,
                                 float scale, const float *bias, int64_t bias_ldq, const float *keymask,
                                 float *work) {
+    if (keys <= CK_ATTENTION_FEW_KEYS) {
+        SFX(attention_rows)(q, ldq, k, ldk, v, ldv, out, ldo, rows, keys, dh, scale, bias, bias_ldq, keymask);
+        return;
+    }
     float *qt = work, *ot = qt + MT * dh, *st = ot + MT * dh;
     float *m = st + CK_ATTENTION_KEY_BLOCK * MT, *l = m + MT, *corr = l + MT, *bmax = corr + MT;
     /* The block maxima come with the scores unless a bias or mask changes the scores afterwards. */
@@ -194,6 +202,54 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
             float *orow = out + (int64_t)(i0 + i) * ldo;
 #pragma clang loop vectorize(disable) interleave(disable)
             for (size_t d = 0; d < dh; d++) orow[d] = ot[d * MT + i] * inv;
+        }
+    }
+}
+
+/* Few keys (at most CK_ATTENTION_FEW_KEYS): query by query, each score a dot product vectorised over the
+   head dimension and the output a sum of value rows — no tiles to fill and empty (temporal attention
+   over a few frames is thousands of such heads). Same results as the tiled path up to summation order. */
+ATTR static void SFX(attention_rows)(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                                     int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh,
+                                     float scale, const float *bias, int64_t bias_ldq, const float *keymask) {
+    float s[CK_ATTENTION_FEW_KEYS + W];
+    for (size_t i = 0; i < rows; i++) {
+        const float *qrow = q + (int64_t)i * ldq;
+        float *orow = out + (int64_t)i * ldo;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < keys; j++) {
+            const float *krow = k + (int64_t)j * ldk;
+            VF acc = V_ZERO();
+            size_t d = 0;
+            for (; d + W <= dh; d += W) acc = V_FMA(V_LOAD(qrow + d), V_LOAD(krow + d), acc);
+            float dot = V_HSUM(acc);
+            for (; d < dh; d++) dot += qrow[d] * krow[d];
+            float sc = scale * dot;
+            if (bias) sc += bias[(int64_t)i * bias_ldq + (int64_t)j];
+            if (keymask && keymask[j] == 0.0f) sc = -INFINITY;
+            s[j] = sc;
+            if (sc > mx) mx = sc;
+        }
+        float sum = 0.0f;
+        if (mx == -INFINITY) {
+            for (size_t d = 0; d < dh; d++) orow[d] = 0.0f;
+            continue;
+        }
+        for (size_t j = keys; j < keys + W; j++) s[j] = -INFINITY; /* the last vector's padding: exp gives 0 */
+        VF vm = V_SET1(mx);
+        for (size_t j = 0; j < keys; j += W) V_STORE(s + j, V_EXP(V_SUB(V_LOAD(s + j), vm)));
+        for (size_t j = 0; j < keys; j++) sum += s[j];
+        const float inv = 1.0f / sum;
+        size_t d = 0;
+        for (; d + W <= dh; d += W) {
+            VF o = V_ZERO();
+            for (size_t j = 0; j < keys; j++) o = V_FMA(V_SET1(s[j]), V_LOAD(v + (int64_t)j * ldv + d), o);
+            V_STORE(orow + d, V_MUL(o, V_SET1(inv)));
+        }
+        for (; d < dh; d++) {
+            float o = 0.0f;
+            for (size_t j = 0; j < keys; j++) o += s[j] * v[(int64_t)j * ldv + d];
+            orow[d] = o * inv;
         }
     }
 }

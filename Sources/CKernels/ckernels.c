@@ -4,22 +4,6 @@
 
 /* ---------- portable versions ---------- */
 
-static float tanh_portable(float u) {
-    if (u != u) return u;
-    if (fabsf(u) < 0.0625f) {
-        float u2 = u * u;
-        float q = -17.0f / 315.0f;
-        q = q * u2 + 2.0f / 15.0f;
-        q = q * u2 - 1.0f / 3.0f;
-        q = q * u2 + 1.0f;
-        return u * q;
-    }
-    if (u > 9.0f) u = 9.0f;
-    if (u < -9.0f) u = -9.0f;
-    float e = exp_portable(u + u);
-    return 1.0f - 2.0f / (e + 1.0f);
-}
-
 /* p := exp(p - max p); returns 1 / sum (0 for a row of only -inf, which becomes zeros). */
 static float softmax_exp_portable(float *p, size_t n) {
     float m = -INFINITY;
@@ -38,11 +22,18 @@ void ck_softmax_row_portable(float *p, size_t n) {
     scale_portable(p, n, softmax_exp_portable(p, n));
 }
 
+/* v / (1 + exp(-z)) with -z clamped to 80 (the denominator stays finite); NaN stays NaN. */
+static float times_sigmoid_portable(float v, float z) {
+    float m = -z;
+    if (m > 80.0f) m = 80.0f;
+    return v / (1.0f + exp_portable(m));
+}
+
+/* GELU-tanh as x · σ(2u): 0.5x(1 + tanh u) = x / (1 + exp(-2u)). */
 void ck_gelu_tanh_portable(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-        y[i] = 0.5f * v * (1.0f + tanh_portable(inner));
+        y[i] = times_sigmoid_portable(v, 2 * 0.7978845608028654f * (v + 0.044715f * v * v * v));
     }
 }
 
@@ -69,7 +60,7 @@ void ck_gelu_erf_portable(const float *x, float *y, size_t n) {
 }
 
 void ck_silu_portable(const float *x, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + exp_portable(-v)); }
+    for (size_t i = 0; i < n; i++) y[i] = times_sigmoid_portable(x[i], x[i]);
 }
 
 /* out = h + x * g, the product rounded before the sum (no fused multiply-add: diffusers' `h + x * gate`
@@ -82,24 +73,6 @@ void ck_add_gated_portable(const float *h, const float *x, const float *g, float
 /* ---------- AVX2 + FMA versions ---------- */
 
 #if defined(__x86_64__) || defined(__i386__)
-
-AVX2 static inline __m256 tanh_avx2(__m256 u) {
-    const __m256 nine = _mm256_set1_ps(9.0f);
-    __m256 uc = _mm256_max_ps(_mm256_min_ps(u, nine), _mm256_sub_ps(_mm256_setzero_ps(), nine));
-    __m256 e = exp_avx2(_mm256_add_ps(uc, uc));
-    __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                             _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    __m256 u2 = _mm256_mul_ps(u, u);
-    __m256 q = _mm256_set1_ps(-17.0f / 315.0f);
-    q = _mm256_fmadd_ps(q, u2, _mm256_set1_ps(2.0f / 15.0f));
-    q = _mm256_fmadd_ps(q, u2, _mm256_set1_ps(-1.0f / 3.0f));
-    q = _mm256_fmadd_ps(q, u2, _mm256_set1_ps(1.0f));
-    __m256 series = _mm256_mul_ps(u, q);
-    __m256 absu = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
-    t = _mm256_blendv_ps(t, series, _mm256_cmp_ps(absu, _mm256_set1_ps(0.0625f), _CMP_LT_OQ));
-    t = _mm256_blendv_ps(t, u, _mm256_cmp_ps(u, u, _CMP_UNORD_Q));
-    return t;
-}
 
 AVX2 static float softmax_exp_avx2(float *p, size_t n) {
     size_t i = 0;
@@ -134,14 +107,14 @@ AVX2 static void scale_avx2(float *p, size_t n, float c) {
 
 AVX2 static void softmax_avx2(float *p, size_t n) { scale_avx2(p, n, softmax_exp_avx2(p, n)); }
 
+/* GELU-tanh as x · σ(2u) (see gelu_tanh_avx512). */
 AVX2 static void gelu_tanh_avx2(const float *x, float *y, size_t n) {
     size_t i = 0;
-    const __m256 c0 = _mm256_set1_ps(0.7978845608028654f), c1 = _mm256_set1_ps(0.044715f);
-    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 c0 = _mm256_set1_ps(2 * 0.7978845608028654f), c1 = _mm256_set1_ps(0.044715f);
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        __m256 inner = _mm256_mul_ps(c0, _mm256_fmadd_ps(_mm256_mul_ps(c1, v), _mm256_mul_ps(v, v), v));
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, tanh_avx2(inner))));
+        __m256 twice = _mm256_mul_ps(c0, _mm256_fmadd_ps(_mm256_mul_ps(c1, v), _mm256_mul_ps(v, v), v));
+        _mm256_storeu_ps(y + i, times_sigmoid_avx2(v, twice));
     }
     ck_gelu_tanh_portable(x + i, y + i, n - i);
 }
@@ -158,8 +131,9 @@ AVX2 static void add_gated_avx2(const float *h, const float *x, const float *g, 
 /* The portable erf's polynomial, 8 lanes: erf(|u|) with its sign restored. */
 AVX2 static inline __m256 erf_avx2(__m256 u) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    __m256 z = _mm256_andnot_ps(sign, u);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
+    /* |u| capped at 10 (erf is 1 in float32 from 3.9 on), so the reciprocal's input stays finite */
+    __m256 z = _mm256_min_ps(_mm256_set1_ps(10.0f), _mm256_andnot_ps(sign, u));
+    __m256 t = reciprocal_avx2(_mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
     __m256 p = _mm256_set1_ps(erfc_poly[0]);
     for (int c = 1; c < 10; c++) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(erfc_poly[c]));
     __m256 e = _mm256_sub_ps(one, _mm256_mul_ps(t, exp_avx2(_mm256_sub_ps(p, _mm256_mul_ps(z, z)))));
@@ -179,35 +153,15 @@ AVX2 static void gelu_erf_avx2(const float *x, float *y, size_t n) {
 
 AVX2 static void silu_avx2(const float *x, float *y, size_t n) {
     size_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f);
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), v));
-        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+        _mm256_storeu_ps(y + i, times_sigmoid_avx2(v, v));
     }
     ck_silu_portable(x + i, y + i, n - i);
 }
 
 /* ---------- AVX-512F versions (same polynomial, 16 lanes, masked tails) ---------- */
 
-
-AVX512 static inline __m512 tanh_avx512(__m512 u) {
-    const __m512 nine = _mm512_set1_ps(9.0f);
-    __m512 uc = _mm512_max_ps(_mm512_min_ps(u, nine), _mm512_sub_ps(_mm512_setzero_ps(), nine));
-    __m512 e = exp_avx512(_mm512_add_ps(uc, uc));
-    __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                             _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    __m512 u2 = _mm512_mul_ps(u, u);
-    __m512 q = _mm512_set1_ps(-17.0f / 315.0f);
-    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(2.0f / 15.0f));
-    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(-1.0f / 3.0f));
-    q = _mm512_fmadd_ps(q, u2, _mm512_set1_ps(1.0f));
-    __m512 series = _mm512_mul_ps(u, q);
-    __m512 absu = _mm512_abs_ps(u);
-    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(absu, _mm512_set1_ps(0.0625f), _CMP_LT_OQ), t, series);
-    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(u, u, _CMP_UNORD_Q), t, u);
-    return t;
-}
 
 /* Lanes i .. i+15 that exist in a row of n. */
 AVX512 static inline __mmask16 tail_mask(size_t i, size_t n) {
@@ -255,14 +209,15 @@ AVX512 static void scale_avx512(float *p, size_t n, float c) {
 
 AVX512 static void softmax_avx512(float *p, size_t n) { scale_avx512(p, n, softmax_exp_avx512(p, n)); }
 
+/* GELU-tanh as x · σ(2u): 0.5x(1 + tanh u) = x / (1 + exp(−2u)), without tanh's division or the
+   cancellation of 1 + tanh u for negative x. */
 AVX512 static void gelu_tanh_avx512(const float *x, float *y, size_t n) {
-    const __m512 c0 = _mm512_set1_ps(0.7978845608028654f), c1 = _mm512_set1_ps(0.044715f);
-    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 c0 = _mm512_set1_ps(2 * 0.7978845608028654f), c1 = _mm512_set1_ps(0.044715f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        __m512 inner = _mm512_mul_ps(c0, _mm512_fmadd_ps(_mm512_mul_ps(c1, v), _mm512_mul_ps(v, v), v));
-        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, tanh_avx512(inner))));
+        __m512 twice = _mm512_mul_ps(c0, _mm512_fmadd_ps(_mm512_mul_ps(c1, v), _mm512_mul_ps(v, v), v));
+        _mm512_mask_storeu_ps(y + i, k, times_sigmoid_avx512(v, twice));
     }
 }
 
@@ -277,8 +232,9 @@ AVX512 static void add_gated_avx512(const float *h, const float *x, const float 
 /* The portable erf's polynomial, 16 lanes: erf(|u|) with its sign restored. */
 AVX512 static inline __m512 erf_avx512(__m512 u) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 z = _mm512_abs_ps(u);
-    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
+    /* |u| capped at 10 (erf is 1 in float32 from 3.9 on), so the reciprocal's input stays finite */
+    __m512 z = _mm512_min_ps(_mm512_set1_ps(10.0f), _mm512_abs_ps(u));
+    __m512 t = reciprocal_avx512(_mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
     __m512 p = _mm512_set1_ps(erfc_poly[0]);
     for (int c = 1; c < 10; c++) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(erfc_poly[c]));
     __m512 e = _mm512_sub_ps(one, _mm512_mul_ps(t, exp_avx512(_mm512_sub_ps(p, _mm512_mul_ps(z, z)))));
@@ -299,12 +255,10 @@ AVX512 static void gelu_erf_avx512(const float *x, float *y, size_t n) {
 }
 
 AVX512 static void silu_avx512(const float *x, float *y, size_t n) {
-    const __m512 one = _mm512_set1_ps(1.0f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask(i, n);
         __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), v));
-        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+        _mm512_mask_storeu_ps(y + i, k, times_sigmoid_avx512(v, v));
     }
 }
 

@@ -89,6 +89,49 @@ AVX512 static inline __m512 exp_avx512(__m512 x) {
     return res;
 }
 
+/* exp(x) for x ≤ 88 or NaN, the exp_avx512 polynomial with the power of two applied by scalef (no
+   overflow handling, few instructions). Below −120 (−∞ included) it is exactly 0; NaN stays NaN. */
+AVX512 static inline __m512 exp_scalef_avx512(__m512 x) {
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-120.0f), x); /* NaN x: max returns x */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* 1/d for finite d ≥ 1 (or NaN): the 14-bit estimate and one Newton step (about 1 ulp), cheaper than a
+   division. */
+AVX512 static inline __m512 reciprocal_avx512(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+
+/* x · σ(z) = x / (1 + exp(−z)), z ≥ −80 after clamping (so the denominator stays finite); NaN stays NaN.
+   GELU-tanh is x · σ(2u) and SiLU x · σ(x). */
+AVX512 static inline __m512 times_sigmoid_avx512(__m512 x, __m512 z) {
+    __m512 e = exp_scalef_avx512(_mm512_min_ps(_mm512_set1_ps(80.0f), _mm512_sub_ps(_mm512_setzero_ps(), z)));
+    return _mm512_mul_ps(x, reciprocal_avx512(_mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+}
+
+/* The AVX2 forms: the 12-bit estimate and one Newton step; exp_avx2 for the exponential. */
+AVX2 static inline __m256 reciprocal_avx2(__m256 d) {
+    __m256 r = _mm256_rcp_ps(d);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
+}
+
+AVX2 static inline __m256 times_sigmoid_avx2(__m256 x, __m256 z) {
+    __m256 e = exp_avx2(_mm256_min_ps(_mm256_set1_ps(80.0f), _mm256_sub_ps(_mm256_setzero_ps(), z)));
+    return _mm256_mul_ps(x, reciprocal_avx2(_mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+}
 #endif
 
 #endif

@@ -1,5 +1,4 @@
 import CKernels
-import COpenBLAS
 
 /// A mask for ``attention(query:key:value:heads:mask:scale:precision:)``.
 public enum AttentionMask: Sendable {
@@ -11,24 +10,16 @@ public enum AttentionMask: Sendable {
     case additive(Tensor)
 }
 
-/// The fewest query rows ``attention(query:key:value:heads:mask:scale:precision:)`` puts in one block (fewer only
-/// when the sequence is shorter).
+/// Query rows per 4 MB of scores in the estimate ``attentionScoreFloats(keys:)-(Int)`` makes (the attention of
+/// earlier releases kept such blocks of scores; the fused kernel needs far less).
 public let attentionQueryBlock = 128
 
-/// Scores of one query block are kept under this many floats (4 MB) when the block has more than
-/// ``attentionQueryBlock`` rows: larger blocks make fewer, larger products (each has a set-up cost).
+/// The floats of scores the estimate ``attentionScoreFloats(keys:)-(Int)`` allows at least (4 MB).
 let attentionScoreFloatsTarget = 1 << 20
 
-/// The query rows of one block of ``attention(query:key:value:heads:mask:scale:precision:)`` for `sq` queries and
-/// `sk` keys: at least ``attentionQueryBlock``, up to `2²⁰ / sk`, the blocks of a head made equal.
-func attentionQueryRows(queries sq: Int, keys sk: Int) -> Int {
-    let most = max(attentionQueryBlock, attentionScoreFloatsTarget / max(sk, 1))
-    let blocks = (max(sq, 1) + most - 1) / most
-    return (max(sq, 1) + blocks - 1) / blocks
-}
-
-/// The most score floats one worker of ``attention(query:key:value:heads:mask:scale:precision:)`` holds at once for
-/// `keys` keys (any number of queries): what a model's activation estimate adds per thread.
+/// An upper bound on the scratch floats one worker of ``attention(query:key:value:heads:mask:scale:precision:)``
+/// holds at once for `keys` keys: what a model's activation estimate adds per thread. The fused kernel
+/// needs `ck_attention_workspace_floats(headDim)` (≈ 25 k floats for 128-wide heads), always below this.
 public func attentionScoreFloats(keys: Int) -> Int {
     max(attentionQueryBlock, attentionScoreFloatsTarget / max(keys, 1)) * keys
 }
@@ -39,21 +30,21 @@ public func attentionScoreFloats(keys: Double) -> Double {
     max(Double(attentionQueryBlock) * keys, Double(attentionScoreFloatsTarget))
 }
 
-/// Whether ``attention(query:key:value:heads:mask:scale:precision:)`` takes bf16 products: weights of
-/// `precision` run bf16 products on this CPU (``WeightProducts/path(for:)``), and one block's score
-/// product (`2 · rows · keys · headDim` flops) is at least oneDNN's minimum (below it the float32
-/// products run on single-threaded OpenBLAS, like small products elsewhere).
-func attentionUsesBFloat16(precision: WeightPrecision, queryRows: Int, keys: Int, headDim: Int) -> Bool {
-    precision != .float32 && WeightProducts.path(for: precision) == .oneDNNBFloat16
-        && 2 * Double(queryRows) * Double(keys) * Double(headDim) >= oneDNNMinimumFlops
+/// Whether ``attention(query:key:value:heads:mask:scale:precision:)`` takes bf16 operands: weights of
+/// `precision` run bf16 products on this CPU (``WeightProducts/path(for:)``), the CPU has the bf16 attention
+/// kernel (AVX512_BF16 with AVX512BW) and the head dimension is even (the kernel reads pairs).
+func attentionUsesBFloat16(precision: WeightPrecision, headDim: Int) -> Bool {
+    precision != .float32 && WeightProducts.path(for: precision) == .oneDNNBFloat16 && headDim % 2 == 0
+        && ck_attention_bf16_available() != 0
 }
 
 /// Multi-head scaled-dot-product attention on token-major tensors.
 ///
 /// Works directly on the `[B, S, H·Dh]` layout that linear projections produce: each head's columns are
-/// addressed with a row stride, so no transposes are made. Queries are processed in blocks of at least
-/// ``attentionQueryBlock`` rows (more while the block's scores stay under 4 MB), so the extra memory is
-/// ``attentionScoreFloats(keys:)-(Int)`` per worker rather than `O(Sq × Sk)`.
+/// addressed with a row stride, so no transposes are made. Each (batch, head, 64-query tile) runs the
+/// fused CKernels kernel: scores, an online softmax and the probability-weighted sum of values, 128 keys at a
+/// time, in a per-worker workspace of a few tens of kilobytes — the `Sq × Sk` scores never exist. AVX-512,
+/// AVX2+FMA or portable code is chosen at run time from the CPU's features.
 ///
 /// - Parameters:
 ///   - query: `[B, Sq, H·Dh]`.
@@ -63,11 +54,11 @@ func attentionUsesBFloat16(precision: WeightPrecision, queryRows: Int, keys: Int
 ///   - mask: optional key mask or additive bias.
 ///   - scale: score scale, `1/√Dh` by default.
 ///   - precision: the precision of the model's weights. For bfloat16 and int8 weights on a CPU with
-///     bf16 products (``WeightProducts/path(for:)`` is `oneDNNBFloat16`), the two products take bf16
-///     operands — queries, keys, values and the softmax numerators rounded to bf16, accumulated in float32
-///     — as the weight products of such a model do; the softmax stays float32. Otherwise (the default,
-///     float32), and when one block's products are too small for oneDNN's set-up to pay (a few keys, as in
-///     temporal attention over frames), every product is float32.
+///     bf16 products (``WeightProducts/path(for:)`` is `oneDNNBFloat16`, and the CPU has AVX512BW) and an
+///     even head dimension, the two products take bf16 operands — queries, keys, values and the softmax
+///     numerators rounded to bf16, accumulated in float32 (AVX512_BF16 dot products) — as the weight
+///     products of such a model do; the softmax stays float32. Otherwise (the default, float32) every
+///     product is float32.
 /// - Returns: `[B, Sq, H·Dh]`, heads concatenated in the last axis.
 public func attention(
     query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil,
@@ -86,7 +77,6 @@ public func attention(
         }
         let dh = width / heads
         let alpha = scale ?? 1 / Float(dh).squareRoot()
-        _ = try blasInt(sk, "attention"); _ = try blasInt(width, "attention")
 
         // Validate and describe the mask as (pointer strides) over b, h, q.
         var maskTensor: Tensor? = nil
@@ -111,122 +101,29 @@ public func attention(
             maskTensor = m
             ms = (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk)
         }
-        let blockRows = attentionQueryRows(queries: sq, keys: sk)
-        let blocksPerHead = (sq + blockRows - 1) / blockRows
-        let tasks = b * heads * blocksPerHead
-        let workers = max(1, min(Parallelism.threadCount, tasks))
-        let emptyMask = maskTensor == nil ? try Tensor(zeros: [1]) : nil
-        let mt = maskTensor ?? emptyMask!
-        let hasMask = maskTensor != nil
-        // bf16 operands, converted once for the whole call (nil: float32 products). Only for products
-        // large enough for oneDNN (its per-call set-up dwarfs a tiny product: a temporal attention over
-        // a few frames ran 2× slower in bf16 than in float32); smaller ones stay float32 like sgemmSerial's.
-        let usesBFloat16 = attentionUsesBFloat16(precision: precision, queryRows: blockRows, keys: sk, headDim: dh)
-        if !usesBFloat16 {
-            return fusedAttention(query: query, key: key, value: value, heads: heads, scale: alpha, mask: mt,
-                                  maskStrides: hasMask ? ms : nil, isKeyMask: isKeyMask)
-        }
-        let bf16 = usesBFloat16
-            ? (q: BFloat16Operand(query), k: BFloat16Operand(key), v: BFloat16Operand(value)) : nil
-
-        return query.withUnsafeBufferPointer { pq in
-            key.withUnsafeBufferPointer { pk in
-                value.withUnsafeBufferPointer { pv in
-                    mt.withUnsafeBufferPointer { pm in
-                        Tensor(uninitializedShape: [b, sq, width]) { po in
-                            guard sq > 0, width > 0 else { return }
-                            if sk == 0 { po.update(repeating: 0); return }
-                            let run = { (taskRange: Range<Int>) in
-                                let scores = BufferPool.allocate(Float.self, count: blockRows * sk)
-                                let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: blockRows)
-                                let p16 = bf16 == nil ? nil : BufferPool.allocate(UInt16.self, count: blockRows * sk)
-                                defer {
-                                    BufferPool.release(scores, count: blockRows * sk); inverseSums.deallocate()
-                                    if let p16 { BufferPool.release(p16, count: blockRows * sk) }
-                                }
-                                if bf16 != nil { ck_dnnl_set_threads(1) }
-                                for t in taskRange {
-                                    let blk = t % blocksPerHead
-                                    let h = (t / blocksPerHead) % heads
-                                    let bi = t / (blocksPerHead * heads)
-                                    let q0 = blk * blockRows
-                                    let rows = min(blockRows, sq - q0)
-                                    let qp = pq.baseAddress! + (bi * sq + q0) * width + h * dh
-                                    let kp = pk.baseAddress! + bi * sk * width + h * dh
-                                    let vp = pv.baseAddress! + bi * sk * width + h * dh
-                                    let o16 = (bi * sq + q0) * width + h * dh, kv16 = bi * sk * width + h * dh
-                                    // A product oneDNN refuses falls back to float32 (the operands are still here).
-                                    if !(bf16.map { ck_dnnl_gemm(Int32(CK_DNNL_BF16), 0, 1, Int64(rows), Int64(sk), Int64(dh), alpha,
-                                                                 $0.q.values + o16, Int64(width), $0.k.values + kv16, Int64(width),
-                                                                 0, scores, Int64(sk)) == Int32(CK_DNNL_OK) } ?? false) {
-                                        sgemmSerial(transposeA: false, transposeB: true, m: rows, n: sk, k: dh, alpha: alpha,
-                                                    a: qp, lda: width, b: kp, ldb: width, beta: 0, c: scores, ldc: sk)
-                                    }
-                                    for r in 0..<rows {
-                                        let row = scores + r * sk
-                                        if hasMask {
-                                            if isKeyMask {
-                                                let mrow = pm.baseAddress! + bi * ms.b
-                                                for j in 0..<sk where mrow[j] == 0 { row[j] = -.infinity }
-                                            } else {
-                                                let mrow = pm.baseAddress! + bi * ms.b + h * ms.h + (q0 + r) * ms.q
-                                                for j in 0..<sk { row[j] += mrow[j] }
-                                            }
-                                        }
-                                        // exp(s − max) only: the 1/Σ is applied to the Dh-wide rows of P·V
-                                        // below instead of the Sk-wide rows of P (a fully masked row gives 0).
-                                        inverseSums[r] = softmaxExpRowInPlace(row, sk)
-                                        // The bf16 numerators, while the row is still in L1.
-                                        if let p16 { ck_f32_to_bf16(row, p16 + r * sk, sk) }
-                                    }
-                                    let out = po.baseAddress! + (bi * sq + q0) * width + h * dh
-                                    var done = false
-                                    if let bf16, let p16 {
-                                        done = ck_dnnl_gemm(Int32(CK_DNNL_BF16), 0, 0, Int64(rows), Int64(dh), Int64(sk), 1,
-                                                            p16, Int64(sk), bf16.v.values + kv16, Int64(width),
-                                                            0, out, Int64(width)) == Int32(CK_DNNL_OK)
-                                    }
-                                    if !done {
-                                        sgemmSerial(transposeA: false, transposeB: false, m: rows, n: dh, k: sk, alpha: 1,
-                                                    a: scores, lda: sk, b: vp, ldb: width, beta: 0, c: out, ldc: width)
-                                    }
-                                    for r in 0..<rows {
-                                        let c = inverseSums[r], o = out + r * width
-                                        for j in 0..<dh { o[j] *= c }
-                                    }
-                                }
-                            }
-                            if workers == 1 {
-                                run(0..<tasks)
-                            } else {
-                                // Parallel over (batch, head, query block); each task's products are serial.
-                                let per = (tasks + workers - 1) / workers
-                                Parallelism.concurrentPerform(workers) { w in
-                                    let lo = w * per, hi = min(tasks, lo + per)
-                                    if lo < hi { run(lo..<hi) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        return fusedAttention(query: query, key: key, value: value, heads: heads, scale: alpha,
+                              mask: maskTensor, maskStrides: ms, isKeyMask: isKeyMask,
+                              bfloat16: sk > CK_ATTENTION_FEW_KEYS && attentionUsesBFloat16(precision: precision, headDim: dh))
     }
 }
 
-/// Query rows of one task of ``fusedAttention(query:key:value:heads:scale:mask:maskStrides:isKeyMask:)``: a tile
-/// of the widest kernel (4 vectors of 16 lanes).
+/// Query rows of one attention task: one tile of the widest kernel (4 vectors of 16 lanes).
 let fusedAttentionRows = 64
 
-/// Float32 attention through the fused CKernels kernel (`ck_attention_f32`: scores, online softmax and
-/// P·V block by block in a per-worker workspace), parallel over (batch, head, 64-query tile). Shapes and
-/// the mask were validated by the caller; `maskStrides` (over batch, head, query) is nil without a mask.
+/// Attention through the fused CKernels kernels (`ck_attention_bf16` with `bfloat16` where it runs, else
+/// `ck_attention_f32`: scores, online softmax and P·V block by block in a per-worker workspace), parallel
+/// over (batch, head, 64-query tile). Shapes and the mask were validated by the caller; `maskStrides` are
+/// the mask's element strides over batch, head and query.
 private func fusedAttention(
-    query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, mask: Tensor,
-    maskStrides ms: (b: Int, h: Int, q: Int)?, isKeyMask: Bool
+    query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, mask: Tensor?,
+    maskStrides ms: (b: Int, h: Int, q: Int), isKeyMask: Bool, bfloat16: Bool
 ) -> Tensor {
     let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
     let sk = key.shape[1], dh = width / heads
+    // bf16 operands: queries and keys rounded to bf16 rows, values as bf16 pairs of consecutive keys.
+    let q16 = bfloat16 ? BFloat16Operand(query) : nil, k16 = bfloat16 ? BFloat16Operand(key) : nil
+    let v16 = bfloat16 ? BFloat16PairOperand(value) : nil
+    let pairRows = (sk + 1) / 2
     let tilesPerHead = (sq + fusedAttentionRows - 1) / fusedAttentionRows
     let tasks = b * heads * tilesPerHead
     let flops = 4 * Double(b) * Double(sq) * Double(sk) * Double(width)
@@ -235,7 +132,7 @@ private func fusedAttention(
     return query.withUnsafeBufferPointer { pq in
         key.withUnsafeBufferPointer { pk in
             value.withUnsafeBufferPointer { pv in
-                mask.withUnsafeBufferPointer { pm in
+                withOptionalPointer(mask) { pm in
                     Tensor(uninitializedShape: [b, sq, width]) { po in
                         guard sq > 0, width > 0 else { return }
                         if sk == 0 { po.update(repeating: 0); return }
@@ -251,13 +148,20 @@ private func fusedAttention(
                                 let qOffset = (bi * sq + q0) * width + h * dh, kvOffset = bi * sk * width + h * dh
                                 var bias: UnsafePointer<Float>? = nil, keyMask: UnsafePointer<Float>? = nil
                                 var biasStride = 0
-                                if let ms {
+                                if let pm {
                                     if isKeyMask {
-                                        keyMask = UnsafePointer(pm.baseAddress! + bi * ms.b)
+                                        keyMask = pm + bi * ms.b
                                     } else {
-                                        bias = UnsafePointer(pm.baseAddress! + bi * ms.b + h * ms.h + q0 * ms.q)
+                                        bias = pm + bi * ms.b + h * ms.h + q0 * ms.q
                                         biasStride = ms.q
                                     }
+                                }
+                                if let q16, let k16, let v16,
+                                   ck_attention_bf16(q16.values + qOffset, Int64(width), k16.values + kvOffset, Int64(width),
+                                                     v16.values + bi * pairRows * width + h * dh, Int64(width),
+                                                     po.baseAddress! + qOffset, Int64(width), rows, sk, dh, scale,
+                                                     bias, Int64(biasStride), keyMask, work) != 0 {
+                                    continue
                                 }
                                 ck_attention_f32(pq.baseAddress! + qOffset, Int64(width), pk.baseAddress! + kvOffset, Int64(width),
                                                  pv.baseAddress! + kvOffset, Int64(width), po.baseAddress! + qOffset, Int64(width),
@@ -297,6 +201,34 @@ private final class BFloat16Operand: @unchecked Sendable {
             guard let base = p.baseAddress, count > 0 else { return }
             Parallelism.forEachChunk(rows, costPerItem: width) { range in
                 for r in range { ck_f32_to_bf16(base + r * width, out + r * width, width) }
+            }
+        }
+    }
+
+    deinit { BufferPool.release(values, count: count) }
+}
+
+/// A `[B, S, W]` tensor's rows as bf16 pairs of consecutive rows (`ck_bf16_pairs`): pair row `t` of batch
+/// element `b` holds rows `2t` and `2t + 1` (the second zeros when S is odd), `[B, ⌈S/2⌉, W]` 32-bit
+/// values from ``BufferPool``: the values of attention's bf16 kernel.
+private final class BFloat16PairOperand: @unchecked Sendable {
+    let values: UnsafeMutablePointer<UInt32>
+    let count: Int
+
+    init(_ t: Tensor) {
+        let (b, s, width) = (t.shape[0], t.shape[1], t.shape[2])
+        let pairs = (s + 1) / 2
+        count = b * pairs * width
+        values = BufferPool.allocate(UInt32.self, count: count)
+        let out = values
+        t.withUnsafeBufferPointer { p in
+            guard let base = p.baseAddress, count > 0 else { return }
+            Parallelism.forEachChunk(b * pairs, costPerItem: 2 * width) { range in
+                for r in range {
+                    let (bi, pr) = (r / pairs, r % pairs)
+                    let first = base + (bi * s + 2 * pr) * width
+                    ck_bf16_pairs(first, 2 * pr + 1 < s ? first + width : nil, out + r * width, width)
+                }
             }
         }
     }

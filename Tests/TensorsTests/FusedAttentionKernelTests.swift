@@ -136,8 +136,112 @@ import Testing
     }
 }
 
+/// The bf16 kernel (`ck_attention_bf16`, AVX512_BF16) against Double attention of the bf16-rounded
+/// queries, keys and values: what is left is the bf16 rounding of the softmax numerators (≤ 2⁻⁹ relative
+/// each, so ≤ 2⁻⁹ · max|v| = 4e-3 on outputs of values in [−2, 2]) — 8e-3 is twice that.
+@Suite struct FusedBFloat16AttentionKernelTests {
+    typealias Head = FusedAttentionKernelTests.Head
+
+    func bf16(_ x: [Float]) -> [UInt16] {
+        var out = [UInt16](repeating: 0, count: x.count)
+        ck_f32_to_bf16(x, &out, x.count)
+        return out
+    }
+
+    func widened(_ x: [UInt16]) -> [Float] { x.map { Float(bitPattern: UInt32($0) << 16) } }
+
+    /// The kernel's output as [rows][dh], or nil when it declined (returned 0).
+    func fused(_ head: Head, scale: Float, bias: [Float]? = nil, biasStride: Int = 0, keyMask: [Float]? = nil) -> [Float]? {
+        let (q, k) = (bf16(head.q), bf16(head.k))
+        let pairRows = (head.keys + 1) / 2
+        var pairs = [UInt32](repeating: 0, count: pairRows * head.stride)
+        head.v.withUnsafeBufferPointer { v in
+            pairs.withUnsafeMutableBufferPointer { out in
+                for t in 0..<pairRows {
+                    let first = v.baseAddress! + 2 * t * head.stride
+                    ck_bf16_pairs(first, 2 * t + 1 < head.keys ? first + head.stride : nil, out.baseAddress! + t * head.stride, head.stride)
+                }
+            }
+        }
+        let ldo = head.dh + 2
+        var out = [Float](repeating: .nan, count: head.rows * ldo)
+        var work = [Float](repeating: .nan, count: ck_attention_workspace_floats(head.dh))
+        let done = withArrayPointer(bias) { pb in withArrayPointer(keyMask) { pm in
+            ck_attention_bf16(q, Int64(head.stride), k, Int64(head.stride), pairs, Int64(head.stride), &out, Int64(ldo),
+                              head.rows, head.keys, head.dh, scale, pb, Int64(biasStride), pm, &work)
+        } }
+        guard done != 0 else { return nil }
+        return (0..<head.rows).flatMap { i in out[(i * ldo)..<(i * ldo + head.dh)] }
+    }
+
+    /// The head with its queries, keys and values rounded to bf16 (the reference's inputs).
+    func rounded(_ head: Head) -> Head {
+        Head(rows: head.rows, keys: head.keys, dh: head.dh, stride: head.stride,
+             q: widened(bf16(head.q)), k: widened(bf16(head.k)), v: widened(bf16(head.v)))
+    }
+
+    @Test func matchesRoundedReferenceWhereTheCPUHasIt() throws {
+        // Odd key counts (the last value pair padded), several 128-key blocks, tails of every tile; more
+        // keys than CK_ATTENTION_FEW_KEYS (fewer are declined, see fewKeysAreDeclined).
+        let shapes = [(1, 17, 2), (5, 23, 14), (17, 129, 64), (70, 301, 6), (130, 33, 70)]
+        for (n, (rows, keys, dh)) in shapes.enumerated() {
+            let head = Head(rows: rows, keys: keys, dh: dh, seed: UInt64(40 + n))
+            let scale = 1 / Float(dh).squareRoot()
+            guard let got = fused(head, scale: scale) else {
+                #expect(ck_attention_bf16_available() == 0, "declined an even head dimension on a CPU that has the kernel")
+                return
+            }
+            let ref = rounded(head).reference(scale: Double(scale))
+            let worst = zip(got, ref).map { abs(Double($0) - $1) }.max() ?? 0
+            #expect(worst <= 8e-3, "\(rows)x\(keys)x\(dh): \(worst)")
+        }
+    }
+
+    @Test func masksAndBiasesWhereTheCPUHasIt() throws {
+        let (rows, keys, dh) = (37, 300, 10)
+        let head = Head(rows: rows, keys: keys, dh: dh, seed: 50)
+        let r = rounded(head)
+        let keep = (0..<keys).map { j in j < 130 || (j % 7 == 3) ? Float(0) : 1 }
+        guard let masked = fused(head, scale: 0.3, keyMask: keep) else { return }
+        let ref = r.reference(scale: 0.3, keep: { keep[$0] != 0 })
+        #expect(zip(masked, ref).allSatisfy { abs(Double($0) - $1) <= 8e-3 })
+        let none = fused(head, scale: 0.3, keyMask: [Float](repeating: 0, count: keys))!
+        #expect(none.allSatisfy { $0 == 0 }, "every key masked gives zeros")
+        var g = SeededGenerator(seed: 51)
+        let ldb = keys + 1
+        var perQuery = (0..<rows * ldb).map { _ in Float.random(in: -3..<3, using: &g) }
+        for j in 0..<keys { perQuery[2 * ldb + j] = -.infinity }
+        let biased = fused(head, scale: 0.3, bias: perQuery, biasStride: ldb)!
+        let refB = r.reference(scale: 0.3, bias: { Double(perQuery[$0 * ldb + $1]) })
+        #expect(zip(biased, refB).allSatisfy { abs(Double($0) - $1) <= 8e-3 })
+        #expect(biased[(2 * dh)..<(3 * dh)].allSatisfy { $0 == 0 })
+    }
+
+    /// An odd head dimension is declined (the caller then takes the float32 kernel), never read past; so
+    /// are CK_ATTENTION_FEW_KEYS keys or fewer (the float32 kernel's query-by-query path is faster there).
+    @Test func oddHeadDimensionAndFewKeysAreDeclined() {
+        #expect(fused(Head(rows: 3, keys: 20, dh: 7, seed: 52), scale: 1) == nil)
+        #expect(fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS), dh: 8, seed: 53), scale: 1) == nil)
+        #expect((fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS) + 1, dh: 8, seed: 54), scale: 1) != nil)
+                == (ck_attention_bf16_available() != 0))
+    }
+
+    /// Pairs are bf16 of each row, rounded to nearest even, the first row in the low half; no second row
+    /// gives zeros.
+    @Test func pairsOfRows() {
+        let a: [Float] = [1, 1.00390625, -2.5, .infinity, 3e38, 1.0078125, 0.1, -0.1, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        let b = a.reversed().map { -$0 }
+        var out = [UInt32](repeating: 0, count: a.count)
+        ck_bf16_pairs(a, b, &out, a.count)
+        let (ra, rb) = (bf16(a), bf16(Array(b)))
+        for i in 0..<a.count { #expect(out[i] == UInt32(ra[i]) | UInt32(rb[i]) << 16, "\(i)") }
+        ck_bf16_pairs(a, nil, &out, a.count)
+        for i in 0..<a.count { #expect(out[i] == UInt32(ra[i]), "\(i)") }
+    }
+}
+
 /// `body` with the array's storage, or nil without an array.
-private func withArrayPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+func withArrayPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
     guard let values else { return body(nil) }
     return values.withUnsafeBufferPointer { body($0.baseAddress) }
 }

@@ -34,7 +34,11 @@ void ck_add_gated(const float *h, const float *x, const float *g, float *out, si
 /* Keys per block of ck_attention_f32: one block's scores for a tile of 64 queries are 32 KB (in L1). */
 #define CK_ATTENTION_KEY_BLOCK 128
 
-/* Floats of workspace one ck_attention_f32 call needs for head dimension dh (the same for every version). */
+/* At most this many keys, ck_attention_f32 works query by query (no tiles); ck_attention_bf16 declines. */
+#define CK_ATTENTION_FEW_KEYS 16
+
+/* Floats of workspace one ck_attention_f32 or ck_attention_bf16 call needs for head dimension dh (the same
+   for every version). */
 size_t ck_attention_workspace_floats(size_t dh);
 
 /* Fused scaled-dot-product attention of one head for `rows` queries (flash-style: scores, an online
@@ -47,6 +51,23 @@ size_t ck_attention_workspace_floats(size_t dh);
 void ck_attention_f32(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                       float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale, const float *bias,
                       int64_t bias_ldq, const float *keymask, float *work);
+
+/* 1 when ck_attention_bf16 runs here (AVX-512F, AVX512BW and AVX512_BF16). */
+int ck_attention_bf16_available(void);
+
+/* out[i] = bf16(r0[i]) | bf16(r1[i]) << 16 for i < n (rounded to nearest even; r1 NULL: zeros): two rows of
+   values as the key pairs ck_attention_bf16 reads. */
+void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n);
+
+/* ck_attention_f32 with bf16 operands (AVX512_BF16 dot products, float32 accumulation and softmax): q and k
+   are bf16 rows (uint16_t, strides ldq, ldk); the values come as key pairs — vpairs + t·ldvp holds
+   ck_bf16_pairs of value rows 2t and 2t+1 (the last pair of an odd count ends in zeros) — and the softmax
+   numerators are rounded to bf16 before they weight the values. dh must be even. Returns 1, or 0 without
+   computing anything when the CPU lacks the instructions, dh is odd or there are at most
+   CK_ATTENTION_FEW_KEYS keys (too few for tiles to pay: take ck_attention_f32). work as for ck_attention_f32. */
+int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
+                      int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
+                      const float *bias, int64_t bias_ldq, const float *keymask, float *work);
 
 /* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F. */
 int ck_level(void);
