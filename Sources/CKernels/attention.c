@@ -44,6 +44,7 @@
 #undef V_EXP
 #undef V_NEGINF_TO_ZERO
 #undef V_HSUM
+#undef V_TRANSPOSE
 
 #if defined(__x86_64__) || defined(__i386__)
 /* ---------- AVX2 + FMA: 8 lanes, register tiles of 6 × 2 vectors (15 of 16 registers) ---------- */
@@ -67,6 +68,25 @@
 #define V_NEGINF_TO_ZERO(x) _mm256_blendv_ps((x), _mm256_setzero_ps(), \
                                              _mm256_cmp_ps((x), _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ))
 #define V_HSUM(x) hsum_avx2(x)
+#define V_TRANSPOSE(b) transpose8_avx2(b)
+/* An 8 × 8 block of rows b[0..7] transposed in registers. */
+AVX2 static inline void transpose8_avx2(__m256 b[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(b[2 * i], b[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(b[2 * i], b[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) { /* u[4i + k], lane L: column 4L + k of rows 4i ... 4i + 3 */
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        b[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        b[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
 AVX2 static inline float hsum_avx2(__m256 x) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -93,6 +113,7 @@ AVX2 static inline float hsum_avx2(__m256 x) {
 #undef V_EXP
 #undef V_NEGINF_TO_ZERO
 #undef V_HSUM
+#undef V_TRANSPOSE
 
 /* ---------- AVX-512F: 16 lanes, register tiles of 6 × 4 vectors (29 of 32 registers) ---------- */
 
@@ -118,6 +139,29 @@ AVX2 static inline float hsum_avx2(__m256 x) {
 #define V_NEGINF_TO_ZERO(x) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), \
                                                  (x), _mm512_setzero_ps())
 #define V_HSUM(x) _mm512_reduce_add_ps(x)
+#define V_TRANSPOSE(b) transpose16_avx512(b)
+/* A 16 × 16 block of rows b[0..15] transposed in registers. */
+AVX512 static inline void transpose16_avx512(__m512 b[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(b[2 * i], b[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(b[2 * i], b[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* u[4i + k], 128-bit lane L: column 4L + k of rows 4i ... 4i + 3 */
+        u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2])));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3])));
+    }
+    for (int k = 0; k < 4; k++) { /* row 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k] */
+        __m512 s0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), s1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        __m512 s2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88), s3 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        b[k] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+        b[8 + k] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+        b[4 + k] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+        b[12 + k] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+    }
+}
 #include "attention_impl.h"
 #endif
 
@@ -324,15 +368,10 @@ BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const
         size_t mr = rows - i0 < BMT ? rows - i0 : BMT;
         int nvt = (int)((mr + 15) / 16);
         size_t cols = (size_t)nvt * 16;
-        for (size_t i = 0; i < cols; i++) {
-            const uint16_t *qrow = q + (int64_t)(i0 + i) * ldq;
-#pragma clang loop vectorize(disable) interleave(disable)
-            for (size_t p = 0; p < npairs_d; p++) {
-                uint32_t pair = 0;
-                if (i < mr) memcpy(&pair, qrow + 2 * p, sizeof pair);
-                qtp[p * BMT + i] = pair;
-            }
-        }
+        /* The queries' bf16 pairs are 32-bit values: transposed as floats (moved, never computed on). */
+        transpose_avx512((const float *)(q + (int64_t)i0 * ldq), ldq / 2, mr, npairs_d, (float *)qtp, BMT, NULL);
+        for (size_t p = 0; p < npairs_d; p++)
+            for (size_t i = mr; i < cols; i++) qtp[p * BMT + i] = 0;
         for (size_t d = 0; d < dh; d++)
             for (size_t i = 0; i < cols; i++) ot[d * BMT + i] = 0.0f;
         for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
@@ -358,19 +397,17 @@ BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const
             softmax_block_bf16(st, nb, fused_max, m, l, corr, ptp, nvt);
             pv_block_bf16(ptp, vp + (int64_t)(j0 / 2) * ldvp, ldvp, (nb + 1) / 2, dh, ot, corr, nvt);
         }
-        for (size_t i = 0; i < mr; i++) {
-            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-            float *orow = out + (int64_t)(i0 + i) * ldo;
-#pragma clang loop vectorize(disable) interleave(disable)
-            for (size_t d = 0; d < dh; d++) orow[d] = ot[d * BMT + i] * inv;
-        }
+        for (size_t i = 0; i < mr; i++) l[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* l becomes 1/l */
+        transpose_avx512(ot, BMT, dh, mr, out + (int64_t)i0 * ldo, ldo, l);
     }
 }
 
 int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
                       int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
                       const float *bias, int64_t bias_ldq, const float *keymask, float *work) {
-    if (dh % 2 != 0 || keys <= CK_ATTENTION_FEW_KEYS || !ck_attention_bf16_available()) return 0;
+    if (dh % 2 != 0 || ldq % 2 != 0 || ((uintptr_t)q & 3) != 0 || keys <= CK_ATTENTION_FEW_KEYS
+        || !ck_attention_bf16_available())
+        return 0;
     attention_bf16_avx512(q, ldq, k, ldk, vpairs, ldvp, out, ldo, rows, keys, dh, scale, bias, bias_ldq, keymask, work);
     return 1;
 }

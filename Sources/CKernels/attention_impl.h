@@ -13,6 +13,33 @@
 
 #define MT (4 * W)
 
+/* dst[c·ldd + r] = src[r·lds + c] · (cs ? cs[c] : 1) for r < nr, c < nc: W × W blocks through registers
+   where the width defines V_TRANSPOSE, the edges element by element. With cs NULL values are only moved
+   (bit patterns kept), so 32-bit pairs of bf16 can pass through as floats. */
+ATTR static void SFX(transpose)(const float *src, int64_t lds, size_t nr, size_t nc, float *dst, int64_t ldd,
+                                const float *cs) {
+    size_t r0 = 0;
+#ifdef V_TRANSPOSE
+    for (; r0 + W <= nr; r0 += W) {
+        size_t c0 = 0;
+        for (; c0 + W <= nc; c0 += W) {
+            VF b[W];
+            for (int r = 0; r < W; r++) b[r] = V_LOAD(src + (int64_t)(r0 + r) * lds + (int64_t)c0);
+            V_TRANSPOSE(b);
+            for (int c = 0; c < W; c++)
+                V_STORE(dst + (int64_t)(c0 + c) * ldd + (int64_t)r0, cs ? V_MUL(b[c], V_SET1(cs[c0 + c])) : b[c]);
+        }
+        for (; c0 < nc; c0++)
+            for (size_t r = r0; r < r0 + W; r++)
+                dst[(int64_t)c0 * ldd + (int64_t)r] = cs ? src[(int64_t)r * lds + (int64_t)c0] * cs[c0] : src[(int64_t)r * lds + (int64_t)c0];
+    }
+#endif
+    for (; r0 < nr; r0++)
+#pragma clang loop vectorize(disable) interleave(disable)
+        for (size_t c = 0; c < nc; c++)
+            dst[(int64_t)c * ldd + (int64_t)r0] = cs ? src[(int64_t)r0 * lds + (int64_t)c] * cs[c] : src[(int64_t)r0 * lds + (int64_t)c];
+}
+
 /* st[r][c] = scale · Σ_d qt[d][c] · k[r][d] for nk keys (rows of k) and nv vectors of queries; bmax[c]
    (when not NULL) becomes the maximum of itself and the new scores of column c. */
 ATTR static inline __attribute__((always_inline)) void SFX(qk_tile)(const float *qt, const float *k, int64_t ldk,
@@ -167,12 +194,9 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
         size_t mr = rows - i0 < MT ? rows - i0 : MT;
         int nvt = (int)((mr + W - 1) / W);
         size_t cols = (size_t)nvt * W; /* the columns in use: mr queries and the padding of the last vector */
-        /* Scalar on purpose: vectorised, this transposition became scatters (slow on some CPUs). */
-        for (size_t i = 0; i < cols; i++) {
-            const float *qrow = q + (int64_t)(i0 + i) * ldq;
-#pragma clang loop vectorize(disable) interleave(disable)
-            for (size_t d = 0; d < dh; d++) qt[d * MT + i] = i < mr ? qrow[d] : 0.0f;
-        }
+        SFX(transpose)(q + (int64_t)i0 * ldq, ldq, mr, dh, qt, MT, NULL);
+        for (size_t d = 0; d < dh; d++)
+            for (size_t i = mr; i < cols; i++) qt[d * MT + i] = 0.0f;
         for (size_t d = 0; d < dh; d++)
             for (size_t i = 0; i < cols; i++) ot[d * MT + i] = 0.0f;
         for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
@@ -197,12 +221,8 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
             SFX(softmax_block)(st, nb, fused_max, m, l, corr, nvt);
             SFX(pv_block)(st, v + (int64_t)j0 * ldv, ldv, nb, dh, ot, corr, nvt);
         }
-        for (size_t i = 0; i < mr; i++) {
-            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-            float *orow = out + (int64_t)(i0 + i) * ldo;
-#pragma clang loop vectorize(disable) interleave(disable)
-            for (size_t d = 0; d < dh; d++) orow[d] = ot[d * MT + i] * inv;
-        }
+        for (size_t i = 0; i < mr; i++) l[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* l becomes 1/l */
+        SFX(transpose)(ot, MT, dh, mr, out + (int64_t)i0 * ldo, ldo, l);
     }
 }
 

@@ -12,10 +12,11 @@ import Testing
         let rows: Int, keys: Int, dh: Int, stride: Int
         let q: [Float], k: [Float], v: [Float]
 
-        init(rows: Int, keys: Int, dh: Int, seed: UInt64) {
-            self.rows = rows; self.keys = keys; self.dh = dh; stride = dh + 3
+        /// `pad` floats between rows (odd by default: nothing may assume aligned rows).
+        init(rows: Int, keys: Int, dh: Int, seed: UInt64, pad: Int = 3) {
+            self.rows = rows; self.keys = keys; self.dh = dh; stride = dh + pad
             var g = SeededGenerator(seed: seed)
-            func values(_ n: Int) -> [Float] { (0..<n * (dh + 3)).map { _ in Float.random(in: -2..<2, using: &g) } }
+            func values(_ n: Int) -> [Float] { (0..<n * (dh + pad)).map { _ in Float.random(in: -2..<2, using: &g) } }
             q = values(rows); k = values(keys); v = values(keys)
         }
 
@@ -185,7 +186,7 @@ import Testing
         // keys than CK_ATTENTION_FEW_KEYS (fewer are declined, see fewKeysAreDeclined).
         let shapes = [(1, 17, 2), (5, 23, 14), (17, 129, 64), (70, 301, 6), (130, 33, 70)]
         for (n, (rows, keys, dh)) in shapes.enumerated() {
-            let head = Head(rows: rows, keys: keys, dh: dh, seed: UInt64(40 + n))
+            let head = Head(rows: rows, keys: keys, dh: dh, seed: UInt64(40 + n), pad: 4)
             let scale = 1 / Float(dh).squareRoot()
             guard let got = fused(head, scale: scale) else {
                 #expect(ck_attention_bf16_available() == 0, "declined an even head dimension on a CPU that has the kernel")
@@ -199,7 +200,7 @@ import Testing
 
     @Test func masksAndBiasesWhereTheCPUHasIt() throws {
         let (rows, keys, dh) = (37, 300, 10)
-        let head = Head(rows: rows, keys: keys, dh: dh, seed: 50)
+        let head = Head(rows: rows, keys: keys, dh: dh, seed: 50, pad: 2)
         let r = rounded(head)
         let keep = (0..<keys).map { j in j < 130 || (j % 7 == 3) ? Float(0) : 1 }
         guard let masked = fused(head, scale: 0.3, keyMask: keep) else { return }
@@ -217,12 +218,14 @@ import Testing
         #expect(biased[(2 * dh)..<(3 * dh)].allSatisfy { $0 == 0 })
     }
 
-    /// An odd head dimension is declined (the caller then takes the float32 kernel), never read past; so
-    /// are CK_ATTENTION_FEW_KEYS keys or fewer (the float32 kernel's query-by-query path is faster there).
-    @Test func oddHeadDimensionAndFewKeysAreDeclined() {
-        #expect(fused(Head(rows: 3, keys: 20, dh: 7, seed: 52), scale: 1) == nil)
-        #expect(fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS), dh: 8, seed: 53), scale: 1) == nil)
-        #expect((fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS) + 1, dh: 8, seed: 54), scale: 1) != nil)
+    /// An odd head dimension or query row stride is declined (the caller then takes the float32 kernel),
+    /// never read past; so are CK_ATTENTION_FEW_KEYS keys or fewer (the float32 kernel's query-by-query
+    /// path is faster there).
+    @Test func oddSizesAndFewKeysAreDeclined() {
+        #expect(fused(Head(rows: 3, keys: 20, dh: 7, seed: 52, pad: 1), scale: 1) == nil)
+        #expect(fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS), dh: 8, seed: 53, pad: 2), scale: 1) == nil)
+        #expect(fused(Head(rows: 3, keys: 20, dh: 8, seed: 55, pad: 3), scale: 1) == nil, "odd row stride: pairs would straddle")
+        #expect((fused(Head(rows: 3, keys: Int(CK_ATTENTION_FEW_KEYS) + 1, dh: 8, seed: 54, pad: 2), scale: 1) != nil)
                 == (ck_attention_bf16_available() != 0))
     }
 

@@ -62,8 +62,9 @@ void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n);
 /* ck_attention_f32 with bf16 operands (AVX512_BF16 dot products, float32 accumulation and softmax): q and k
    are bf16 rows (uint16_t, strides ldq, ldk); the values come as key pairs — vpairs + t·ldvp holds
    ck_bf16_pairs of value rows 2t and 2t+1 (the last pair of an odd count ends in zeros) — and the softmax
-   numerators are rounded to bf16 before they weight the values. dh must be even. Returns 1, or 0 without
-   computing anything when the CPU lacks the instructions, dh is odd or there are at most
+   numerators are rounded to bf16 before they weight the values. dh and ldq must be even and q 4-byte
+   aligned (the queries are read as 32-bit pairs). Returns 1, or 0 without computing anything when the CPU
+   lacks the instructions, one of those does not hold or there are at most
    CK_ATTENTION_FEW_KEYS keys (too few for tiles to pay: take ck_attention_f32). work as for ck_attention_f32. */
 int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
                       int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
