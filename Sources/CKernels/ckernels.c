@@ -275,6 +275,11 @@ static int cpu_level(void) { return 0; }
 /* ---------- dispatch ---------- */
 
 static int cpu_support = -1;
+static int level_cap = 2; /* 1 after ck_limit_to_avx2 */
+
+void ck_limit_to_avx2(void) { __atomic_store_n(&level_cap, 1, __ATOMIC_RELAXED); }
+
+int ck_limited_to_avx2(void) { return __atomic_load_n(&level_cap, __ATOMIC_RELAXED) < 2; }
 
 int ck_level(void) {
     int cached = __atomic_load_n(&cpu_support, __ATOMIC_RELAXED);
@@ -282,7 +287,8 @@ int ck_level(void) {
         cached = cpu_level();
         __atomic_store_n(&cpu_support, cached, __ATOMIC_RELAXED);
     }
-    return cached;
+    int cap = __atomic_load_n(&level_cap, __ATOMIC_RELAXED);
+    return cached < cap ? cached : cap;
 }
 
 

@@ -108,6 +108,8 @@ void ck_dnnl_set_threads(int n) {
     if (set_threads) set_threads(n > 0 ? n : 1);
 }
 
+int ck_dnnl_limit_to_avx2(void) { return dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2) == dnnl_success; }
+
 const char *ck_dnnl_isa(void) {
     switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41: return "sse41";

@@ -1,5 +1,6 @@
 /* Conversions between float32 and the 16- and 8-bit weight storages (see ckprecision.h). */
 #include "ckprecision.h"
+#include "ckernels.h"
 #include <math.h>
 #include <string.h>
 #if defined(__GLIBC__)
@@ -181,6 +182,7 @@ static int precision_cpu_level(void) {
 }
 
 int ck_cpu_has_avx512_bf16(void) {
+    if (ck_limited_to_avx2()) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") ? 1 : 0;
 }
@@ -199,7 +201,7 @@ int ck_precision_level(void) {
         cached = precision_cpu_level();
         __atomic_store_n(&precision_level, cached, __ATOMIC_RELAXED);
     }
-    return cached;
+    return ck_limited_to_avx2() && cached > 1 ? 1 : cached;
 }
 
 static int clamp(int level) {

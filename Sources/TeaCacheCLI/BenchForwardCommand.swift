@@ -33,6 +33,8 @@ struct BenchForwardCommand: ParsableCommand {
 
     @OptionGroup var precision: PrecisionOptions
 
+    @OptionGroup var vectorPaths: VectorPathOptions
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -42,6 +44,7 @@ struct BenchForwardCommand: ParsableCommand {
     }
 
     func run() throws {
+        try vectorPaths.apply()
         if let threads { Parallelism.threadCount = threads }
         let log = logging.logger("bench.forward")
         let start = Date()
@@ -61,6 +64,7 @@ struct BenchForwardCommand: ParsableCommand {
         print(bench.summary)
         print("threads \(Parallelism.threadCount)")
         for line in BLASKernel.reportLines { print(line) }
+        print(vectorPaths.reportLine)
         print(precision.reportLine)
         // Measure the peak of the forwards, not of the random initialisation before them.
         let peakReset = KernelBenchmarks.resetPeakRSS()

@@ -24,6 +24,8 @@ struct BenchKernelsCommand: ParsableCommand {
             help: "An attention shape to time, BATCHxQUERIESxKEYSxHEADSxHEADDIM (repeatable; default: 1x1152x1152x8x64).")
     var attentionShapes: [String] = []
 
+    @OptionGroup var vectorPaths: VectorPathOptions
+
     @OptionGroup var logging: LoggingOptions
 
     /// `ROWSxINxOUT` as (m, k, n), or nil when it is not three positive integers.
@@ -52,10 +54,12 @@ struct BenchKernelsCommand: ParsableCommand {
     }
 
     func run() throws {
+        try vectorPaths.apply()
         if let threads { Parallelism.threadCount = threads }
         logging.logger("bench.kernels").info("timing kernels", metadata: ["repeats": "\(repeats)"])
         print("threads \(Parallelism.threadCount)")
         for line in BLASKernel.reportLines { print(line) }
+        print(vectorPaths.reportLine)
         let sgemm = try KernelBenchmarks.sgemmGFLOPS(repeats: repeats)
         print(String(format: "sgemm 1024x1024x1024 %.1f GFLOP/s", sgemm))
         let bf16Attention = WeightProducts.path(for: .bfloat16) == .oneDNNBFloat16

@@ -39,3 +39,22 @@ struct PrecisionOptions: ParsableArguments {
     /// One line saying how the products run with this precision on this CPU, and why.
     var reportLine: String { "products: " + WeightProducts.describe(precision) }
 }
+
+/// `--avx2-only`: run every kernel as on a CPU with AVX2+FMA and no AVX-512 (``VectorPaths/limitToAVX2()``).
+struct VectorPathOptions: ParsableArguments {
+    @Flag(name: .customLong("avx2-only"),
+          help: "Take only the paths an AVX2+FMA CPU without AVX-512 has (C kernels, attention, oneDNN capped at AVX2), to measure such a CPU's route here.")
+    var avx2Only = false
+
+    /// Applies the flag; call it before any kernel runs. Throws when oneDNN had already fixed its
+    /// instruction set (a measurement would then not be AVX2-only).
+    func apply() throws {
+        guard avx2Only else { return }
+        guard VectorPaths.limitToAVX2() else {
+            throw ValidationError("--avx2-only: oneDNN had already chosen its instruction set; the flag must take effect before the first product")
+        }
+    }
+
+    /// One line naming the vector paths the kernels take.
+    var reportLine: String { "vector paths: " + VectorPaths.description }
+}

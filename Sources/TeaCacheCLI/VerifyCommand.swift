@@ -23,9 +23,12 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup var precision: PrecisionOptions
 
+    @OptionGroup var vectorPaths: VectorPathOptions
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
+        try vectorPaths.apply()
         let log = logging.logger("verify")
         let start = Date()
         log.info("verifying fixture folder", metadata: ["folder": "\(directory)"])
@@ -46,6 +49,7 @@ struct VerifyCommand: ParsableCommand {
             throw ExitCode.failure
         }
         if precision.precision != .float32 { print(precision.reportLine) }
+        if vectorPaths.avx2Only { print(vectorPaths.reportLine) }
         for line in report.lines { print(line) }
         log.info("verify done", metadata: ["passed": "\(report.passed)", "elapsed": "\(secondsSince(start))"])
         if !report.passed { throw ExitCode.failure }

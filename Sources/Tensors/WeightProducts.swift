@@ -28,6 +28,7 @@ public enum WeightProducts {
 
     /// Why ``bfloat16Available`` is what it is, for reports.
     public static var bfloat16Reason: String {
+        if VectorPaths.isLimitedToAVX2 { return "limited to AVX2 (no AVX512_BF16 taken)" }
         if ck_cpu_has_avx512_bf16() == 0 { return "this CPU has no AVX512_BF16" }
         return bfloat16Available ? "oneDNN \(oneDNNVersion) on \(oneDNNISA)" : "oneDNN answered unimplemented for bf16 matmul"
     }

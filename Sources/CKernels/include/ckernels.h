@@ -70,8 +70,15 @@ int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t
                       int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
                       const float *bias, int64_t bias_ldq, const float *keymask, float *work);
 
-/* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F. */
+/* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F (at most 1 after ck_limit_to_avx2). */
 int ck_level(void);
+
+/* From now on every CKernels dispatch (and ck_precision_level, ck_cpu_has_avx512_bf16,
+   ck_attention_bf16_available) answers as an AVX2+FMA CPU without AVX-512 would: for measuring and
+   testing what such a CPU runs. Process-wide, one way; call it before the first kernel runs. */
+void ck_limit_to_avx2(void);
+/* 1 after ck_limit_to_avx2. */
+int ck_limited_to_avx2(void);
 
 /* A given version (clamped to what the CPU supports), so tests can compare every path. */
 void ck_softmax_row_level(int level, float *p, size_t n);

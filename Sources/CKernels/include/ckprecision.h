@@ -79,6 +79,10 @@ int ck_dnnl_gemm_bias(int type, int transA, int transB, int64_t m, int64_t n, in
 /* The number of OpenMP threads oneDNN uses for products started from the calling thread. */
 void ck_dnnl_set_threads(int n);
 
+/* Caps oneDNN at AVX2 (dnnl_set_max_cpu_isa); 1 on success, 0 when oneDNN had already fixed its ISA (it
+   does at its first primitive) or refused. */
+int ck_dnnl_limit_to_avx2(void);
+
 /* oneDNN's effective ISA name for this process ("avx512_core_bf16", "avx2", ...), or "unavailable". */
 const char *ck_dnnl_isa(void);
 
