@@ -4,6 +4,26 @@
 #include "ckmath.h"
 #include <stdint.h>
 
+/* The bias and key mask of one block of scores st [nb keys][mt query columns] (keys j0 ..., queries i0 ...;
+   mr real queries, cols columns in use): bias (bias_ldq 0: one row for every query) added, keys whose mask
+   entry is 0 set to −∞. Shared by every version (a small part of a block's work). */
+static void apply_bias_and_mask(float *st, size_t mt, size_t nb, size_t mr, size_t cols, size_t j0, size_t i0,
+                                const float *bias, int64_t bias_ldq, const float *keymask) {
+    if (bias && bias_ldq == 0) {
+        for (size_t j = 0; j < nb; j++)
+            for (size_t i = 0; i < cols; i++) st[j * mt + i] += bias[j0 + j];
+    } else if (bias) {
+        for (size_t i = 0; i < mr; i++) {
+            const float *brow = bias + (int64_t)(i0 + i) * bias_ldq + (int64_t)j0;
+            for (size_t j = 0; j < nb; j++) st[j * mt + i] += brow[j];
+        }
+    }
+    if (keymask)
+        for (size_t j = 0; j < nb; j++)
+            if (keymask[j0 + j] == 0.0f)
+                for (size_t i = 0; i < cols; i++) st[j * mt + i] = -INFINITY;
+}
+
 /* ---------- portable: one lane ---------- */
 #define VF float
 #define W 1
@@ -378,22 +398,7 @@ BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const
         for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
             size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
             qk_block_bf16(qtp, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
-            if (bias && bias_ldq == 0) {
-                for (size_t j = 0; j < nb; j++) {
-                    __m512 b = _mm512_set1_ps(bias[j0 + j]);
-                    for (int c = 0; c < nvt; c++)
-                        _mm512_storeu_ps(st + j * BMT + c * 16, _mm512_add_ps(_mm512_loadu_ps(st + j * BMT + c * 16), b));
-                }
-            } else if (bias) {
-                for (size_t i = 0; i < mr; i++) {
-                    const float *brow = bias + (int64_t)(i0 + i) * bias_ldq + j0;
-                    for (size_t j = 0; j < nb; j++) st[j * BMT + i] += brow[j];
-                }
-            }
-            if (keymask)
-                for (size_t j = 0; j < nb; j++)
-                    if (keymask[j0 + j] == 0.0f)
-                        for (size_t i = 0; i < cols; i++) st[j * BMT + i] = -INFINITY;
+            if (bias || keymask) apply_bias_and_mask(st, BMT, nb, mr, cols, j0, i0, bias, bias_ldq, keymask);
             softmax_block_bf16(st, nb, fused_max, m, l, corr, ptp, nvt);
             pv_block_bf16(ptp, vp + (int64_t)(j0 / 2) * ldvp, ldvp, (nb + 1) / 2, dh, ot, corr, nvt);
         }

@@ -203,21 +203,7 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
         for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
             size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
             SFX(qk_block)(qt, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
-            if (bias && bias_ldq == 0) {
-                for (size_t j = 0; j < nb; j++) {
-                    VF b = V_SET1(bias[j0 + j]);
-                    for (int c = 0; c < nvt; c++) V_STORE(st + j * MT + c * W, V_ADD(V_LOAD(st + j * MT + c * W), b));
-                }
-            } else if (bias) {
-                for (size_t i = 0; i < mr; i++) {
-                    const float *brow = bias + (int64_t)(i0 + i) * bias_ldq + j0;
-                    for (size_t j = 0; j < nb; j++) st[j * MT + i] += brow[j];
-                }
-            }
-            if (keymask)
-                for (size_t j = 0; j < nb; j++)
-                    if (keymask[j0 + j] == 0.0f)
-                        for (size_t i = 0; i < cols; i++) st[j * MT + i] = -INFINITY;
+            if (bias || keymask) apply_bias_and_mask(st, MT, nb, mr, cols, j0, i0, bias, bias_ldq, keymask);
             SFX(softmax_block)(st, nb, fused_max, m, l, corr, nvt);
             SFX(pv_block)(st, v + (int64_t)j0 * ldv, ldv, nb, dh, ot, corr, nvt);
         }
