@@ -38,6 +38,89 @@ func attentionUsesBFloat16(precision: WeightPrecision, headDim: Int) -> Bool {
         && ck_attention_bf16_available() != 0
 }
 
+/// One operand of ``attention(query:key:value:width:heads:sequences:mask:scale:precision:)``: the columns
+/// `column ..< column + width` of a `[B, S, C]` tensor — for example the key block of a stacked q/k/v
+/// projection `[B, S, 3·W]`, read in place instead of split off into a copy.
+public struct AttentionOperand: Sendable {
+    /// `[B, S, C]`.
+    public let tensor: Tensor
+    /// The first column of the operand.
+    public let column: Int
+
+    /// The operand at `column` of `tensor` (0: the whole width, or the first block).
+    public init(_ tensor: Tensor, column: Int = 0) {
+        self.tensor = tensor
+        self.column = column
+    }
+}
+
+/// How the `S` rows of attention's operands form sequences.
+public enum AttentionSequences: Sendable, Equatable {
+    /// One sequence per batch element: rows `0 ..< S` in order.
+    case contiguous
+    /// `n` sequences per batch element, interleaved: element `e` of sequence `s` is row `e·n + s` — the
+    /// temporal attention of a video DiT whose tokens are frame-major (`n` = tokens per frame), without
+    /// transposing frames and tokens.
+    case interleaved(Int)
+}
+
+/// Multi-head attention whose operands are column blocks of token-major tensors
+/// (``AttentionOperand``), over sequences laid out as ``AttentionSequences`` — the same kernels and results
+/// as ``attention(query:key:value:heads:mask:scale:precision:)``, without copying stacked projections apart
+/// or regrouping interleaved sequences.
+///
+/// - Parameters:
+///   - query: `width` columns of `[B, Sq, Cq]`.
+///   - key: `width` columns of `[B, Sk, Ck]`.
+///   - value: `width` columns of `[B, Sk, Cv]`.
+///   - width: H·Dh.
+///   - heads: H.
+///   - sequences: how rows form sequences; `.interleaved(n)` needs Sq and Sk divisible by n and no mask.
+///   - mask, scale, precision: as for ``attention(query:key:value:heads:mask:scale:precision:)`` (the mask
+///     over `[B, …, Sq, Sk]` rows as stored).
+/// - Returns: `[B, Sq, width]`, each output row where its query row is.
+public func attention(
+    query: AttentionOperand, key: AttentionOperand, value: AttentionOperand, width: Int, heads: Int,
+    sequences: AttentionSequences = .contiguous, mask: AttentionMask? = nil, scale: Float? = nil,
+    precision: WeightPrecision = .float32
+) throws(TensorError) -> Tensor {
+    try PhaseProfiler.measure(.attention) { () throws(TensorError) -> Tensor in
+        let (qt, kt, vt) = (query.tensor, key.tensor, value.tensor)
+        guard qt.rank == 3, kt.rank == 3, vt.rank == 3, kt.shape[0] == qt.shape[0], vt.shape[0] == qt.shape[0],
+              kt.shape[1] == vt.shape[1] else {
+            throw .shapeMismatch(operation: "attention", shapes: [qt.shape, kt.shape, vt.shape],
+                                 reason: "expected query [B, Sq, Cq], key [B, Sk, Ck] and value [B, Sk, Cv]")
+        }
+        guard width > 0, heads > 0, width % heads == 0 else {
+            throw .invalidArgument(operation: "attention", reason: "width \(width) is not a positive multiple of \(heads) heads")
+        }
+        for (name, o) in [("query", query), ("key", key), ("value", value)] where o.column < 0 || o.column + width > o.tensor.shape[2] {
+            throw .invalidArgument(operation: "attention",
+                                   reason: "the \(name) columns \(o.column)..<\(o.column + width) are outside its \(o.tensor.shape[2]) columns")
+        }
+        let n: Int
+        switch sequences {
+        case .contiguous: n = 1
+        case .interleaved(let count):
+            guard count >= 1, qt.shape[1] % count == 0, kt.shape[1] % count == 0 else {
+                throw .invalidArgument(operation: "attention",
+                                       reason: "\(count) interleaved sequences do not divide \(qt.shape[1]) queries and \(kt.shape[1]) keys")
+            }
+            guard mask == nil || count == 1 else {
+                throw .invalidArgument(operation: "attention", reason: "a mask with interleaved sequences is not supported; regroup the sequences or leave the mask out")
+            }
+            n = count
+        }
+        let layout = AttentionLayout(query: query, key: key, value: value, width: width, heads: heads, sequences: n)
+        let m = try layout.describe(mask)
+        let dh = width / heads
+        return fusedAttention(layout, scale: scale ?? 1 / Float(dh).squareRoot(), mask: m.tensor, maskStrides: m.strides,
+                              isKeyMask: m.isKeyMask,
+                              bfloat16: layout.keysPerSequence > Int(CK_ATTENTION_FEW_KEYS)
+                                  && attentionUsesBFloat16(precision: precision, headDim: dh))
+    }
+}
+
 /// Multi-head scaled-dot-product attention on token-major tensors.
 ///
 /// Works directly on the `[B, S, H·Dh]` layout that linear projections produce: each head's columns are
@@ -64,46 +147,58 @@ public func attention(
     query: Tensor, key: Tensor, value: Tensor, heads: Int, mask: AttentionMask? = nil, scale: Float? = nil,
     precision: WeightPrecision = .float32
 ) throws(TensorError) -> Tensor {
-    try PhaseProfiler.measure(.attention) { () throws(TensorError) -> Tensor in
-        guard query.rank == 3, key.rank == 3, value.rank == 3, key.shape == value.shape,
-              query.shape[0] == key.shape[0], query.shape[2] == key.shape[2] else {
-            throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, value.shape],
-                                 reason: "expected query [B, Sq, H·Dh] and key/value [B, Sk, H·Dh]")
-        }
-        let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
-        let sk = key.shape[1]
-        guard heads > 0, width % heads == 0 else {
-            throw .invalidArgument(operation: "attention", reason: "width \(width) is not divisible by \(heads) heads")
-        }
-        let dh = width / heads
-        let alpha = scale ?? 1 / Float(dh).squareRoot()
+    guard query.rank == 3, key.rank == 3, value.rank == 3, key.shape == value.shape,
+          query.shape[0] == key.shape[0], query.shape[2] == key.shape[2] else {
+        throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, value.shape],
+                             reason: "expected query [B, Sq, H·Dh] and key/value [B, Sk, H·Dh]")
+    }
+    guard heads > 0, query.shape[2] % heads == 0 else {
+        throw .invalidArgument(operation: "attention", reason: "width \(query.shape[2]) is not divisible by \(heads) heads")
+    }
+    return try attention(query: AttentionOperand(query), key: AttentionOperand(key), value: AttentionOperand(value),
+                         width: query.shape[2], heads: heads, mask: mask, scale: scale, precision: precision)
+}
 
-        // Validate and describe the mask as (pointer strides) over b, h, q.
-        var maskTensor: Tensor? = nil
-        var isKeyMask = false
-        var ms = (b: 0, h: 0, q: 0)
+/// The sizes and strides of one attention call: batch, sequences per batch element (`n`, interleaved),
+/// queries and keys per sequence, and where each operand's columns are.
+private struct AttentionLayout {
+    let query: AttentionOperand, key: AttentionOperand, value: AttentionOperand
+    let batch: Int, sequences: Int, width: Int, heads: Int
+    /// Rows of the query and key tensors per batch element (all sequences).
+    let queryRows: Int, keyRows: Int
+    var queriesPerSequence: Int { queryRows / sequences }
+    var keysPerSequence: Int { keyRows / sequences }
+
+    init(query: AttentionOperand, key: AttentionOperand, value: AttentionOperand, width: Int, heads: Int, sequences: Int) {
+        (self.query, self.key, self.value) = (query, key, value)
+        batch = query.tensor.shape[0]
+        queryRows = query.tensor.shape[1]
+        keyRows = key.tensor.shape[1]
+        self.width = width; self.heads = heads; self.sequences = sequences
+    }
+
+    /// The mask validated against `[B, H, Sq, Sk]` and described as (tensor, element strides over batch,
+    /// head and query, whether it is a key mask).
+    func describe(_ mask: AttentionMask?) throws(TensorError) -> (tensor: Tensor?, strides: (b: Int, h: Int, q: Int), isKeyMask: Bool) {
+        let (b, sq, sk) = (batch, queryRows, keyRows)
         switch mask {
-        case .none: break
+        case .none: return (nil, (0, 0, 0), false)
         case .keys(let m):
             guard m.shape == [b, sk] else {
-                throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
+                throw .shapeMismatch(operation: "attention", shapes: [query.tensor.shape, key.tensor.shape, m.shape],
                                      reason: "a key mask must be [B, Sk] = [\(b), \(sk)]")
             }
-            maskTensor = m; isKeyMask = true; ms = (sk, 0, 0)
+            return (m, (sk, 0, 0), true)
         case .additive(let m):
             var s = m.shape
             while s.count < 4 { s.insert(1, at: 0) }
             guard s.count == 4, s[3] == sk, s[0] == 1 || s[0] == b, s[1] == 1 || s[1] == heads,
                   s[2] == 1 || s[2] == sq else {
-                throw .shapeMismatch(operation: "attention", shapes: [query.shape, key.shape, m.shape],
+                throw .shapeMismatch(operation: "attention", shapes: [query.tensor.shape, key.tensor.shape, m.shape],
                                      reason: "an additive mask must broadcast to [B, H, Sq, Sk] = [\(b), \(heads), \(sq), \(sk)]")
             }
-            maskTensor = m
-            ms = (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk)
+            return (m, (s[0] == 1 ? 0 : s[1] * s[2] * sk, s[1] == 1 ? 0 : s[2] * sk, s[2] == 1 ? 0 : sk), false)
         }
-        return fusedAttention(query: query, key: key, value: value, heads: heads, scale: alpha,
-                              mask: maskTensor, maskStrides: ms, isKeyMask: isKeyMask,
-                              bfloat16: sk > CK_ATTENTION_FEW_KEYS && attentionUsesBFloat16(precision: precision, headDim: dh))
     }
 }
 
@@ -112,28 +207,34 @@ let fusedAttentionRows = 64
 
 /// Attention through the fused CKernels kernels (`ck_attention_bf16` with `bfloat16` where it runs, else
 /// `ck_attention_f32`: scores, online softmax and P·V block by block in a per-worker workspace), parallel
-/// over (batch, head, 64-query tile). Shapes and the mask were validated by the caller; `maskStrides` are
-/// the mask's element strides over batch, head and query.
+/// over (batch, sequence, head, 64-query tile). Shapes and the mask were validated by the caller;
+/// `maskStrides` are the mask's element strides over batch, head and query (masks only with one sequence
+/// per batch element).
 private func fusedAttention(
-    query: Tensor, key: Tensor, value: Tensor, heads: Int, scale: Float, mask: Tensor?,
-    maskStrides ms: (b: Int, h: Int, q: Int), isKeyMask: Bool, bfloat16: Bool
+    _ l: AttentionLayout, scale: Float, mask: Tensor?, maskStrides ms: (b: Int, h: Int, q: Int), isKeyMask: Bool,
+    bfloat16: Bool
 ) -> Tensor {
-    let (b, sq, width) = (query.shape[0], query.shape[1], query.shape[2])
-    let sk = key.shape[1], dh = width / heads
-    // bf16 operands: queries and keys rounded to bf16 rows, values as bf16 pairs of consecutive keys.
-    let q16 = bfloat16 ? BFloat16Operand(query) : nil, k16 = bfloat16 ? BFloat16Operand(key) : nil
-    let v16 = bfloat16 ? BFloat16PairOperand(value) : nil
+    let (b, n, width, heads) = (l.batch, l.sequences, l.width, l.heads)
+    let (sq, sk) = (l.queriesPerSequence, l.keysPerSequence)
+    let dh = width / heads
+    let (cq, ck, cv) = (l.query.tensor.shape[2], l.key.tensor.shape[2], l.value.tensor.shape[2])
+    // bf16 operands: the query and key tensors rounded to bf16 rows (one conversion when both are the same
+    // tensor, as for a stacked projection), the values as bf16 pairs of consecutive keys of a sequence.
+    let q16 = bfloat16 ? BFloat16Operand(l.query.tensor) : nil
+    let sameTensor = l.query.tensor.withUnsafeBufferPointer { q in l.key.tensor.withUnsafeBufferPointer { $0.baseAddress == q.baseAddress } }
+    let k16 = bfloat16 ? (sameTensor ? q16 : BFloat16Operand(l.key.tensor)) : nil
+    let v16 = bfloat16 ? BFloat16PairOperand(l.value, width: width, sequences: n) : nil
     let pairRows = (sk + 1) / 2
     let tilesPerHead = (sq + fusedAttentionRows - 1) / fusedAttentionRows
-    let tasks = b * heads * tilesPerHead
-    let flops = 4 * Double(b) * Double(sq) * Double(sk) * Double(width)
+    let tasks = b * n * heads * tilesPerHead
+    let flops = 4 * Double(b * n) * Double(sq) * Double(sk) * Double(width)
     let workers = flops < Double(Parallelism.serialThreshold) * 8 ? 1 : max(1, min(Parallelism.threadCount, tasks))
     let workFloats = ck_attention_workspace_floats(dh)
-    return query.withUnsafeBufferPointer { pq in
-        key.withUnsafeBufferPointer { pk in
-            value.withUnsafeBufferPointer { pv in
+    return l.query.tensor.withUnsafeBufferPointer { pq in
+        l.key.tensor.withUnsafeBufferPointer { pk in
+            l.value.tensor.withUnsafeBufferPointer { pv in
                 withOptionalPointer(mask) { pm in
-                    Tensor(uninitializedShape: [b, sq, width]) { po in
+                    Tensor(uninitializedShape: [b, l.queryRows, width]) { po in
                         guard sq > 0, width > 0 else { return }
                         if sk == 0 { po.update(repeating: 0); return }
                         let run = { (taskRange: Range<Int>) in
@@ -142,10 +243,16 @@ private func fusedAttention(
                             for t in taskRange {
                                 let tile = t % tilesPerHead
                                 let h = (t / tilesPerHead) % heads
-                                let bi = t / (tilesPerHead * heads)
+                                let seq = (t / (tilesPerHead * heads)) % n
+                                let bi = t / (tilesPerHead * heads * n)
                                 let q0 = tile * fusedAttentionRows
                                 let rows = min(fusedAttentionRows, sq - q0)
-                                let qOffset = (bi * sq + q0) * width + h * dh, kvOffset = bi * sk * width + h * dh
+                                // Element e of sequence `seq` is row e·n + seq of its batch element.
+                                let qRow = bi * l.queryRows + q0 * n + seq, kRow = bi * l.keyRows + seq
+                                let qOffset = qRow * cq + l.query.column + h * dh
+                                let kOffset = kRow * ck + l.key.column + h * dh
+                                let vOffset = kRow * cv + l.value.column + h * dh
+                                let oOffset = qRow * width + h * dh
                                 var bias: UnsafePointer<Float>? = nil, keyMask: UnsafePointer<Float>? = nil
                                 var biasStride = 0
                                 if let pm {
@@ -157,14 +264,14 @@ private func fusedAttention(
                                     }
                                 }
                                 if let q16, let k16, let v16,
-                                   ck_attention_bf16(q16.values + qOffset, Int64(width), k16.values + kvOffset, Int64(width),
-                                                     v16.values + bi * pairRows * width + h * dh, Int64(width),
-                                                     po.baseAddress! + qOffset, Int64(width), rows, sk, dh, scale,
+                                   ck_attention_bf16(q16.values + qOffset, Int64(n * cq), k16.values + kOffset, Int64(n * ck),
+                                                     v16.values + ((bi * n + seq) * pairRows) * width + h * dh, Int64(width),
+                                                     po.baseAddress! + oOffset, Int64(n * width), rows, sk, dh, scale,
                                                      bias, Int64(biasStride), keyMask, work) != 0 {
                                     continue
                                 }
-                                ck_attention_f32(pq.baseAddress! + qOffset, Int64(width), pk.baseAddress! + kvOffset, Int64(width),
-                                                 pv.baseAddress! + kvOffset, Int64(width), po.baseAddress! + qOffset, Int64(width),
+                                ck_attention_f32(pq.baseAddress! + qOffset, Int64(n * cq), pk.baseAddress! + kOffset, Int64(n * ck),
+                                                 pv.baseAddress! + vOffset, Int64(n * cv), po.baseAddress! + oOffset, Int64(n * width),
                                                  rows, sk, dh, scale, bias, Int64(biasStride), keyMask, work)
                             }
                         }
@@ -208,26 +315,29 @@ private final class BFloat16Operand: @unchecked Sendable {
     deinit { BufferPool.release(values, count: count) }
 }
 
-/// A `[B, S, W]` tensor's rows as bf16 pairs of consecutive rows (`ck_bf16_pairs`): pair row `t` of batch
-/// element `b` holds rows `2t` and `2t + 1` (the second zeros when S is odd), `[B, ⌈S/2⌉, W]` 32-bit
-/// values from ``BufferPool``: the values of attention's bf16 kernel.
+/// The values of attention's bf16 kernel: `width` columns (from `column`) of a `[B, S, C]` tensor as bf16
+/// pairs of consecutive keys of each sequence (`ck_bf16_pairs`; the second zeros for an odd count):
+/// `[B, n, ⌈S/(2n)⌉, width]` 32-bit values from ``BufferPool``, for `n` interleaved sequences (1: contiguous).
 private final class BFloat16PairOperand: @unchecked Sendable {
     let values: UnsafeMutablePointer<UInt32>
     let count: Int
 
-    init(_ t: Tensor) {
-        let (b, s, width) = (t.shape[0], t.shape[1], t.shape[2])
-        let pairs = (s + 1) / 2
-        count = b * pairs * width
+    init(_ operand: AttentionOperand, width: Int, sequences n: Int) {
+        let t = operand.tensor
+        let (b, s, c) = (t.shape[0], t.shape[1], t.shape[2])
+        let perSequence = s / n, pairs = (perSequence + 1) / 2
+        count = b * n * pairs * width
         values = BufferPool.allocate(UInt32.self, count: count)
-        let out = values
+        let out = values, column = operand.column
         t.withUnsafeBufferPointer { p in
             guard let base = p.baseAddress, count > 0 else { return }
-            Parallelism.forEachChunk(b * pairs, costPerItem: 2 * width) { range in
+            Parallelism.forEachChunk(b * n * pairs, costPerItem: 2 * width) { range in
                 for r in range {
-                    let (bi, pr) = (r / pairs, r % pairs)
-                    let first = base + (bi * s + 2 * pr) * width
-                    ck_bf16_pairs(first, 2 * pr + 1 < s ? first + width : nil, out + r * width, width)
+                    let (sequence, pr) = (r / pairs, r % pairs)
+                    let (bi, seq) = (sequence / n, sequence % n)
+                    // Keys 2·pr and 2·pr + 1 of the sequence: rows (2·pr)·n + seq and one n further.
+                    let first = base + (bi * s + 2 * pr * n + seq) * c + column
+                    ck_bf16_pairs(first, 2 * pr + 1 < perSequence ? first + n * c : nil, out + r * width, width)
                 }
             }
         }

@@ -255,24 +255,17 @@ enum LattePositionTable {
 private enum LatteSequences {
     /// Spatial: each frame's `T` tokens, `[(B·F), T, D]` (a reshape).
     case frames(Int, Int)
-    /// Temporal: each token position's `F` frames, `[(B·T), F, D]` (a transpose of frames and tokens).
+    /// Temporal: each token position's `F` frames — rows `f·T + t` of `[B, F·T, D]`, read in place as `T`
+    /// interleaved sequences (no transpose of frames and tokens).
     case positions(Int, Int)
 
-    /// `[B, F·T, D]` → the sequences.
-    func gather(_ x: Tensor) throws(TensorError) -> Tensor {
-        let (b, d) = (x.shape[0], x.shape[2])
+    /// The rows `x` `[B, F·T, C]` as attention's batch and sequence layout: frames reshaped to `[(B·F), T, C]`
+    /// (contiguous), positions left in place (`T` interleaved sequences).
+    func layout(_ x: Tensor) throws(TensorError) -> (Tensor, AttentionSequences) {
+        let (b, c) = (x.shape[0], x.shape[2])
         switch self {
-        case let .frames(f, t): return try x.reshaped([b * f, t, d])
-        case let .positions(f, t): return try x.reshaped([b, f, t, d]).permuted([0, 2, 1, 3]).reshaped([b * t, f, d])
-        }
-    }
-
-    /// The sequences → `[B, F·T, D]`.
-    func scatter(_ x: Tensor, batch b: Int) throws(TensorError) -> Tensor {
-        let d = x.shape[2]
-        switch self {
-        case let .frames(f, t): return try x.reshaped([b, f * t, d])
-        case let .positions(f, t): return try x.reshaped([b, t, f, d]).permuted([0, 2, 1, 3]).reshaped([b, f * t, d])
+        case let .frames(f, t): return (try x.reshaped([b * f, t, c]), .contiguous)
+        case let .positions(_, t): return (x, .interleaved(t))
         }
     }
 }
@@ -332,8 +325,8 @@ private struct LatteBlock: Sendable {
         let m = try self.modulation(modulation)
         let b = h.shape[0]
         var h = h
-        let attnIn = try sequences.gather(modulatedNorm1(h, m))
-        h = try addingGated(h, sequences.scatter(attn1(attnIn, context: nil), batch: b), gate: .perSample(m[2]))
+        let attnOut = try attn1.selfAttention(modulatedNorm1(h, m), sequences: sequences)
+        h = try addingGated(h, attnOut.reshaped([b, h.shape[1], h.shape[2]]), gate: .perSample(m[2]))
         if let attn2, let caption { h = try h + attn2(h, context: caption) }
         let ffIn = try Self.modulatedNorm(h, norm2, eps: eps, scale: m[4], shift: m[3])
         return try addingGated(h, ff(ffIn), gate: .perSample(m[5]))
@@ -373,17 +366,24 @@ private struct LatteAttention: Sendable {
         self.heads = heads
     }
 
-    /// Self-attention of `x` `[N, S, D]`, or (with `to_q` separate) cross-attention of `x` `[B, S, D]` to
-    /// `context` `[B, L, D]`.
-    func callAsFunction(_ x: Tensor, context: Tensor?) throws(TensorError) -> Tensor {
-        let q: Tensor, kv: [Tensor]
-        if let toQ, let context {
-            q = try toQ(x)
-            kv = try stacked(context).split(sizes: [dim, dim], axis: -1)
-        } else {
-            let p = try stacked(x).split(sizes: [dim, dim, dim], axis: -1)
-            (q, kv) = (p[0], Array(p[1...]))
+    /// Self-attention of `x` `[B, F·T, D]` over `sequences`; the result in `x`'s rows (`[(B·F), T, D]` for
+    /// frames). q, k and v are read in place from the stacked projection.
+    func selfAttention(_ x: Tensor, sequences: LatteSequences) throws(TensorError) -> Tensor {
+        let (p, layout) = try sequences.layout(stacked(x))
+        return try toOut(attention(query: AttentionOperand(p), key: AttentionOperand(p, column: dim),
+                                   value: AttentionOperand(p, column: 2 * dim), width: dim, heads: heads,
+                                   sequences: layout, precision: toOut.weight.precision))
+    }
+
+    /// Cross-attention (with `to_q` separate) of `x` `[B, S, D]` to `context` `[B, L, D]`; k and v read in
+    /// place from their stacked projection.
+    func callAsFunction(_ x: Tensor, context: Tensor) throws(TensorError) -> Tensor {
+        guard let toQ else {
+            throw .invalidArgument(operation: "Latte attention", reason: "a self-attention layer has no separate to_q for a context")
         }
-        return try toOut(attention(query: q, key: kv[0], value: kv[1], heads: heads, precision: toOut.weight.precision))
+        let kv = try stacked(context)
+        return try toOut(attention(query: AttentionOperand(toQ(x)), key: AttentionOperand(kv),
+                                   value: AttentionOperand(kv, column: dim), width: dim, heads: heads,
+                                   precision: toOut.weight.precision))
     }
 }
