@@ -76,8 +76,11 @@ public enum AttentionSequences: Sendable, Equatable {
 ///   - width: H·Dh.
 ///   - heads: H.
 ///   - sequences: how rows form sequences; `.interleaved(n)` needs Sq and Sk divisible by n and no mask.
-///   - mask, scale, precision: as for ``attention(query:key:value:heads:mask:scale:precision:)`` (the mask
-///     over `[B, …, Sq, Sk]` rows as stored).
+///   - mask: as for ``attention(query:key:value:heads:mask:scale:precision:)``, over the rows as stored
+///     (`[B, Sk]` or broadcastable to `[B, H, Sq, Sk]`).
+///   - scale: score scale, `1/√Dh` by default.
+///   - precision: the precision of the model's weights, as for
+///     ``attention(query:key:value:heads:mask:scale:precision:)``.
 /// - Returns: `[B, Sq, width]`, each output row where its query row is.
 public func attention(
     query: AttentionOperand, key: AttentionOperand, value: AttentionOperand, width: Int, heads: Int,
