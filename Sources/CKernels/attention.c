@@ -24,6 +24,30 @@ static void apply_bias_and_mask(float *st, size_t mt, size_t nb, size_t mr, size
                 for (size_t i = 0; i < cols; i++) st[j * mt + i] = -INFINITY;
 }
 
+/* The start of a query tile (columns cols of mt): its output accumulator ot [dh][mt] zeroed, the running
+   maxima m at −∞ and the sums l at 0. */
+static void start_tile(float *ot, size_t mt, size_t dh, size_t cols, float *m, float *l) {
+    for (size_t d = 0; d < dh; d++)
+        for (size_t i = 0; i < cols; i++) ot[d * mt + i] = 0.0f;
+    for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+}
+
+/* The end of a query tile: each of the mr sums l becomes 1/l (0 for a query with no key), the factor its
+   output row is scaled by. */
+static void invert_sums(float *l, size_t mr) {
+    for (size_t i = 0; i < mr; i++) l[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+}
+
+/* ck_bf16_pairs without AVX512_BF16, element by element through ck_f32_to_bf16. */
+static void bf16_pairs_portable(const float *r0, const float *r1, uint32_t *out, size_t n) {
+    uint16_t a, b;
+    for (size_t i = 0; i < n; i++) {
+        ck_f32_to_bf16(r0 + i, &a, 1);
+        if (r1) ck_f32_to_bf16(r1 + i, &b, 1); else b = 0;
+        out[i] = (uint32_t)a | ((uint32_t)b << 16);
+    }
+}
+
 /* ---------- portable: one lane ---------- */
 #define VF float
 #define W 1
@@ -45,26 +69,6 @@ static void apply_bias_and_mask(float *st, size_t mt, size_t nb, size_t mr, size
 #define V_NEGINF_TO_ZERO(x) ((x) == -INFINITY ? 0.0f : (x))
 #define V_HSUM(x) (x)
 #include "attention_impl.h"
-#undef VF
-#undef W
-#undef RV
-#undef RV4
-#undef KR
-#undef ATTR
-#undef SFX
-#undef V_LOAD
-#undef V_STORE
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_FMA
-#undef V_MAX
-#undef V_EXP
-#undef V_NEGINF_TO_ZERO
-#undef V_HSUM
-#undef V_TRANSPOSE
 
 #if defined(__x86_64__) || defined(__i386__)
 /* ---------- AVX2 + FMA: 8 lanes, register tiles of 6 × 2 vectors (15 of 16 registers) ---------- */
@@ -114,31 +118,9 @@ AVX2 static inline float hsum_avx2(__m256 x) {
     return _mm_cvtss_f32(s);
 }
 #include "attention_impl.h"
-#undef VF
-#undef W
-#undef RV
-#undef RV4
-#undef KR
-#undef ATTR
-#undef SFX
-#undef V_LOAD
-#undef V_STORE
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_FMA
-#undef V_MAX
-#undef V_EXP
-#undef V_NEGINF_TO_ZERO
-#undef V_HSUM
-#undef V_TRANSPOSE
 
 /* ---------- AVX-512F: 16 lanes, register tiles of 6 × 4 vectors (29 of 32 registers) ---------- */
 
-/* exp of scores minus their maximum (≤ 0): exp_scalef_avx512 (ckmath.h). */
-#define exp_nonpositive_avx512 exp_scalef_avx512
 #define VF __m512
 #define W 16
 #define RV 4
@@ -155,7 +137,7 @@ AVX2 static inline float hsum_avx2(__m256 x) {
 #define V_MUL(a, b) _mm512_mul_ps((a), (b))
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define V_MAX(a, b) _mm512_max_ps((a), (b))
-#define V_EXP(x) exp_nonpositive_avx512(x)
+#define V_EXP(x) exp_scalef_avx512(x)
 #define V_NEGINF_TO_ZERO(x) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), \
                                                  (x), _mm512_setzero_ps())
 #define V_HSUM(x) _mm512_reduce_add_ps(x)
@@ -243,12 +225,7 @@ BF16ATTR static void bf16_pairs_avx512(const float *r0, const float *r1, uint32_
 
 void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n) {
     if (ck_attention_bf16_available()) { bf16_pairs_avx512(r0, r1, out, n); return; }
-    uint16_t a, b;
-    for (size_t i = 0; i < n; i++) {
-        ck_f32_to_bf16(r0 + i, &a, 1);
-        if (r1) ck_f32_to_bf16(r1 + i, &b, 1); else b = 0;
-        out[i] = (uint32_t)a | ((uint32_t)b << 16);
-    }
+    bf16_pairs_portable(r0, r1, out, n);
 }
 
 /* st[r][c] = scale · Σ_p qtp[p][c] · k[r][2p..2p+1] for nk keys and nv vectors; bmax as in qk_tile. */
@@ -360,11 +337,11 @@ BF16ATTR static void softmax_block_bf16(const float *st, size_t nb, const float 
         __m512 mn = _mm512_max_ps(mo, bm);
         __m512 ms = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), mn,
                                          _mm512_setzero_ps());
-        __m512 cr = exp_nonpositive_avx512(_mm512_sub_ps(mo, ms));
+        __m512 cr = exp_scalef_avx512(_mm512_sub_ps(mo, ms));
         __m512 sum = _mm512_setzero_ps();
         for (size_t j = 0; j < nb; j += 2) {
-            __m512 x = exp_nonpositive_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + j * BMT + c * 16), ms));
-            __m512 y = j + 1 < nb ? exp_nonpositive_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + (j + 1) * BMT + c * 16), ms))
+            __m512 x = exp_scalef_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + j * BMT + c * 16), ms));
+            __m512 y = j + 1 < nb ? exp_scalef_avx512(_mm512_sub_ps(_mm512_loadu_ps(st + (j + 1) * BMT + c * 16), ms))
                                   : _mm512_setzero_ps();
             sum = _mm512_add_ps(sum, _mm512_add_ps(x, y));
             _mm512_storeu_si512(ptp + (j / 2) * BMT + c * 16, pair_bf16(x, y));
@@ -392,9 +369,7 @@ BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const
         transpose_avx512((const float *)(q + (int64_t)i0 * ldq), ldq / 2, mr, npairs_d, (float *)qtp, BMT, NULL);
         for (size_t p = 0; p < npairs_d; p++)
             for (size_t i = mr; i < cols; i++) qtp[p * BMT + i] = 0;
-        for (size_t d = 0; d < dh; d++)
-            for (size_t i = 0; i < cols; i++) ot[d * BMT + i] = 0.0f;
-        for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+        start_tile(ot, BMT, dh, cols, m, l);
         for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
             size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
             qk_block_bf16(qtp, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
@@ -402,7 +377,7 @@ BF16ATTR static void attention_bf16_avx512(const uint16_t *q, int64_t ldq, const
             softmax_block_bf16(st, nb, fused_max, m, l, corr, ptp, nvt);
             pv_block_bf16(ptp, vp + (int64_t)(j0 / 2) * ldvp, ldvp, (nb + 1) / 2, dh, ot, corr, nvt);
         }
-        for (size_t i = 0; i < mr; i++) l[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* l becomes 1/l */
+        invert_sums(l, mr);
         transpose_avx512(ot, BMT, dh, mr, out + (int64_t)i0 * ldo, ldo, l);
     }
 }
@@ -418,14 +393,7 @@ int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t
 }
 #else
 int ck_attention_bf16_available(void) { return 0; }
-void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n) {
-    uint16_t a, b;
-    for (size_t i = 0; i < n; i++) {
-        ck_f32_to_bf16(r0 + i, &a, 1);
-        if (r1) ck_f32_to_bf16(r1 + i, &b, 1); else b = 0;
-        out[i] = (uint32_t)a | ((uint32_t)b << 16);
-    }
-}
+void ck_bf16_pairs(const float *r0, const float *r1, uint32_t *out, size_t n) { bf16_pairs_portable(r0, r1, out, n); }
 int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t ldk, const uint32_t *vpairs,
                       int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
                       const float *bias, int64_t bias_ldq, const float *keymask, float *work) {

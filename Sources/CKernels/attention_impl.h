@@ -3,7 +3,8 @@
    tile, at most 6), ATTR (the target attribute),
    SFX(name) (the width's name suffix), RV4 (1 when RV is 4) and the operations V_LOAD(p), V_STORE(p, v),
    V_SET1(x), V_ZERO(), V_ADD, V_SUB, V_MUL, V_FMA(a, b, c) = a·b + c, V_MAX, V_EXP, V_NEGINF_TO_ZERO(v)
-   (−∞ lanes become 0) and V_HSUM(v) (the sum of the lanes).
+   (−∞ lanes become 0) and V_HSUM(v) (the sum of the lanes); V_TRANSPOSE(b) optionally. All are #undef'd at
+   the end.
 
    Layout of one tile of MT = 4·W queries (columns) in the workspace: qt [dh][MT] the queries transposed,
    st [NB][MT] one key block's scores then probabilities, ot [dh][MT] the unnormalised output transposed,
@@ -197,9 +198,7 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
         SFX(transpose)(q + (int64_t)i0 * ldq, ldq, mr, dh, qt, MT, NULL);
         for (size_t d = 0; d < dh; d++)
             for (size_t i = mr; i < cols; i++) qt[d * MT + i] = 0.0f;
-        for (size_t d = 0; d < dh; d++)
-            for (size_t i = 0; i < cols; i++) ot[d * MT + i] = 0.0f;
-        for (size_t i = 0; i < cols; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+        start_tile(ot, MT, dh, cols, m, l);
         for (size_t j0 = 0; j0 < keys; j0 += CK_ATTENTION_KEY_BLOCK) {
             size_t nb = keys - j0 < CK_ATTENTION_KEY_BLOCK ? keys - j0 : CK_ATTENTION_KEY_BLOCK;
             SFX(qk_block)(qt, k + (int64_t)j0 * ldk, ldk, nb, dh, scale, st, fused_max, nvt);
@@ -207,7 +206,7 @@ ATTR static void SFX(attention)(const float *q, int64_t ldq, const float *k, int
             SFX(softmax_block)(st, nb, fused_max, m, l, corr, nvt);
             SFX(pv_block)(st, v + (int64_t)j0 * ldv, ldv, nb, dh, ot, corr, nvt);
         }
-        for (size_t i = 0; i < mr; i++) l[i] = l[i] > 0.0f ? 1.0f / l[i] : 0.0f; /* l becomes 1/l */
+        invert_sums(l, mr);
         SFX(transpose)(ot, MT, dh, mr, out + (int64_t)i0 * ldo, ldo, l);
     }
 }
@@ -261,3 +260,24 @@ ATTR static void SFX(attention_rows)(const float *q, int64_t ldq, const float *k
 }
 
 #undef MT
+/* The template's parameters, undone so the next width can define its own. */
+#undef VF
+#undef W
+#undef RV
+#undef RV4
+#undef KR
+#undef ATTR
+#undef SFX
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_FMA
+#undef V_MAX
+#undef V_EXP
+#undef V_NEGINF_TO_ZERO
+#undef V_HSUM
+#undef V_TRANSPOSE

@@ -62,9 +62,9 @@ AVX2 static inline __m256 exp_avx2(__m256 x) {
     return res;
 }
 
-AVX512 static inline __m512 exp_avx512(__m512 x) {
-    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
-    __m512 xc = _mm512_max_ps(_mm512_min_ps(x, hi), lo);
+/* exp(xc) = p · 2ⁿ for a clamped argument xc: n = round(xc / ln 2) returned through *n, p the polynomial of
+   the remainder (the part both AVX-512 exps share). */
+AVX512 static inline __m512 exp_reduced_avx512(__m512 xc, __m512 *n_out) {
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -76,7 +76,13 @@ AVX512 static inline __m512 exp_avx512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    *n_out = n;
+    return _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+}
+
+AVX512 static inline __m512 exp_avx512(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
+    __m512 n, p = exp_reduced_avx512(_mm512_max_ps(_mm512_min_ps(x, hi), lo), &n);
     __m512i ni = _mm512_cvtps_epi32(n);
     __m512i half = _mm512_srai_epi32(ni, 1);
     __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(half, _mm512_set1_epi32(127)), 23));
@@ -92,19 +98,8 @@ AVX512 static inline __m512 exp_avx512(__m512 x) {
 /* exp(x) for x ≤ 88 or NaN, the exp_avx512 polynomial with the power of two applied by scalef (no
    overflow handling, few instructions). Below −120 (−∞ included) it is exactly 0; NaN stays NaN. */
 AVX512 static inline __m512 exp_scalef_avx512(__m512 x) {
-    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-120.0f), x); /* NaN x: max returns x */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    /* NaN x: max returns x */
+    __m512 n, p = exp_reduced_avx512(_mm512_max_ps(_mm512_set1_ps(-120.0f), x), &n);
     return _mm512_scalef_ps(p, n);
 }
 
