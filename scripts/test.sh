@@ -22,7 +22,7 @@ if [ $# -eq 0 ]; then
   FUZZ_SKIP_BUILD=1 FUZZ_CONFIGURATION=debug bash scripts/fuzz.sh "${FUZZ_CI_CASES:-200}"
   if [ "${TEST_SKIP_SANITIZERS:-0}" != 1 ]; then
     status=0
-    bash scripts/sanitize.sh thread --filter 'ConcurrentGenerationTests|ThreadCountTests' || status=1
+    bash scripts/sanitize.sh thread --filter 'ConcurrentGenerationTests|ThreadCountTests|WorkerPoolTests' || status=1
     bash scripts/sanitize.sh address --filter 'SafetensorsTests\.|WeightStorageTests|PrecisionTests|WeightLoaderTests|ShardedWeightsTests|FixtureFuzzTests|FuzzFindingsTests|BudgetBeforeAllocationTests' || status=1
     if [ "$status" -ne 0 ]; then echo "test: a sanitizer run was not clean (logs in .build-tsan/ and .build-asan/sanitize.log)" >&2; exit 1; fi
   fi

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Dispatch
 
@@ -62,15 +63,29 @@ public enum Parallelism {
         }
     }
 
-    /// Runs `body(i)` for `i` in `0..<iterations` on Dispatch's worker threads and waits for all.
+    /// Runs `body(i)` for `i` in `0..<iterations` on the calling thread and up to ``threadCount`` − 1
+    /// pool workers, and waits for all.
     ///
+    /// The pool (`ck_pool_run`) keeps its workers spinning briefly between loops, so the hundreds of
+    /// short loops of a forward start without waking a sleeping thread each time. A loop started while
+    /// the pool is busy (nested in another loop, or from another thread) runs on Dispatch's workers.
     /// The kernels only ever hand disjoint output ranges to `body`, which is why the non-Sendable
     /// closure may be shared across threads here.
     @inlinable
     public static func concurrentPerform(_ iterations: Int, _ body: (Int) -> Void) {
+        guard iterations > 0 else { return }
+        if iterations == 1 { body(0); return }
         withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendableBox(body)
-            DispatchQueue.concurrentPerform(iterations: iterations) { i in box.value(i) }
+            var task = body
+            let ran = withUnsafeMutablePointer(to: &task) { p in
+                ck_pool_run(iterations, threadCount, { context, i in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+                }, p)
+            }
+            if ran == 0 {
+                let box = UncheckedSendableBox(body)
+                DispatchQueue.concurrentPerform(iterations: iterations) { i in box.value(i) }
+            }
         }
     }
 }

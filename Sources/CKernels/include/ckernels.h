@@ -70,6 +70,17 @@ int ck_attention_bf16(const uint16_t *q, int64_t ldq, const uint16_t *k, int64_t
                       int64_t ldvp, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
                       const float *bias, int64_t bias_ldq, const float *keymask, float *work);
 
+/* One item of a parallel loop: task(context, index). */
+typedef void (*ck_task)(void *context, size_t index);
+
+/* Runs task(context, i) for every i < n on the calling thread and up to threads − 1 workers of a
+   process-wide pool (started on first use, kept for the process), and returns 1 when all have finished.
+   Idle workers spin briefly (yielding the core to other runnable threads) before they sleep, so loops
+   that follow each other closely start without a system call. Returns 0 without running anything when
+   another loop holds the pool (a nested loop, or one started by another thread) or n ≥ 2³² − 1: the
+   caller then runs the loop another way. */
+int ck_pool_run(size_t n, size_t threads, ck_task task, void *context);
+
 /* The widest version this CPU runs: 0 portable, 1 AVX2+FMA, 2 AVX-512F (at most 1 after ck_limit_to_avx2). */
 int ck_level(void);
 
