@@ -12,16 +12,49 @@ public enum GELUApproximation: Sendable {
 
 /// GELU, exact or tanh-approximated.
 public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) -> Tensor {
-    var y = x.copy()
-    applyInPlace(&y, .gelu(approximation))
-    return y
+    activated(x, .gelu(approximation))
 }
 
 /// SiLU (swish): `x · sigmoid(x)`.
 public func silu(_ x: Tensor) -> Tensor {
-    var y = x.copy()
-    applyInPlace(&y, .silu)
-    return y
+    activated(x, .silu)
+}
+
+/// `activation` of every element of `x`, written straight into a new tensor (one pass, no copy first).
+func activated(_ x: Tensor, _ activation: Activation) -> Tensor {
+    let n = x.count
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: x.shape) { dst in
+            Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024 * 8) { blocks in
+                let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
+                activation.apply(src.baseAddress! + lo, to: dst.baseAddress! + lo, hi - lo)
+            }
+        }
+    }
+}
+
+/// `activation` of `width` columns of `x` `[..., C]` starting at `column`: `[..., width]`, read in place
+/// (for example the MLP block of a stacked projection, without slicing it out first).
+///
+/// - Throws: ``TensorError/invalidArgument(operation:reason:)`` when the columns exceed the last axis.
+public func activated(_ x: Tensor, column: Int, width: Int, _ activation: Activation) throws(TensorError) -> Tensor {
+    guard x.rank >= 1, column >= 0, width >= 0, column + width <= x.shape[x.rank - 1] else {
+        throw .invalidArgument(operation: "activated", reason: "columns \(column)..<\(column + width) exceed the last axis of \(x.shape)")
+    }
+    let c = x.shape[x.rank - 1]
+    let rows = c == 0 ? 0 : x.count / c
+    var shape = x.shape
+    shape[x.rank - 1] = width
+    return x.withUnsafeBufferPointer { src in
+        Tensor(uninitializedShape: shape) { dst in
+            guard width > 0 else { return }
+            Parallelism.forEachChunk(rows, costPerItem: 8 * width) { range in
+                for r in range {
+                    activation.apply(src.baseAddress! + r * c + column, to: dst.baseAddress! + r * width, width)
+                }
+            }
+        }
+    }
 }
 
 /// Applies `activation` to every element of `t` in place, in parallel blocks.

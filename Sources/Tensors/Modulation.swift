@@ -1,3 +1,5 @@
+import CKernels
+
 /// Adaptive (timestep) modulation `x · (1 + scale) + shift`, alone or fused with the normalisation
 /// that precedes it in every adaLN block, so the row is read once.
 
@@ -34,7 +36,18 @@ public func rmsNormModulated(
 }
 
 /// The normalisation applied to each row before modulation.
-private enum RowNorm { case none, layer, rms }
+private enum RowNorm {
+    case none, layer, rms
+
+    /// The `ck_norm_row` mode.
+    var mode: Int32 {
+        switch self {
+        case .none: CK_NORM_NONE
+        case .layer: CK_NORM_LAYER
+        case .rms: CK_NORM_RMS
+        }
+    }
+}
 
 private func modulatedRows(
     _ x: Tensor, norm: RowNorm, eps: Float, scale: Tensor, shift: Tensor?, name: String
@@ -54,6 +67,7 @@ private func modulatedRows(
     let shiftTok = try shift.map { t throws(TensorError) in try perToken(t) } ?? false
     let hasShift = shift != nil
     let sh = shift ?? scale
+    let mode = norm.mode
     return x.withUnsafeBufferPointer { px in
         scale.withUnsafeBufferPointer { psc in
             sh.withUnsafeBufferPointer { psh in
@@ -61,25 +75,9 @@ private func modulatedRows(
                     Parallelism.forEachChunk(bsz * s, costPerItem: 5 * d) { rows in
                         for r in rows {
                             let b = r / max(s, 1)
-                            let xi = px.baseAddress! + r * d, o = out.baseAddress! + r * d
-                            var mean: Float = 0, inv: Float = 1
-                            if norm != .none {
-                                if norm == .layer { mean = rowSum(xi, d) / Float(d) }
-                                inv = 1 / (rowCenteredSquares(xi, d, mean) / Float(d) + eps).squareRoot()
-                            }
                             let sc = psc.baseAddress! + (scaleTok ? r : b) * d
-                            if hasShift {
-                                let sf = psh.baseAddress! + (shiftTok ? r : b) * d
-                                if norm == .none {
-                                    for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) + sf[j] }
-                                } else {
-                                    for j in 0..<d { o[j] = ((xi[j] - mean) * inv) * (1 + sc[j]) + sf[j] }
-                                }
-                            } else if norm == .none {
-                                for j in 0..<d { o[j] = xi[j] * (1 + sc[j]) }
-                            } else {
-                                for j in 0..<d { o[j] = ((xi[j] - mean) * inv) * (1 + sc[j]) }
-                            }
+                            let sf = hasShift ? psh.baseAddress! + (shiftTok ? r : b) * d : nil
+                            ck_norm_row(px.baseAddress! + r * d, out.baseAddress! + r * d, d, mode, eps, nil, nil, sc, sf)
                         }
                     }
                 }

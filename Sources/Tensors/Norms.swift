@@ -1,3 +1,5 @@
+import CKernels
+
 /// Normalisations over the last axis, and the row reductions shared by the kernels.
 
 /// Layer normalisation over the last axis: `(x − mean) / sqrt(var + eps) · weight + bias`.
@@ -12,23 +14,7 @@ public func layerNorm(
     for p in [weight, bias].compactMap({ $0 }) where p.shape != [d] {
         throw .shapeMismatch(operation: "layerNorm", shapes: [x.shape, p.shape], reason: "affine parameters must be [\(d)]")
     }
-    let rows = d == 0 ? 0 : x.count / d
-    let w = weight?.scalars, b = bias?.scalars
-    return x.withUnsafeBufferPointer { src in
-        Tensor(uninitializedShape: x.shape) { dst in
-            Parallelism.forEachChunk(rows, costPerItem: 4 * d) { range in
-                for r in range {
-                    let s = src.baseAddress! + r * d, o = dst.baseAddress! + r * d
-                    let mean = rowSum(s, d) / Float(d)
-                    let varc = rowCenteredSquares(s, d, mean) / Float(d)
-                    let inv = 1 / (varc + eps).squareRoot()
-                    for j in 0..<d { o[j] = (s[j] - mean) * inv }
-                    if let w { for j in 0..<d { o[j] *= w[j] } }
-                    if let b { for j in 0..<d { o[j] += b[j] } }
-                }
-            }
-        }
-    }
+    return normalisedRows(x, mode: CK_NORM_LAYER, eps: eps, weight: weight, bias: bias)
 }
 
 /// RMS normalisation over the last axis: `x / sqrt(mean(x²) + eps) · weight`.
@@ -38,16 +24,22 @@ public func rmsNorm(_ x: Tensor, weight: Tensor? = nil, eps: Float) throws(Tenso
     if let weight, weight.shape != [d] {
         throw .shapeMismatch(operation: "rmsNorm", shapes: [x.shape, weight.shape], reason: "weight must be [\(d)]")
     }
+    return normalisedRows(x, mode: CK_NORM_RMS, eps: eps, weight: weight, bias: nil)
+}
+
+/// Every row of `x` through `ck_norm_row` (AVX-512, AVX2 or portable, chosen at run time).
+private func normalisedRows(_ x: Tensor, mode: Int32, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor {
+    let d = x.shape[x.rank - 1]
     let rows = d == 0 ? 0 : x.count / d
-    let w = weight?.scalars
     return x.withUnsafeBufferPointer { src in
-        Tensor(uninitializedShape: x.shape) { dst in
-            Parallelism.forEachChunk(rows, costPerItem: 3 * d) { range in
-                for r in range {
-                    let s = src.baseAddress! + r * d, o = dst.baseAddress! + r * d
-                    let ms = rowSumOfSquares(s, d) / Float(d)
-                    let inv = 1 / (ms + eps).squareRoot()
-                    if let w { for j in 0..<d { o[j] = (s[j] * inv) * w[j] } } else { for j in 0..<d { o[j] = s[j] * inv } }
+        withOptionalPointer(weight) { w in
+            withOptionalPointer(bias) { b in
+                Tensor(uninitializedShape: x.shape) { dst in
+                    Parallelism.forEachChunk(rows, costPerItem: 4 * d) { range in
+                        for r in range {
+                            ck_norm_row(src.baseAddress! + r * d, dst.baseAddress! + r * d, d, mode, eps, w, b, nil, nil)
+                        }
+                    }
                 }
             }
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Rotary position embeddings: frequency tables and their application to query/key heads.
@@ -104,6 +105,7 @@ public enum RotaryEmbedding {
             throw .shapeMismatch(operation: "rotary apply", shapes: [x.shape, cos.shape, sin.shape],
                                  reason: "tables must be [S, D] = [\(s), \(d)] with D even")
         }
+        let split: Int32 = layout == .splitHalves ? 1 : 0
         return x.withUnsafeBufferPointer { px in
             cos.withUnsafeBufferPointer { pc in
                 sin.withUnsafeBufferPointer { ps in
@@ -111,28 +113,8 @@ public enum RotaryEmbedding {
                         Parallelism.forEachChunk(b * s, costPerItem: 4 * w) { rows in
                             for r in rows {
                                 let t = r % s
-                                let c = pc.baseAddress! + t * d, sn = ps.baseAddress! + t * d
-                                for h in 0..<heads {
-                                    let xi = px.baseAddress! + r * w + h * d
-                                    let o = out.baseAddress! + r * w + h * d
-                                    switch layout {
-                                    case .interleaved:
-                                        var i = 0
-                                        while i < d {
-                                            let a = xi[i], bb = xi[i + 1]
-                                            o[i] = a * c[i] - bb * sn[i]
-                                            o[i + 1] = bb * c[i + 1] + a * sn[i + 1]
-                                            i += 2
-                                        }
-                                    case .splitHalves:
-                                        let half = d / 2
-                                        for i in 0..<half {
-                                            let a = xi[i], bb = xi[i + half]
-                                            o[i] = a * c[i] - bb * sn[i]
-                                            o[i + half] = bb * c[i + half] + a * sn[i + half]
-                                        }
-                                    }
-                                }
+                                ck_rope_row(px.baseAddress! + r * w, out.baseAddress! + r * w, heads, d,
+                                            pc.baseAddress! + t * d, ps.baseAddress! + t * d, split)
                             }
                         }
                     }

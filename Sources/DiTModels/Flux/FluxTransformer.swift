@@ -365,12 +365,11 @@ private struct FluxJointAttention: Sendable {
     func callAsFunction(
         image x: Tensor, text c: Tensor, rope: (cos: Tensor, sin: Tensor)
     ) throws(TensorError) -> (image: Tensor, text: Tensor) {
-        let (qi, ki, vi, _) = try image(x)
-        let (qt, kt, vt, _) = try text(c)
-        let q = try Tensor.concatenate([qt, qi], axis: 1)
-        let k = try Tensor.concatenate([kt, ki], axis: 1)
-        let v = try Tensor.concatenate([vt, vi], axis: 1)
-        let o = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: image.heads, precision: toAddOut.weight.precision)
+        let (pi, pt) = (try image.project(x), try text.project(c))
+        // The joint sequence (text first) is assembled while q and k are normalised and rotated.
+        let o = try fluxRotaryAttention(queries: [text.query(pt), image.query(pi)], keys: [text.key(pt), image.key(pi)],
+                                        values: [text.value(pt), image.value(pi)], rope: rope, projection: image,
+                                        precision: toAddOut.weight.precision)
         let l = c.shape[1]
         let parts = try o.split(sizes: [l, o.shape[1] - l], axis: 1)
         return (try toOut(parts[1]), try toAddOut(parts[0]))
@@ -403,12 +402,12 @@ private struct FluxSingleStreamBlock: Sendable {
     /// Updates the joint sequence `x` `[B, L+S, D]`.
     func callAsFunction(_ x: inout Tensor, temb: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) {
         let (n, gate) = try norm(x, emb: temb)
-        let (q, k, v, extra) = try attention(n)
-        guard let mlpIn = extra.first else {
-            throw .invalidArgument(operation: "FLUX single block", reason: "the MLP projection is missing")
-        }
-        let mlp = gelu(mlpIn, approximation: .tanh)
-        let a = try fluxRotaryAttention(q: q, k: k, v: v, rope: rope, heads: attention.heads, precision: projOut.weight.precision)
+        let p = try attention.project(n)
+        let inner = attention.heads * attention.headDim
+        let mlp = try activated(p, column: 3 * inner, width: p.shape[2] - 3 * inner, .gelu(.tanh))
+        let a = try fluxRotaryAttention(queries: [attention.query(p)], keys: [attention.key(p)],
+                                        values: [attention.value(p)], rope: rope, projection: attention,
+                                        precision: projOut.weight.precision)
         let out = try linear(concatenating: [a, mlp], weight: projOut.weight, bias: projOut.bias)
         x = try addingGated(x, out, gate: gate)
     }
@@ -449,25 +448,41 @@ private struct FluxQKVProjection: Sendable {
         self.eps = eps
     }
 
-    /// `(q, k, v)`, each `[B, S, H·Dh]`, with q and k RMS-normalised per head, followed by the outputs of
-    /// the extra projections.
-    func callAsFunction(_ x: Tensor) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor, extra: ArraySlice<Tensor>) {
-        let p = try projection(x)
-        return (try headNorm(p[0], normQ), try headNorm(p[1], normK), p[2], p[3...])
+    /// The stacked projection `[B, S, 3·H·Dh + extra widths]`: q, k, v, then the extra outputs.
+    func project(_ x: Tensor) throws(TensorError) -> Tensor {
+        try projection.stacked(x)
     }
 
-    private func headNorm(_ t: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
-        let shape = t.shape
-        return try rmsNorm(t.reshaped(Array(shape.dropLast()) + [heads, headDim]), weight: w, eps: eps).reshaped(shape)
+    /// The queries of a stacked projection, RMS-normalised per head.
+    func query(_ p: Tensor) -> HeadSegment {
+        HeadSegment(p, column: 0, norm: HeadNormalisation(.rms, weight: normQ, eps: eps))
+    }
+
+    /// The keys of a stacked projection, RMS-normalised per head.
+    func key(_ p: Tensor) -> HeadSegment {
+        HeadSegment(p, column: heads * headDim, norm: HeadNormalisation(.rms, weight: normK, eps: eps))
+    }
+
+    /// The values of a stacked projection.
+    func value(_ p: Tensor) -> HeadSegment {
+        HeadSegment(p, column: 2 * heads * headDim)
     }
 }
 
-/// Scaled-dot-product attention over the rotary-embedded joint sequence (`q`, `k`, `v` all
-/// `[B, L+S, H·Dh]` with the rotary tables `[L+S, Dh]`). Returns `[B, L+S, H·Dh]`.
+/// Scaled-dot-product attention over the rotary-embedded joint sequence: the query, key and value
+/// segments (text first, then image, or one segment) joined, q and k RMS-normalised per head and rotated
+/// with the tables `[L+S, Dh]` in the same pass (``preparedHeads(_:width:heads:rope:)``). A single value
+/// segment is read in place. Returns `[B, L+S, H·Dh]`.
 private func fluxRotaryAttention(
-    q: Tensor, k: Tensor, v: Tensor, rope: (cos: Tensor, sin: Tensor), heads: Int, precision: WeightPrecision
+    queries: [HeadSegment], keys: [HeadSegment], values: [HeadSegment], rope: (cos: Tensor, sin: Tensor),
+    projection: FluxQKVProjection, precision: WeightPrecision
 ) throws(TensorError) -> Tensor {
-    let qr = try RotaryEmbedding.apply(q, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-    let kr = try RotaryEmbedding.apply(k, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-    return try attention(query: qr, key: kr, value: v, heads: heads, precision: precision)
+    let (heads, width) = (projection.heads, projection.heads * projection.headDim)
+    let tables = (cos: rope.cos, sin: rope.sin, layout: RotaryEmbedding.Layout.interleaved)
+    let q = try preparedHeads(queries, width: width, heads: heads, rope: tables)
+    let k = try preparedHeads(keys, width: width, heads: heads, rope: tables)
+    let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
+                              : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+    return try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
+                         precision: precision)
 }

@@ -1,0 +1,168 @@
+import CKernels
+
+/// The normalisation of queries or keys before attention (`norm_q`, `norm_k` of a DiT attention).
+public struct HeadNormalisation: Sendable {
+    /// Which normalisation.
+    public enum Kind: Sendable, Equatable {
+        /// RMSNorm: `x / √(mean(x²) + eps) · weight`.
+        case rms
+        /// LayerNorm: `(x − mean) / √(var + eps) · weight + bias` (biased variance).
+        case layer
+    }
+
+    /// RMSNorm or LayerNorm.
+    public var kind: Kind
+    /// Scale `[Dh]` (per head) or `[H·Dh]` (across heads), or nil.
+    public var weight: Tensor?
+    /// LayerNorm bias, shaped like `weight`, or nil.
+    public var bias: Tensor?
+    /// The variance epsilon.
+    public var eps: Float
+    /// Whether each head is normalised on its own (`weight` `[Dh]`) rather than the whole row of heads
+    /// (`[H·Dh]`, e.g. Wan's and HiDream-I1's `norm_q` over the inner dimension).
+    public var perHead: Bool
+
+    /// A normalisation of queries or keys.
+    ///
+    /// - Parameters:
+    ///   - kind: RMSNorm or LayerNorm.
+    ///   - weight: scale `[Dh]` (per head) or `[H·Dh]` (across heads), or nil.
+    ///   - bias: LayerNorm bias shaped like `weight`, or nil.
+    ///   - eps: the variance epsilon.
+    ///   - perHead: each head normalised on its own (true) or the whole row of heads.
+    public init(_ kind: Kind, weight: Tensor?, bias: Tensor? = nil, eps: Float, perHead: Bool = true) {
+        self.kind = kind
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.perHead = perHead
+    }
+}
+
+/// Where one part of a joint sequence's queries, keys or values comes from: `width` columns of a
+/// token-major tensor (for example the q block of a stacked q/k/v projection), with its own
+/// normalisation.
+public struct HeadSegment: Sendable {
+    /// `[B, S, C]`.
+    public var tensor: Tensor
+    /// The first of the `width` columns read.
+    public var column: Int
+    /// The normalisation of this segment's rows, or nil.
+    public var norm: HeadNormalisation?
+
+    /// A segment of `tensor` starting at `column`, normalised by `norm` (nil: read as it is).
+    ///
+    /// - Parameters:
+    ///   - tensor: `[B, S, C]`.
+    ///   - column: the first column read.
+    ///   - norm: the segment's normalisation, or nil.
+    public init(_ tensor: Tensor, column: Int = 0, norm: HeadNormalisation? = nil) {
+        self.tensor = tensor
+        self.column = column
+        self.norm = norm
+    }
+}
+
+/// Queries, keys or values ready for attention, made in one pass over every row: the `width` columns of
+/// each segment (``HeadSegment``) normalised as it says, joined along the sequence (in every batch row the
+/// first segment's tokens first, as `Tensor.concatenate(_:axis: 1)` would), then rotary-embedded.
+///
+/// The results are bit-identical to slicing the columns apart, applying ``rmsNorm(_:weight:eps:)`` or
+/// ``layerNorm(_:weight:bias:eps:)`` (per head or on the whole row), concatenating the segments and applying
+/// ``RotaryEmbedding/apply(_:cos:sin:heads:layout:)`` — without the four intermediate tensors: each row is
+/// normalised and rotated while it is in the cache.
+///
+/// - Parameters:
+///   - segments: one or more segments with equal batch sizes.
+///   - width: H·Dh, the columns read from every segment.
+///   - heads: H (Dh = width / H; even when `rope` is given).
+///   - rope: rotary tables `[ΣS, Dh]` over the joined sequence and their pair layout, or nil.
+/// - Returns: `[B, ΣS, width]`.
+/// - Throws: ``TensorError`` when a segment is not rank 3, its columns exceed it, batch sizes differ, a
+///   normalisation's parameters are not `[Dh]` (per head) or `[width]`, or the tables are not `[ΣS, Dh]`.
+public func preparedHeads(
+    _ segments: [HeadSegment], width: Int, heads: Int,
+    rope: (cos: Tensor, sin: Tensor, layout: RotaryEmbedding.Layout)? = nil
+) throws(TensorError) -> Tensor {
+    let op = "preparedHeads"
+    guard let first = segments.first else { throw .invalidArgument(operation: op, reason: "needs at least one segment") }
+    guard heads > 0, width >= 0, width % heads == 0 else {
+        throw .invalidArgument(operation: op, reason: "width \(width) must be a multiple of heads \(heads) > 0")
+    }
+    let dh = width / heads
+    let batch = first.tensor.rank == 3 ? first.tensor.shape[0] : -1
+    var offsets: [Int] = []
+    var total = 0
+    for s in segments {
+        let t = s.tensor
+        guard t.rank == 3, t.shape[0] == batch else {
+            throw .shapeMismatch(operation: op, shapes: segments.map(\.tensor.shape),
+                                 reason: "segments must be [B, S, C] with the same B")
+        }
+        guard s.column >= 0, s.column + width <= t.shape[2] else {
+            throw .invalidArgument(operation: op, reason: "columns \(s.column)..<\(s.column + width) exceed the \(t.shape[2]) of \(t.shape)")
+        }
+        if let n = s.norm {
+            let expected = n.perHead ? [dh] : [width]
+            for p in [n.weight, n.bias].compactMap({ $0 }) where p.shape != expected {
+                throw .shapeMismatch(operation: op, shapes: [t.shape, p.shape],
+                                     reason: "normalisation parameters must be \(expected) (\(n.perHead ? "per head" : "across heads"))")
+            }
+        }
+        offsets.append(total)
+        total += t.shape[1]
+    }
+    if let rope {
+        guard rope.cos.shape == [total, dh], rope.sin.shape == [total, dh], dh % 2 == 0 else {
+            throw .shapeMismatch(operation: op, shapes: [rope.cos.shape, rope.sin.shape],
+                                 reason: "rotary tables must be [ΣS, Dh] = [\(total), \(dh)] with Dh even")
+        }
+    }
+    let split: Int32 = rope?.layout == .splitHalves ? 1 : 0
+    return Tensor(uninitializedShape: [batch, total, width]) { out in
+        guard width > 0 else { return }
+        Parallelism.forEachChunk(batch * total, costPerItem: 6 * width) { rows in
+            for r in rows {
+                let (b, t) = (r / total, r % total)
+                var i = segments.count - 1
+                while offsets[i] > t { i -= 1 }
+                let segment = segments[i]
+                let dst = out.baseAddress! + r * width
+                segment.tensor.withUnsafeBufferPointer { src in
+                    let c = segment.tensor.shape[2]
+                    let row = src.baseAddress! + (b * segment.tensor.shape[1] + t - offsets[i]) * c + segment.column
+                    normaliseRow(row, dst, width: width, heads: heads, norm: segment.norm)
+                }
+                if let rope {
+                    rope.cos.withUnsafeBufferPointer { pc in
+                        rope.sin.withUnsafeBufferPointer { ps in
+                            ck_rope_row(dst, dst, heads, dh, pc.baseAddress! + t * dh, ps.baseAddress! + t * dh, split)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One row of `width` values from `src` to `dst`: normalised (per head or whole) or copied.
+private func normaliseRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, width: Int, heads: Int,
+                          norm: HeadNormalisation?) {
+    guard let norm else {
+        dst.update(from: src, count: width)
+        return
+    }
+    let mode = norm.kind == .rms ? CK_NORM_RMS : CK_NORM_LAYER
+    withOptionalPointer(norm.weight) { w in
+        withOptionalPointer(norm.bias) { b in
+            if norm.perHead {
+                let dh = width / heads
+                for h in 0..<heads {
+                    ck_norm_row(src + h * dh, dst + h * dh, dh, mode, norm.eps, w, b, nil, nil)
+                }
+            } else {
+                ck_norm_row(src, dst, width, mode, norm.eps, w, b, nil, nil)
+            }
+        }
+    }
+}
