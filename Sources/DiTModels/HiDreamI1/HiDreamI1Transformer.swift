@@ -417,11 +417,10 @@ private struct HiDreamI1Attention: Sendable {
         guard let text else {
             throw .invalidArgument(operation: "HiDream-I1 attention", reason: "a single-stream attention has no text projections")
         }
-        let (qi, ki, vi) = try qkv(image, projection, normQ, normK)
-        let (qt, kt, vt) = try qkv(t, text.projection, text.normQ, text.normK)
-        let k = try Tensor.concatenate([masked(ki, keyMask), kt], axis: 1)
-        let o = try rotaryAttention(q: Tensor.concatenate([qi, qt], axis: 1), k: k,
-                                    v: Tensor.concatenate([vi, vt], axis: 1), rope: rope)
+        let (pi, pt) = (try projection.stacked(image), try text.projection.stacked(t))
+        let o = try rotaryAttention(queries: [segment(pi, 0, normQ), segment(pt, 0, text.normQ)],
+                                    keys: [segment(pi, 1, normK), segment(pt, 1, text.normK)],
+                                    values: [segment(pi, 2, nil), segment(pt, 2, nil)], rope: rope, keyMask: keyMask)
         let s = image.shape[1]
         let parts = try o.split(sizes: [s, o.shape[1] - s], axis: 1)
         return (try toOut(parts[0]), try text.toOut(parts[1]))
@@ -429,8 +428,17 @@ private struct HiDreamI1Attention: Sendable {
 
     /// Self-attention of the joint sequence `x` `[B, T, D]`, projected out.
     func single(_ x: Tensor, rope: (cos: Tensor, sin: Tensor), keyMask: Tensor?) throws(TensorError) -> Tensor {
-        let (q, k, v) = try qkv(x, projection, normQ, normK)
-        return try toOut(rotaryAttention(q: q, k: masked(k, keyMask), v: v, rope: rope))
+        let p = try projection.stacked(x)
+        return try toOut(rotaryAttention(queries: [segment(p, 0, normQ)], keys: [segment(p, 1, normK)],
+                                         values: [segment(p, 2, nil)], rope: rope, keyMask: keyMask))
+    }
+
+    /// Block `index` (0 q, 1 k, 2 v) of a stacked projection, RMS-normalised over the whole width with
+    /// `norm` (nil: as it is).
+    private func segment(_ p: Tensor, _ index: Int, _ norm: Tensor?) -> HeadSegment {
+        let d = p.shape[2] / 3
+        return HeadSegment(p, column: index * d,
+                           norm: norm.map { HeadNormalisation(.rms, weight: $0, eps: Self.eps, perHead: false) })
     }
 
     /// `k` `[B, T, D]` with its first `mask.shape[1]` tokens multiplied by `mask` `[B, S]` (diffusers'
@@ -455,15 +463,24 @@ private struct HiDreamI1Attention: Sendable {
         return try Tensor(shape: k.shape, scalars: values)
     }
 
-    private func qkv(_ x: Tensor, _ p: FusedLinear, _ nq: Tensor, _ nk: Tensor) throws(TensorError) -> (Tensor, Tensor, Tensor) {
-        let o = try p(x)
-        return (try rmsNorm(o[0], weight: nq, eps: Self.eps), try rmsNorm(o[1], weight: nk, eps: Self.eps), o[2])
-    }
-
-    private func rotaryAttention(q: Tensor, k: Tensor, v: Tensor, rope: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
-        let qr = try RotaryEmbedding.apply(q, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-        let kr = try RotaryEmbedding.apply(k, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-        return try attention(query: qr, key: kr, value: v, heads: heads, precision: toOut.weight.precision)
+    /// Attention of the joined segments (in order along the sequence): q and k normalised and rotated in
+    /// one pass (``preparedHeads(_:width:heads:rope:)``); with a key mask the keys are multiplied by it
+    /// between their norm and their rotation, as diffusers does. A single value segment is read in place.
+    private func rotaryAttention(
+        queries: [HeadSegment], keys: [HeadSegment], values: [HeadSegment], rope: (cos: Tensor, sin: Tensor),
+        keyMask: Tensor?
+    ) throws(TensorError) -> Tensor {
+        let width = queries[0].tensor.shape[2] / 3
+        let tables = (cos: rope.cos, sin: rope.sin, layout: RotaryEmbedding.Layout.interleaved)
+        let q = try preparedHeads(queries, width: width, heads: heads, rope: tables)
+        let k = keyMask == nil
+            ? try preparedHeads(keys, width: width, heads: heads, rope: tables)
+            : try RotaryEmbedding.apply(masked(preparedHeads(keys, width: width, heads: heads), keyMask),
+                                        cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
+        let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
+                                  : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+        return try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
+                             precision: toOut.weight.precision)
     }
 }
 
