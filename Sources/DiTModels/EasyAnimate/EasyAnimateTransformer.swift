@@ -506,28 +506,34 @@ private struct EasyAnimateAttention: Sendable {
     func callAsFunction(
         video x: Tensor, text c: Tensor, rope: (cos: Tensor, sin: Tensor)
     ) throws(TensorError) -> (video: Tensor, text: Tensor) {
-        let q: Tensor, k: Tensor, v: Tensor
+        // Per-head LayerNorms, the joint sequence (text first) and the rotary embedding in one pass per row.
+        let queries: [HeadSegment], keys: [HeadSegment], values: [HeadSegment]
         if let text {
-            let pv = try qkv(x), pt = try text.qkv(c)
-            q = try Tensor.concatenate([headNorm(pt[0], text.normQ), headNorm(pv[0], normQ)], axis: 1)
-            k = try Tensor.concatenate([headNorm(pt[1], text.normK), headNorm(pv[1], normK)], axis: 1)
-            v = try Tensor.concatenate([pt[2], pv[2]], axis: 1)
+            let pv = try qkv.stacked(x), pt = try text.qkv.stacked(c)
+            queries = [segment(pt, 0, text.normQ), segment(pv, 0, normQ)]
+            keys = [segment(pt, 1, text.normK), segment(pv, 1, normK)]
+            values = [segment(pt, 2, nil), segment(pv, 2, nil)]
         } else {
-            let p = try qkv(Tensor.concatenate([c, x], axis: 1))
-            (q, k, v) = (try headNorm(p[0], normQ), try headNorm(p[1], normK), p[2])
+            let p = try qkv.stacked(Tensor.concatenate([c, x], axis: 1))
+            (queries, keys, values) = ([segment(p, 0, normQ)], [segment(p, 1, normK)], [segment(p, 2, nil)])
         }
-        let qr = try RotaryEmbedding.apply(q, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-        let kr = try RotaryEmbedding.apply(k, cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-        let o = try attention(query: qr, key: kr, value: v, heads: heads, precision: toOut.weight.precision)
+        let width = heads * headDim
+        let tables = (cos: rope.cos, sin: rope.sin, layout: RotaryEmbedding.Layout.interleaved)
+        let q = try preparedHeads(queries, width: width, heads: heads, rope: tables)
+        let k = try preparedHeads(keys, width: width, heads: heads, rope: tables)
+        let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
+                                  : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+        let o = try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
+                              precision: toOut.weight.precision)
         let l = c.shape[1]
         let parts = try o.split(sizes: [l, o.shape[1] - l], axis: 1)
         let textOut = try text.map { t throws(TensorError) in try t.toAddOut(parts[0]) } ?? parts[0]
         return (try toOut(parts[1]), textOut)
     }
 
-    /// The per-head LayerNorm of `[B, T, H·Dh]`.
-    private func headNorm(_ t: Tensor, _ norm: EasyAnimateLayerNorm) throws(TensorError) -> Tensor {
-        let shape = t.shape
-        return try norm(t.reshaped(Array(shape.dropLast()) + [heads, headDim])).reshaped(shape)
+    /// Block `index` (0 q, 1 k, 2 v) of a stacked projection with its per-head LayerNorm (nil: as it is).
+    private func segment(_ p: Tensor, _ index: Int, _ norm: EasyAnimateLayerNorm?) -> HeadSegment {
+        HeadSegment(p, column: index * heads * headDim,
+                    norm: norm.map { HeadNormalisation(.layer, weight: $0.weight, bias: $0.bias, eps: $0.eps) })
     }
 }
