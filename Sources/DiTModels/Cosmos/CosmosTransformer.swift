@@ -553,21 +553,20 @@ private struct CosmosAttention: Sendable {
         self.headDim = headDim
     }
 
-    /// RMS-normalises each head of `[B, S, H·Dh]`.
-    func perHead(_ x: Tensor, _ norm: RMSNorm) throws(TensorError) -> Tensor {
-        let (b, s) = (x.shape[0], x.shape[1])
-        return try norm(x.reshaped([b, s, heads, headDim])).reshaped([b, s, heads * headDim])
+    /// `norm` applied to each head.
+    private func headNormalisation(_ norm: RMSNorm) -> HeadNormalisation {
+        HeadNormalisation(.rms, weight: norm.weight, eps: norm.eps)
     }
 
     /// Attention of `x` `[B, S, D]` to `context` `[B, L, E]` (`x` itself for self-attention).
     func callAsFunction(_ x: Tensor, context: Tensor, rotary: (cos: Tensor, sin: Tensor)?, mask: Tensor?) throws(TensorError) -> Tensor {
-        var q = try perHead(toQ(x), normQ)
-        var k = try perHead(toK(context), normK)
+        // Per-head RMS norm and rotary embedding in one pass per row.
+        let tables = rotary.map { (cos: $0.cos, sin: $0.sin, layout: RotaryEmbedding.Layout.splitHalves) }
+        let width = heads * headDim
+        let q = try preparedHeads([HeadSegment(toQ(x), norm: headNormalisation(normQ))], width: width, heads: heads, rope: tables)
+        let k = try preparedHeads([HeadSegment(toK(context), norm: headNormalisation(normK))], width: width, heads: heads,
+                                  rope: tables)
         let v = try toV(context)
-        if let rotary {
-            q = try RotaryEmbedding.apply(q, cos: rotary.cos, sin: rotary.sin, heads: heads, layout: .splitHalves)
-            k = try RotaryEmbedding.apply(k, cos: rotary.cos, sin: rotary.sin, heads: heads, layout: .splitHalves)
-        }
         let bias = try mask.map { m throws(TensorError) in AttentionMask.additive(try m.reshaped([m.shape[0], 1, 1, m.shape[1]])) }
         return try toOut(attention(query: q, key: k, value: v, heads: heads, mask: bias, precision: toOut.weight.precision))
     }
