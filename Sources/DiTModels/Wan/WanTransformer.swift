@@ -473,10 +473,13 @@ private struct WanAttention: Sendable {
 
     /// Self-attention of `x` `[B, S, D]` with rotary tables `[S, D/heads]`.
     func selfAttention(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor)) throws(TensorError) -> Tensor {
-        let q = try RotaryEmbedding.apply(rmsNorm(toQ(x), weight: normQ, eps: eps),
-                                          cos: rotary.cos, sin: rotary.sin, heads: heads)
-        let k = try RotaryEmbedding.apply(rmsNorm(toK(x), weight: normK, eps: eps),
-                                          cos: rotary.cos, sin: rotary.sin, heads: heads)
+        // The RMS norm over the whole width and the rotary embedding in one pass per row.
+        let tables = (cos: rotary.cos, sin: rotary.sin, layout: RotaryEmbedding.Layout.interleaved)
+        let width = normQ.count
+        let q = try preparedHeads([HeadSegment(toQ(x), norm: HeadNormalisation(.rms, weight: normQ, eps: eps, perHead: false))],
+                                  width: width, heads: heads, rope: tables)
+        let k = try preparedHeads([HeadSegment(toK(x), norm: HeadNormalisation(.rms, weight: normK, eps: eps, perHead: false))],
+                                  width: width, heads: heads, rope: tables)
         let v = try toV(x)
         return try toOut(attention(query: q, key: k, value: v, heads: heads, precision: toOut.weight.precision))
     }
