@@ -119,25 +119,46 @@ public func preparedHeads(
         }
     }
     let split: Int32 = rope?.layout == .splitHalves ? 1 : 0
-    return Tensor(uninitializedShape: [batch, total, width]) { out in
-        guard width > 0 else { return }
-        Parallelism.forEachChunk(batch * total, costPerItem: 6 * width) { rows in
-            for r in rows {
-                let (b, t) = (r / total, r % total)
-                var i = segments.count - 1
-                while offsets[i] > t { i -= 1 }
-                let segment = segments[i]
-                let dst = out.baseAddress! + r * width
-                segment.tensor.withUnsafeBufferPointer { src in
-                    let c = segment.tensor.shape[2]
-                    let row = src.baseAddress! + (b * segment.tensor.shape[1] + t - offsets[i]) * c + segment.column
-                    normaliseRow(row, dst, width: width, heads: heads, norm: segment.norm)
-                }
-                if let rope {
-                    rope.cos.withUnsafeBufferPointer { pc in
-                        rope.sin.withUnsafeBufferPointer { ps in
-                            ck_rope_row(dst, dst, heads, dh, pc.baseAddress! + t * dh, ps.baseAddress! + t * dh, split)
+    // Every operand as a raw pointer for the row loop (no reference counting per row: with two workers
+    // the shared counts of the segment tensors bounced between cores).
+    var operands: [Tensor] = []
+    func slot(_ t: Tensor?) -> Int {
+        guard let t else { return -1 }
+        operands.append(t)
+        return operands.count - 1
+    }
+    let plans = segments.enumerated().map { i, s in
+        RowPlan(source: slot(s.tensor), rows: s.tensor.shape[1], stride: s.tensor.shape[2], column: s.column,
+                offset: offsets[i], mode: s.norm.map { $0.kind == .rms ? CK_NORM_RMS : CK_NORM_LAYER },
+                eps: s.norm?.eps ?? 0, perHead: s.norm?.perHead ?? true, weight: slot(s.norm?.weight),
+                bias: slot(s.norm?.bias))
+    }
+    let (cosSlot, sinSlot) = (slot(rope?.cos), slot(rope?.sin))
+    return withBaseAddresses(operands) { base in
+        Tensor(uninitializedShape: [batch, total, width]) { out in
+            guard width > 0 else { return }
+            Parallelism.forEachChunk(batch * total, costPerItem: 6 * width) { rows in
+                for r in rows {
+                    let (b, t) = (r / total, r % total)
+                    var i = plans.count - 1
+                    while plans[i].offset > t { i -= 1 }
+                    let plan = plans[i]
+                    let dst = out.baseAddress! + r * width
+                    let src = base[plan.source]! + (b * plan.rows + t - plan.offset) * plan.stride + plan.column
+                    if let mode = plan.mode {
+                        let (w, bias) = (plan.weight < 0 ? nil : base[plan.weight], plan.bias < 0 ? nil : base[plan.bias])
+                        if plan.perHead {
+                            for h in 0..<heads {
+                                ck_norm_row(src + h * dh, dst + h * dh, dh, mode, plan.eps, w, bias, nil, nil)
+                            }
+                        } else {
+                            ck_norm_row(src, dst, width, mode, plan.eps, w, bias, nil, nil)
                         }
+                    } else {
+                        dst.update(from: src, count: width)
+                    }
+                    if cosSlot >= 0 {
+                        ck_rope_row(dst, dst, heads, dh, base[cosSlot]! + t * dh, base[sinSlot]! + t * dh, split)
                     }
                 }
             }
@@ -145,24 +166,18 @@ public func preparedHeads(
     }
 }
 
-/// One row of `width` values from `src` to `dst`: normalised (per head or whole) or copied.
-private func normaliseRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, width: Int, heads: Int,
-                          norm: HeadNormalisation?) {
-    guard let norm else {
-        dst.update(from: src, count: width)
-        return
+/// What the row loop of ``preparedHeads(_:width:heads:rope:)`` needs of one segment: indices into the
+/// operand pointers (−1: none) and plain sizes.
+private struct RowPlan {
+    var source: Int, rows: Int, stride: Int, column: Int, offset: Int
+    var mode: Int32?, eps: Float, perHead: Bool, weight: Int, bias: Int
+}
+
+/// `body` with the base address of every tensor (nil for an empty one), all valid for the call.
+private func withBaseAddresses<R>(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>?]) -> R) -> R {
+    func nest(_ i: Int, _ acc: [UnsafePointer<Float>?]) -> R {
+        if i == tensors.count { return body(acc) }
+        return tensors[i].withUnsafeBufferPointer { nest(i + 1, acc + [$0.baseAddress]) }
     }
-    let mode = norm.kind == .rms ? CK_NORM_RMS : CK_NORM_LAYER
-    withOptionalPointer(norm.weight) { w in
-        withOptionalPointer(norm.bias) { b in
-            if norm.perHead {
-                let dh = width / heads
-                for h in 0..<heads {
-                    ck_norm_row(src + h * dh, dst + h * dh, dh, mode, norm.eps, w, b, nil, nil)
-                }
-            } else {
-                ck_norm_row(src, dst, width, mode, norm.eps, w, b, nil, nil)
-            }
-        }
-    }
+    return nest(0, [])
 }
