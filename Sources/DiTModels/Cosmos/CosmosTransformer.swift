@@ -510,12 +510,18 @@ private struct CosmosBlock: Sendable {
         var h = h
         if let positions = ctx.extraPositions { h = try h + positions }
         let a = try norm1(h, ctx)  // chunks: shift, scale, gate
-        h = try h + a.chunks[2] * attn1(a.normalized, context: a.normalized, rotary: (ctx.rotaryCos, ctx.rotarySin), mask: nil)
+        h = try Self.gated(h, attn1(a.normalized, context: a.normalized, rotary: (ctx.rotaryCos, ctx.rotarySin), mask: nil),
+                           a.chunks[2])
         let x = try norm2(h, ctx)
-        h = try h + x.chunks[2] * attn2(x.normalized, context: ctx.context, rotary: nil, mask: ctx.attentionMask)
+        h = try Self.gated(h, attn2(x.normalized, context: ctx.context, rotary: nil, mask: ctx.attentionMask), x.chunks[2])
         let f = try norm3(h, ctx)
-        h = try h + f.chunks[2] * ff(f.normalized)
-        return h
+        return try Self.gated(h, ff(f.normalized), f.chunks[2])
+    }
+
+    /// `h + gate · y` in one pass (``addingGated(_:_:gate:)``, the product rounded before the sum as in
+    /// diffusers), the gate `[B, 1, D]` per sample or `[B, S, D]` per token.
+    private static func gated(_ h: Tensor, _ y: Tensor, _ gate: Tensor) throws(TensorError) -> Tensor {
+        try addingGated(h, y, gate: gate.rank == 3 && gate.shape[1] == h.shape[1] ? .perToken(gate) : .perSample(gate))
     }
 }
 
