@@ -76,13 +76,15 @@ public struct HeadSegment: Sendable {
 ///   - segments: one or more segments with equal batch sizes.
 ///   - width: H·Dh, the columns read from every segment.
 ///   - heads: H (Dh = width / H; even when `rope` is given).
-///   - rope: rotary tables `[ΣS, Dh]` over the joined sequence and their pair layout, or nil.
+///   - rope: rotary tables `[ΣS − rotatedFrom, Dh]` and their pair layout, or nil.
+///   - rotatedFrom: the first row of the joined sequence that is rotated (by table row `t − rotatedFrom`);
+///     the rows before it (e.g. CogVideoX's text tokens) are not.
 /// - Returns: `[B, ΣS, width]`.
 /// - Throws: ``TensorError`` when a segment is not rank 3, its columns exceed it, batch sizes differ, a
 ///   normalisation's parameters are not `[Dh]` (per head) or `[width]`, or the tables are not `[ΣS, Dh]`.
 public func preparedHeads(
     _ segments: [HeadSegment], width: Int, heads: Int,
-    rope: (cos: Tensor, sin: Tensor, layout: RotaryEmbedding.Layout)? = nil
+    rope: (cos: Tensor, sin: Tensor, layout: RotaryEmbedding.Layout)? = nil, rotatedFrom: Int = 0
 ) throws(TensorError) -> Tensor {
     let op = "preparedHeads"
     guard let first = segments.first else { throw .invalidArgument(operation: op, reason: "needs at least one segment") }
@@ -112,10 +114,14 @@ public func preparedHeads(
         offsets.append(total)
         total += t.shape[1]
     }
+    guard (0...total).contains(rotatedFrom) else {
+        throw .invalidArgument(operation: op, reason: "rotatedFrom \(rotatedFrom) is outside 0...\(total)")
+    }
     if let rope {
-        guard rope.cos.shape == [total, dh], rope.sin.shape == [total, dh], dh % 2 == 0 else {
+        let rotated = total - rotatedFrom
+        guard rope.cos.shape == [rotated, dh], rope.sin.shape == [rotated, dh], dh % 2 == 0 else {
             throw .shapeMismatch(operation: op, shapes: [rope.cos.shape, rope.sin.shape],
-                                 reason: "rotary tables must be [ΣS, Dh] = [\(total), \(dh)] with Dh even")
+                                 reason: "rotary tables must be [ΣS − rotatedFrom, Dh] = [\(rotated), \(dh)] with Dh even")
         }
     }
     let split: Int32 = rope?.layout == .splitHalves ? 1 : 0
@@ -157,8 +163,9 @@ public func preparedHeads(
                     } else {
                         dst.update(from: src, count: width)
                     }
-                    if cosSlot >= 0 {
-                        ck_rope_row(dst, dst, heads, dh, base[cosSlot]! + t * dh, base[sinSlot]! + t * dh, split)
+                    if cosSlot >= 0, t >= rotatedFrom {
+                        let row = (t - rotatedFrom) * dh
+                        ck_rope_row(dst, dst, heads, dh, base[cosSlot]! + row, base[sinSlot]! + row, split)
                     }
                 }
             }

@@ -169,6 +169,25 @@ import Testing
         }
     }
 
+    @Test func rowsBeforeRotatedFromAreNotRotated() throws {
+        let (heads, dh, l) = (2, 6, 3)
+        let width = heads * dh
+        let p = rand([2, 8, 2 * width], seed: 11)
+        let norm = HeadNormalisation(.layer, weight: rand([dh], seed: 12), bias: rand([dh], seed: 13), eps: 1e-6)
+        let pos = try Tensor(shape: [8 - l, 1], scalars: (0..<(8 - l)).map { Float($0) + 0.5 })
+        let (c, s) = try RotaryEmbedding.tables(positions: pos, axesDims: [dh], theta: 30)
+        let fused = try preparedHeads([HeadSegment(p, column: width, norm: norm)], width: width, heads: heads,
+                                      rope: (c, s, .interleaved), rotatedFrom: l)
+        let normed = try preparedHeads([HeadSegment(p, column: width, norm: norm)], width: width, heads: heads)
+        let rotated = try RotaryEmbedding.apply(normed.slice(axis: 1, l..<8), cos: c, sin: s, heads: heads)
+        let reference = try Tensor.concatenate([normed.slice(axis: 1, 0..<l), rotated], axis: 1)
+        #expect(fused.scalars == reference.scalars)
+        #expect(throws: TensorError.self) {
+            try preparedHeads([HeadSegment(p)], width: width, heads: heads, rope: (c, s, .interleaved), rotatedFrom: 2)
+        }
+        #expect(throws: TensorError.self) { try preparedHeads([HeadSegment(p)], width: width, heads: heads, rotatedFrom: 9) }
+    }
+
     @Test func preparedHeadsRejectsBadInput() throws {
         let x = rand([1, 4, 12], seed: 1), y = rand([2, 4, 12], seed: 2)
         let tables = (cos: rand([4, 4], seed: 3), sin: rand([4, 4], seed: 4), layout: RotaryEmbedding.Layout.interleaved)

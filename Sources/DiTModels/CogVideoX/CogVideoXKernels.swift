@@ -64,72 +64,26 @@ enum CogVideoXKernels {
         }
     }
 
-    /// Splits a fused projection `p` `[B, T, 3·H·Dh]` (q, k, v side by side) into q, k, v `[B, T, H·Dh]`:
-    /// q and k get a LayerNorm over each head (affine `weight`, `bias` `[Dh]`) and, on the trailing rows
-    /// `t ≥ leadingRows`, the interleaved rotation (`RotaryEmbedding.Layout.interleaved`) by row
-    /// `t − leadingRows` of `rope` (`[T − leadingRows, Dh]` each); the leading rows are not rotated.
-    ///
-    /// One pass over `p`; the three results are views of one buffer.
+    /// Splits a fused projection `p` `[B, T, 3·H·Dh]` (q, k, v side by side) into q, k `[B, T, H·Dh]` and
+    /// the value block of `p` (read in place by attention): q and k get a LayerNorm over each head (affine
+    /// `weight`, `bias` `[Dh]`) and, on the trailing rows `t ≥ leadingRows`, the interleaved rotation
+    /// (`RotaryEmbedding.Layout.interleaved`) by row `t − leadingRows` of `rope` (`[T − leadingRows, Dh]`
+    /// each); the leading rows are not rotated. One pass over each of q and k (``preparedHeads(_:width:heads:rope:rotatedFrom:)``).
     static func splitQKV(
         _ p: Tensor, heads: Int, leadingRows l: Int, normQ: (weight: Tensor, bias: Tensor),
         normK: (weight: Tensor, bias: Tensor), eps: Float, rope: (cos: Tensor, sin: Tensor)?
-    ) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+    ) throws(TensorError) -> (q: Tensor, k: Tensor, v: AttentionOperand) {
         guard p.rank == 3, heads > 0, p.shape[2] % (3 * heads) == 0, (0...p.shape[1]).contains(l) else {
             throw .shapeMismatch(operation: "joint q/k/v split", shapes: [p.shape],
                                  reason: "expected [B, T, 3·H·Dh] with H = \(heads) and 0 ≤ leading rows ≤ T")
         }
-        let (b, t) = (p.shape[0], p.shape[1])
-        let width = p.shape[2] / 3, dh = width / heads
-        for n in [normQ.weight, normQ.bias, normK.weight, normK.bias] where n.shape != [dh] {
-            throw .shapeMismatch(operation: "joint q/k norm", shapes: [n.shape], reason: "expected [\(dh)]")
+        let width = p.shape[2] / 3
+        let tables = rope.map { (cos: $0.cos, sin: $0.sin, layout: RotaryEmbedding.Layout.interleaved) }
+        func prepared(_ column: Int, _ norm: (weight: Tensor, bias: Tensor)) throws(TensorError) -> Tensor {
+            try preparedHeads([HeadSegment(p, column: column,
+                                           norm: HeadNormalisation(.layer, weight: norm.weight, bias: norm.bias, eps: eps))],
+                              width: width, heads: heads, rope: tables, rotatedFrom: l)
         }
-        if let rope, rope.cos.shape != [t - l, dh] || rope.sin.shape != [t - l, dh] || dh % 2 != 0 {
-            throw .shapeMismatch(operation: "joint rotary", shapes: [rope.cos.shape, rope.sin.shape],
-                                 reason: "tables must be [trailing rows = \(t - l), head dim = \(dh)] with an even head dim")
-        }
-        let cosT = rope?.cos ?? Tensor(scalar: 1), sinT = rope?.sin ?? Tensor(scalar: 0)
-        let hasRope = rope != nil
-        let n = b * t * width
-        let norms = [(normQ.weight.scalars, normQ.bias.scalars), (normK.weight.scalars, normK.bias.scalars)]
-        let qkv = p.withUnsafeBufferPointer { pp in
-            cosT.withUnsafeBufferPointer { pc in
-                sinT.withUnsafeBufferPointer { ps in
-                    Tensor(uninitializedShape: [3, b, t, width]) { out in
-                        let o0 = out.baseAddress!
-                        Parallelism.forEachChunk(b * t, costPerItem: 12 * width) { rows in
-                            let y = UnsafeMutablePointer<Float>.allocate(capacity: dh)
-                            defer { y.deallocate() }
-                            for r in rows {
-                                let src = pp.baseAddress! + r * 3 * width
-                                (o0 + 2 * n + r * width).update(from: src + 2 * width, count: width)
-                                let tok = r % t
-                                let rotate = hasRope && tok >= l
-                                let c = pc.baseAddress! + (rotate ? (tok - l) * dh : 0)
-                                let s = ps.baseAddress! + (rotate ? (tok - l) * dh : 0)
-                                for (part, (w, bias)) in norms.enumerated() {
-                                    for h in 0..<heads {
-                                        let x = src + part * width + h * dh, o = o0 + part * n + r * width + h * dh
-                                        let mean = RowReductions.sum(x, dh) / Float(dh)
-                                        let inv = 1 / (RowReductions.centeredSquares(x, dh, centre: mean) / Float(dh) + eps).squareRoot()
-                                        for j in 0..<dh { y[j] = ((x[j] - mean) * inv) * w[j] + bias[j] }
-                                        guard rotate else { o.update(from: y, count: dh); continue }
-                                        var j = 0
-                                        while j < dh {
-                                            o[j] = y[j] * c[j] - y[j + 1] * s[j]
-                                            o[j + 1] = y[j + 1] * c[j + 1] + y[j] * s[j + 1]
-                                            j += 2
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let q = try qkv.slice(axis: 0, 0..<1).reshaped([b, t, width])
-        let k = try qkv.slice(axis: 0, 1..<2).reshaped([b, t, width])
-        let v = try qkv.slice(axis: 0, 2..<3).reshaped([b, t, width])
-        return (q, k, v)
+        return (try prepared(0, normQ), try prepared(width, normK), AttentionOperand(p, column: 2 * width))
     }
 }

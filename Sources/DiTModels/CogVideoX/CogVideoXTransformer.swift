@@ -641,7 +641,8 @@ private struct CogVideoXAttention: Sendable {
     ) throws(TensorError) -> Tensor {
         let (q, k, v) = try CogVideoXKernels.splitQKV(qkv(x), heads: heads, leadingRows: textLength,
                                                        normQ: normQ, normK: normK, eps: Self.eps, rope: rope)
-        return try toOut(attention(query: q, key: k, value: v, heads: heads, precision: toOut.weight.precision))
+        return try toOut(attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: q.shape[2],
+                                   heads: heads, precision: toOut.weight.precision))
     }
 }
 
