@@ -1,5 +1,5 @@
 /* Row kernels of the layers between the products: normalisation with affine parameters and adaptive
-   modulation (ck_norm_row), rotary position embedding (ck_rope_row). Portable, AVX2 and AVX-512 versions
+   modulation (ck_norm_rows), rotary position embedding (ck_rope_row). Portable, AVX2 and AVX-512 versions
    compute the same operations in the same order element by element (no fused multiply-adds), so they
    differ only in how the row sums are accumulated. */
 #include "ckernels.h"
@@ -180,6 +180,55 @@ AVX512 static void norm_row_avx512(const float *x, float *out, size_t d, int mod
     }
 }
 
+/* Rows of at most 64 values (a head of a q/k norm) held in registers: one load of the row, the
+   parameters loaded once for all rows; the same operations in the same order as norm_row_avx512. */
+AVX512 static void norm_short_rows_avx512(const float *x, int64_t ldx, float *out, int64_t ldo, size_t count,
+                                          size_t d, int mode, float eps, const float *w, const float *b,
+                                          const float *sc, const float *sf) {
+    const int nv = (int)((d + 15) / 16);
+    __mmask16 k[4];
+    __m512 vw[4], vb[4], vs[4], vf[4];
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int i = 0; i < nv; i++) {
+        k[i] = row_mask((size_t)i * 16, d);
+        vw[i] = w ? _mm512_maskz_loadu_ps(k[i], w + 16 * i) : one;
+        vb[i] = b ? _mm512_maskz_loadu_ps(k[i], b + 16 * i) : _mm512_setzero_ps();
+        vs[i] = sc ? _mm512_add_ps(one, _mm512_maskz_loadu_ps(k[i], sc + 16 * i)) : one;
+        vf[i] = sf ? _mm512_maskz_loadu_ps(k[i], sf + 16 * i) : _mm512_setzero_ps();
+    }
+    for (size_t r = 0; r < count; r++) {
+        const float *xr = x + (int64_t)r * ldx;
+        float *o = out + (int64_t)r * ldo;
+        __m512 v[4];
+        for (int i = 0; i < nv; i++) v[i] = _mm512_maskz_loadu_ps(k[i], xr + 16 * i);
+        float sum = 0.0f, squares = 0.0f, mean, inv;
+        if (mode == CK_NORM_LAYER) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int i = 0; i < nv; i++) acc = _mm512_add_ps(acc, v[i]);
+            sum = _mm512_reduce_add_ps(acc);
+        }
+        float m0 = mode == CK_NORM_LAYER ? sum / (float)d : 0.0f;
+        if (mode != CK_NORM_NONE) {
+            __m512 acc = _mm512_setzero_ps(), vm = _mm512_set1_ps(m0);
+            for (int i = 0; i < nv; i++) {
+                __m512 c = _mm512_maskz_sub_ps(k[i], v[i], vm);
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(c, c));
+            }
+            squares = _mm512_reduce_add_ps(acc);
+        }
+        norm_moments(mode, sum, squares, d, eps, &mean, &inv);
+        const __m512 vmean = _mm512_set1_ps(mean), vinv = _mm512_set1_ps(inv);
+        for (int i = 0; i < nv; i++) {
+            __m512 t = _mm512_mul_ps(_mm512_sub_ps(v[i], vmean), vinv);
+            if (w) t = _mm512_mul_ps(t, vw[i]);
+            if (b) t = _mm512_add_ps(t, vb[i]);
+            if (sc) t = _mm512_mul_ps(t, vs[i]);
+            if (sf) t = _mm512_add_ps(t, vf[i]);
+            _mm512_mask_storeu_ps(o + 16 * i, k[i], t);
+        }
+    }
+}
+
 AVX512 static void rope_row_avx512(const float *x, float *out, size_t heads, size_t d, const float *cs,
                                    const float *sn, int split) {
     const __m512i even_sign = _mm512_set1_epi64((long long)0x0000000080000000ULL);
@@ -214,20 +263,33 @@ AVX512 static void rope_row_avx512(const float *x, float *out, size_t heads, siz
 
 /* ---------- dispatch ---------- */
 
-void ck_norm_row_level(int level, const float *x, float *out, size_t d, int mode, float eps, const float *weight,
-                       const float *bias, const float *scale, const float *shift) {
+void ck_norm_rows_level(int level, const float *x, int64_t ldx, float *out, int64_t ldo, size_t count, size_t d,
+                        int mode, float eps, const float *weight, const float *bias, const float *scale,
+                        const float *shift) {
     switch (clamp_level(level)) {
 #if defined(__x86_64__) || defined(__i386__)
-    case 2: norm_row_avx512(x, out, d, mode, eps, weight, bias, scale, shift); return;
-    case 1: norm_row_avx2(x, out, d, mode, eps, weight, bias, scale, shift); return;
+    case 2:
+        if (d <= 64) {
+            norm_short_rows_avx512(x, ldx, out, ldo, count, d, mode, eps, weight, bias, scale, shift);
+            return;
+        }
+        for (size_t r = 0; r < count; r++)
+            norm_row_avx512(x + (int64_t)r * ldx, out + (int64_t)r * ldo, d, mode, eps, weight, bias, scale, shift);
+        return;
+    case 1:
+        for (size_t r = 0; r < count; r++)
+            norm_row_avx2(x + (int64_t)r * ldx, out + (int64_t)r * ldo, d, mode, eps, weight, bias, scale, shift);
+        return;
 #endif
-    default: norm_row_portable(x, out, d, mode, eps, weight, bias, scale, shift);
+    default:
+        for (size_t r = 0; r < count; r++)
+            norm_row_portable(x + (int64_t)r * ldx, out + (int64_t)r * ldo, d, mode, eps, weight, bias, scale, shift);
     }
 }
 
-void ck_norm_row(const float *x, float *out, size_t d, int mode, float eps, const float *weight, const float *bias,
-                 const float *scale, const float *shift) {
-    ck_norm_row_level(2, x, out, d, mode, eps, weight, bias, scale, shift);
+void ck_norm_rows(const float *x, int64_t ldx, float *out, int64_t ldo, size_t count, size_t d, int mode, float eps,
+                  const float *weight, const float *bias, const float *scale, const float *shift) {
+    ck_norm_rows_level(2, x, ldx, out, ldo, count, d, mode, eps, weight, bias, scale, shift);
 }
 
 void ck_rope_row_level(int level, const float *x, float *out, size_t heads, size_t d, const float *cos,

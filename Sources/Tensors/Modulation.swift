@@ -39,7 +39,7 @@ public func rmsNormModulated(
 private enum RowNorm {
     case none, layer, rms
 
-    /// The `ck_norm_row` mode.
+    /// The `ck_norm_rows` mode.
     var mode: Int32 {
         switch self {
         case .none: CK_NORM_NONE
@@ -77,7 +77,8 @@ private func modulatedRows(
                             let b = r / max(s, 1)
                             let sc = psc.baseAddress! + (scaleTok ? r : b) * d
                             let sf = hasShift ? psh.baseAddress! + (shiftTok ? r : b) * d : nil
-                            ck_norm_row(px.baseAddress! + r * d, out.baseAddress! + r * d, d, mode, eps, nil, nil, sc, sf)
+                            ck_norm_rows(px.baseAddress! + r * d, Int64(d), out.baseAddress! + r * d, Int64(d), 1, d, mode, eps, nil, nil,
+                                         sc, sf)
                         }
                     }
                 }

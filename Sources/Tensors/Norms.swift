@@ -27,7 +27,7 @@ public func rmsNorm(_ x: Tensor, weight: Tensor? = nil, eps: Float) throws(Tenso
     return normalisedRows(x, mode: CK_NORM_RMS, eps: eps, weight: weight, bias: nil)
 }
 
-/// Every row of `x` through `ck_norm_row` (AVX-512, AVX2 or portable, chosen at run time).
+/// Every row of `x` through `ck_norm_rows` (AVX-512, AVX2 or portable, chosen at run time).
 private func normalisedRows(_ x: Tensor, mode: Int32, eps: Float, weight: Tensor?, bias: Tensor?) -> Tensor {
     let d = x.shape[x.rank - 1]
     let rows = d == 0 ? 0 : x.count / d
@@ -36,9 +36,9 @@ private func normalisedRows(_ x: Tensor, mode: Int32, eps: Float, weight: Tensor
             withOptionalPointer(bias) { b in
                 Tensor(uninitializedShape: x.shape) { dst in
                     Parallelism.forEachChunk(rows, costPerItem: 4 * d) { range in
-                        for r in range {
-                            ck_norm_row(src.baseAddress! + r * d, dst.baseAddress! + r * d, d, mode, eps, w, b, nil, nil)
-                        }
+                        let first = range.lowerBound * d
+                        ck_norm_rows(src.baseAddress! + first, Int64(d), dst.baseAddress! + first, Int64(d), range.count, d, mode, eps,
+                                     w, b, nil, nil)
                     }
                 }
             }

@@ -154,11 +154,9 @@ public func preparedHeads(
                     if let mode = plan.mode {
                         let (w, bias) = (plan.weight < 0 ? nil : base[plan.weight], plan.bias < 0 ? nil : base[plan.bias])
                         if plan.perHead {
-                            for h in 0..<heads {
-                                ck_norm_row(src + h * dh, dst + h * dh, dh, mode, plan.eps, w, bias, nil, nil)
-                            }
+                            ck_norm_rows(src, Int64(dh), dst, Int64(dh), heads, dh, mode, plan.eps, w, bias, nil, nil)
                         } else {
-                            ck_norm_row(src, dst, width, mode, plan.eps, w, bias, nil, nil)
+                            ck_norm_rows(src, Int64(width), dst, Int64(width), 1, width, mode, plan.eps, w, bias, nil, nil)
                         }
                     } else {
                         dst.update(from: src, count: width)

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import Tensors
 
-/// `ck_norm_row` and `ck_rope_row` on every version this CPU runs (portable, AVX2+FMA, AVX-512F) against
+/// `ck_norm_rows` and `ck_rope_row` on every version this CPU runs (portable, AVX2+FMA, AVX-512F) against
 /// Double references, on widths that leave vector tails; and ``preparedHeads(_:width:heads:rope:)``
 /// against the unfused operations it replaces.
 @Suite struct RowKernelTests {
@@ -14,9 +14,9 @@ import Testing
         rand([max(n, 1)], seed: seed).scalars.prefix(n).map { $0 * 3 + offset }
     }
 
-    // MARK: ck_norm_row
+    // MARK: ck_norm_rows
 
-    /// The Double reference of `ck_norm_row`.
+    /// The Double reference of one row of `ck_norm_rows`.
     static func normReference(_ x: [Float], mode: Int32, eps: Float, w: [Float]?, b: [Float]?, sc: [Float]?,
                               sf: [Float]?) -> [Double] {
         let xs = x.map(Double.init), n = Double(x.count)
@@ -53,7 +53,7 @@ import Testing
                     var out = [Float](repeating: .nan, count: d)
                     w.withUnsafeBufferPointer { pw in b.withUnsafeBufferPointer { pb in
                         sc.withUnsafeBufferPointer { psc in sf.withUnsafeBufferPointer { psf in
-                            ck_norm_row_level(Int32(level), x, &out, d, mode, 1e-5, hasW ? pw.baseAddress : nil,
+                            ck_norm_rows_level(Int32(level), x, Int64(d), &out, Int64(d), 1, d, mode, 1e-5, hasW ? pw.baseAddress : nil,
                                               hasB ? pb.baseAddress : nil, hasScale ? psc.baseAddress : nil,
                                               hasShift ? psf.baseAddress : nil)
                         }}
@@ -75,12 +75,44 @@ import Testing
         let x = Self.values(70, seed: 5, offset: 1)
         for level in Self.levels {
             var copy = [Float](repeating: 0, count: 70)
-            ck_norm_row_level(Int32(level), x, &copy, 70, CK_NORM_LAYER, 1e-6, nil, nil, nil, nil)
+            ck_norm_rows_level(Int32(level), x, 70, &copy, 70, 1, 70, CK_NORM_LAYER, 1e-6, nil, nil, nil, nil)
             var inPlace = x
             inPlace.withUnsafeMutableBufferPointer { p in
-                ck_norm_row_level(Int32(level), p.baseAddress!, p.baseAddress!, 70, CK_NORM_LAYER, 1e-6, nil, nil, nil, nil)
+                ck_norm_rows_level(Int32(level), p.baseAddress!, 70, p.baseAddress!, 70, 1, 70, CK_NORM_LAYER, 1e-6, nil, nil,
+                                   nil, nil)
             }
             #expect(inPlace == copy, "level \(level)")
+        }
+    }
+
+    /// Many rows per call (strided, as the heads of a projection row are), including the AVX-512 register
+    /// path for rows of at most 64 values: each row as a call of its own would compute it.
+    @Test func manyStridedRowsEqualOneRowAtATime() {
+        for d in [5, 16, 48, 64, 65, 100] {
+            let (count, ldx, ldo) = (7, d + 3, d + 1)
+            let x = Self.values(count * ldx, seed: UInt64(d), offset: 1)
+            let w = Self.values(d, seed: 7), b = Self.values(d, seed: 8), sc = Self.values(d, seed: 9)
+            for level in Self.levels {
+                for mode in [CK_NORM_NONE, CK_NORM_LAYER, CK_NORM_RMS] {
+                    var all = [Float](repeating: -7, count: count * ldo), single = all
+                    ck_norm_rows_level(Int32(level), x, Int64(ldx), &all, Int64(ldo), count, d, mode, 1e-6, w, b, sc, nil)
+                    single.withUnsafeMutableBufferPointer { o in
+                        x.withUnsafeBufferPointer { xp in
+                            for r in 0..<count {
+                                ck_norm_rows_level(Int32(level), xp.baseAddress! + r * ldx, Int64(ldx), o.baseAddress! + r * ldo, Int64(ldo),
+                                                   1, d, mode, 1e-6, w, b, sc, nil)
+                            }
+                        }
+                    }
+                    #expect(all == single, "d \(d) level \(level) mode \(mode)")
+                    // The gaps between output rows are left alone.
+                    #expect((0..<count).allSatisfy { r in (d..<ldo).allSatisfy { all[r * ldo + $0] == -7 } })
+                    let ref = Self.normReference(Array(x[(2 * ldx)..<(2 * ldx + d)]), mode: mode, eps: 1e-6, w: w, b: b,
+                                                 sc: sc, sf: nil)
+                    let err = zip(all[(2 * ldo)..<(2 * ldo + d)], ref).map { abs(Double($0) - $1) }.max()!
+                    #expect(err <= 1e-5 * (ref.map(abs).max()! + 1), "d \(d) level \(level) mode \(mode): \(err)")
+                }
+            }
         }
     }
 

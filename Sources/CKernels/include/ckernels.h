@@ -31,18 +31,18 @@ void ck_silu(const float *x, float *y, size_t n);
    h. The gated residual of adaLN-Zero blocks. */
 void ck_add_gated(const float *h, const float *x, const float *g, float *out, size_t n);
 
-/* Normalisations of ck_norm_row. */
+/* Normalisations of ck_norm_rows. */
 #define CK_NORM_NONE 0   /* no normalisation: mean 0, 1/σ = 1 */
 #define CK_NORM_LAYER 1  /* LayerNorm: x − mean, over the centred root mean square */
 #define CK_NORM_RMS 2    /* RMSNorm: x over the root mean square */
 
-/* One row of d values: out[j] = ((x[j] − mean)·inv)·weight[j] + bias[j], then ·(1 + scale[j]) + shift[j],
-   where inv = 1/sqrt(var + eps) (mode CK_NORM_LAYER or CK_NORM_RMS, var of the centred or plain values)
-   and each of weight, bias, scale, shift is left out when NULL. Every operation is rounded on its own (no
-   fused multiply-add), in this order; only the row sums differ between versions in their order. out may
-   alias x. */
-void ck_norm_row(const float *x, float *out, size_t d, int mode, float eps, const float *weight, const float *bias,
-                 const float *scale, const float *shift);
+/* `count` rows of d values (row r at x + r·ldx, out + r·ldo), each: out[j] = ((x[j] − mean)·inv)·weight[j] +
+   bias[j], then ·(1 + scale[j]) + shift[j], where inv = 1/sqrt(var + eps) (mode CK_NORM_LAYER or
+   CK_NORM_RMS, var of the centred or plain values) and each of weight, bias, scale, shift (shared by the
+   rows) is left out when NULL. Every operation is rounded on its own (no fused multiply-add), in this
+   order; only the row sums differ between versions in their order. out may alias x (ldo = ldx). */
+void ck_norm_rows(const float *x, int64_t ldx, float *out, int64_t ldo, size_t count, size_t d, int mode, float eps,
+                  const float *weight, const float *bias, const float *scale, const float *shift);
 
 /* Rotary position embedding of one row of `heads` heads of d values (d even), each head rotated with the
    same table rows cos, sin [d]: the pairs (a, b) at (i, i + 1) (split_halves 0, interleaved) or at
@@ -121,8 +121,9 @@ void ck_attention_f32_level(int level, const float *q, int64_t ldq, const float 
                             int64_t ldv, float *out, int64_t ldo, size_t rows, size_t keys, size_t dh, float scale,
                             const float *bias, int64_t bias_ldq, const float *keymask, float *work);
 void ck_add_gated_level(int level, const float *h, const float *x, const float *g, float *out, size_t n);
-void ck_norm_row_level(int level, const float *x, float *out, size_t d, int mode, float eps, const float *weight,
-                       const float *bias, const float *scale, const float *shift);
+void ck_norm_rows_level(int level, const float *x, int64_t ldx, float *out, int64_t ldo, size_t count, size_t d,
+                        int mode, float eps, const float *weight, const float *bias, const float *scale,
+                        const float *shift);
 void ck_rope_row_level(int level, const float *x, float *out, size_t heads, size_t d, const float *cos,
                        const float *sin, int split_halves);
 
