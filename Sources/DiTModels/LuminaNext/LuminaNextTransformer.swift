@@ -468,18 +468,20 @@ private struct LuminaNextBlock: Sendable {
     func callAsFunction(_ h: Tensor, _ ctx: LuminaNextBlockContext) throws(TensorError) -> Tensor {
         let n = try norm1(h, emb: ctx.temb)
         let x = n.normalized
-        var (q1, k1, q2) = (try toQ1(x), try toK1(x), try toQ2(x))
+        // The optional q/k LayerNorms (over the whole width) and the rotary embedding in one pass per row.
+        let tables = (cos: ctx.rope.cos, sin: ctx.rope.sin, layout: RotaryEmbedding.Layout.interleaved)
+        func prepared(_ t: Tensor, _ norm: AffineLayerNorm?, heads: Int, rotate: Bool) throws(TensorError) -> Tensor {
+            let n = norm.map { HeadNormalisation(.layer, weight: $0.weight, bias: $0.bias, eps: $0.eps, perHead: false) }
+            if !rotate && n == nil { return t }
+            return try preparedHeads([HeadSegment(t, norm: n)], width: t.shape[2], heads: heads, rope: rotate ? tables : nil)
+        }
+        let q1 = try prepared(toQ1(x), qkNorms?.q1, heads: layout.heads, rotate: true)
+        let k1 = try prepared(toK1(x), qkNorms?.k1, heads: layout.kvHeads, rotate: true)
+        let q2 = try prepared(toQ2(x), qkNorms?.q2, heads: layout.heads, rotate: true)
         let v1 = try toV1(x)
         let caption = try norm1Context(ctx.caption)
-        var k2 = try toK2(caption)
+        let k2 = try prepared(toK2(caption), qkNorms?.k2, heads: layout.kvHeads, rotate: false)
         let v2 = try toV2(caption)
-        if let qk = qkNorms {
-            (q1, k1, q2, k2) = (try qk.q1(q1), try qk.k1(k1), try qk.q2(q2), try qk.k2(k2))
-        }
-        let (cos, sin) = ctx.rope
-        q1 = try RotaryEmbedding.apply(q1, cos: cos, sin: sin, heads: layout.heads)
-        k1 = try RotaryEmbedding.apply(k1, cos: cos, sin: sin, heads: layout.kvHeads)
-        q2 = try RotaryEmbedding.apply(q2, cos: cos, sin: sin, heads: layout.heads)
         let selfOut = try luminaAttention(q: q1, k: k1, v: v1, layout: layout, keyMask: nil, scale: ctx.selfAttentionScale,
                                           precision: toOut.weight.precision)
         let crossOut = try luminaAttention(q: q2, k: k2, v: v2, layout: layout, keyMask: ctx.captionMask, scale: nil,
