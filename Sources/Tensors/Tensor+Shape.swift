@@ -171,8 +171,12 @@ extension Tensor {
             return withUnsafeBufferPointer { src in
                 Tensor(uninitializedShape: outShape) { dst in
                     guard rowSize > 0 else { return }
-                    for (j, i) in indices.enumerated() {
-                        (dst.baseAddress! + j * rowSize).update(from: src.baseAddress! + i * rowSize, count: rowSize)
+                    indices.withUnsafeBufferPointer { picked in
+                        Parallelism.forEachChunk(picked.count, costPerItem: rowSize) { part in
+                            for j in part {
+                                (dst.baseAddress! + j * rowSize).update(from: src.baseAddress! + picked[j] * rowSize, count: rowSize)
+                            }
+                        }
                     }
                 }
             }

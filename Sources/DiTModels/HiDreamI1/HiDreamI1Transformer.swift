@@ -574,16 +574,32 @@ struct HiDreamI1MixtureOfExperts: Sendable {
         var y = try Tensor(zeros: flat.shape)
         for (i, route) in try routing(flat).enumerated() where !route.rows.isEmpty {
             let out = try experts[i](flat.gatheringRows(route.rows))
+            // An expert serves each row at most once: its rows are updated in parallel.
             y.withUnsafeMutableBufferPointer { py in
                 out.withUnsafeBufferPointer { po in
-                    for (j, r) in route.rows.enumerated() {
-                        let w = route.weights[j], dst = py.baseAddress! + r * d, src = po.baseAddress! + j * d
-                        for c in 0..<d { dst[c] += src[c] * w }
+                    route.rows.withUnsafeBufferPointer { rows in
+                        route.weights.withUnsafeBufferPointer { weights in
+                            Parallelism.forEachChunk(rows.count, costPerItem: 2 * d) { part in
+                                for j in part {
+                                    let w = weights[j], dst = py.baseAddress! + rows[j] * d, src = po.baseAddress! + j * d
+                                    for c in 0..<d { dst[c] += src[c] * w }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
-        return try (y + shared(flat)).reshaped(x.shape)
+        let common = try shared(flat)
+        let n = y.count
+        y.withUnsafeMutableBufferPointer { py in
+            common.withUnsafeBufferPointer { ps in
+                Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024) { blocks in
+                    for i in (blocks.lowerBound * 1024)..<min(n, blocks.upperBound * 1024) { py[i] += ps[i] }
+                }
+            }
+        }
+        return try y.reshaped(x.shape)
     }
 }
 
