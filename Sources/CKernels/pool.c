@@ -98,7 +98,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* Starts workers until there are `want` (capped); returns how many there are. */
+/* Starts workers until there are `want` (capped); returns how many there are (possibly more than `want`). */
 static uint32_t ensure_workers(uint32_t want) {
     if (want > POOL_MAX_WORKERS) want = POOL_MAX_WORKERS;
     pthread_mutex_lock(&pool_lock);
@@ -122,7 +122,9 @@ int ck_pool_run(size_t n, size_t threads, ck_task task, void *context) {
     if (n > UINT32_MAX - 1) return 0;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&busy, &expected, 1)) return 0;
-    uint32_t helpers = threads > 1 ? ensure_workers((uint32_t)(threads - 1 < n - 1 ? threads - 1 : n - 1)) : 0;
+    uint32_t want = threads > 1 ? (uint32_t)(threads - 1 < n - 1 ? threads - 1 : n - 1) : 0;
+    uint32_t helpers = want > 0 ? ensure_workers(want) : 0;
+    if (helpers > want) helpers = want; /* workers an earlier, larger thread count started stay out */
     atomic_store_explicit(&job_task, task, memory_order_relaxed);
     atomic_store_explicit(&job_context, context, memory_order_relaxed);
     atomic_store_explicit(&job_items, (uint32_t)n, memory_order_relaxed);

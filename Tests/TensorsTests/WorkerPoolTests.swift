@@ -57,6 +57,20 @@ import Testing
         }
     }
 
+    @Test func aLoopUsesAtMostItsThreadCount() {
+        // After a loop with 9 threads has started 8 workers, a 2-thread loop may still use only 2 threads.
+        #expect(Self.runOnPool(64, threads: 9) { _ in })
+        let threads = UnsafeMutableBufferPointer<pthread_t>.allocate(capacity: 64)
+        defer { threads.deallocate() }
+        #expect(Self.runOnPool(64, threads: 2) { i in
+            threads[i] = pthread_self()
+            usleep(300)   // gives the core away, so any worker allowed in gets to claim items
+        })
+        var distinct: [pthread_t] = []
+        for t in threads where !distinct.contains(where: { pthread_equal($0, t) != 0 }) { distinct.append(t) }
+        #expect(distinct.count <= 2, "a 2-thread loop ran on \(distinct.count) threads")
+    }
+
     @Test func thousandsOfShortLoopsInARow() {
         // Loops that follow each other closely meet spinning workers: none may be lost or run twice.
         let record = Record(4 * 5000)
