@@ -63,6 +63,25 @@ public struct HeadSegment: Sendable {
     }
 }
 
+extension AttentionOperand {
+    /// Values (or keys) for attention from segments: one segment without a normalisation is read in place
+    /// (a column block of its tensor, nothing copied); otherwise the segments are normalised and joined
+    /// along the sequence (``preparedHeads(_:width:heads:rope:rotatedFrom:)`` without a rotation).
+    ///
+    /// - Parameters:
+    ///   - segments: one or more segments, `[B, Sᵢ, Cᵢ]` with the same B.
+    ///   - width: H·Dh, the columns read from every segment.
+    ///   - heads: H.
+    /// - Throws: ``TensorError`` as ``preparedHeads(_:width:heads:rope:rotatedFrom:)`` does.
+    public init(joining segments: [HeadSegment], width: Int, heads: Int) throws(TensorError) {
+        if segments.count == 1, let only = segments.first, only.norm == nil {
+            self.init(only.tensor, column: only.column)
+        } else {
+            self.init(try preparedHeads(segments, width: width, heads: heads))
+        }
+    }
+}
+
 /// Queries, keys or values ready for attention, made in one pass over every row: the `width` columns of
 /// each segment (``HeadSegment``) normalised as it says, joined along the sequence (in every batch row the
 /// first segment's tokens first, as `Tensor.concatenate(_:axis: 1)` would), then rotary-embedded.
@@ -80,8 +99,10 @@ public struct HeadSegment: Sendable {
 ///   - rotatedFrom: the first row of the joined sequence that is rotated (by table row `t − rotatedFrom`);
 ///     the rows before it (e.g. CogVideoX's text tokens) are not.
 /// - Returns: `[B, ΣS, width]`.
-/// - Throws: ``TensorError`` when a segment is not rank 3, its columns exceed it, batch sizes differ, a
-///   normalisation's parameters are not `[Dh]` (per head) or `[width]`, or the tables are not `[ΣS, Dh]`.
+/// - Throws: ``TensorError`` when there is no segment, `width` is not a multiple of `heads`, a segment is
+///   not rank 3, its columns exceed it, batch sizes differ, a normalisation's parameters are not `[Dh]`
+///   (per head) or `[width]`, `rotatedFrom` is outside `0...ΣS`, or the tables are not
+///   `[ΣS − rotatedFrom, Dh]` with Dh even.
 public func preparedHeads(
     _ segments: [HeadSegment], width: Int, heads: Int,
     rope: (cos: Tensor, sin: Tensor, layout: RotaryEmbedding.Layout)? = nil, rotatedFrom: Int = 0
@@ -171,7 +192,7 @@ public func preparedHeads(
     }
 }
 
-/// What the row loop of ``preparedHeads(_:width:heads:rope:)`` needs of one segment: indices into the
+/// What the row loop of ``preparedHeads(_:width:heads:rope:rotatedFrom:)`` needs of one segment: indices into the
 /// operand pointers (−1: none) and plain sizes.
 private struct RowPlan {
     var source: Int, rows: Int, stride: Int, column: Int, offset: Int

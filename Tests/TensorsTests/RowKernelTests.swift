@@ -220,6 +220,19 @@ import Testing
         #expect(throws: TensorError.self) { try preparedHeads([HeadSegment(p)], width: width, heads: heads, rotatedFrom: 9) }
     }
 
+    @Test func joiningOperandReadsOneSegmentInPlaceAndJoinsSeveral() throws {
+        let (a, b) = (rand([2, 3, 20], seed: 21), rand([2, 5, 16], seed: 22))
+        let one = try AttentionOperand(joining: [HeadSegment(a, column: 12)], width: 8, heads: 2)
+        #expect(one.column == 12 && one.tensor.shape == [2, 3, 20] && one.tensor.scalars == a.scalars)
+        let both = try AttentionOperand(joining: [HeadSegment(a, column: 12), HeadSegment(b, column: 4)], width: 8, heads: 2)
+        let reference = try Tensor.concatenate([a.slice(axis: 2, 12..<20), b.slice(axis: 2, 4..<12)], axis: 1)
+        #expect(both.column == 0 && both.tensor.shape == [2, 8, 8] && both.tensor.scalars == reference.scalars)
+        let norm = HeadNormalisation(.rms, weight: nil, eps: 1e-6)
+        let normed = try AttentionOperand(joining: [HeadSegment(a, column: 12, norm: norm)], width: 8, heads: 2)
+        #expect(normed.tensor.scalars == (try rmsNorm(a.slice(axis: 2, 12..<20).reshaped([2, 3, 2, 4]), eps: 1e-6)).scalars)
+        #expect(throws: TensorError.self) { try AttentionOperand(joining: [HeadSegment(a), HeadSegment(rand([3, 1, 20], seed: 1))], width: 8, heads: 2) }
+    }
+
     @Test func preparedHeadsRejectsBadInput() throws {
         let x = rand([1, 4, 12], seed: 1), y = rand([2, 4, 12], seed: 2)
         let tables = (cos: rand([4, 4], seed: 3), sin: rand([4, 4], seed: 4), layout: RotaryEmbedding.Layout.interleaved)

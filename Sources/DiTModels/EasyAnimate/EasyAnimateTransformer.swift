@@ -521,8 +521,7 @@ private struct EasyAnimateAttention: Sendable {
         let tables = (cos: rope.cos, sin: rope.sin, layout: RotaryEmbedding.Layout.interleaved)
         let q = try preparedHeads(queries, width: width, heads: heads, rope: tables)
         let k = try preparedHeads(keys, width: width, heads: heads, rope: tables)
-        let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
-                                  : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+        let v = try AttentionOperand(joining: values, width: width, heads: heads)
         let o = try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
                               precision: toOut.weight.precision)
         let l = c.shape[1]

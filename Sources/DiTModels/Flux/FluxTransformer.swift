@@ -471,7 +471,7 @@ private struct FluxQKVProjection: Sendable {
 
 /// Scaled-dot-product attention over the rotary-embedded joint sequence: the query, key and value
 /// segments (text first, then image, or one segment) joined, q and k RMS-normalised per head and rotated
-/// with the tables `[L+S, Dh]` in the same pass (``preparedHeads(_:width:heads:rope:)``). A single value
+/// with the tables `[L+S, Dh]` in the same pass (``preparedHeads(_:width:heads:rope:rotatedFrom:)``). A single value
 /// segment is read in place. Returns `[B, L+S, H·Dh]`.
 private func fluxRotaryAttention(
     queries: [HeadSegment], keys: [HeadSegment], values: [HeadSegment], rope: (cos: Tensor, sin: Tensor),
@@ -481,8 +481,7 @@ private func fluxRotaryAttention(
     let tables = (cos: rope.cos, sin: rope.sin, layout: RotaryEmbedding.Layout.interleaved)
     let q = try preparedHeads(queries, width: width, heads: heads, rope: tables)
     let k = try preparedHeads(keys, width: width, heads: heads, rope: tables)
-    let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
-                              : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+    let v = try AttentionOperand(joining: values, width: width, heads: heads)
     return try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
                          precision: precision)
 }

@@ -464,7 +464,7 @@ private struct HiDreamI1Attention: Sendable {
     }
 
     /// Attention of the joined segments (in order along the sequence): q and k normalised and rotated in
-    /// one pass (``preparedHeads(_:width:heads:rope:)``); with a key mask the keys are multiplied by it
+    /// one pass (``preparedHeads(_:width:heads:rope:rotatedFrom:)``); with a key mask the keys are multiplied by it
     /// between their norm and their rotation, as diffusers does. A single value segment is read in place.
     private func rotaryAttention(
         queries: [HeadSegment], keys: [HeadSegment], values: [HeadSegment], rope: (cos: Tensor, sin: Tensor),
@@ -477,8 +477,7 @@ private struct HiDreamI1Attention: Sendable {
             ? try preparedHeads(keys, width: width, heads: heads, rope: tables)
             : try RotaryEmbedding.apply(masked(preparedHeads(keys, width: width, heads: heads), keyMask),
                                         cos: rope.cos, sin: rope.sin, heads: heads, layout: .interleaved)
-        let v = values.count == 1 ? AttentionOperand(values[0].tensor, column: values[0].column)
-                                  : AttentionOperand(try preparedHeads(values, width: width, heads: heads))
+        let v = try AttentionOperand(joining: values, width: width, heads: heads)
         return try attention(query: AttentionOperand(q), key: AttentionOperand(k), value: v, width: width, heads: heads,
                              precision: toOut.weight.precision)
     }
