@@ -123,3 +123,16 @@ public enum RotaryEmbedding {
         }
     }
 }
+
+extension RotaryEmbedding {
+    /// Rotates one token row of `heads` heads of `headDim` values in place by the table rows `cos` and
+    /// `sin` (`headDim` values each, shared by the heads): the arithmetic of
+    /// ``apply(_:cos:sin:heads:layout:)`` on one row (`ck_rope_row`), for kernels outside this module that
+    /// rotate rows while they produce them. `headDim` must be even.
+    public static func rotateRow(
+        _ row: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        layout: Layout = .interleaved
+    ) {
+        ck_rope_row(row, row, heads, headDim, cos, sin, layout == .splitHalves ? 1 : 0)
+    }
+}

@@ -152,6 +152,24 @@ import Testing
         }
     }
 
+    @Test(arguments: [RotaryEmbedding.Layout.interleaved, .splitHalves])
+    func rotateRowMatchesApplyOnEveryRow(layout: RotaryEmbedding.Layout) throws {
+        let (s, heads, dh) = (5, 3, 10)
+        let x = rand([1, s, heads * dh], seed: 30), c = rand([s, dh], seed: 31), sn = rand([s, dh], seed: 32)
+        var rows = x.scalars
+        c.withUnsafeBufferPointer { pc in
+            sn.withUnsafeBufferPointer { ps in
+                rows.withUnsafeMutableBufferPointer { p in
+                    for t in 0..<s {
+                        RotaryEmbedding.rotateRow(p.baseAddress! + t * heads * dh, heads: heads, headDim: dh,
+                                                  cos: pc.baseAddress! + t * dh, sin: ps.baseAddress! + t * dh, layout: layout)
+                    }
+                }
+            }
+        }
+        #expect(rows == (try RotaryEmbedding.apply(x, cos: c, sin: sn, heads: heads, layout: layout)).scalars)
+    }
+
     // MARK: preparedHeads
 
     /// The unfused sequence: slice each segment's columns, normalise, concatenate, rotate.

@@ -16,8 +16,11 @@ struct HunyuanVideoQKVSource {
 /// norm and a concatenation each making their own tensor), and gated residuals are added in place.
 enum HunyuanVideoKernels {
     /// The joint `q`, `k`, `v` `[B, T, D]` from the sources in order (their row counts add up to T), q and
-    /// k normalised per head with each source's norms, v copied.
-    static func jointQKV(_ sources: [HunyuanVideoQKVSource], heads: Int) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
+    /// k normalised per head with each source's norms and, with `rope` (`[T, Dh]` tables), rotated
+    /// (interleaved pairs, `RotaryEmbedding.rotateRow`) while the row is in the cache; v copied.
+    static func jointQKV(
+        _ sources: [HunyuanVideoQKVSource], heads: Int, rope: (cos: Tensor, sin: Tensor)? = nil
+    ) throws(TensorError) -> (q: Tensor, k: Tensor, v: Tensor) {
         guard let first = sources.first, first.projection.rank == 3, first.projection.shape[2] % 3 == 0,
               heads > 0, first.projection.shape[2] % (3 * heads) == 0 else {
             throw .invalidArgument(operation: "HunyuanVideo joint q/k/v", reason: "needs [B, n, 3D] projections with D divisible by the heads")
@@ -31,22 +34,36 @@ enum HunyuanVideoKernels {
                                      reason: "every projection must be [B, n, 3D] with the same B and D")
             }
         }
-        func pass(column: Int, norm: (HunyuanVideoQKVSource) -> HunyuanVideoHeadNorm?) -> Tensor {
+        if let rope, rope.cos.shape != [t, dh] || rope.sin.shape != [t, dh] || dh % 2 != 0 {
+            throw .shapeMismatch(operation: "HunyuanVideo joint rotary", shapes: [rope.cos.shape, rope.sin.shape],
+                                 reason: "tables must be [T, Dh] = [\(t), \(dh)] with Dh even")
+        }
+        let cosT = rope?.cos ?? Tensor(scalar: 1), sinT = rope?.sin ?? Tensor(scalar: 0)
+        func pass(column: Int, rotate: Bool, norm: (HunyuanVideoQKVSource) -> HunyuanVideoHeadNorm?) -> Tensor {
             Tensor(uninitializedShape: [b, t, d]) { out in
                 var offset = 0
                 for s in sources {
                     let n = s.projection.shape[1], lo = s.rows.lowerBound, count = s.rows.count, start = offset
                     let headNorm = norm(s)
                     s.projection.withUnsafeBufferPointer { pp in
-                        Parallelism.forEachChunk(b * count, costPerItem: 4 * d) { range in
-                            for r in range {
-                                let (bi, i) = (r / count, r % count)
-                                let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
-                                let dst = out.baseAddress! + (bi * t + start + i) * d
-                                if let headNorm {
-                                    for h in 0..<heads { headNorm.apply(src + h * dh, dst + h * dh) }
-                                } else {
-                                    dst.update(from: src, count: d)
+                        cosT.withUnsafeBufferPointer { pc in
+                            sinT.withUnsafeBufferPointer { ps in
+                                Parallelism.forEachChunk(b * count, costPerItem: 4 * d) { range in
+                                    for r in range {
+                                        let (bi, i) = (r / count, r % count)
+                                        let src = pp.baseAddress! + (bi * n + lo + i) * 3 * d + column
+                                        let dst = out.baseAddress! + (bi * t + start + i) * d
+                                        if let headNorm {
+                                            for h in 0..<heads { headNorm.apply(src + h * dh, dst + h * dh) }
+                                        } else {
+                                            dst.update(from: src, count: d)
+                                        }
+                                        if rotate {
+                                            let row = (start + i) * dh
+                                            RotaryEmbedding.rotateRow(dst, heads: heads, headDim: dh, cos: pc.baseAddress! + row,
+                                                                      sin: ps.baseAddress! + row)
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -55,7 +72,9 @@ enum HunyuanVideoKernels {
                 }
             }
         }
-        return (pass(column: 0) { $0.normQ }, pass(column: d) { $0.normK }, pass(column: 2 * d) { _ in nil })
+        let rotate = rope != nil
+        return (pass(column: 0, rotate: rotate) { $0.normQ }, pass(column: d, rotate: rotate) { $0.normK },
+                pass(column: 2 * d, rotate: false) { _ in nil })
     }
 }
 

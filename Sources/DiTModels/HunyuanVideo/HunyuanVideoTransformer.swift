@@ -767,10 +767,8 @@ private struct HunyuanVideoQKV: Sendable {
 private func hunyuanVideoJointAttention(
     _ sources: [HunyuanVideoQKVSource], context c: HunyuanVideoBlockContext, heads: Int, precision: WeightPrecision
 ) throws(TensorError) -> Tensor {
-    let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads)
-    let qr = try RotaryEmbedding.apply(q, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
-    let kr = try RotaryEmbedding.apply(k, cos: c.rope.cos, sin: c.rope.sin, heads: heads, layout: .interleaved)
-    return try attention(query: qr, key: kr, value: v, heads: heads, mask: c.keyMask.map { .keys($0) }, precision: precision)
+    let (q, k, v) = try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: c.rope)
+    return try attention(query: q, key: k, value: v, heads: heads, mask: c.keyMask.map { .keys($0) }, precision: precision)
 }
 
 // MARK: - Output head

@@ -172,6 +172,15 @@ struct HunyuanVideoLayerTests {
             try HunyuanVideoKernels.jointQKV([sources[0], HunyuanVideoQKVSource(projection: randomTensor([b, 4, 3 * d + 3], seed: 1),
                                                                              rows: 0..<4, normQ: norms[2], normK: norms[3])], heads: heads)
         }
+        // With tables, q and k come rotated in the same pass: bit-identical to rotating afterwards; v is not.
+        let cos = randomTensor([t, dh], seed: 7), sin = randomTensor([t, dh], seed: 8)
+        let (qr, kr, vr) = try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: (cos, sin))
+        #expect(qr.scalars == (try RotaryEmbedding.apply(q, cos: cos, sin: sin, heads: heads)).scalars)
+        #expect(kr.scalars == (try RotaryEmbedding.apply(k, cos: cos, sin: sin, heads: heads)).scalars)
+        #expect(vr.scalars == v.scalars)
+        #expect(throws: TensorError.self) {
+            try HunyuanVideoKernels.jointQKV(sources, heads: heads, rope: (randomTensor([t - 1, dh], seed: 1), sin))
+        }
     }
 
     /// The in-place gated residual `r + x·g`, per sample and per token.
