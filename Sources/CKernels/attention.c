@@ -111,12 +111,6 @@ AVX2 static inline void transpose8_avx2(__m256 b[8]) {
         b[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
     }
 }
-AVX2 static inline float hsum_avx2(__m256 x) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 #include "attention_impl.h"
 
 /* ---------- AVX-512F: 16 lanes, register tiles of 6 × 4 vectors (29 of 32 registers) ---------- */

@@ -163,11 +163,6 @@ AVX2 static void silu_avx2(const float *x, float *y, size_t n) {
 /* ---------- AVX-512F versions (same polynomial, 16 lanes, masked tails) ---------- */
 
 
-/* Lanes i .. i+15 that exist in a row of n. */
-AVX512 static inline __mmask16 tail_mask(size_t i, size_t n) {
-    size_t left = n - i;
-    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-}
 
 AVX512 static float softmax_exp_avx512(float *p, size_t n) {
     const size_t body = n & ~(size_t)15;

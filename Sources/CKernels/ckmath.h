@@ -1,5 +1,6 @@
-/* The exp every CKernels kernel uses (Cephes-style, about 1 ulp), one version per vector width, and the
-   target attributes of the vector versions. Private to CKernels. */
+/* The exp every CKernels kernel uses (Cephes-style, about 1 ulp), one version per vector width, the
+   target attributes of the vector versions and the small helpers several kernel files share. Private to
+   CKernels. */
 #ifndef CKMATH_H
 #define CKMATH_H
 
@@ -12,6 +13,11 @@ static inline int clamp_level(int level) {
     return level < 0 ? 0 : (level > best ? best : level);
 }
 
+/* The polynomial of exp's remainder r (|r| ≤ ln 2 / 2), highest degree first: exp(r) ≈ 1 + r + r²·P(r).
+   Every width evaluates it in this order. */
+static const float exp_poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                  4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
 static inline float exp_portable(float x) {
     if (x != x) return x;
     if (x > 88.72283f) return INFINITY;
@@ -20,12 +26,8 @@ static inline float exp_portable(float x) {
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float r2 = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    float p = exp_poly[0];
+    for (int c = 1; c < 6; c++) p = p * r + exp_poly[c];
     p = p * r2 + r + 1.0f;
     return ldexpf(p, (int)n);
 }
@@ -35,6 +37,20 @@ static inline float exp_portable(float x) {
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX512 __attribute__((target("avx512f")))
 
+/* The sum of the 8 lanes. */
+AVX2 static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Lanes i .. i+15 that exist in a row of n. */
+AVX512 static inline __mmask16 tail_mask(size_t i, size_t n) {
+    size_t left = n - i;
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+}
+
 AVX2 static inline __m256 exp_avx2(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.72283f), lo = _mm256_set1_ps(-87.33654f);
     __m256 xc = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
@@ -43,12 +59,8 @@ AVX2 static inline __m256 exp_avx2(__m256 x) {
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 p = _mm256_set1_ps(exp_poly[0]);
+    for (int c = 1; c < 6; c++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(exp_poly[c]));
     p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i ni = _mm256_cvtps_epi32(n);
     __m256i half = _mm256_srai_epi32(ni, 1);
@@ -70,12 +82,8 @@ AVX512 static inline __m512 exp_reduced_avx512(__m512 xc, __m512 *n_out) {
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 p = _mm512_set1_ps(exp_poly[0]);
+    for (int c = 1; c < 6; c++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(exp_poly[c]));
     *n_out = n;
     return _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
 }

@@ -73,13 +73,6 @@ static void rope_row_portable(const float *x, float *out, size_t heads, size_t d
 
 /* ---------- AVX2 ---------- */
 
-AVX2 static inline float hsum_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 AVX2 static void norm_row_avx2(const float *x, float *out, size_t d, int mode, float eps, const float *w,
                                const float *b, const float *sc, const float *sf) {
     float sum = 0.0f, squares = 0.0f, mean, inv;
@@ -145,23 +138,19 @@ AVX2 static void rope_row_avx2(const float *x, float *out, size_t heads, size_t 
 
 /* ---------- AVX-512 ---------- */
 
-AVX512 static inline __mmask16 row_mask(size_t i, size_t n) {
-    return n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
-}
-
 AVX512 static void norm_row_avx512(const float *x, float *out, size_t d, int mode, float eps, const float *w,
                                    const float *b, const float *sc, const float *sf) {
     float sum = 0.0f, squares = 0.0f, mean, inv;
     if (mode == CK_NORM_LAYER) {
         __m512 acc = _mm512_setzero_ps();
-        for (size_t j = 0; j < d; j += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(row_mask(j, d), x + j));
+        for (size_t j = 0; j < d; j += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(j, d), x + j));
         sum = _mm512_reduce_add_ps(acc);
     }
     float m0 = mode == CK_NORM_LAYER ? sum / (float)d : 0.0f;
     if (mode != CK_NORM_NONE) {
         __m512 acc = _mm512_setzero_ps(), vm = _mm512_set1_ps(m0);
         for (size_t j = 0; j < d; j += 16) {
-            __mmask16 k = row_mask(j, d);
+            __mmask16 k = tail_mask(j, d);
             __m512 c = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + j), vm);
             acc = _mm512_add_ps(acc, _mm512_mul_ps(c, c));
         }
@@ -170,7 +159,7 @@ AVX512 static void norm_row_avx512(const float *x, float *out, size_t d, int mod
     norm_moments(mode, sum, squares, d, eps, &mean, &inv);
     const __m512 vmean = _mm512_set1_ps(mean), vinv = _mm512_set1_ps(inv), one = _mm512_set1_ps(1.0f);
     for (size_t j = 0; j < d; j += 16) {
-        __mmask16 k = row_mask(j, d);
+        __mmask16 k = tail_mask(j, d);
         __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vmean), vinv);
         if (w) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(k, w + j));
         if (b) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, b + j));
@@ -190,7 +179,7 @@ AVX512 static void norm_short_rows_avx512(const float *x, int64_t ldx, float *ou
     __m512 vw[4], vb[4], vs[4], vf[4];
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int i = 0; i < nv; i++) {
-        k[i] = row_mask((size_t)i * 16, d);
+        k[i] = tail_mask((size_t)i * 16, d);
         vw[i] = w ? _mm512_maskz_loadu_ps(k[i], w + 16 * i) : one;
         vb[i] = b ? _mm512_maskz_loadu_ps(k[i], b + 16 * i) : _mm512_setzero_ps();
         vs[i] = sc ? _mm512_add_ps(one, _mm512_maskz_loadu_ps(k[i], sc + 16 * i)) : one;
@@ -238,7 +227,7 @@ AVX512 static void rope_row_avx512(const float *x, float *out, size_t heads, siz
         if (split) {
             size_t half = d / 2;
             for (size_t i = 0; i < half; i += 16) {
-                __mmask16 k = row_mask(i, half);
+                __mmask16 k = tail_mask(i, half);
                 __m512 a = _mm512_maskz_loadu_ps(k, xi + i), bb = _mm512_maskz_loadu_ps(k, xi + i + half);
                 __m512 lo = _mm512_sub_ps(_mm512_mul_ps(a, _mm512_maskz_loadu_ps(k, cs + i)),
                                           _mm512_mul_ps(bb, _mm512_maskz_loadu_ps(k, sn + i)));
@@ -249,7 +238,7 @@ AVX512 static void rope_row_avx512(const float *x, float *out, size_t heads, siz
             }
         } else {
             for (size_t i = 0; i < d; i += 16) {
-                __mmask16 k = row_mask(i, d);
+                __mmask16 k = tail_mask(i, d);
                 __m512 v = _mm512_maskz_loadu_ps(k, xi + i);
                 __m512 swapped = _mm512_permute_ps(v, 0xB1);
                 __m512 t = _mm512_castsi512_ps(_mm512_xor_si512(

@@ -87,19 +87,3 @@ func rowCenteredSquares(_ p: UnsafePointer<Float>, _ n: Int, _ c: Float) -> Floa
     while i < n { let v = p[i] - c; s += v * v; i += 1 }
     return s
 }
-
-/// Row maximum.
-@inlinable @inline(__always)
-func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-    var m = -Float.infinity
-    var acc = SIMD16<Float>(repeating: -.infinity)
-    var i = 0
-    while i + 16 <= n {
-        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
-        acc.replace(with: v, where: v .> acc)
-        i += 16
-    }
-    m = acc.max()
-    while i < n { m = Swift.max(m, p[i]); i += 1 }
-    return m
-}
