@@ -25,9 +25,8 @@ func activated(_ x: Tensor, _ activation: Activation) -> Tensor {
     let n = x.count
     return x.withUnsafeBufferPointer { src in
         Tensor(uninitializedShape: x.shape) { dst in
-            Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024 * 8) { blocks in
-                let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
-                activation.apply(src.baseAddress! + lo, to: dst.baseAddress! + lo, hi - lo)
+            Parallelism.forEachBlock(n, costPerElement: 8) { r in
+                activation.apply(src.baseAddress! + r.lowerBound, to: dst.baseAddress! + r.lowerBound, r.count)
             }
         }
     }
@@ -61,9 +60,8 @@ public func activated(_ x: Tensor, column: Int, width: Int, _ activation: Activa
 func applyInPlace(_ t: inout Tensor, _ activation: Activation) {
     let n = t.count
     t.withUnsafeMutableBufferPointer { buf in
-        Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024 * 8) { blocks in
-            let lo = blocks.lowerBound * 1024, hi = min(n, blocks.upperBound * 1024)
-            activation.apply(buf.baseAddress! + lo, hi - lo)
+        Parallelism.forEachBlock(n, costPerElement: 8) { r in
+            activation.apply(buf.baseAddress! + r.lowerBound, r.count)
         }
     }
 }

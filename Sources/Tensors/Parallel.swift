@@ -63,6 +63,18 @@ public enum Parallelism {
         }
     }
 
+    /// Runs `body(range)` over the elements `0..<count` of a flat buffer in parallel, split at multiples of
+    /// `block` elements (chunks of whole blocks, the last one shorter): the loop of element-wise passes.
+    @inlinable
+    public static func forEachBlock(
+        _ count: Int, block: Int = 1024, costPerElement: Int = 1, _ body: (Range<Int>) -> Void
+    ) {
+        guard count > 0, block > 0 else { return }
+        forEachChunk((count + block - 1) / block, costPerItem: block * max(costPerElement, 1)) { blocks in
+            body((blocks.lowerBound * block)..<min(count, blocks.upperBound * block))
+        }
+    }
+
     /// Runs `body(i)` for `i` in `0..<iterations` on the calling thread and up to ``threadCount`` − 1
     /// pool workers, and waits for all.
     ///

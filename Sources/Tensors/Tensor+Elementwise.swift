@@ -115,10 +115,8 @@ extension Tensor {
     public func mapVector(_ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
         withUnsafeBufferPointer { src in
             Tensor(uninitializedShape: shape) { dst in
-                Parallelism.forEachChunk((count + 1023) / 1024, costPerItem: 1024) { blocks in
-                    let lo = blocks.lowerBound * 1024
-                    let hi = min(count, blocks.upperBound * 1024)
-                    simdMap(src.baseAddress! + lo, dst.baseAddress! + lo, hi - lo, f)
+                Parallelism.forEachBlock(count) { r in
+                    simdMap(src.baseAddress! + r.lowerBound, dst.baseAddress! + r.lowerBound, r.count, f)
                 }
             }
         }

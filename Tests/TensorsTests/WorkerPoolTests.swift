@@ -71,6 +71,21 @@ import Testing
         #expect(distinct.count <= 2, "a 2-thread loop ran on \(distinct.count) threads")
     }
 
+    @Test func forEachBlockCoversEveryElementOnceInWholeBlocks() {
+        for (count, block) in [(1, 1024), (1023, 1024), (1025, 1024), (50_000, 1024), (100, 7), (0, 16)] {
+            let record = Record(max(count, 1))
+            let starts = UnsafeMutableBufferPointer<Bool>.allocate(capacity: count + 1)
+            defer { starts.deallocate() }
+            starts.initialize(repeating: false)
+            Parallelism.forEachBlock(count, block: block, costPerElement: 64) { range in
+                starts[range.lowerBound] = true
+                for i in range { record.item(i) }
+            }
+            #expect(Array(record.wrong.prefix(while: { $0 < count })).isEmpty, "count \(count) block \(block)")
+            #expect((0..<count).allSatisfy { !starts[$0] || $0 % block == 0 }, "a range started inside a block")
+        }
+    }
+
     @Test func thousandsOfShortLoopsInARow() {
         // Loops that follow each other closely meet spinning workers: none may be lost or run twice.
         let record = Record(4 * 5000)

@@ -593,8 +593,8 @@ struct HiDreamI1MixtureOfExperts: Sendable {
         let n = y.count
         y.withUnsafeMutableBufferPointer { py in
             common.withUnsafeBufferPointer { ps in
-                Parallelism.forEachChunk((n + 1023) / 1024, costPerItem: 1024) { blocks in
-                    for i in (blocks.lowerBound * 1024)..<min(n, blocks.upperBound * 1024) { py[i] += ps[i] }
+                Parallelism.forEachBlock(n) { r in
+                    for i in r { py[i] += ps[i] }
                 }
             }
         }
